@@ -1,0 +1,254 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// DrainAction is what the GatewayDrain asks of its targets. It mirrors the
+// upstream dashboard's {action: drain|cancel}.
+// +kubebuilder:validation:Enum=Drain;Cancel
+type DrainAction string
+
+const (
+	// ActionDrain projects a drain marker into every target gateway.
+	ActionDrain DrainAction = "Drain"
+	// ActionCancel withdraws the drain: every marker this GatewayDrain wrote is removed.
+	ActionCancel DrainAction = "Cancel"
+)
+
+// ContainerAnnotation names the gateway container on a pod when spec.container is empty.
+const ContainerAnnotation = "drain.hermes.dev/container"
+
+// DefaultHermesHome is the upstream image's HERMES_HOME.
+const DefaultHermesHome = "/opt/data"
+
+// GatewayDrainSpec is the drain a person or an automation asks for.
+//
+// Everything that says where a marker lives or who wrote it (selector,
+// container, hermesHome, principal) is immutable: changing it mid-drain would
+// orphan the markers already written. Only action (Drain -> Cancel) and the
+// timeout may change.
+// +kubebuilder:validation:XValidation:rule="self.?container == oldSelf.?container",message="container is immutable: create a new GatewayDrain"
+// +kubebuilder:validation:XValidation:rule="self.?hermesHome == oldSelf.?hermesHome",message="hermesHome is immutable: create a new GatewayDrain"
+// +kubebuilder:validation:XValidation:rule="self.?principal == oldSelf.?principal",message="principal is immutable: create a new GatewayDrain"
+type GatewayDrainSpec struct {
+	// Selector picks the gateway pods of this namespace to drain. The pods
+	// that match and run when the drain is first reconciled are its targets;
+	// pods that appear later are new instantiations and are not drained.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="selector must not be empty: an empty selector would drain every pod of the namespace"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="selector is immutable: create a new GatewayDrain"
+	Selector metav1.LabelSelector `json:"selector"`
+
+	// Action is Drain (the default) or Cancel. A Drain may become a Cancel;
+	// a Cancel cannot become a Drain again.
+	// +kubebuilder:default=Drain
+	// +kubebuilder:validation:XValidation:rule="!(oldSelf == 'Cancel' && self == 'Drain')",message="a cancelled GatewayDrain cannot drain again: create a new GatewayDrain"
+	// +optional
+	Action DrainAction `json:"action,omitempty"`
+
+	// Container is the gateway container's name. Default: the pod's
+	// drain.hermes.dev/container annotation, else its first container.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Container string `json:"container,omitempty"`
+
+	// HermesHome is the gateway's HERMES_HOME inside the container, where the
+	// marker is written. Default: the container's literal HERMES_HOME env
+	// value, else /opt/data.
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="hermesHome must be an absolute path"
+	// +kubebuilder:validation:XValidation:rule="!self.endsWith('/')",message="hermesHome must not end with '/'"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('//')",message="hermesHome must not contain '//'"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('(^|/)[.][.]?(/|$)')`,message="hermesHome must not contain '.' or '..' segments"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('\\p{Cc}')`,message="hermesHome must not contain control characters"
+	// +optional
+	HermesHome string `json:"hermesHome,omitempty"`
+
+	// Principal is recorded in the marker as who asked for the drain.
+	// Default: gatewaydrain/<namespace>/<name>.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('\\p{Cc}')`,message="principal must not contain control characters"
+	// +optional
+	Principal string `json:"principal,omitempty"`
+
+	// SuppressNotification is upstream's suppress_notification marker field.
+	// +optional
+	SuppressNotification bool `json:"suppressNotification,omitempty"`
+
+	// Timeout is the drain's deadline, counted from when its targets were
+	// chosen. When it passes the drain is withdrawn (markers removed) and the
+	// status says DeadlineExceeded, so no drain can wedge a gateway forever.
+	// Between 1m and 24h; default 2h.
+	// +kubebuilder:default="2h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="timeout must be between 1m and 24h"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// TargetState is where one target instantiation stands.
+// +kubebuilder:validation:Enum=Pending;Draining;Drained;Released;Restarted;Conflict;Failed
+type TargetState string
+
+const (
+	// TargetPending: the marker is not confirmed yet.
+	TargetPending TargetState = "Pending"
+	// TargetDraining: our marker is in place; the gateway still has turns in flight
+	// or has not reported draining yet.
+	TargetDraining TargetState = "Draining"
+	// TargetDrained: the gateway reports gateway_state "draining" with no active agents.
+	TargetDrained TargetState = "Drained"
+	// TargetReleased: the drain was withdrawn and our marker removed.
+	TargetReleased TargetState = "Released"
+	// TargetRestarted: the instantiation is over (pod gone or recreated, or the
+	// gateway container restarted): its drain is over.
+	TargetRestarted TargetState = "Restarted"
+	// TargetConflict: another writer's live marker holds the gateway; it is left alone.
+	TargetConflict TargetState = "Conflict"
+	// TargetFailed: the last attempt failed (see message); it is retried with backoff.
+	TargetFailed TargetState = "Failed"
+)
+
+// Condition types and reasons of a GatewayDrain. Ready, Reconciling and
+// Stalled follow kstatus; Drained is what rollout automation waits for.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+	ConditionDrained     = "Drained"
+
+	ReasonProgressing      = "Progressing"
+	ReasonDrained          = "Drained"
+	ReasonReleased         = "Released"
+	ReasonReleasing        = "Releasing"
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	ReasonNoTargets        = "NoTargets"
+	ReasonInvalidSelector  = "InvalidSelector"
+	ReasonCancelled        = "Cancelled"
+	ReasonSucceeded        = "Succeeded"
+)
+
+// Target is one gateway instantiation the drain was taken for, and what was
+// last observed of it.
+type Target struct {
+	// PodName is the target pod's name.
+	PodName string `json:"podName"`
+	// PodUID is the pod's UID: part of the instantiation's identity.
+	PodUID types.UID `json:"podUID"`
+	// Container is the gateway container's name.
+	Container string `json:"container"`
+	// ContainerID is the runtime's container ID, where it reports one.
+	// +optional
+	ContainerID string `json:"containerID,omitempty"`
+	// StartedAt is when the gateway container of this instantiation started.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// RestartCount is the gateway container's restart count for this instantiation.
+	RestartCount int32 `json:"restartCount"`
+	// HermesHome is the resolved HERMES_HOME of this target.
+	HermesHome string `json:"hermesHome"`
+	// Epoch is the native epoch read inside the container (boot_id:pid1_starttime).
+	// +optional
+	Epoch string `json:"epoch,omitempty"`
+
+	// State is where this target stands.
+	State TargetState `json:"state"`
+	// GatewayState is gateway_state from gateway_state.json as last read.
+	// +optional
+	GatewayState string `json:"gatewayState,omitempty"`
+	// ActiveAgents is active_agents from gateway_state.json as last read.
+	// +optional
+	ActiveAgents *int32 `json:"activeAgents,omitempty"`
+	// MarkerWrittenAt is when this drain's marker was last written to the target.
+	// +optional
+	MarkerWrittenAt *metav1.Time `json:"markerWrittenAt,omitempty"`
+	// MarkerRemovedAt is when this drain's marker was removed from the target
+	// (or found absent) after the drain ended for it.
+	// +optional
+	MarkerRemovedAt *metav1.Time `json:"markerRemovedAt,omitempty"`
+	// LastAttemptTime is when the operator last talked to the target.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// Failures counts consecutive failed attempts; it sets the retry backoff.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+	// Message says what blocks this target, or the last error.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// TargetCounts counts the targets by state.
+type TargetCounts struct {
+	Targets   int32 `json:"targets"`
+	Pending   int32 `json:"pending,omitempty"`
+	Draining  int32 `json:"draining,omitempty"`
+	Drained   int32 `json:"drained,omitempty"`
+	Released  int32 `json:"released,omitempty"`
+	Restarted int32 `json:"restarted,omitempty"`
+	Conflict  int32 `json:"conflict,omitempty"`
+	Failed    int32 `json:"failed,omitempty"`
+}
+
+// GatewayDrainStatus is what the operator observed, computed afresh by every reconcile.
+type GatewayDrainStatus struct {
+	// ObservedGeneration is the generation this status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Reconciling, Stalled (kstatus) and Drained.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// StartedAt is when the targets were chosen; the deadline counts from here.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// Deadline is StartedAt + spec.timeout.
+	// +optional
+	Deadline *metav1.Time `json:"deadline,omitempty"`
+	// Counts counts the targets by state.
+	// +optional
+	Counts TargetCounts `json:"counts,omitempty"`
+	// Progress is "drained/targets", for printing.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// Targets lists the instantiations this drain was taken for.
+	// +listType=atomic
+	// +optional
+	Targets []Target `json:"targets,omitempty"`
+}
+
+// GatewayDrain asks the operator to drain the Hermes gateways its selector picks:
+// stop them taking new turns and let in-flight turns finish, before a disruptive action.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=gwd,categories=hermes
+// +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
+// +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.counts.targets`
+// +kubebuilder:printcolumn:name="Drained",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type GatewayDrain struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   GatewayDrainSpec   `json:"spec"`
+	Status GatewayDrainStatus `json:"status,omitempty"`
+}
+
+// GatewayDrainList is a list of GatewayDrains.
+// +kubebuilder:object:root=true
+type GatewayDrainList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GatewayDrain `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&GatewayDrain{}, &GatewayDrainList{})
+}

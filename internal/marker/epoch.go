@@ -1,0 +1,44 @@
+package marker
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Epoch is upstream's identity of a container instantiation:
+// boot_id + ":" + the start time of PID 1 (field 22 of /proc/1/stat), or ""
+// when neither can be read.
+func Epoch(bootID, pid1Stat string) string {
+	bootID = strings.TrimSpace(bootID)
+	start, err := ProcStatStartTime(pid1Stat)
+	if err != nil {
+		start = ""
+	}
+	if bootID == "" && start == "" {
+		return ""
+	}
+	return bootID + ":" + start
+}
+
+// ProcStatStartTime returns field 22 (starttime) of a /proc/<pid>/stat line.
+// The command name (field 2) is in parentheses and may itself contain spaces
+// and parentheses, so, as upstream does, the text is split on its LAST ')'
+// and the starttime is index 19 of the whitespace-separated rest.
+func ProcStatStartTime(stat string) (string, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return "", fmt.Errorf("no ')' in /proc stat %q", truncate(stat, 64))
+	}
+	rest := strings.Fields(stat[i+1:])
+	if len(rest) < 20 {
+		return "", fmt.Errorf("/proc stat has %d fields after the command name, want at least 20", len(rest))
+	}
+	return rest[19], nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,209 @@
+package marker
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+const (
+	// Filename is the drain marker's name inside HERMES_HOME.
+	Filename = ".drain_request.json"
+	// MaxAge is how old a marker's requested_at may be before newer gateways
+	// ignore it. A drain that lasts longer must rewrite its marker before then.
+	MaxAge = time.Hour
+	// TimeLayout is how upstream writes requested_at: Python's isoformat()
+	// of an aware UTC datetime (microseconds and a +00:00 offset).
+	TimeLayout = "2006-01-02T15:04:05.000000-07:00"
+)
+
+// Request is what the operator asks one gateway instantiation for.
+type Request struct {
+	Principal            string
+	SuppressNotification bool
+	RequestedAt          time.Time
+	Origin               Origin
+}
+
+// Origin identifies which GatewayDrain wrote a marker and for which
+// instantiation. The gateway ignores it (extra fields are allowed); the
+// operator uses it to recognise its own markers and never touch others'.
+type Origin struct {
+	GatewayDrainUID    string `json:"gatewayDrainUID"`
+	GatewayDrain       string `json:"gatewayDrain"`
+	Pod                string `json:"pod"`
+	PodUID             string `json:"podUID"`
+	Container          string `json:"container"`
+	ContainerStartedAt string `json:"containerStartedAt,omitempty"`
+	RestartCount       int32  `json:"restartCount"`
+	ContainerID        string `json:"containerID,omitempty"`
+}
+
+// body is the marker's JSON, field for field in upstream's order.
+type body struct {
+	Action               string  `json:"action"`
+	RequestedAt          string  `json:"requested_at"`
+	Principal            string  `json:"principal"`
+	Epoch                string  `json:"epoch"`
+	SuppressNotification bool    `json:"suppress_notification"`
+	Kubernetes           *Origin `json:"kubernetes"`
+}
+
+// epochHole stands where the epoch goes until the container fills it in. It
+// cannot occur inside a JSON string value, whose quotes are escaped.
+const epochHole = `"epoch":"\u0000"`
+
+// Render returns the marker for r as the text before and after the epoch's
+// value. The epoch is only known inside the target container, which writes
+// prefix + epoch + suffix; see Assemble.
+func Render(r Request) (prefix, suffix string, err error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep the principal byte-exact
+	err = enc.Encode(body{
+		Action:               "drain",
+		RequestedAt:          r.RequestedAt.UTC().Format(TimeLayout),
+		Principal:            r.Principal,
+		Epoch:                "\x00",
+		SuppressNotification: r.SuppressNotification,
+		Kubernetes:           &r.Origin,
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("rendering marker: %w", err)
+	}
+	before, after, ok := strings.Cut(strings.TrimSuffix(buf.String(), "\n"), epochHole)
+	if !ok {
+		return "", "", fmt.Errorf("rendering marker: no epoch field in %q", buf.String())
+	}
+	return before + `"epoch":"`, `"` + after, nil
+}
+
+// Assemble is what the container writes: the rendered marker with its epoch.
+// The epoch is a boot id and a number and needs no JSON escaping; EpochIsSafe
+// says so, and the in-container program checks the same.
+func Assemble(prefix, epoch, suffix string) []byte {
+	return []byte(prefix + epoch + suffix)
+}
+
+// EpochIsSafe reports whether an epoch can be written into JSON as is.
+func EpochIsSafe(epoch string) bool {
+	for _, c := range epoch {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// OwnerToken is the exact text every marker rendered for the GatewayDrain
+// with this UID contains. The in-container program removes or overwrites a
+// marker only when it contains this token, so a marker someone else wrote is
+// never touched.
+func OwnerToken(gatewayDrainUID string) string {
+	v, _ := json.Marshal(gatewayDrainUID)
+	return `"kubernetes":{"gatewayDrainUID":` + string(v)
+}
+
+// Found is a marker file as read from a HERMES_HOME.
+type Found struct {
+	// fields is the JSON object, or nil when the file is not one (corrupt).
+	fields map[string]any
+	// origin is the kubernetes object of a marker an operator wrote.
+	origin *Origin
+}
+
+// Parse reads a marker file's content the way the gateway does: never failing.
+// Content that is not a JSON object is "present but contentless", which the
+// gateway still honours (fail-safe toward quiescing).
+func Parse(raw []byte) Found {
+	var f Found
+	if !utf8.Valid(raw) || json.Unmarshal(raw, &f.fields) != nil {
+		f.fields = nil
+		return f
+	}
+	var withOrigin struct {
+		Kubernetes *Origin `json:"kubernetes"`
+	}
+	if json.Unmarshal(raw, &withOrigin) == nil && withOrigin.Kubernetes != nil && withOrigin.Kubernetes.GatewayDrainUID != "" {
+		f.origin = withOrigin.Kubernetes
+	}
+	return f
+}
+
+// Corrupt reports whether the file was not a JSON object.
+func (f Found) Corrupt() bool { return f.fields == nil }
+
+// Origin returns the writer identity of a marker an operator wrote.
+func (f Found) Origin() (Origin, bool) {
+	if f.origin == nil {
+		return Origin{}, false
+	}
+	return *f.origin, true
+}
+
+// Principal is the marker's principal, "" when absent or not a string.
+func (f Found) Principal() string {
+	s, _ := f.fields["principal"].(string)
+	return s
+}
+
+// EpochValue is the marker's epoch, "" when absent or not a string.
+func (f Found) EpochValue() string {
+	s, _ := f.fields["epoch"].(string)
+	return s
+}
+
+// Honoured reports whether a gateway whose own epoch is currentEpoch treats
+// this (present) marker as a drain request, at time now. Upstream rules:
+//   - a corrupt marker is honoured (fail-safe);
+//   - a marker whose epoch is present and differs from a known current epoch
+//     is stale and ignored; a missing or empty epoch is honoured (lenient);
+//   - a requested_at older than MaxAge is ignored; a missing or unparseable
+//     one is honoured.
+func (f Found) Honoured(currentEpoch string, now time.Time) bool {
+	if f.Corrupt() {
+		return true
+	}
+	if e := f.fields["epoch"]; currentEpoch != "" && truthy(e) && e != currentEpoch {
+		return false
+	}
+	if s, ok := f.fields["requested_at"].(string); ok {
+		if t, err := ParseTime(s); err == nil && now.Sub(t) > MaxAge {
+			return false
+		}
+	}
+	return true
+}
+
+// truthy is Python's truth value of a decoded JSON value.
+func truthy(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return v
+	case float64:
+		return v != 0
+	case string:
+		return v != ""
+	case []any:
+		return len(v) > 0
+	case map[string]any:
+		return len(v) > 0
+	}
+	return true
+}
+
+// ParseTime parses the ISO 8601 timestamps upstream writes (Python's
+// isoformat): with or without fraction, with an offset, or naive (taken as UTC).
+func ParseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not an ISO 8601 time: %q", truncate(s, 64))
+}

@@ -1,0 +1,89 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+)
+
+// ExecRunner runs the command in the pod's container through the API
+// server's pods/exec, over WebSocket with a SPDY fallback. Nothing is sent on
+// stdin: some exec implementations never deliver its end.
+type ExecRunner struct {
+	config  *rest.Config
+	client  kubernetes.Interface
+	timeout time.Duration
+}
+
+// NewExecRunner returns an ExecRunner; each call is bounded by timeout.
+func NewExecRunner(config *rest.Config, timeout time.Duration) (*ExecRunner, error) {
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	return &ExecRunner{config: config, client: client, timeout: timeout}, nil
+}
+
+func (r *ExecRunner) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	req := r.client.CoreV1().RESTClient().Post().
+		Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{
+			Container: pod.Container,
+			Command:   argv,
+			Stdout:    true,
+			Stderr:    true,
+		}, scheme.ParameterCodec)
+
+	ws, err := remotecommand.NewWebSocketExecutor(r.config, "GET", req.URL().String())
+	if err != nil {
+		return nil, err
+	}
+	spdy, err := remotecommand.NewSPDYExecutor(r.config, "POST", req.URL())
+	if err != nil {
+		return nil, err
+	}
+	executor, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	stdout := &capped{max: maxOutput + 1}
+	var stderr bytes.Buffer
+	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: &stderr})
+	if err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
+		return stdout.Bytes(), fmt.Errorf("exec in %s: %w", pod, err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// capped keeps at most max bytes and drops the rest, so a runaway command
+// cannot fill the operator's memory; the parser then reports the overflow.
+type capped struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.Len(); room < len(p) {
+		if room > 0 {
+			c.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return c.Buffer.Write(p)
+}

@@ -1,0 +1,156 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+//go:embed program.sh
+var program string
+
+// maxOutput bounds what a call may print: two small JSON files and a few lines.
+const maxOutput = 1 << 20
+
+// Program implements Transport by running program.sh through a Runner.
+type Program struct {
+	runner   Runner
+	procRoot string
+}
+
+var _ Transport = (*Program)(nil)
+
+// NewProgram returns a Transport that runs program.sh through runner. The
+// epoch is computed from procRoot, which is "/proc" everywhere but in tests.
+func NewProgram(runner Runner, procRoot string) *Program {
+	return &Program{runner: runner, procRoot: procRoot}
+}
+
+func (p *Program) Project(ctx context.Context, pod Pod, home string, req ProjectRequest) (Observation, error) {
+	prefix, suffix, err := marker.Render(req.Marker)
+	if err != nil {
+		return Observation{}, err
+	}
+	// The program compares with $(cat file), which drops trailing newlines.
+	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
+	return p.call(ctx, pod, "project", home, marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), replaceable, prefix, suffix)
+}
+
+func (p *Program) Clear(ctx context.Context, pod Pod, home string, ownerUID string) (Observation, error) {
+	return p.call(ctx, pod, "clear", home, marker.OwnerToken(ownerUID))
+}
+
+func (p *Program) Read(ctx context.Context, pod Pod, home string) (Observation, error) {
+	return p.call(ctx, pod, "read", home)
+}
+
+func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...string) (Observation, error) {
+	nonce := newNonce()
+	argv := append([]string{"sh", "-c", program, "hermes-drain", op, home, p.procRoot, nonce}, args...)
+	out, runErr := p.runner.Run(ctx, pod, argv)
+	obs, parseErr := parseOutput(out, nonce)
+	if parseErr != nil {
+		if runErr != nil {
+			return Observation{}, runErr
+		}
+		return Observation{}, parseErr
+	}
+	// A complete result stands even if the stream reported an error on close:
+	// some exec paths lose the exit status and report a generic failure.
+	if obs.Outcome == "error" {
+		return obs.Observation, fmt.Errorf("in container: %s", obs.errMessage)
+	}
+	return obs.Observation, nil
+}
+
+func newNonce() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type parsed struct {
+	Observation
+	errMessage string
+}
+
+// parseOutput reads program.sh's report. Files are fenced by the nonce, so
+// their bytes can hold anything.
+func parseOutput(out []byte, nonce string) (parsed, error) {
+	var r parsed
+	if len(out) > maxOutput {
+		return r, fmt.Errorf("container printed %d bytes, more than the %d expected", len(out), maxOutput)
+	}
+	rest := out
+	line := func() (string, bool) {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return "", false
+		}
+		l := string(rest[:i])
+		rest = rest[i+1:]
+		return l, true
+	}
+	unexpected := func(what string) error {
+		return fmt.Errorf("unexpected output from the container (%s): %q", what, truncate(out, 200))
+	}
+
+	if l, ok := line(); !ok || l != "hermes-drain/1 "+nonce {
+		return r, unexpected("no header; is sh missing in the container?")
+	}
+	l, ok := line()
+	if e, found := strings.CutPrefix(l, "epoch "); ok && found {
+		r.Epoch = e
+	} else {
+		return r, unexpected("no epoch")
+	}
+	l, ok = line()
+	res, found := strings.CutPrefix(l, "result ")
+	if !ok || !found {
+		return r, unexpected("no result")
+	}
+	word, msg, _ := strings.Cut(res, " ")
+	r.Outcome, r.errMessage = Outcome(word), msg
+
+	fence := []byte("\n--" + nonce + "--\n")
+	for _, f := range []struct {
+		name string
+		into *File
+	}{{"marker", &r.Marker}, {"state", &r.GatewayState}} {
+		l, ok := line()
+		state, found := strings.CutPrefix(l, "file "+f.name+" ")
+		if !ok || !found {
+			return r, unexpected("no " + f.name + " file")
+		}
+		f.into.State = FileState(state)
+		switch f.into.State {
+		case FilePresent:
+			i := bytes.Index(rest, fence)
+			if i < 0 {
+				return r, unexpected("unterminated " + f.name + " file")
+			}
+			f.into.Data = bytes.Clone(rest[:i])
+			rest = rest[i+len(fence):]
+		case FileAbsent, FileDirectory, FileUnreadable:
+		default:
+			return r, unexpected("file state " + state)
+		}
+	}
+	if l, ok := line(); !ok || l != "end "+nonce {
+		return r, unexpected("no end")
+	}
+	return r, nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}

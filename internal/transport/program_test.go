@@ -1,0 +1,212 @@
+package transport
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// fakeProc writes a /proc with the given boot id and PID 1 stat line.
+func fakeProc(t *testing.T, bootID, stat string) string {
+	t.Helper()
+	root := t.TempDir()
+	for path, content := range map[string]string{
+		"sys/kernel/random/boot_id": bootID + "\n",
+		"1/stat":                    stat,
+	} {
+		p := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// statLine is a /proc/1/stat line whose starttime (field 22) is start.
+func statLine(comm, start string) string {
+	fields := []string{"S"}
+	for i := 4; i <= 21; i++ {
+		fields = append(fields, "0")
+	}
+	fields = append(fields, start, "1234", "5678")
+	return "1 (" + comm + ") " + strings.Join(fields, " ") + "\n"
+}
+
+const bootID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+func request(uid, principal string) ProjectRequest {
+	return ProjectRequest{Marker: marker.Request{
+		Principal:   principal,
+		RequestedAt: time.Date(2026, 11, 23, 8, 0, 0, 123456000, time.UTC),
+		Origin:      marker.Origin{GatewayDrainUID: uid, GatewayDrain: "ns/drain", Pod: "ns/gw-0", PodUID: "pod-uid", Container: "gateway"},
+	}}
+}
+
+func TestProgramEpochMatchesTheContract(t *testing.T) {
+	for _, comm := range []string{"init", "s6-svscan", "my (weird) init) x", "a b c", ")"} {
+		stat := statLine(comm, "98765")
+		proc := fakeProc(t, bootID, stat)
+		p := NewProgram(LocalRunner{}, proc)
+		obs, err := p.Read(context.Background(), Pod{}, t.TempDir())
+		if err != nil {
+			t.Fatalf("comm %q: %v", comm, err)
+		}
+		want := marker.Epoch(bootID, stat)
+		if obs.Epoch != want || want != bootID+":98765" {
+			t.Errorf("comm %q: program epoch %q, contract epoch %q", comm, obs.Epoch, want)
+		}
+	}
+}
+
+func TestProgramProjectClearLifecycle(t *testing.T) {
+	ctx := context.Background()
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	p := NewProgram(LocalRunner{}, proc)
+	home := t.TempDir()
+	path := filepath.Join(home, marker.Filename)
+	if err := os.WriteFile(filepath.Join(home, marker.StateFilename), []byte(`{"gateway_state":"running","active_agents":2}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me"))
+	if err != nil || obs.Outcome != Written {
+		t.Fatalf("project: %v %v", obs.Outcome, err)
+	}
+	onDisk, _ := os.ReadFile(path)
+	if string(obs.Marker.Data) != string(onDisk) {
+		t.Errorf("read-back %q differs from disk %q", obs.Marker.Data, onDisk)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("marker mode %v, want 0644", fi.Mode().Perm())
+	}
+	found := marker.Parse(onDisk)
+	if found.EpochValue() != bootID+":42" || !found.Honoured(bootID+":42", time.Date(2026, 11, 23, 8, 30, 0, 0, time.UTC)) {
+		t.Errorf("marker %s not honoured by its own instantiation", onDisk)
+	}
+	if st, err := marker.ParseGatewayState(obs.GatewayState.Data); err != nil || st.State != "running" || st.ActiveAgents != 2 {
+		t.Errorf("gateway state read back as %+v, %v", st, err)
+	}
+
+	if obs, err = p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Refreshed {
+		t.Fatalf("second project: %v %v", obs.Outcome, err)
+	}
+	if obs, err = p.Project(ctx, Pod{}, home, request("uid-2", "other")); err != nil || obs.Outcome != Foreign {
+		t.Fatalf("project by another owner: %v %v", obs.Outcome, err)
+	}
+	if obs, err = p.Clear(ctx, Pod{}, home, "uid-2"); err != nil || obs.Outcome != Foreign {
+		t.Fatalf("clear by another owner: %v %v", obs.Outcome, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("a foreign clear removed the marker: %v", err)
+	}
+	if obs, err = p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Cleared || obs.Marker.State != FileAbsent {
+		t.Fatalf("clear: %v %v %v", obs.Outcome, obs.Marker.State, err)
+	}
+	if obs, err = p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Absent {
+		t.Fatalf("second clear: %v %v", obs.Outcome, err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(home, ".drain_request.json.tmp*"))
+	if len(leftovers) != 0 {
+		t.Errorf("temp files left behind: %v", leftovers)
+	}
+}
+
+func TestProgramReplacesOnlyTheNamedForeignMarker(t *testing.T) {
+	ctx := context.Background()
+	p := NewProgram(LocalRunner{}, fakeProc(t, bootID, statLine("init", "42")))
+	home := t.TempDir()
+	path := filepath.Join(home, marker.Filename)
+	stale := `{"action": "drain", "requested_at": "2026-01-01T00:00:00+00:00", "principal": "dashboard", "epoch": "old:1"}` + "\n"
+	if err := os.WriteFile(path, []byte(stale), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req := request("uid-1", "me")
+	req.Replaceable = []byte(`{"something":"else"}`)
+	if obs, err := p.Project(ctx, Pod{}, home, req); err != nil || obs.Outcome != Foreign {
+		t.Fatalf("project over an unnamed foreign marker: %v %v", obs.Outcome, err)
+	}
+	req.Replaceable = []byte(stale)
+	if obs, err := p.Project(ctx, Pod{}, home, req); err != nil || obs.Outcome != Replaced {
+		t.Fatalf("project over the named stale marker: %v %v", obs.Outcome, err)
+	}
+}
+
+func TestProgramHostileValuesStayData(t *testing.T) {
+	ctx := context.Background()
+	p := NewProgram(LocalRunner{}, fakeProc(t, bootID, statLine("init", "42")))
+	base := t.TempDir()
+	canary := filepath.Join(base, "pwned")
+	hostile := []string{
+		`$(touch ` + canary + `)`,
+		"`touch " + canary + "`",
+		`"; touch ` + canary + `; echo "`,
+		`' ; touch ` + canary + ` ; '`,
+		`%s%n%d \ \\ */*`,
+		"--" + strings.Repeat("x", 4000),
+	}
+	for _, v := range hostile {
+		home := filepath.Join(base, "home "+strings.NewReplacer("/", "_", "`", "_").Replace(v[:min(len(v), 40)]))
+		if err := os.MkdirAll(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		obs, err := p.Project(ctx, Pod{}, home, request("uid-1", v))
+		if err != nil || obs.Outcome != Written {
+			t.Fatalf("project with %q: %v %v", v, obs.Outcome, err)
+		}
+		onDisk, err := os.ReadFile(filepath.Join(home, marker.Filename))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := marker.Parse(onDisk).Principal(); got != v {
+			t.Errorf("principal landed as %q, want %q", got, v)
+		}
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Fatal("a hostile value was executed")
+	}
+}
+
+func TestProgramReportsBrokenHomes(t *testing.T) {
+	ctx := context.Background()
+	p := NewProgram(LocalRunner{}, fakeProc(t, bootID, statLine("init", "42")))
+	dirMarker := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dirMarker, marker.Filename), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ home, want string }{
+		"missing home":       {filepath.Join(t.TempDir(), "nope"), "is not a directory"},
+		"marker a directory": {dirMarker, "is a directory"},
+	} {
+		_, err := p.Project(ctx, Pod{}, tc.home, request("uid-1", "me"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to say %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
+	good := "hermes-drain/1 N\nepoch a:1\nresult read\nfile marker present\n{}\n--N--\nfile state absent\nend N\n"
+	if _, err := parseOutput([]byte(good), "N"); err != nil {
+		t.Fatalf("good report: %v", err)
+	}
+	for name, out := range map[string]string{
+		"empty":         "",
+		"wrong nonce":   strings.ReplaceAll(good, "N", "M"),
+		"truncated":     good[:len(good)-10],
+		"no fence":      strings.Replace(good, "\n--N--", "", 1),
+		"unknown state": strings.Replace(good, "state absent", "state weird", 1),
+		"sh missing":    "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH",
+	} {
+		if _, err := parseOutput([]byte(out), "N"); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
