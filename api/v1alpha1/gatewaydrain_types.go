@@ -29,9 +29,11 @@ const DefaultHermesHome = "/opt/data"
 // container, hermesHome, principal) is immutable: changing it mid-drain would
 // orphan the markers already written. Only action (Drain -> Cancel) and the
 // timeout may change.
-// +kubebuilder:validation:XValidation:rule="self.?container == oldSelf.?container",message="container is immutable: create a new GatewayDrain"
-// +kubebuilder:validation:XValidation:rule="self.?hermesHome == oldSelf.?hermesHome",message="hermesHome is immutable: create a new GatewayDrain"
-// +kubebuilder:validation:XValidation:rule="self.?principal == oldSelf.?principal",message="principal is immutable: create a new GatewayDrain"
+// (Each such field refuses a change itself; these rules refuse setting or
+// unsetting it later.)
+// +kubebuilder:validation:XValidation:rule="has(self.container) == has(oldSelf.container)",message="container is immutable: create a new GatewayDrain"
+// +kubebuilder:validation:XValidation:rule="has(self.hermesHome) == has(oldSelf.hermesHome)",message="hermesHome is immutable: create a new GatewayDrain"
+// +kubebuilder:validation:XValidation:rule="has(self.principal) == has(oldSelf.principal)",message="principal is immutable: create a new GatewayDrain"
 type GatewayDrainSpec struct {
 	// Selector picks the gateway pods of this namespace to drain. The pods
 	// that match and run when the drain is first reconciled are its targets;
@@ -52,6 +54,7 @@ type GatewayDrainSpec struct {
 	// drain.hermes.dev/container annotation, else its first container.
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="container is immutable: create a new GatewayDrain"
 	// +optional
 	Container string `json:"container,omitempty"`
 
@@ -65,6 +68,7 @@ type GatewayDrainSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.contains('//')",message="hermesHome must not contain '//'"
 	// +kubebuilder:validation:XValidation:rule=`!self.matches('(^|/)[.][.]?(/|$)')`,message="hermesHome must not contain '.' or '..' segments"
 	// +kubebuilder:validation:XValidation:rule=`!self.matches('\\p{Cc}')`,message="hermesHome must not contain control characters"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="hermesHome is immutable: create a new GatewayDrain"
 	// +optional
 	HermesHome string `json:"hermesHome,omitempty"`
 
@@ -73,6 +77,7 @@ type GatewayDrainSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule=`!self.matches('\\p{Cc}')`,message="principal must not contain control characters"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="principal is immutable: create a new GatewayDrain"
 	// +optional
 	Principal string `json:"principal,omitempty"`
 

@@ -1,0 +1,108 @@
+package gatewaydrain
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// Why a drain was withdrawn; "" while it stands.
+const (
+	withdrawnCancelled = "cancelled"
+	withdrawnDeadline  = "deadline exceeded"
+	withdrawnDeleted   = "deleted"
+)
+
+// drain is one reconcile's view of a GatewayDrain: what it wants of its
+// targets, with its defaults resolved.
+type drain struct {
+	gwd *drainv1.GatewayDrain
+	// withdrawn says why the drain no longer stands, or "" while it does.
+	withdrawn string
+}
+
+func newDrain(gwd *drainv1.GatewayDrain, now time.Time) *drain {
+	d := &drain{gwd: gwd}
+	switch {
+	case !gwd.DeletionTimestamp.IsZero():
+		d.withdrawn = withdrawnDeleted
+	case gwd.Spec.Action == drainv1.ActionCancel:
+		d.withdrawn = withdrawnCancelled
+	case deadlineExceeded(gwd, now):
+		d.withdrawn = withdrawnDeadline
+	}
+	return d
+}
+
+// timeout is spec.timeout or its default.
+func timeout(gwd *drainv1.GatewayDrain) time.Duration {
+	if gwd.Spec.Timeout != nil {
+		return gwd.Spec.Timeout.Duration
+	}
+	return 2 * time.Hour
+}
+
+// deadlineExceeded is true once the deadline has passed. It stays true: a
+// timeout raised afterwards does not drain again (create a new GatewayDrain).
+func deadlineExceeded(gwd *drainv1.GatewayDrain, now time.Time) bool {
+	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil && c.Reason == drainv1.ReasonDeadlineExceeded {
+		return true
+	}
+	return gwd.Status.StartedAt != nil && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
+}
+
+// principal is spec.principal or gatewaydrain/<namespace>/<name>.
+func (d *drain) principal() string {
+	if d.gwd.Spec.Principal != "" {
+		return d.gwd.Spec.Principal
+	}
+	return "gatewaydrain/" + d.gwd.Namespace + "/" + d.gwd.Name
+}
+
+func (d *drain) pod(t drainv1.Target) transport.Pod {
+	return transport.Pod{Namespace: d.gwd.Namespace, Name: t.PodName, Container: t.Container}
+}
+
+// origin identifies this drain and the target's instantiation in the marker.
+func (d *drain) origin(t drainv1.Target) marker.Origin {
+	o := marker.Origin{
+		GatewayDrainUID: string(d.gwd.UID),
+		GatewayDrain:    d.gwd.Namespace + "/" + d.gwd.Name,
+		Pod:             d.gwd.Namespace + "/" + t.PodName,
+		PodUID:          string(t.PodUID),
+		Container:       t.Container,
+		RestartCount:    t.RestartCount,
+		ContainerID:     t.ContainerID,
+	}
+	if t.StartedAt != nil {
+		o.ContainerStartedAt = t.StartedAt.UTC().Format(time.RFC3339)
+	}
+	return o
+}
+
+func (d *drain) request(t drainv1.Target, now time.Time, replaceable []byte) transport.ProjectRequest {
+	return transport.ProjectRequest{
+		Marker: marker.Request{
+			Principal:            d.principal(),
+			SuppressNotification: d.gwd.Spec.SuppressNotification,
+			RequestedAt:          now,
+			Origin:               d.origin(t),
+		},
+		Replaceable: replaceable,
+	}
+}
+
+// ours reports whether the marker read back is the one this drain wrote for
+// this instantiation, and the gateway honours it.
+func (d *drain) ours(t drainv1.Target, obs transport.Observation, now time.Time) bool {
+	if obs.Marker.State != transport.FilePresent {
+		return false
+	}
+	found := marker.Parse(obs.Marker.Data)
+	o, ok := found.Origin()
+	return ok && o == d.origin(t) && found.Honoured(obs.Epoch, now)
+}

@@ -1,0 +1,47 @@
+package gatewaydrain
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+)
+
+// event records an event on the GatewayDrain; the reason doubles as the action.
+func (r *Reconciler) event(gwd *drainv1.GatewayDrain, eventType, reason, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(gwd, nil, eventType, reason, reason, note, args...)
+	}
+}
+
+// recordTransitions emits one event each time the Ready condition's reason
+// changes: it names every phase of a drain (Progressing, Drained, Releasing,
+// Released, DeadlineExceeded, NoTargets, InvalidSelector).
+func (r *Reconciler) recordTransitions(before, after *drainv1.GatewayDrain) {
+	was := meta.FindStatusCondition(before.Status.Conditions, drainv1.ConditionReady)
+	now := meta.FindStatusCondition(after.Status.Conditions, drainv1.ConditionReady)
+	if now == nil || (was != nil && was.Reason == now.Reason && was.Status == now.Status) {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if meta.IsStatusConditionTrue(after.Status.Conditions, drainv1.ConditionStalled) {
+		eventType = corev1.EventTypeWarning
+	}
+	r.event(after, eventType, now.Reason, "%s", now.Message)
+}
+
+// podNames lists the targets' pods for a message, at most maxNamed of them.
+func podNames(targets []drainv1.Target) string {
+	var names []string
+	for i, t := range targets {
+		if i == maxNamed {
+			names = append(names, fmt.Sprintf("and %d more", len(targets)-maxNamed))
+			break
+		}
+		names = append(names, t.PodName)
+	}
+	return strings.Join(names, ", ")
+}

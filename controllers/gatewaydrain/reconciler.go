@@ -1,0 +1,290 @@
+// Package gatewaydrain reconciles GatewayDrain objects: it chooses the target
+// gateway instantiations, projects the drain marker into each through a
+// transport, follows each gateway until it is drained, and withdraws the
+// markers on cancel, delete or deadline.
+package gatewaydrain
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// Finalizer holds a GatewayDrain until its markers are withdrawn.
+const Finalizer = "drain.hermes.dev/release-markers"
+
+// targetPodIndex indexes GatewayDrains by the names of their target pods, so
+// a pod event wakes only the drains that target it.
+const targetPodIndex = "status.targets.podName"
+
+// Options tune how often targets are talked to.
+type Options struct {
+	// Concurrency bounds the calls to containers in flight per reconcile.
+	Concurrency int
+	// PollInterval is how often a draining target is read.
+	PollInterval time.Duration
+	// IdlePollInterval is how often a drained target is read.
+	IdlePollInterval time.Duration
+	// RefreshInterval is how often our marker is rewritten, well before
+	// upstream's one-hour expiry of requested_at.
+	RefreshInterval time.Duration
+	// RetryBase and RetryMax bound the exponential backoff after failures.
+	RetryBase, RetryMax time.Duration
+	// ReleaseTimeout is how long a deleted GatewayDrain waits for its markers
+	// to be removed before it lets go anyway (a Warning event names what was left).
+	ReleaseTimeout time.Duration
+}
+
+// DefaultOptions are the operator's defaults.
+func DefaultOptions() Options {
+	return Options{
+		Concurrency:      32,
+		PollInterval:     2 * time.Second,
+		IdlePollInterval: 30 * time.Second,
+		RefreshInterval:  20 * time.Minute,
+		RetryBase:        time.Second,
+		RetryMax:         2 * time.Minute,
+		ReleaseTimeout:   5 * time.Minute,
+	}
+}
+
+// Reconciler reconciles GatewayDrains.
+type Reconciler struct {
+	client.Client
+	Transport transport.Transport
+	Recorder  events.EventRecorder
+	Options
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile computes the drain's status from what it observes and writes it
+// with one patch, whatever path the reconcile takes.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+	gwd := &drainv1.GatewayDrain{}
+	if err := r.Get(ctx, req.NamespacedName, gwd); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if gwd.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(gwd, Finalizer) {
+		patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(gwd, Finalizer)
+		if err := r.Patch(ctx, gwd, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	before := gwd.DeepCopy()
+	now := r.now()
+	d := newDrain(gwd, now)
+	var stalled *stall
+	defer func() {
+		computeStatus(gwd, d, stalled)
+		r.recordTransitions(before, gwd)
+		if apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
+			return
+		}
+		if perr := r.Status().Patch(ctx, gwd, client.MergeFrom(before)); perr != nil && err == nil {
+			err = perr
+		}
+	}()
+
+	if gwd.Status.StartedAt == nil && d.withdrawn == "" {
+		if stalled, err = r.chooseTargets(ctx, gwd, now); err != nil || stalled != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	next, err := r.stepTargets(ctx, d)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if d.withdrawn == withdrawnDeleted {
+		return r.finalize(ctx, gwd, now)
+	}
+	if d.withdrawn == "" && gwd.Status.Deadline != nil {
+		next = earliest(next, gwd.Status.Deadline.Time)
+	}
+	return requeueAt(next, now), nil
+}
+
+// chooseTargets takes the snapshot: the pods that match the selector and run
+// now are the drain's targets, for good.
+func (r *Reconciler) chooseTargets(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (*stall, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
+	if err != nil {
+		return &stall{drainv1.ReasonInvalidSelector, "invalid selector: " + err.Error()}, nil
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(gwd.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, err
+	}
+	var targets []drainv1.Target
+	for i := range pods.Items {
+		if isCandidate(gwd, &pods.Items[i]) {
+			targets = append(targets, newTarget(gwd, &pods.Items[i]))
+		}
+	}
+	if len(targets) == 0 {
+		return &stall{drainv1.ReasonNoTargets, "no running pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"}, nil
+	}
+	slices.SortFunc(targets, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
+	started := metav1.NewTime(now)
+	deadline := metav1.NewTime(now.Add(timeout(gwd)))
+	gwd.Status.StartedAt, gwd.Status.Deadline, gwd.Status.Targets = &started, &deadline, targets
+	r.event(gwd, corev1.EventTypeNormal, "DrainStarted", "draining %d targets: %s", len(targets), podNames(targets))
+	return nil, nil
+}
+
+// stepTargets steps every target, a bounded number at a time, and returns the
+// earliest time one wants to be looked at again.
+func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, error) {
+	targets := d.gwd.Status.Targets
+	if len(targets) == 0 {
+		return time.Time{}, nil
+	}
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(d.gwd.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return time.Time{}, err
+	}
+	byName := make(map[string]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		byName[pods.Items[i].Name] = &pods.Items[i]
+	}
+
+	stepped := make([]drainv1.Target, len(targets))
+	nexts := make([]time.Time, len(targets))
+	sem := make(chan struct{}, max(r.Concurrency, 1))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			before := t.State
+			stepped[i], nexts[i] = r.step(ctx, d, t, byName[t.PodName])
+			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
+				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
+			}
+		})
+	}
+	wg.Wait()
+	d.gwd.Status.Targets = stepped
+	var next time.Time
+	for _, n := range nexts {
+		next = earliest(next, n)
+	}
+	return next, nil
+}
+
+// finalize lets a deleted GatewayDrain go once its markers are withdrawn, or
+// once ReleaseTimeout has passed, saying what was left behind.
+func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (ctrl.Result, error) {
+	var left []drainv1.Target
+	for _, t := range gwd.Status.Targets {
+		if !done(t, true) {
+			left = append(left, t)
+		}
+	}
+	giveUpAt := gwd.DeletionTimestamp.Add(r.ReleaseTimeout)
+	if len(left) > 0 && now.Before(giveUpAt) {
+		return ctrl.Result{RequeueAfter: r.RetryBase}, nil
+	}
+	if len(left) > 0 {
+		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
+			"deleted after %s without removing the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
+	}
+	patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(gwd, Finalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, gwd, patch))
+}
+
+// SetupWithManager registers the reconciler: GatewayDrains, and the pods
+// they target (a restart or recreation must be noticed at once).
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, maxConcurrentReconciles int) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &drainv1.GatewayDrain{}, targetPodIndex, func(o client.Object) []string {
+		var names []string
+		for _, t := range o.(*drainv1.GatewayDrain).Status.Targets {
+			names = append(names, t.PodName)
+		}
+		return names
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&drainv1.GatewayDrain{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.drainsTargeting),
+			builder.WithPredicates(instantiationChanged)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
+		Named("gatewaydrain").
+		Complete(r)
+}
+
+// drainsTargeting maps a pod to the GatewayDrains that target a pod of its name.
+func (r *Reconciler) drainsTargeting(ctx context.Context, pod client.Object) []reconcile.Request {
+	var list drainv1.GatewayDrainList
+	if err := r.List(ctx, &list, client.InNamespace(pod.GetNamespace()), client.MatchingFields{targetPodIndex: pod.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing GatewayDrains for a pod", "pod", pod.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, gwd := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&gwd)})
+	}
+	return reqs
+}
+
+// instantiationChanged passes pod events that can change an instantiation:
+// creation, deletion, and updates of UID, deletion or container statuses.
+var instantiationChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
+		return o.UID != n.UID || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
+			!apiequality.Semantic.DeepEqual(o.Status.ContainerStatuses, n.Status.ContainerStatuses)
+	},
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+func requeueAt(next, now time.Time) ctrl.Result {
+	if next.IsZero() {
+		return ctrl.Result{}
+	}
+	return ctrl.Result{RequeueAfter: max(next.Sub(now), 100*time.Millisecond)}
+}

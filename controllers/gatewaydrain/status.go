@@ -1,0 +1,143 @@
+package gatewaydrain
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+)
+
+// maxNamed bounds how many blocking targets a condition message names.
+const maxNamed = 5
+
+// stall is a reason the drain cannot progress without a person.
+type stall struct{ reason, message string }
+
+// computeStatus derives counts and conditions from the targets as observed.
+// It acts on nothing.
+func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
+	st := &gwd.Status
+	st.ObservedGeneration = gwd.Generation
+	st.Counts = drainv1.TargetCounts{Targets: int32(len(st.Targets))}
+	for _, t := range st.Targets {
+		*countOf(&st.Counts, t.State)++
+	}
+	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
+
+	var blocking []drainv1.Target
+	for _, t := range st.Targets {
+		if !done(t, d.withdrawn != "") {
+			blocking = append(blocking, t)
+		}
+	}
+	set := func(typ string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: gwd.Generation,
+		})
+	}
+	busy := len(blocking) > 0
+	waiting := waitingMessage(blocking, len(st.Targets))
+
+	switch {
+	case stalled != nil && d.withdrawn == "":
+		set(drainv1.ConditionDrained, false, stalled.reason, stalled.message)
+		set(drainv1.ConditionReady, false, stalled.reason, stalled.message)
+		set(drainv1.ConditionStalled, true, stalled.reason, stalled.message)
+		set(drainv1.ConditionReconciling, false, stalled.reason, stalled.message)
+		return
+	case d.withdrawn == "":
+		if busy {
+			set(drainv1.ConditionDrained, false, drainv1.ReasonProgressing, waiting)
+			set(drainv1.ConditionReady, false, drainv1.ReasonProgressing, waiting)
+		} else {
+			msg := fmt.Sprintf("all %d targets drained or restarted (%d restarted)", st.Counts.Targets, st.Counts.Restarted)
+			set(drainv1.ConditionDrained, true, drainv1.ReasonDrained, msg)
+			set(drainv1.ConditionReady, true, drainv1.ReasonDrained, msg)
+		}
+		set(drainv1.ConditionStalled, false, drainv1.ReasonProgressing, "")
+	default:
+		reason := drainv1.ReasonCancelled
+		if d.withdrawn == withdrawnDeadline {
+			reason = drainv1.ReasonDeadlineExceeded
+		}
+		released := fmt.Sprintf("drain %s: all %d targets released", d.withdrawn, st.Counts.Targets)
+		if busy {
+			released = fmt.Sprintf("drain %s; releasing: %s", d.withdrawn, waiting)
+		}
+		set(drainv1.ConditionDrained, false, reason, released)
+		if reason == drainv1.ReasonDeadlineExceeded {
+			msg := fmt.Sprintf("the deadline (%s after the drain started) passed; %s", timeout(gwd), released)
+			set(drainv1.ConditionReady, false, reason, msg)
+			set(drainv1.ConditionStalled, true, reason, msg)
+		} else {
+			readyReason := drainv1.ReasonReleased
+			if busy {
+				readyReason = drainv1.ReasonReleasing
+			}
+			set(drainv1.ConditionReady, !busy, readyReason, released)
+			set(drainv1.ConditionStalled, false, readyReason, "")
+		}
+	}
+	if busy {
+		set(drainv1.ConditionReconciling, true, drainv1.ReasonProgressing, waiting)
+	} else {
+		set(drainv1.ConditionReconciling, false, drainv1.ReasonSucceeded, "")
+	}
+}
+
+// done reports whether a target needs nothing more: drained (or gone) while
+// the drain stands, released (or gone) once it is withdrawn. A restarted
+// target whose stale marker could not be removed yet is not done.
+func done(t drainv1.Target, withdrawn bool) bool {
+	switch t.State {
+	case drainv1.TargetRestarted:
+		return t.MarkerRemovedAt != nil || t.Failures == 0
+	case drainv1.TargetDrained:
+		return !withdrawn
+	case drainv1.TargetReleased:
+		return withdrawn
+	}
+	return false
+}
+
+// waitingMessage names the targets that block, so a stuck drain says which
+// pod holds it and why.
+func waitingMessage(blocking []drainv1.Target, total int) string {
+	if len(blocking) == 0 {
+		return ""
+	}
+	var names []string
+	for i, t := range blocking {
+		if i == maxNamed {
+			names = append(names, fmt.Sprintf("and %d more", len(blocking)-maxNamed))
+			break
+		}
+		names = append(names, fmt.Sprintf("%s (%s: %s)", t.PodName, t.State, t.Message))
+	}
+	return fmt.Sprintf("waiting for %d of %d targets: %s", len(blocking), total, strings.Join(names, "; "))
+}
+
+func countOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
+	switch s {
+	case drainv1.TargetDraining:
+		return &c.Draining
+	case drainv1.TargetDrained:
+		return &c.Drained
+	case drainv1.TargetReleased:
+		return &c.Released
+	case drainv1.TargetRestarted:
+		return &c.Restarted
+	case drainv1.TargetConflict:
+		return &c.Conflict
+	case drainv1.TargetFailed:
+		return &c.Failed
+	}
+	return &c.Pending
+}

@@ -1,0 +1,229 @@
+package gatewaydrain
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// step moves one target toward what the drain wants of it and returns the
+// target as observed afterwards, plus when it wants to be looked at again
+// (zero: only when its pod changes). At most a couple of round trips to the
+// container; none when nothing is due.
+func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
+	now := r.now()
+	if why := instantiationOver(&t, pod); why != "" {
+		return r.stepRestarted(ctx, d, t, pod, why, now)
+	}
+	if pod != nil && containerStatus(pod, t.Container) == nil {
+		return r.failed(t, now, fmt.Sprintf("pod has no container %q", t.Container))
+	}
+	if d.withdrawn != "" {
+		return r.stepRelease(ctx, d, t, now)
+	}
+	return r.stepDrain(ctx, d, t, now)
+}
+
+// stepDrain keeps our marker in place and reads how the gateway is doing.
+func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, now time.Time) (drainv1.Target, time.Time) {
+	if next := r.nextAttempt(t); now.Before(next) {
+		return t, next
+	}
+	pod := d.pod(t)
+	var obs transport.Observation
+	var err error
+	refreshDue := t.MarkerWrittenAt == nil || now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
+	if !refreshDue && t.State != drainv1.TargetFailed && t.State != drainv1.TargetConflict {
+		obs, err = r.Transport.Read(ctx, pod, t.HermesHome)
+		if err == nil && d.ours(t, obs, now) {
+			return r.observed(t, obs, now)
+		}
+	}
+	if err == nil {
+		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, nil))
+	}
+	if err == nil && obs.Outcome == transport.Foreign {
+		found := marker.Parse(obs.Marker.Data)
+		if found.Honoured(obs.Epoch, now) {
+			t.State, t.Message = drainv1.TargetConflict, foreignMessage(found)
+			t, _, _ = r.read(t, obs, now)
+			return t, now.Add(r.PollInterval)
+		}
+		// The gateway ignores this marker (an earlier instantiation's, or
+		// expired): it is dead weight, and ours must take its place.
+		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, obs.Marker.Data))
+		if err == nil && obs.Outcome == transport.Replaced {
+			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
+				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, found.Principal(), found.EpochValue())
+		}
+	}
+	if err != nil {
+		return r.failed(t, now, "projecting the marker: "+err.Error())
+	}
+	if obs.Outcome == transport.Foreign { // a foreign marker appeared between our two calls
+		t.State, t.Message = drainv1.TargetConflict, foreignMessage(marker.Parse(obs.Marker.Data))
+		t, _, _ = r.read(t, obs, now)
+		return t, now.Add(r.PollInterval)
+	}
+	written := metav1.NewTime(now)
+	t.MarkerWrittenAt = &written
+	return r.observed(t, obs, now)
+}
+
+// stepRelease removes our marker from a target whose drain was withdrawn.
+func (r *Reconciler) stepRelease(ctx context.Context, d *drain, t drainv1.Target, now time.Time) (drainv1.Target, time.Time) {
+	if t.State == drainv1.TargetReleased {
+		return t, time.Time{}
+	}
+	if next := r.nextAttempt(t); now.Before(next) {
+		return t, next
+	}
+	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
+	if err != nil {
+		return r.failed(t, now, "removing the marker: "+err.Error())
+	}
+	t, _, _ = r.read(t, obs, now)
+	removed := metav1.NewTime(now)
+	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetReleased, &removed, 0
+	t.Message = "drain " + d.withdrawn + "; marker removed"
+	if obs.Outcome == transport.Foreign {
+		t.Message = fmt.Sprintf("drain %s; a marker of principal %q remains, not ours: left alone", d.withdrawn, marker.Parse(obs.Marker.Data).Principal())
+	}
+	return t, time.Time{}
+}
+
+// stepRestarted handles a target whose instantiation is over: its drain is
+// over too. If a pod of the same name now runs a new instantiation, the
+// marker we wrote for the old one may have survived on a durable
+// HERMES_HOME; it is removed so that it cannot hold the new gateway (with
+// shareProcessNamespace the epoch would not make the gateway ignore it).
+func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, why string, now time.Time) (drainv1.Target, time.Time) {
+	if t.State != drainv1.TargetRestarted {
+		r.event(d.gwd, corev1.EventTypeNormal, "TargetRestarted", "%s: %s; its drain is over", t.PodName, why)
+		t.State, t.Failures, t.LastAttemptTime = drainv1.TargetRestarted, 0, nil
+		t.GatewayState, t.ActiveAgents = "", nil
+	}
+	if t.MarkerRemovedAt != nil {
+		return t, time.Time{}
+	}
+	if !runningContainer(pod, t.Container) {
+		t.Message = why + "; a marker left on its volume is ignored by the next instantiation's epoch, and removed when a pod of this name runs again"
+		return t, time.Time{}
+	}
+	if next := r.nextAttempt(t); now.Before(next) {
+		return t, next
+	}
+	attempt := metav1.NewTime(now)
+	t.LastAttemptTime = &attempt
+	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
+	if err != nil {
+		t.Failures++
+		t.Message = why + "; removing our stale marker from the new instantiation failed: " + err.Error()
+		return t, r.nextAttempt(t)
+	}
+	removed := metav1.NewTime(now)
+	t.MarkerRemovedAt, t.Failures, t.Message = &removed, 0, why+"; not drained"
+	if obs.Outcome == transport.Cleared {
+		t.Message = why + "; removed our stale marker from the new instantiation, which is not drained"
+	}
+	return t, time.Time{}
+}
+
+// observed records a target whose marker is ours and in place, and the
+// gateway's state as read: Drained once the gateway reports draining with no
+// active agents.
+func (r *Reconciler) observed(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, time.Time) {
+	t, st, problem := r.read(t, obs, now)
+	t.Failures = 0
+	switch {
+	case problem != "":
+		t.State, t.Message = drainv1.TargetDraining, "marker in place; "+problem
+	case st.DrainComplete():
+		t.State, t.Message = drainv1.TargetDrained, "gateway draining with no active agents"
+		return t, now.Add(r.IdlePollInterval)
+	case st.State == marker.StateDraining:
+		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("gateway draining: %d active agents", st.ActiveAgents)
+	default:
+		t.State, t.Message = drainv1.TargetDraining, "marker in place; waiting for the gateway to report draining (it reports "+st.State+")"
+	}
+	return t, now.Add(r.PollInterval)
+}
+
+// read copies what every call reads back into the target, and returns the
+// gateway's state or why it cannot be told.
+func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, marker.GatewayState, string) {
+	attempt := metav1.NewTime(now)
+	t.LastAttemptTime, t.Epoch = &attempt, obs.Epoch
+	t.GatewayState, t.ActiveAgents = "", nil
+	st, problem := gatewayState(obs, now)
+	if problem == "" {
+		agents := st.ActiveAgents
+		t.GatewayState, t.ActiveAgents = st.State, &agents
+	}
+	return t, st, problem
+}
+
+func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv1.Target, time.Time) {
+	attempt := metav1.NewTime(now)
+	t.State, t.Message, t.LastAttemptTime = drainv1.TargetFailed, msg, &attempt
+	t.Failures++
+	return t, r.nextAttempt(t)
+}
+
+// nextAttempt is when a target may be talked to again: right away the first
+// time, after the poll interval while draining, with exponential backoff
+// after failures.
+func (r *Reconciler) nextAttempt(t drainv1.Target) time.Time {
+	if t.LastAttemptTime == nil {
+		return time.Time{}
+	}
+	last := t.LastAttemptTime.Time
+	switch {
+	case t.Failures > 0:
+		backoff := r.RetryBase << min(t.Failures-1, 16)
+		return last.Add(min(backoff, r.RetryMax))
+	case t.State == drainv1.TargetDrained:
+		return last.Add(r.IdlePollInterval)
+	case t.State == drainv1.TargetDraining || t.State == drainv1.TargetConflict:
+		return last.Add(r.PollInterval)
+	}
+	return time.Time{}
+}
+
+// gatewayState parses gateway_state.json as read back, or says why it cannot
+// tell anything.
+func gatewayState(obs transport.Observation, now time.Time) (marker.GatewayState, string) {
+	switch obs.GatewayState.State {
+	case transport.FileAbsent:
+		return marker.GatewayState{}, marker.StateFilename + " not found (gateway not started?)"
+	case transport.FilePresent:
+	default:
+		return marker.GatewayState{}, fmt.Sprintf("%s is %s", marker.StateFilename, obs.GatewayState.State)
+	}
+	st, err := marker.ParseGatewayState(obs.GatewayState.Data)
+	if err != nil {
+		return st, err.Error()
+	}
+	if st.Stale(now) {
+		age, _ := st.Age(now)
+		return st, fmt.Sprintf("%s is stale (updated %s ago): is the gateway alive?", marker.StateFilename, age.Round(time.Second))
+	}
+	return st, ""
+}
+
+func foreignMessage(found marker.Found) string {
+	if found.Corrupt() {
+		return "an unreadable marker is in place (the gateway treats it as a drain request); not ours: left alone"
+	}
+	if o, ok := found.Origin(); ok {
+		return fmt.Sprintf("held by GatewayDrain %s (principal %q); not ours: left alone", o.GatewayDrain, found.Principal())
+	}
+	return fmt.Sprintf("held by a marker of principal %q (epoch %q); not ours: left alone", found.Principal(), found.EpochValue())
+}
