@@ -170,12 +170,18 @@ func (f Found) Honoured(currentEpoch string, now time.Time) bool {
 	if e := f.fields["epoch"]; currentEpoch != "" && truthy(e) && e != currentEpoch {
 		return false
 	}
-	if s, ok := f.fields["requested_at"].(string); ok {
-		if t, err := ParseTime(s); err == nil && now.Sub(t) > MaxAge {
-			return false
-		}
+	if t, ok := f.RequestedAt(); ok && now.Sub(t) > MaxAge {
+		return false
 	}
 	return true
+}
+
+// RequestedAt is the marker's requested_at; ok is false when it is missing
+// or unparseable.
+func (f Found) RequestedAt() (t time.Time, ok bool) {
+	s, _ := f.fields["requested_at"].(string)
+	t, err := ParseTime(s)
+	return t, err == nil
 }
 
 // truthy is Python's truth value of a decoded JSON value.

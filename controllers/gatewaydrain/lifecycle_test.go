@@ -1,0 +1,239 @@
+package gatewaydrain_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+)
+
+func TestDrainUntilDrainedThenCancel(t *testing.T) {
+	ns := env.Namespace(t)
+	gws := []*gateway{newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1"), newGateway(t, ns, "gw-2")}
+	gws[1].setState(marker.StateRunning, 3)
+	gwd := newGatewayDrain(t, ns, "upgrade")
+
+	for _, g := range gws {
+		g.waitHonoured(true)
+	}
+	m := marker.Parse(gws[1].marker())
+	o, _ := m.Origin()
+	if m.Principal() != "gatewaydrain/"+ns+"/upgrade" || m.EpochValue() != nativeEpoch || o.GatewayDrain != ns+"/upgrade" || o.PodUID != string(gws[1].pod.UID) || o.Container != "gateway" {
+		t.Errorf("marker %s: want the default principal, the native epoch and our identity", gws[1].marker())
+	}
+
+	// The gateways notice the marker; gw-1 still has turns in flight.
+	for _, g := range gws {
+		g.setState(marker.StateDraining, 0)
+	}
+	gws[1].setState(marker.StateDraining, 2)
+	got := waitFor(t, gwd, "gw-1 draining with 2 agents", func(g *drainv1.GatewayDrain) bool {
+		tg := target(g, "gw-1")
+		return tg.State == drainv1.TargetDraining && tg.ActiveAgents != nil && *tg.ActiveAgents == 2 && tg.GatewayState == "draining" &&
+			target(g, "gw-0").State == drainv1.TargetDrained
+	})
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-1 (Draining: gateway draining: 2 active agents)") {
+		t.Errorf("Drained condition %+v should name gw-1 and its agents", c)
+	}
+	if got.Status.Progress != "2/3" || got.Status.Counts.Draining != 1 {
+		t.Errorf("progress %q counts %+v", got.Status.Progress, got.Status.Counts)
+	}
+
+	gws[1].setState(marker.StateDraining, 0)
+	got = waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	if !condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonDrained)(got) || !condition(drainv1.ConditionReconciling, metav1.ConditionFalse, drainv1.ReasonSucceeded)(got) {
+		t.Errorf("conditions %+v", got.Status.Conditions)
+	}
+	for _, tg := range got.Status.Targets {
+		if tg.Epoch != nativeEpoch || tg.MarkerWrittenAt == nil || tg.StartedAt == nil || tg.HermesHome == "" {
+			t.Errorf("target %+v lacks its instantiation facts", tg)
+		}
+	}
+
+	patchSpec(t, gwd, func(g *drainv1.GatewayDrain) { g.Spec.Action = drainv1.ActionCancel })
+	got = waitFor(t, gwd, "released", condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonReleased))
+	for _, g := range gws {
+		if g.marker() != nil {
+			t.Errorf("%s still has a marker after cancel: %s", g.name, g.marker())
+		}
+	}
+	if !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonCancelled)(got) || got.Status.Counts.Released != 3 {
+		t.Errorf("after cancel: %+v", got.Status)
+	}
+	for _, reason := range []string{"DrainStarted", drainv1.ReasonDrained, drainv1.ReasonReleased} {
+		waitEvent(t, gwd, reason)
+	}
+}
+
+func TestDeleteRemovesMarkersThenTheObject(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	if got := get(t, gwd); len(got.Finalizers) != 1 || got.Finalizers[0] != "drain.hermes.dev/release-markers" {
+		t.Fatalf("finalizers %v", got.Finalizers)
+	}
+	if err := k8s.Delete(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() (bool, string) {
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
+		return err != nil && g.marker() == nil, "object or marker still there"
+	})
+}
+
+func TestDeleteLetsGoOfAnUnreachablePod(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	// The home disappears: the marker can no longer be removed.
+	if err := removeAll(g.home); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, gwd, "MarkersLeft")
+	testenv.Eventually(t, wait, func() (bool, string) {
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
+		return err != nil, "deletion still blocked"
+	})
+}
+
+func TestDeadlineWithdrawsTheDrain(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	g.setState(marker.StateDraining, 4) // turns that never finish
+	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: time.Minute} })
+	waitFor(t, gwd, "draining", targetState("gw-0", drainv1.TargetDraining))
+
+	offset.Store(int64(2 * time.Minute))
+	t.Cleanup(func() { offset.Store(0) })
+	got := waitFor(t, gwd, "deadline exceeded", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonDeadlineExceeded))
+	if g.marker() != nil {
+		t.Errorf("marker survived the deadline: %s", g.marker())
+	}
+	if !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(got) || target(got, "gw-0").State != drainv1.TargetReleased {
+		t.Errorf("after the deadline: %+v", got.Status)
+	}
+	waitEvent(t, gwd, drainv1.ReasonDeadlineExceeded)
+
+	// Raising the timeout afterwards does not drain again.
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 24 * time.Hour} })
+	waitFor(t, gwd, "observed the new generation", func(d *drainv1.GatewayDrain) bool { return d.Status.ObservedGeneration == d.Generation })
+	if g.marker() != nil || !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(get(t, gwd)) {
+		t.Errorf("a raised timeout re-drained: marker %s", g.marker())
+	}
+}
+
+func TestKeepAliveRewritesRequestedAt(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	first := marker.Parse(g.marker())
+	written := get(t, gwd).Status.Targets[0].MarkerWrittenAt.Time
+
+	offset.Store(int64(21 * time.Minute)) // past the 20 min refresh, within the 1 h upstream expiry
+	t.Cleanup(func() { offset.Store(0) })
+	g.setState(marker.StateRunning, 1) // fresh updated_at; keeps the target polled
+	got := waitFor(t, gwd, "marker rewritten", func(d *drainv1.GatewayDrain) bool {
+		return d.Status.Targets[0].MarkerWrittenAt.After(written.Add(20 * time.Minute))
+	})
+	again := marker.Parse(g.marker())
+	was, _ := first.RequestedAt()
+	now, _ := again.RequestedAt()
+	if now.Sub(was) < 20*time.Minute || again.Principal() != first.Principal() || again.EpochValue() != nativeEpoch {
+		t.Errorf("rewritten marker %s should keep its identity and renew requested_at (was %s)", g.marker(), was)
+	}
+	if !again.Honoured(nativeEpoch, got.Status.Targets[0].MarkerWrittenAt.Add(50*time.Minute)) {
+		t.Errorf("the rewritten marker expires with the old one")
+	}
+}
+
+func TestRecreatedPodIsNotDrainedAndLosesOurStaleMarker(t *testing.T) {
+	ns := env.Namespace(t)
+	a, b := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
+	gwd := newGatewayDrain(t, ns, "d")
+	a.waitHonoured(true)
+	b.waitHonoured(true)
+	oldUID := a.pod.UID
+
+	// StatefulSet-style: same name, new UID, same HERMES_HOME (a durable volume).
+	// The host's epoch does not change, so only the operator can clear it.
+	a.recreate()
+	got := waitFor(t, gwd, "gw-0 restarted and cleaned", func(d *drainv1.GatewayDrain) bool {
+		tg := target(d, "gw-0")
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
+	})
+	if a.marker() != nil {
+		t.Errorf("stale marker left on the new instantiation: %s", a.marker())
+	}
+	if tg := target(got, "gw-0"); tg.PodUID != oldUID || !strings.Contains(tg.Message, "pod recreated") {
+		t.Errorf("target %+v should keep the old instantiation and say why it is over", tg)
+	}
+	// It stays undrained: the drain never projects onto the new instantiation.
+	b.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained with gw-0 restarted", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	if a.marker() != nil {
+		t.Errorf("the new instantiation was drained: %s", a.marker())
+	}
+	waitEvent(t, gwd, "TargetRestarted")
+}
+
+func TestRestartedContainerIsNotDrainedEvenWithTheSameEpoch(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+
+	// As with shareProcessNamespace: the container restarts, the epoch stays.
+	g.restartContainer()
+	got := waitFor(t, gwd, "restarted and cleaned", func(d *drainv1.GatewayDrain) bool {
+		tg := target(d, "gw-0")
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
+	})
+	if g.marker() != nil {
+		t.Errorf("marker left on the restarted container: %s", g.marker())
+	}
+	if !strings.Contains(target(got, "gw-0").Message, "restarted") {
+		t.Errorf("message %q", target(got, "gw-0").Message)
+	}
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+}
+
+func TestLaterPodsAreNotTargets(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	a.waitHonoured(true)
+	late := newGateway(t, ns, "gw-late")
+	a.setState(marker.StateDraining, 0)
+	got := waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	if len(got.Status.Targets) != 1 || late.marker() != nil {
+		t.Errorf("a pod that appeared later became a target: %+v, marker %s", got.Status.Targets, late.marker())
+	}
+}
+
+func TestNoTargetsAndInvalidSelectorsStall(t *testing.T) {
+	ns := env.Namespace(t)
+	none := newGatewayDrain(t, ns, "none")
+	waitFor(t, none, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonNoTargets))
+	waitEvent(t, none, drainv1.ReasonNoTargets)
+
+	bad := newGatewayDrain(t, ns, "bad", func(d *drainv1.GatewayDrain) {
+		d.Spec.Selector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes"}}}
+	})
+	got := waitFor(t, bad, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonInvalidSelector))
+	if c := metaCondition(got, drainv1.ConditionReady); !strings.Contains(c.Message, "Sometimes") {
+		t.Errorf("Ready %+v should say what is wrong with the selector", c)
+	}
+}

@@ -1,0 +1,132 @@
+package gatewaydrain_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+func dashboardMarker(epoch string) string {
+	return fmt.Sprintf(`{"action": "drain", "requested_at": "%s", "principal": "ops@dashboard", "epoch": "%s"}`,
+		time.Now().UTC().Format(marker.TimeLayout), epoch)
+}
+
+func TestForeignLiveMarkerIsLeftAlone(t *testing.T) {
+	ns := env.Namespace(t)
+	g, other := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
+	theirs := dashboardMarker(nativeEpoch)
+	g.writeMarker(theirs)
+	gwd := newGatewayDrain(t, ns, "d")
+
+	got := waitFor(t, gwd, "conflict", targetState("gw-0", drainv1.TargetConflict))
+	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
+		t.Errorf("conflict message %q should name the holder", msg)
+	}
+	other.waitHonoured(true)
+	other.setState(marker.StateDraining, 0)
+	got = waitFor(t, gwd, "gw-1 drained", targetState("gw-1", drainv1.TargetDrained))
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-0 (Conflict") {
+		t.Errorf("Drained %+v should be held by the conflict on gw-0", c)
+	}
+	waitEvent(t, gwd, "TargetConflict")
+
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Action = drainv1.ActionCancel })
+	waitFor(t, gwd, "released", condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonReleased))
+	if string(g.marker()) != theirs {
+		t.Errorf("the dashboard's marker was touched: %q", g.marker())
+	}
+	if other.marker() != nil {
+		t.Errorf("our marker survived the cancel: %s", other.marker())
+	}
+}
+
+func TestStaleForeignMarkerIsReplaced(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	g.writeMarker(dashboardMarker("another-boot:1")) // an earlier instantiation's: the gateway ignores it
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	if o, ok := marker.Parse(g.marker()).Origin(); !ok || o.GatewayDrain != ns+"/d" {
+		t.Errorf("marker %s is not ours", g.marker())
+	}
+	waitEvent(t, gwd, "StaleMarkerReplaced")
+}
+
+func TestSecondDrainOfTheSamePodIsAConflict(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	newGatewayDrain(t, ns, "first")
+	g.waitHonoured(true)
+	second := newGatewayDrain(t, ns, "second")
+	got := waitFor(t, second, "conflict", targetState("gw-0", drainv1.TargetConflict))
+	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "GatewayDrain "+ns+"/first") {
+		t.Errorf("message %q should name the GatewayDrain holding the pod", msg)
+	}
+	// Cancelling the second leaves the first's marker alone.
+	patchSpec(t, second, func(d *drainv1.GatewayDrain) { d.Spec.Action = drainv1.ActionCancel })
+	waitFor(t, second, "released", condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonReleased))
+	if o, _ := marker.Parse(g.marker()).Origin(); o.GatewayDrain != ns+"/first" {
+		t.Errorf("first drain's marker lost: %s", g.marker())
+	}
+}
+
+func TestTransportFailureIsPerTargetAndRecovers(t *testing.T) {
+	ns := env.Namespace(t)
+	broken, fine := newGateway(t, ns, "gw-broken"), newGateway(t, ns, "gw-fine")
+	if err := removeAll(broken.home); err != nil { // its HERMES_HOME is missing
+		t.Fatal(err)
+	}
+	gwd := newGatewayDrain(t, ns, "d")
+	fine.waitHonoured(true)
+	fine.setState(marker.StateDraining, 0)
+	got := waitFor(t, gwd, "broken failed, fine drained", func(d *drainv1.GatewayDrain) bool {
+		return target(d, "gw-broken").State == drainv1.TargetFailed && target(d, "gw-broken").Failures >= 2 &&
+			target(d, "gw-fine").State == drainv1.TargetDrained
+	})
+	if msg := target(got, "gw-broken").Message; !strings.Contains(msg, "is not a directory") {
+		t.Errorf("failure message %q should say why", msg)
+	}
+	waitEvent(t, gwd, "TargetFailed")
+
+	if err := os.MkdirAll(broken.home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	broken.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "recovered", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	broken.waitHonoured(true)
+}
+
+func TestMissingContainerFailsWithAMessage(t *testing.T) {
+	ns := env.Namespace(t)
+	newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) { d.Spec.Container = "hermes" })
+	got := waitFor(t, gwd, "failed", targetState("gw-0", drainv1.TargetFailed))
+	if msg := target(got, "gw-0").Message; !strings.Contains(msg, `no container "hermes"`) {
+		t.Errorf("message %q", msg)
+	}
+}
+
+func TestHostileValuesLandByteExact(t *testing.T) {
+	ns := env.Namespace(t)
+	newGateway(t, ns, "gw-0")
+	home := t.TempDir() + "/home with spaces/'q\" $HOME `id` $(id)"
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	principal := `ops "quoted" 'single' $(touch /tmp/pwned) ` + "`id` ; rm -rf / #\\"
+	newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) {
+		d.Spec.HermesHome, d.Spec.Principal = home, principal
+	})
+	waitForFile(t, home+"/"+marker.Filename)
+	b, _ := os.ReadFile(home + "/" + marker.Filename)
+	if got := marker.Parse(b).Principal(); got != principal {
+		t.Errorf("principal %q, want %q", got, principal)
+	}
+}

@@ -1,0 +1,296 @@
+package gatewaydrain_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+var (
+	env *testenv.Env
+	k8s client.Client
+	// offset moves the reconciler's clock forward (deadline tests).
+	offset atomic.Int64
+	// nativeEpoch is this host's epoch: the local transport runs the
+	// in-container program on this host, so it is every test gateway's epoch.
+	nativeEpoch string
+)
+
+const wait = 20 * time.Second
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	k8s = env.Client
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	stat, _ := os.ReadFile("/proc/1/stat")
+	nativeEpoch = marker.Epoch(string(boot), string(stat))
+
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r := &gatewaydrain.Reconciler{
+		Client:    mgr.GetClient(),
+		Transport: transport.NewProgram(transport.LocalRunner{}, "/proc"),
+		Recorder:  mgr.GetEventRecorder("gatewaydrain"),
+		Options: gatewaydrain.Options{
+			Concurrency:      8,
+			PollInterval:     200 * time.Millisecond,
+			IdlePollInterval: time.Second,
+			RefreshInterval:  20 * time.Minute,
+			RetryBase:        100 * time.Millisecond,
+			RetryMax:         time.Second,
+			ReleaseTimeout:   3 * time.Second,
+		},
+		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.SetupWithManager(ctx, mgr, 4); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+			os.Exit(1)
+		}
+	}()
+	return m.Run()
+}
+
+// gateway is a test gateway pod: a pod object that "runs" (its status is
+// written by the test, as envtest has no kubelet) and a directory on this
+// host as its HERMES_HOME, where the test plays the gateway.
+type gateway struct {
+	t    *testing.T
+	ns   string
+	name string
+	home string
+	pod  *corev1.Pod
+}
+
+func newGateway(t *testing.T, ns, name string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, ns: ns, name: name, home: filepath.Join(t.TempDir(), name)}
+	if err := os.MkdirAll(g.home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	g.setState(marker.StateRunning, 0)
+	g.create()
+	return g
+}
+
+// create creates the pod (again, for a recreation: new UID, same home) and
+// marks it running.
+func (g *gateway) create() {
+	g.t.Helper()
+	g.pod = &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, Labels: map[string]string{"app": "hermes-gateway"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: g.home}}},
+			{Name: "sidecar", Image: "other"},
+		}},
+	}
+	if err := k8s.Create(context.Background(), g.pod); err != nil {
+		g.t.Fatal(err)
+	}
+	g.setContainer(0, time.Now().Add(-time.Hour))
+}
+
+// setContainer writes a running gateway container status: a new
+// restartCount or start is a new instantiation.
+func (g *gateway) setContainer(restarts int32, started time.Time) {
+	g.t.Helper()
+	g.pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: "gateway", Ready: true, RestartCount: restarts, Image: "hermes", ImageID: "hermes",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
+	}}}
+	if err := k8s.Status().Update(context.Background(), g.pod); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *gateway) restartContainer() {
+	g.t.Helper()
+	cs := g.pod.Status.ContainerStatuses[0]
+	g.setContainer(cs.RestartCount+1, cs.State.Running.StartedAt.Add(10*time.Second))
+}
+
+func (g *gateway) recreate() {
+	g.t.Helper()
+	if err := k8s.Delete(context.Background(), g.pod, client.GracePeriodSeconds(0)); err != nil {
+		g.t.Fatal(err)
+	}
+	testenv.Eventually(g.t, wait, func() (bool, string) {
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(g.pod), &corev1.Pod{})
+		return err != nil, "pod still there"
+	})
+	g.create()
+}
+
+// setState plays the gateway: it writes gateway_state.json as upstream does.
+func (g *gateway) setState(state string, agents int) {
+	g.t.Helper()
+	b, _ := json.Marshal(map[string]any{
+		"gateway_state": state, "active_agents": agents, "kind": "hermes-gateway",
+		"updated_at": time.Now().UTC().Format(marker.TimeLayout),
+	})
+	if err := os.WriteFile(filepath.Join(g.home, marker.StateFilename), b, 0o644); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *gateway) markerPath() string { return filepath.Join(g.home, marker.Filename) }
+
+// marker returns the marker file's content, or nil when there is none.
+func (g *gateway) marker() []byte {
+	b, err := os.ReadFile(g.markerPath())
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (g *gateway) writeMarker(content string) {
+	g.t.Helper()
+	if err := os.WriteFile(g.markerPath(), []byte(content), 0o644); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// waitMarker waits until the gateway would honour (or not) a marker.
+func (g *gateway) waitHonoured(want bool) {
+	g.t.Helper()
+	testenv.Eventually(g.t, wait, func() (bool, string) {
+		b := g.marker()
+		got := b != nil && marker.Parse(b).Honoured(nativeEpoch, time.Now())
+		return got == want, fmt.Sprintf("%s: marker honoured=%v, want %v (%s)", g.name, got, want, b)
+	})
+}
+
+func newGatewayDrain(t *testing.T, ns, name string, mutate ...func(*drainv1.GatewayDrain)) *drainv1.GatewayDrain {
+	t.Helper()
+	gwd := &drainv1.GatewayDrain{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: drainv1.GatewayDrainSpec{
+			Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "hermes-gateway"}},
+		},
+	}
+	for _, m := range mutate {
+		m(gwd)
+	}
+	if err := k8s.Create(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	return gwd
+}
+
+func get(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
+	t.Helper()
+	got := &drainv1.GatewayDrain{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// waitFor waits until the drain's status satisfies cond.
+func waitFor(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*drainv1.GatewayDrain) bool) *drainv1.GatewayDrain {
+	t.Helper()
+	var got *drainv1.GatewayDrain
+	testenv.Eventually(t, wait, func() (bool, string) {
+		got = get(t, gwd)
+		b, _ := json.MarshalIndent(got.Status, "", "  ")
+		return cond(got), what + "; status: " + string(b)
+	})
+	return got
+}
+
+// condition reports whether a condition has this status and reason, for
+// the current generation (what `kubectl wait --for=condition=...` checks).
+func condition(typ string, status metav1.ConditionStatus, reason string) func(*drainv1.GatewayDrain) bool {
+	return func(g *drainv1.GatewayDrain) bool {
+		c := meta.FindStatusCondition(g.Status.Conditions, typ)
+		return c != nil && c.Status == status && c.Reason == reason && c.ObservedGeneration == g.Generation &&
+			g.Status.ObservedGeneration == g.Generation
+	}
+}
+
+func target(gwd *drainv1.GatewayDrain, pod string) drainv1.Target {
+	for _, t := range gwd.Status.Targets {
+		if t.PodName == pod {
+			return t
+		}
+	}
+	return drainv1.Target{}
+}
+
+func targetState(pod string, state drainv1.TargetState) func(*drainv1.GatewayDrain) bool {
+	return func(g *drainv1.GatewayDrain) bool { return target(g, pod).State == state }
+}
+
+func patchSpec(t *testing.T, gwd *drainv1.GatewayDrain, mutate func(*drainv1.GatewayDrain)) {
+	t.Helper()
+	cur := get(t, gwd)
+	patch := client.MergeFrom(cur.DeepCopy())
+	mutate(cur)
+	if err := k8s.Patch(context.Background(), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventReasons lists the reasons of the events recorded about an object.
+func eventReasons(t *testing.T, ns string, uid types.UID) []string {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, e := range list.Items {
+		if e.Regarding.UID == uid {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	return reasons
+}
+
+func waitEvent(t *testing.T, gwd *drainv1.GatewayDrain, reason string) {
+	t.Helper()
+	testenv.Eventually(t, wait, func() (bool, string) {
+		got := eventReasons(t, gwd.Namespace, gwd.UID)
+		return strings.Contains(strings.Join(got, ","), reason), fmt.Sprintf("no %s event among %v", reason, got)
+	})
+}
