@@ -37,7 +37,7 @@ func TestDrainUntilDrainedThenCancel(t *testing.T) {
 	got := waitFor(t, gwd, "gw-1 draining with 2 agents", func(g *drainv1.GatewayDrain) bool {
 		tg := target(g, "gw-1")
 		return tg.State == drainv1.TargetDraining && tg.ActiveAgents != nil && *tg.ActiveAgents == 2 && tg.GatewayState == "draining" &&
-			target(g, "gw-0").State == drainv1.TargetDrained
+			target(g, "gw-0").State == drainv1.TargetDrained && target(g, "gw-2").State == drainv1.TargetDrained
 	})
 	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-1 (Draining: gateway draining: 2 active agents)") {
 		t.Errorf("Drained condition %+v should name gw-1 and its agents", c)
@@ -138,9 +138,10 @@ func TestKeepAliveRewritesRequestedAt(t *testing.T) {
 	ns := env.Namespace(t)
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
-	g.waitHonoured(true)
+	written := waitFor(t, gwd, "marker written", func(d *drainv1.GatewayDrain) bool {
+		return len(d.Status.Targets) == 1 && d.Status.Targets[0].MarkerWrittenAt != nil
+	}).Status.Targets[0].MarkerWrittenAt.Time
 	first := marker.Parse(g.marker())
-	written := get(t, gwd).Status.Targets[0].MarkerWrittenAt.Time
 
 	offset.Store(int64(21 * time.Minute)) // past the 20 min refresh, within the 1 h upstream expiry
 	t.Cleanup(func() { offset.Store(0) })

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -106,19 +107,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	var stalled *stall
 	defer func() {
 		computeStatus(gwd, d, stalled)
-		r.recordTransitions(before, gwd)
 		if apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
 			return
 		}
-		if perr := r.Status().Patch(ctx, gwd, client.MergeFrom(before)); perr != nil && err == nil {
+		// The optimistic lock keeps a reconcile that read a stale cache
+		// from overwriting a newer status; it retries on fresh data.
+		perr := r.Status().Patch(ctx, gwd, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		switch {
+		case apierrors.IsConflict(perr):
+			result, err = ctrl.Result{RequeueAfter: r.RetryBase}, nil
+		case perr != nil && err == nil:
 			err = perr
+		case perr == nil:
+			r.recordTransitions(before, gwd)
 		}
 	}()
 
 	if gwd.Status.StartedAt == nil && d.withdrawn == "" {
-		if stalled, err = r.chooseTargets(ctx, gwd, now); err != nil || stalled != nil {
-			return ctrl.Result{}, err
-		}
+		// The snapshot is written before any marker is: a second reconcile
+		// on a stale cache cannot take another one (its write conflicts),
+		// and a crash cannot leave a marker on a pod the status forgot.
+		// Writing it wakes the next reconcile, which acts on it.
+		stalled, err = r.chooseTargets(ctx, gwd, now)
+		return ctrl.Result{}, err
 	}
 	next, err := r.stepTargets(ctx, d)
 	if err != nil {
