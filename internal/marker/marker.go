@@ -58,7 +58,8 @@ const epochHole = `"epoch":"\u0000"`
 
 // Render returns the marker for r as the text before and after the epoch's
 // value. The epoch is only known inside the target container, which writes
-// prefix + epoch + suffix; see Assemble.
+// prefix + epoch + suffix (the in-container program refuses an epoch that
+// would need JSON escaping; a boot id and a number never do).
 func Render(r Request) (prefix, suffix string, err error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -79,23 +80,6 @@ func Render(r Request) (prefix, suffix string, err error) {
 		return "", "", fmt.Errorf("rendering marker: no epoch field in %q", buf.String())
 	}
 	return before + `"epoch":"`, `"` + after, nil
-}
-
-// Assemble is what the container writes: the rendered marker with its epoch.
-// The epoch is a boot id and a number and needs no JSON escaping; EpochIsSafe
-// says so, and the in-container program checks the same.
-func Assemble(prefix, epoch, suffix string) []byte {
-	return []byte(prefix + epoch + suffix)
-}
-
-// EpochIsSafe reports whether an epoch can be written into JSON as is.
-func EpochIsSafe(epoch string) bool {
-	for _, c := range epoch {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == ':') {
-			return false
-		}
-	}
-	return true
 }
 
 // OwnerToken is the exact text every marker rendered for the GatewayDrain

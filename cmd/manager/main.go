@@ -1,0 +1,142 @@
+// Command manager runs the hermes-drain-operator: the GatewayDrain reconciler,
+// which drains Hermes gateway pods through their HERMES_HOME drain marker.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+type flags struct {
+	metricsAddr, probeAddr  string
+	metricsSecure           bool
+	leaderElect             bool
+	leaderElectionNamespace string
+	watchNamespaces         string
+	maxConcurrentReconciles int
+	execTimeout             time.Duration
+	drain                   gatewaydrain.Options
+	gracefulShutdownTimeout time.Duration
+}
+
+func parseFlags(args []string) (flags, zap.Options, error) {
+	f := flags{drain: gatewaydrain.DefaultOptions()}
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", `where metrics are served; "0" turns them off`)
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization (false: plain HTTP)")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader, so that only one replica acts")
+	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
+	fs.StringVar(&f.watchNamespaces, "watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "GatewayDrains reconciled at once")
+	fs.IntVar(&f.drain.Concurrency, "exec-concurrency", f.drain.Concurrency, "calls into gateway containers in flight per GatewayDrain")
+	fs.DurationVar(&f.execTimeout, "exec-timeout", 30*time.Second, "bound on one call into a gateway container")
+	fs.DurationVar(&f.drain.PollInterval, "poll-interval", f.drain.PollInterval, "how often a draining gateway is read")
+	fs.DurationVar(&f.drain.IdlePollInterval, "idle-poll-interval", f.drain.IdlePollInterval, "how often a drained gateway is read")
+	fs.DurationVar(&f.drain.RefreshInterval, "refresh-interval", f.drain.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
+	fs.DurationVar(&f.drain.ReleaseTimeout, "release-timeout", f.drain.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers")
+	fs.DurationVar(&f.gracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight reconciles may finish on shutdown")
+	opts := zap.Options{}
+	opts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return f, opts, err
+	}
+	if f.drain.RefreshInterval >= 50*time.Minute {
+		return f, opts, fmt.Errorf("--refresh-interval %s must stay well below upstream's 1h marker expiry", f.drain.RefreshInterval)
+	}
+	return f, opts, nil
+}
+
+func main() {
+	f, zapOpts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(ctrl.SetupSignalHandler(), f); err != nil {
+		ctrl.Log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, f flags) error {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := drainv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg := ctrl.GetConfigOrDie()
+
+	metrics := metricsserver.Options{BindAddress: f.metricsAddr, SecureServing: f.metricsSecure}
+	if f.metricsSecure {
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		// HTTP/2 is off: it exposes the server to the rapid-reset and stream
+		// cancellation attacks (CVE-2023-44487, CVE-2023-39325).
+		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	cacheOpts := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if f.watchNamespaces != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(f.watchNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metrics,
+		HealthProbeBindAddress:        f.probeAddr,
+		LeaderElection:                f.leaderElect,
+		LeaderElectionID:              "hermes-drain-operator.drain.hermes.dev",
+		LeaderElectionNamespace:       f.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &f.gracefulShutdownTimeout,
+		Cache:                         cacheOpts,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	runner, err := transport.NewExecRunner(cfg, f.execTimeout)
+	if err != nil {
+		return err
+	}
+	r := &gatewaydrain.Reconciler{
+		Client:    mgr.GetClient(),
+		Transport: transport.NewProgram(runner, "/proc"),
+		Recorder:  mgr.GetEventRecorder("hermes-drain-operator"),
+		Options:   f.drain,
+	}
+	if err := r.SetupWithManager(ctx, mgr, f.maxConcurrentReconciles); err != nil {
+		return fmt.Errorf("setting up the GatewayDrain controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctrl.Log.Info("starting", "watchNamespaces", f.watchNamespaces, "leaderElection", f.leaderElect)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,149 @@
+package marker
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const current = "boot-a:100"
+
+var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func iso(t time.Time) string { return t.UTC().Format(TimeLayout) }
+
+// TestHonouredMirrorsUpstream is upstream's drain_requested() for a present
+// marker, row by row.
+func TestHonouredMirrorsUpstream(t *testing.T) {
+	fresh := iso(now.Add(-time.Minute))
+	cases := []struct {
+		name    string
+		content string
+		current string
+		want    bool
+	}{
+		{"fresh, same epoch", `{"action":"drain","requested_at":"` + fresh + `","epoch":"boot-a:100"}`, current, true},
+		{"stale epoch (earlier instantiation)", `{"action":"drain","requested_at":"` + fresh + `","epoch":"boot-a:99"}`, current, false},
+		{"other boot", `{"action":"drain","epoch":"boot-b:100"}`, current, false},
+		{"no epoch: lenient", `{"action":"drain","requested_at":"` + fresh + `"}`, current, true},
+		{"empty epoch: lenient", `{"action":"drain","epoch":""}`, current, true},
+		{"null epoch: lenient", `{"action":"drain","epoch":null}`, current, true},
+		{"numeric epoch never equals", `{"action":"drain","epoch":5}`, current, false},
+		{"unknown current epoch: presence only", `{"action":"drain","epoch":"boot-b:1"}`, "", true},
+		{"corrupt: fail-safe", `{"action":"drain",`, current, true},
+		{"empty file: fail-safe", ``, current, true},
+		{"non-object JSON: contentless", `["drain"]`, current, true},
+		{"JSON string: contentless", `"drain"`, current, true},
+		{"invalid UTF-8: contentless", "{\"epoch\":\"\xff\"}", current, true},
+		{"expired requested_at", `{"action":"drain","requested_at":"` + iso(now.Add(-61*time.Minute)) + `","epoch":"boot-a:100"}`, current, false},
+		{"59 minutes old", `{"action":"drain","requested_at":"` + iso(now.Add(-59*time.Minute)) + `","epoch":"boot-a:100"}`, current, true},
+		{"unparseable requested_at: honoured", `{"action":"drain","requested_at":"yesterday","epoch":"boot-a:100"}`, current, true},
+		{"naive requested_at taken as UTC", `{"action":"drain","requested_at":"2026-11-23T10:00:00","epoch":"boot-a:100"}`, current, false},
+		{"Z suffix", `{"action":"drain","requested_at":"2026-11-23T11:59:00Z","epoch":"boot-a:100"}`, current, true},
+		{"extra fields ignored", `{"action":"drain","epoch":"boot-a:100","kubernetes":{"x":1},"suppress_notification":true}`, current, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Parse([]byte(tc.content)).Honoured(tc.current, now); got != tc.want {
+				t.Errorf("Honoured = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRenderAssembleRoundTrip(t *testing.T) {
+	req := Request{
+		Principal:            `ops "x" <&> ` + "`id` $(rm) \\ ünï",
+		SuppressNotification: true,
+		RequestedAt:          time.Date(2026, 11, 23, 8, 0, 0, 123456789, time.FixedZone("X", 3600)),
+		Origin:               Origin{GatewayDrainUID: "u-1", GatewayDrain: "ns/d", Pod: "ns/p", PodUID: "p-1", Container: "gateway", RestartCount: 2},
+	}
+	prefix, suffix, err := Render(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(prefix + current + suffix)
+	f := Parse(raw)
+	if f.Corrupt() || f.Principal() != req.Principal || f.EpochValue() != current {
+		t.Fatalf("round trip lost data: %s", raw)
+	}
+	if at, ok := f.RequestedAt(); !ok || !at.Equal(req.RequestedAt.Truncate(time.Microsecond)) {
+		t.Errorf("requested_at %v, want %v", at, req.RequestedAt)
+	}
+	if !strings.Contains(string(raw), `"requested_at":"2026-11-23T07:00:00.123456+00:00"`) {
+		t.Errorf("requested_at not in upstream's isoformat: %s", raw)
+	}
+	if o, ok := f.Origin(); !ok || o != req.Origin {
+		t.Errorf("origin %+v, want %+v", o, req.Origin)
+	}
+	if !strings.Contains(string(raw), OwnerToken("u-1")) || strings.Contains(string(raw), OwnerToken("u-2")) {
+		t.Errorf("owner token does not identify the writer: %s", raw)
+	}
+	if !strings.HasPrefix(string(raw), `{"action":"drain","requested_at":`) {
+		t.Errorf("field order differs from upstream: %s", raw)
+	}
+}
+
+func TestEpochRecipe(t *testing.T) {
+	stat := func(comm string) string {
+		return "1 (" + comm + ") S 0 1 1 0 -1 4194560 100 200 0 0 5 6 0 0 20 0 1 0 4242 1000 50 18446744073709551615\n"
+	}
+	cases := []struct {
+		name, boot, stat, want string
+	}{
+		{"plain", "abc-123\n", stat("init"), "abc-123:4242"},
+		{"spaces in comm", " abc-123 ", stat("my init"), "abc-123:4242"},
+		{"parentheses in comm", "abc-123", stat("a) (b) c"), "abc-123:4242"},
+		{"comm ending with ')'", "abc-123", stat("x)"), "abc-123:4242"},
+		{"no boot id", "", stat("init"), ":4242"},
+		{"unreadable stat", "abc-123", "", "abc-123:"},
+		{"truncated stat", "abc-123", "1 (init) S 0 1", "abc-123:"},
+		{"nothing readable", "", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Epoch(tc.boot, tc.stat); got != tc.want {
+				t.Errorf("Epoch = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseGatewayState(t *testing.T) {
+	fresh := iso(now.Add(-10 * time.Second))
+	cases := []struct {
+		name                  string
+		content               string
+		wantErr, stale        bool
+		accepts, drainedState bool
+	}{
+		{"running", `{"gateway_state":"running","active_agents":0,"updated_at":"` + fresh + `"}`, false, false, true, false},
+		{"degraded", `{"gateway_state":"degraded","active_agents":1}`, false, false, true, false},
+		{"draining with agents", `{"gateway_state":"draining","active_agents":3}`, false, false, false, false},
+		{"drained", `{"gateway_state":"draining","active_agents":0,"updated_at":"` + fresh + `"}`, false, false, false, true},
+		{"draining, agents missing", `{"gateway_state":"draining"}`, false, false, false, true},
+		{"starting", `{"gateway_state":"starting"}`, false, false, false, false},
+		{"stopped", `{"gateway_state":"stopped","exit_reason":"sigterm"}`, false, false, false, false},
+		{"startup_failed", `{"gateway_state":"startup_failed"}`, false, false, false, false},
+		{"stale", `{"gateway_state":"running","updated_at":"` + iso(now.Add(-3*time.Minute)) + `"}`, false, true, true, false},
+		{"corrupt", `{"gateway_state":`, true, false, false, false},
+		{"no state", `{"active_agents":0}`, true, false, false, false},
+		{"state not a string", `{"gateway_state":1}`, true, false, false, false},
+		{"negative agents", `{"gateway_state":"draining","active_agents":-1}`, true, false, false, false},
+		{"fractional agents", `{"gateway_state":"draining","active_agents":1.5}`, true, false, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := ParseGatewayState([]byte(tc.content))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if st.Stale(now) != tc.stale || st.AcceptsTurns() != tc.accepts || st.DrainComplete() != tc.drainedState {
+				t.Errorf("%+v: stale %v accepts %v drained %v", st, st.Stale(now), st.AcceptsTurns(), st.DrainComplete())
+			}
+		})
+	}
+}
