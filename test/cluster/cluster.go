@@ -1,0 +1,216 @@
+// Package cluster runs a local simulated Kubernetes cluster on loopback: the
+// pinned etcd and kube-apiserver (through controller-runtime's envtest) and
+// kwok, whose node "runs" pods at once and whose Exec rules make pods/exec
+// through the API server run a real command on this host, in a folder per
+// pod. A gateway pod's folder is its HERMES_HOME. Everything comes from bin/;
+// nothing is downloaded.
+package cluster
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+)
+
+//go:embed kwok-stages.yaml
+var kwokStages []byte
+
+// NodeName is the simulated node every gateway pod is bound to.
+const NodeName = "kwok-node"
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	Config *rest.Config
+	Client client.Client
+	// Kubeconfig is an admin kubeconfig file, for kubectl and the manager.
+	Kubeconfig string
+	// Dir holds the kubeconfig, kwok's config and log, and the pods' folders.
+	Dir string
+	// Bin is the folder with the pinned binaries (kubectl among them).
+	Bin string
+
+	env      *envtest.Environment
+	kwok     *exec.Cmd
+	kwokDone chan struct{}
+}
+
+// RepoRoot is the repository's root, found from this file's location.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Start brings the cluster up with its state in dir (which must exist) and
+// returns once the kwok node is Ready.
+func Start(ctx context.Context, dir string) (c *Cluster, err error) {
+	bin := filepath.Join(RepoRoot(), "bin")
+	for _, b := range []string{"etcd", "kube-apiserver", "kwok", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			return nil, fmt.Errorf("no %s in %s: run `make e2e-tools`", b, bin)
+		}
+	}
+	scheme := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := drainv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	c = &Cluster{Dir: dir, Bin: bin, kwokDone: make(chan struct{})}
+	c.env = &envtest.Environment{
+		BinaryAssetsDirectory: bin,
+		CRDDirectoryPaths: []string{
+			filepath.Join(RepoRoot(), "config", "crd", "bases"),
+			filepath.Join(RepoRoot(), "test", "cluster", "crds"),
+		},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	// The API server reaches kwok's kubelet endpoint (pods/exec) at the
+	// node's InternalIP, 127.0.0.1.
+	c.env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	if c.Config, err = c.env.Start(); err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	if c.Client, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	if err := c.startKwok(ctx); err != nil {
+		return nil, err
+	}
+	return c, c.waitNodeReady(ctx)
+}
+
+func (c *Cluster) startKwok(ctx context.Context) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:        NodeName,
+		Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+		Labels:      map[string]string{"kubernetes.io/hostname": NodeName, "type": "kwok"},
+	}}
+	if err := c.Client.Create(ctx, node); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	stages := filepath.Join(c.Dir, "kwok-stages.yaml")
+	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(c.Dir, "kwok.log"))
+	if err != nil {
+		return err
+	}
+	c.kwok = exec.Command(filepath.Join(c.Bin, "kwok"),
+		"--kubeconfig", c.Kubeconfig,
+		"--config", stages,
+		"--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
+		"--node-ip", "127.0.0.1",
+		"--node-port", fmt.Sprint(port),
+		"--server-address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--enable-crds", "Exec",
+	)
+	c.kwok.Stdout, c.kwok.Stderr = logFile, logFile
+	// kwok dies with us, even if we are killed.
+	c.kwok.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.kwok.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("starting kwok: %w", err)
+	}
+	go func() {
+		_ = c.kwok.Wait()
+		logFile.Close()
+		close(c.kwokDone)
+	}()
+	return nil
+}
+
+func (c *Cluster) waitNodeReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		var node corev1.Node
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName}, &node); err == nil {
+			for _, cond := range node.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-c.kwokDone:
+			log, _ := os.ReadFile(filepath.Join(c.Dir, "kwok.log"))
+			return fmt.Errorf("kwok exited: %s", tail(log, 2000))
+		case <-ctx.Done():
+			return fmt.Errorf("kwok node not Ready: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop tears everything down: kwok, then the API server and etcd.
+func (c *Cluster) Stop() {
+	if c.kwok != nil && c.kwok.Process != nil {
+		_ = c.kwok.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.kwokDone:
+		case <-time.After(5 * time.Second):
+			_ = c.kwok.Process.Kill()
+			<-c.kwokDone
+		}
+	}
+	if c.env != nil {
+		_ = c.env.Stop()
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

@@ -1,0 +1,136 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// GatewayContainer is the gateway container's name in fixture pods.
+const GatewayContainer = "gateway"
+
+// Gateway is a gateway pod fixture: a pod on the kwok node, its kwok Exec
+// rule, and its folder on this host, which is its HERMES_HOME. The folder
+// outlives the pod, as a durable volume does.
+type Gateway struct {
+	Namespace, Name string
+	// Home is the pod's HERMES_HOME: a folder on this host.
+	Home   string
+	Labels map[string]string
+	c      *Cluster
+}
+
+// Gateway returns the fixture for a pod; Create makes it.
+func (c *Cluster) Gateway(namespace, name string, labels map[string]string) *Gateway {
+	return &Gateway{
+		Namespace: namespace, Name: name, Labels: labels, c: c,
+		Home: filepath.Join(c.Dir, "homes", namespace, name),
+	}
+}
+
+// Create makes the folder, the Exec rule and the pod, and waits until the
+// pod runs. mutate may change the pod before it is created.
+func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error {
+	if err := os.MkdirAll(g.Home, 0o755); err != nil {
+		return err
+	}
+	execRule := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kwok.x-k8s.io/v1alpha1",
+		"kind":       "Exec",
+		"metadata":   map[string]any{"name": g.Name, "namespace": g.Namespace},
+		"spec": map[string]any{"execs": []any{map[string]any{
+			"local": map[string]any{"workDir": g.Home},
+		}}},
+	}}
+	if err := g.c.Client.Create(ctx, execRule); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the Exec rule: %w", err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: g.Namespace, Name: g.Name, Labels: g.Labels},
+		Spec: corev1.PodSpec{
+			NodeName: NodeName,
+			Containers: []corev1.Container{{
+				Name: GatewayContainer, Image: "hermes-gateway:simulated",
+				Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: g.Home}},
+			}},
+		},
+	}
+	for _, m := range mutate {
+		m(pod)
+	}
+	if err := g.c.Client.Create(ctx, pod); err != nil {
+		return err
+	}
+	return g.waitPod(ctx, "running", func(p *corev1.Pod, err error) bool {
+		return err == nil && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0
+	})
+}
+
+// Pod reads the pod.
+func (g *Gateway) Pod(ctx context.Context) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := g.c.Client.Get(ctx, client.ObjectKey{Namespace: g.Namespace, Name: g.Name}, pod)
+	return pod, err
+}
+
+// Delete deletes the pod at once and waits until it is gone. The folder stays.
+func (g *Gateway) Delete(ctx context.Context) error {
+	pod, err := g.Pod(ctx)
+	if err != nil {
+		return err
+	}
+	if err := g.c.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+		return err
+	}
+	return g.waitPod(ctx, "gone", func(_ *corev1.Pod, err error) bool { return apierrors.IsNotFound(err) })
+}
+
+// Recreate replaces the pod StatefulSet-style: same name, new UID, same folder.
+func (g *Gateway) Recreate(ctx context.Context) error {
+	if err := g.Delete(ctx); err != nil {
+		return err
+	}
+	return g.Create(ctx)
+}
+
+// RestartContainer simulates a restart of the gateway container, as a kubelet
+// reports it: a new startedAt and restartCount+1.
+func (g *Gateway) RestartContainer(ctx context.Context) error {
+	pod, err := g.Pod(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range pod.Status.ContainerStatuses {
+		cs := &pod.Status.ContainerStatuses[i]
+		if cs.Name != GatewayContainer || cs.State.Running == nil {
+			continue
+		}
+		cs.RestartCount++
+		cs.State.Running.StartedAt = metav1.NewTime(cs.State.Running.StartedAt.Add(time.Duration(cs.RestartCount) * time.Minute))
+	}
+	return g.c.Client.Status().Update(ctx, pod)
+}
+
+func (g *Gateway) waitPod(ctx context.Context, what string, done func(*corev1.Pod, error) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		pod, err := g.Pod(ctx)
+		if done(pod, err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pod %s/%s not %s: %w", g.Namespace, g.Name, what, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+)
+
+func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 5, 2)
+	for _, g := range gws {
+		eventually(t, wait, func() (bool, string) {
+			st, err := gatewaysim.ReadState(g.Home)
+			return err == nil && st.ActiveAgents == 2, "turns not in flight yet"
+		})
+	}
+	apply(t, ns, "upgrade")
+
+	for _, g := range gws {
+		eventually(t, wait, func() (bool, string) {
+			m := markerOf(g)
+			return m != nil && marker.Parse(m).EpochValue() == sim.Epoch(), g.Name + ": no marker with the native epoch: " + string(m)
+		})
+		waitSim(t, g, marker.StateDraining)
+	}
+	// Before the turns finish, status shows them in flight.
+	waitDrain(t, ns, "upgrade", "active agents visible", func(d *drainv1.GatewayDrain) bool {
+		tg := target(d, "gw-0")
+		return tg.GatewayState == marker.StateDraining && tg.ActiveAgents != nil && *tg.ActiveAgents > 0
+	})
+
+	start := time.Now()
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/upgrade", "--timeout=60s")
+	t.Logf("kubectl wait returned after %s", time.Since(start).Round(time.Millisecond))
+	for _, g := range gws {
+		st, err := gatewaysim.ReadState(g.Home)
+		if err != nil || !st.DrainComplete() {
+			t.Errorf("%s: Drained while the gateway reports %+v (%v)", g.Name, st, err)
+		}
+	}
+	got := getDrain(t, ns, "upgrade")
+	for _, tg := range got.Status.Targets {
+		if tg.State != drainv1.TargetDrained || tg.GatewayState != marker.StateDraining || tg.ActiveAgents == nil || *tg.ActiveAgents != 0 {
+			t.Errorf("target %+v", tg)
+		}
+	}
+	if out := mustKubectl(t, "-n", ns, "get", "gwd", "upgrade"); !strings.Contains(out, "5/5") || !strings.Contains(out, "Drained") {
+		t.Errorf("kubectl get shows:\n%s", out)
+	}
+
+	cancelDrain(t, ns, "upgrade")
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "gwd/upgrade", "--timeout=60s")
+	for _, g := range gws {
+		if m := markerOf(g); m != nil {
+			t.Errorf("%s: marker left after cancel: %s", g.Name, m)
+		}
+		waitSim(t, g, marker.StateRunning)
+	}
+}
+
+func TestDeleteWithFinalizerReleases(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 2, 0)
+	apply(t, ns, "d")
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	mustKubectl(t, "-n", ns, "delete", "gwd", "d", "--timeout=60s")
+	for _, g := range gws {
+		if m := markerOf(g); m != nil {
+			t.Errorf("%s: marker left after delete: %s", g.Name, m)
+		}
+		waitSim(t, g, marker.StateRunning)
+	}
+}
+
+// The shortest timeout the API allows is a minute: this test takes that long.
+func TestDeadlineReleases(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 2, 0)
+	apply(t, ns, "d", "timeout: 1m")
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Stalled", "gwd/d", "--timeout=120s")
+	got := getDrain(t, ns, "d")
+	if r := conditionReason(got, drainv1.ConditionDrained); r != "False/"+drainv1.ReasonDeadlineExceeded {
+		t.Errorf("Drained is %s", r)
+	}
+	waitDrain(t, ns, "d", "released", func(d *drainv1.GatewayDrain) bool { return d.Status.Counts.Released == 2 })
+	for _, g := range gws {
+		if m := markerOf(g); m != nil {
+			t.Errorf("%s: marker left after the deadline: %s", g.Name, m)
+		}
+		waitSim(t, g, marker.StateRunning)
+	}
+}
+
+func TestRecreatedPodMidDrainIsNotDrained(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 2, 0)
+	if err := gatewaysim.AddTurns(gws[1].Home, 3); err != nil { // keeps the drain going
+		t.Fatal(err)
+	}
+	apply(t, ns, "d")
+	waitSim(t, gws[0], marker.StateDraining)
+	oldUID := target(waitDrain(t, ns, "d", "gw-0 draining", func(d *drainv1.GatewayDrain) bool {
+		return target(d, "gw-0").State == drainv1.TargetDrained
+	}), "gw-0").PodUID
+
+	if err := gws[0].Recreate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := waitDrain(t, ns, "d", "gw-0 restarted", func(d *drainv1.GatewayDrain) bool {
+		tg := target(d, "gw-0")
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
+	})
+	if tg := target(got, "gw-0"); tg.PodUID != oldUID {
+		t.Errorf("target's instantiation changed: %s -> %s", oldUID, tg.PodUID)
+	}
+	if m := markerOf(gws[0]); m != nil {
+		t.Errorf("stale marker on the new instantiation: %s", m)
+	}
+	waitSim(t, gws[0], marker.StateRunning)
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	if m := markerOf(gws[0]); m != nil {
+		t.Errorf("the new instantiation was drained: %s", m)
+	}
+}
+
+func TestContainerRestartEndsItsDrain(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 1, 0)
+	apply(t, ns, "d")
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	if err := gws[0].RestartContainer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitDrain(t, ns, "d", "restarted", func(d *drainv1.GatewayDrain) bool {
+		tg := target(d, "gw-0")
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
+	})
+	if m := markerOf(gws[0]); m != nil {
+		t.Errorf("marker left on the restarted container: %s", m)
+	}
+	waitSim(t, gws[0], marker.StateRunning)
+}
+
+func TestForeignMarkerIsNeverRemoved(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 2, 0)
+	dashboard := `{"action": "drain", "requested_at": "` + time.Now().UTC().Format(marker.TimeLayout) + `", "principal": "ops@dashboard", "epoch": "` + sim.Epoch() + `"}`
+	if err := os.WriteFile(filepath.Join(gws[0].Home, marker.Filename), []byte(dashboard), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, ns, "d")
+	got := waitDrain(t, ns, "d", "conflict", func(d *drainv1.GatewayDrain) bool { return target(d, "gw-0").State == drainv1.TargetConflict })
+	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
+		t.Errorf("conflict message %q", msg)
+	}
+	cancelDrain(t, ns, "d")
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "gwd/d", "--timeout=60s")
+	if m := markerOf(gws[0]); string(m) != dashboard {
+		t.Errorf("the dashboard's marker changed: %q", m)
+	}
+	if m := markerOf(gws[1]); m != nil {
+		t.Errorf("our marker survived: %s", m)
+	}
+}
+
+func TestBrokenExecFailsThatTargetOnlyAndRecovers(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gws := gateways(t, ns, 3, 0)
+	ctx := context.Background()
+	// gw-0: no kwok Exec rule (exec is refused); gw-1: its folder is gone.
+	rule := &unstructured.Unstructured{}
+	rule.SetAPIVersion("kwok.x-k8s.io/v1alpha1")
+	rule.SetKind("Exec")
+	rule.SetNamespace(ns)
+	rule.SetName("gw-0")
+	if err := k8s.Delete(ctx, rule); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(gws[1].Home); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, ns, "d")
+	got := waitDrain(t, ns, "d", "two failed, one drained", func(d *drainv1.GatewayDrain) bool {
+		return target(d, "gw-0").State == drainv1.TargetFailed && target(d, "gw-1").State == drainv1.TargetFailed &&
+			target(d, "gw-2").State == drainv1.TargetDrained
+	})
+	for _, pod := range []string{"gw-0", "gw-1"} {
+		if msg := target(got, pod).Message; msg == "" {
+			t.Errorf("%s failed without a message", pod)
+		} else {
+			t.Logf("%s: %s", pod, msg)
+		}
+	}
+	if !strings.Contains(conditionReason(got, drainv1.ConditionDrained), "False") {
+		t.Errorf("Drained with failed targets")
+	}
+
+	// Fix both pods: the drain recovers.
+	if err := gws[0].Create(ctx); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("recreating the Exec rule through Create: %v", err)
+	}
+	if err := os.MkdirAll(gws[1].Home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+}
+
+func TestHostileValuesLandByteExactAndNeverExecute(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	gateways(t, ns, 1, 0)
+	base := t.TempDir()
+	canary := filepath.Join(base, "executed")
+	home := filepath.Join(base, `home with spaces 'single' "double" $HOME $(touch `+canary+`) `+"`touch "+canary+"`")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	principal := `release "bot" 'x' $(touch ` + canary + `) ` + "`touch " + canary + "`" + ` ; # \ %s`
+	gwd := &drainv1.GatewayDrain{}
+	gwd.Namespace, gwd.Name = ns, "hostile"
+	gwd.Spec.Selector.MatchLabels = gatewayLabels
+	gwd.Spec.HermesHome, gwd.Spec.Principal = home, principal
+	if err := k8s.Create(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, func() (bool, string) {
+		_, err := os.Stat(filepath.Join(home, marker.Filename))
+		return err == nil, "no marker in the hostile home"
+	})
+	raw, _ := os.ReadFile(filepath.Join(home, marker.Filename))
+	if got := marker.Parse(raw).Principal(); got != principal {
+		t.Errorf("principal %q, want %q", got, principal)
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Fatal("a hostile value was executed")
+	}
+}
+

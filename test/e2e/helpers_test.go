@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+)
+
+const wait = 60 * time.Second
+
+var gatewayLabels = map[string]string{"app": "hermes-gateway"}
+
+// gateways creates n running gateway pods, each with turns in flight.
+func gateways(t *testing.T, ns string, n, turns int) []*cluster.Gateway {
+	t.Helper()
+	var gs []*cluster.Gateway
+	for i := range n {
+		g := lc.Gateway(ns, fmt.Sprintf("gw-%d", i), gatewayLabels)
+		if err := g.Create(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if turns > 0 {
+			if err := gatewaysim.AddTurns(g.Home, turns); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// apply applies a GatewayDrain with kubectl; extra is YAML spec lines.
+func apply(t *testing.T, ns, name string, extra ...string) {
+	t.Helper()
+	manifest := fmt.Sprintf("apiVersion: drain.hermes.dev/v1alpha1\nkind: GatewayDrain\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  selector:\n    matchLabels:\n      app: hermes-gateway\n", name, ns)
+	for _, l := range extra {
+		manifest += "  " + l + "\n"
+	}
+	path := filepath.Join(t.TempDir(), "gwd.yaml")
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl("apply", "-f", path); err != nil {
+		t.Fatalf("kubectl apply: %v: %s", err, out)
+	}
+}
+
+func mustKubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := kubectl(args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func cancelDrain(t *testing.T, ns, name string) {
+	t.Helper()
+	mustKubectl(t, "-n", ns, "patch", "gwd", name, "--type=merge", "-p", `{"spec":{"action":"Cancel"}}`)
+}
+
+func getDrain(t *testing.T, ns, name string) *drainv1.GatewayDrain {
+	t.Helper()
+	gwd := &drainv1.GatewayDrain{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, gwd); err != nil {
+		t.Fatal(err)
+	}
+	return gwd
+}
+
+func waitDrain(t *testing.T, ns, name, what string, cond func(*drainv1.GatewayDrain) bool) *drainv1.GatewayDrain {
+	t.Helper()
+	var gwd *drainv1.GatewayDrain
+	eventually(t, wait, func() (bool, string) {
+		gwd = getDrain(t, ns, name)
+		b, _ := json.Marshal(gwd.Status)
+		return cond(gwd), what + "; status " + string(b)
+	})
+	return gwd
+}
+
+func target(gwd *drainv1.GatewayDrain, pod string) drainv1.Target {
+	for _, t := range gwd.Status.Targets {
+		if t.PodName == pod {
+			return t
+		}
+	}
+	return drainv1.Target{}
+}
+
+func conditionReason(gwd *drainv1.GatewayDrain, typ string) string {
+	if c := meta.FindStatusCondition(gwd.Status.Conditions, typ); c != nil {
+		return string(c.Status) + "/" + c.Reason
+	}
+	return ""
+}
+
+func markerOf(g *cluster.Gateway) []byte {
+	b, err := os.ReadFile(filepath.Join(g.Home, marker.Filename))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// waitSim waits until the simulated gateway reports state.
+func waitSim(t *testing.T, g *cluster.Gateway, state string) {
+	t.Helper()
+	eventually(t, wait, func() (bool, string) {
+		st, err := gatewaysim.ReadState(g.Home)
+		return err == nil && st.State == state, fmt.Sprintf("%s: gateway state %+v (%v), want %s", g.Name, st, err, state)
+	})
+}
+

@@ -1,0 +1,143 @@
+// Package e2e drives the real operator binary against the local simulated
+// cluster (real API server, kwok pods, real pods/exec into per-pod folders),
+// with gateway simulators serving every pod's HERMES_HOME, only through the
+// Kubernetes API and kubectl, as a user would.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+)
+
+var (
+	lc  *cluster.Cluster
+	k8s client.Client
+	sim *gatewaysim.Sim
+)
+
+// turnDuration is how long a simulated in-flight turn takes.
+const turnDuration = 3 * time.Second
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "hermes-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if lc, err = cluster.Start(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "local cluster:", err)
+		return 1
+	}
+	defer lc.Stop()
+	k8s = lc.Client
+
+	sim = gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(filepath.Join(dir, "homes", "*", "*")), TurnDuration: turnDuration})
+	go sim.Run(ctx, 100*time.Millisecond, nil)
+
+	stop, err := startManager(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		return 1
+	}
+	code := m.Run()
+	stop()
+	if code != 0 {
+		log, _ := os.ReadFile(filepath.Join(dir, "manager.log"))
+		fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB):\n%s\n", tail(log, 4096))
+	}
+	return code
+}
+
+// startManager builds and starts the operator binary against the cluster.
+func startManager(dir string) (stop func(), err error) {
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build.Dir = cluster.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v: %s", err, out)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--poll-interval=200ms", "--idle-poll-interval=1s", "--release-timeout=5s",
+		"--zap-log-level=info")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+lc.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logFile.Close()
+	}, nil
+}
+
+// kubectl runs the pinned kubectl against the cluster.
+func kubectl(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(lc.Bin, "kubectl"), append([]string{"--kubeconfig", lc.Kubeconfig}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func namespace(t *testing.T) string {
+	t.Helper()
+	name := strings.ToLower(strings.TrimPrefix(t.Name(), "Test"))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %s", timeout, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
