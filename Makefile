@@ -57,14 +57,21 @@ vet: ## go vet.
 build: ## Build the manager binary into bin/.
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
 
+.PHONY: demo
+demo: cluster-tools build ## Drain five simulated gateways on a local cluster, cancel, tear down (about a minute warm).
+	go run ./hack/demo
+
 ##@ Test
 
 .PHONY: test
-test: test-tools verify-generated vet ## Unit tests and the envtest suite against a real kube-apiserver + etcd.
+test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + etcd) and end-to-end (kwok, real exec) tests.
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
 .PHONY: test-tools
-test-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kubectl $(BIN)/controller-gen ## Build (once) the binaries the tests need.
+test-tools: cluster-tools $(BIN)/controller-gen ## Build (once) the binaries the tests need.
+
+.PHONY: cluster-tools
+cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
 
 ##@ Tools (built once into $(TOOLS_CACHE))
 

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -57,7 +58,7 @@ func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...st
 	obs, parseErr := parseOutput(out, nonce)
 	if parseErr != nil {
 		if runErr != nil {
-			return Observation{}, runErr
+			return Observation{}, readable(runErr, argv)
 		}
 		return Observation{}, parseErr
 	}
@@ -67,6 +68,19 @@ func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...st
 		return obs.Observation, fmt.Errorf("in container: %s", obs.errMessage)
 	}
 	return obs.Observation, nil
+}
+
+// maxErrorLength bounds an error message kept in status.
+const maxErrorLength = 512
+
+// readable shortens a runner's error for status: some runtimes echo the
+// whole command line (the program text and the marker) back in their error.
+func readable(err error, argv []string) error {
+	msg := strings.Replace(err.Error(), strings.Join(argv[2:], " "), "<hermes-drain "+argv[4]+">", 1)
+	if len(msg) > maxErrorLength {
+		msg = msg[:maxErrorLength/3] + " … " + msg[len(msg)-maxErrorLength*2/3:]
+	}
+	return errors.New(msg)
 }
 
 func newNonce() string {

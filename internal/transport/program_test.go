@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,5 +209,23 @@ func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
 		if _, err := parseOutput([]byte(out), "N"); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// echoingRunner fails the way some runtimes do: echoing the command line.
+type echoingRunner struct{}
+
+func (echoingRunner) Run(_ context.Context, _ Pod, argv []string) ([]byte, error) {
+	return nil, fmt.Errorf("error executing command in container: cmd start: %s: chdir /x: no such file or directory", strings.Join(argv, " "))
+}
+
+func TestRunnerErrorsStayReadable(t *testing.T) {
+	_, err := NewProgram(echoingRunner{}, "/proc").Project(context.Background(), Pod{}, "/opt/data", request("uid-1", strings.Repeat("p", 2000)))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	if len(msg) > maxErrorLength+8 || strings.Contains(msg, "set -u") || !strings.Contains(msg, "<hermes-drain project>") || !strings.HasSuffix(msg, "chdir /x: no such file or directory") {
+		t.Errorf("unreadable error (%d bytes): %s", len(msg), msg)
 	}
 }

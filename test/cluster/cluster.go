@@ -63,7 +63,7 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 	bin := filepath.Join(RepoRoot(), "bin")
 	for _, b := range []string{"etcd", "kube-apiserver", "kwok", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-			return nil, fmt.Errorf("no %s in %s: run `make e2e-tools`", b, bin)
+			return nil, fmt.Errorf("no %s in %s: run `make cluster-tools`", b, bin)
 		}
 	}
 	scheme := k8sruntime.NewScheme()

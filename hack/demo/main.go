@@ -1,0 +1,221 @@
+// Command demo shows the operator at work on a local simulated cluster, with
+// nothing of your own: it brings up the cluster, starts the operator and
+// five simulated gateways with turns in flight, applies the sample
+// GatewayDrain, follows it until Drained, cancels it, shows the gateways
+// running again, and tears everything down (also on Ctrl-C).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+)
+
+const (
+	namespace = "hermes"
+	drainName = "before-upgrade" // config/samples/drain_v1alpha1_gatewaydrain.yaml
+	gateways  = 5
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	begin := time.Now()
+	dir, err := os.MkdirTemp("", "hermes-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	say("bringing up the local cluster (etcd, kube-apiserver, kwok) on 127.0.0.1")
+	lc, err := cluster.Start(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer func() { say("tearing down"); lc.Stop() }()
+
+	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(filepath.Join(dir, "homes", "*", "*")), TurnDuration: 8 * time.Second})
+	go sim.Run(ctx, time.Second, nil)
+
+	say("starting the operator (bin/manager), log in %s", filepath.Join(dir, "manager.log"))
+	stopManager, err := startManager(lc, dir)
+	if err != nil {
+		return err
+	}
+	defer stopManager()
+
+	say("creating %d gateway pods with turns in flight", gateways)
+	if err := lc.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		return err
+	}
+	var gws []*cluster.Gateway
+	for i := range gateways {
+		g := lc.Gateway(namespace, fmt.Sprintf("hermes-gateway-%d", i), map[string]string{"app": "hermes-gateway"})
+		if err := g.Create(ctx); err != nil {
+			return err
+		}
+		if err := gatewaysim.AddTurns(g.Home, i%3+1); err != nil {
+			return err
+		}
+		gws = append(gws, g)
+	}
+
+	sample := filepath.Join(cluster.RepoRoot(), "config", "samples", "drain_v1alpha1_gatewaydrain.yaml")
+	say("kubectl apply -f config/samples/drain_v1alpha1_gatewaydrain.yaml")
+	if err := kubectl(lc, "-n", namespace, "apply", "-f", sample); err != nil {
+		return err
+	}
+	if err := follow(ctx, lc, gws, "waiting for Drained", func(d *drainv1.GatewayDrain) bool {
+		return meta.IsStatusConditionTrue(d.Status.Conditions, drainv1.ConditionDrained)
+	}); err != nil {
+		return err
+	}
+	say("Drained: every gateway is draining with no turns in flight. Now the disruptive work could run.")
+
+	say(`kubectl patch gwd/%s --type=merge -p '{"spec":{"action":"Cancel"}}'`, drainName)
+	if err := kubectl(lc, "-n", namespace, "patch", "gwd", drainName, "--type=merge", "-p", `{"spec":{"action":"Cancel"}}`); err != nil {
+		return err
+	}
+	if err := follow(ctx, lc, gws, "waiting for the gateways to run again", func(d *drainv1.GatewayDrain) bool {
+		if !meta.IsStatusConditionTrue(d.Status.Conditions, drainv1.ConditionReady) {
+			return false
+		}
+		for _, g := range gws {
+			if st, err := gatewaysim.ReadState(g.Home); err != nil || st.State != "running" {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	say("released: markers removed, every gateway is running again (%s in all)", time.Since(begin).Round(time.Second))
+	return nil
+}
+
+// follow redraws the drain's table until done holds.
+func follow(ctx context.Context, lc *cluster.Cluster, gws []*cluster.Gateway, what string, done func(*drainv1.GatewayDrain) bool) error {
+	tty := isTerminal()
+	last := ""
+	for {
+		gwd := &drainv1.GatewayDrain{}
+		err := lc.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: drainName}, gwd)
+		if err == nil {
+			table := render(gwd, gws, what)
+			if table != last {
+				if tty {
+					fmt.Print("\033[H\033[2J")
+				}
+				fmt.Print(table)
+				last = table
+			}
+			if done(gwd) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func render(gwd *drainv1.GatewayDrain, gws []*cluster.Gateway, what string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nGatewayDrain %s/%s  action=%s  drained %s  (%s)\n", gwd.Namespace, gwd.Name, gwd.Spec.Action, gwd.Status.Progress, what)
+	for _, typ := range []string{drainv1.ConditionDrained, drainv1.ConditionReady, drainv1.ConditionReconciling, drainv1.ConditionStalled} {
+		if c := meta.FindStatusCondition(gwd.Status.Conditions, typ); c != nil {
+			fmt.Fprintf(&b, "  %-12s %-5s %s\n", typ, c.Status, c.Reason)
+		}
+	}
+	fmt.Fprintf(&b, "\n  %-18s %-10s %-8s %-10s %-7s %s\n", "POD", "TARGET", "MARKER", "GATEWAY", "AGENTS", "OPERATOR SAYS")
+	for i, t := range gwd.Status.Targets {
+		// The last three columns are the gateway's own files, read now.
+		onDisk, state, agents := "absent", "-", "-"
+		if i < len(gws) {
+			if _, err := os.Stat(filepath.Join(gws[i].Home, ".drain_request.json")); err == nil {
+				onDisk = "present"
+			}
+			if st, err := gatewaysim.ReadState(gws[i].Home); err == nil {
+				state, agents = st.State, fmt.Sprint(st.ActiveAgents)
+			}
+		}
+		msg := t.Message
+		if len(msg) > 60 {
+			msg = msg[:57] + "..."
+		}
+		fmt.Fprintf(&b, "  %-18s %-10s %-8s %-10s %-7s %s\n", t.PodName, t.State, onDisk, state, agents, msg)
+	}
+	return b.String()
+}
+
+func startManager(lc *cluster.Cluster, dir string) (func(), error) {
+	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(cluster.RepoRoot(), "bin", "manager"),
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--poll-interval=500ms")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+lc.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting bin/manager (run `make demo`): %w", err)
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logFile.Close()
+	}, nil
+}
+
+func kubectl(lc *cluster.Cluster, args ...string) error {
+	out, err := exec.Command(filepath.Join(lc.Bin, "kubectl"), append([]string{"--kubeconfig", lc.Kubeconfig}, args...)...).CombinedOutput()
+	fmt.Print(indent(string(out)))
+	if err != nil {
+		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("==> "+format+"\n", args...)
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+func isTerminal() bool {
+	fi, err := os.Stdout.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
