@@ -253,4 +253,3 @@ func TestHostileValuesLandByteExactAndNeverExecute(t *testing.T) {
 		t.Fatal("a hostile value was executed")
 	}
 }
-

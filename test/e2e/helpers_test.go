@@ -124,4 +124,3 @@ func waitSim(t *testing.T, g *cluster.Gateway, state string) {
 		return err == nil && st.State == state, fmt.Sprintf("%s: gateway state %+v (%v), want %s", g.Name, st, err, state)
 	})
 }
-
