@@ -22,6 +22,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -34,11 +35,12 @@ type flags struct {
 	maxConcurrentReconciles int
 	execTimeout             time.Duration
 	drain                   gatewaydrain.Options
+	readiness               podreadiness.Options
 	gracefulShutdownTimeout time.Duration
 }
 
 func parseFlags(args []string) (flags, zap.Options, error) {
-	f := flags{drain: gatewaydrain.DefaultOptions()}
+	f := flags{drain: gatewaydrain.DefaultOptions(), readiness: podreadiness.DefaultOptions()}
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", `where metrics are served; "0" turns them off`)
 	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization (false: plain HTTP)")
@@ -53,6 +55,8 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	fs.DurationVar(&f.drain.IdlePollInterval, "idle-poll-interval", f.drain.IdlePollInterval, "how often a drained gateway is read")
 	fs.DurationVar(&f.drain.RefreshInterval, "refresh-interval", f.drain.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
 	fs.DurationVar(&f.drain.ReleaseTimeout, "release-timeout", f.drain.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers")
+	fs.DurationVar(&f.readiness.FastInterval, "readiness-fast-interval", f.readiness.FastInterval, "how often a gated gateway is read while it is a drain's target, starting or draining")
+	fs.DurationVar(&f.readiness.SlowInterval, "readiness-interval", f.readiness.SlowInterval, "how often a gated gateway is read otherwise")
 	fs.DurationVar(&f.gracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight reconciles may finish on shutdown")
 	opts := zap.Options{}
 	opts.BindFlags(fs)
@@ -122,14 +126,15 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	r := &gatewaydrain.Reconciler{
-		Client:    mgr.GetClient(),
-		Transport: transport.NewProgram(runner, "/proc"),
-		Recorder:  mgr.GetEventRecorder("hermes-drain-operator"),
-		Options:   f.drain,
-	}
-	if err := r.SetupWithManager(ctx, mgr, f.maxConcurrentReconciles); err != nil {
+	tr := transport.NewProgram(runner, "/proc")
+	recorder := mgr.GetEventRecorder("hermes-drain-operator")
+	drains := &gatewaydrain.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.drain}
+	if err := drains.SetupWithManager(ctx, mgr, f.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the GatewayDrain controller: %w", err)
+	}
+	gates := &podreadiness.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.readiness}
+	if err := gates.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the readiness gate controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

@@ -255,15 +255,23 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 		Complete(r)
 }
 
+// DrainsTargeting lists the GatewayDrains that target a pod of this name,
+// through the index SetupWithManager registers.
+func DrainsTargeting(ctx context.Context, c client.Reader, namespace, pod string) ([]drainv1.GatewayDrain, error) {
+	var list drainv1.GatewayDrainList
+	err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{targetPodIndex: pod})
+	return list.Items, err
+}
+
 // drainsTargeting maps a pod to the GatewayDrains that target a pod of its name.
 func (r *Reconciler) drainsTargeting(ctx context.Context, pod client.Object) []reconcile.Request {
-	var list drainv1.GatewayDrainList
-	if err := r.List(ctx, &list, client.InNamespace(pod.GetNamespace()), client.MatchingFields{targetPodIndex: pod.GetName()}); err != nil {
+	drains, err := DrainsTargeting(ctx, r.Client, pod.GetNamespace(), pod.GetName())
+	if err != nil {
 		log.FromContext(ctx).Error(err, "listing GatewayDrains for a pod", "pod", pod.GetName())
 		return nil
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, gwd := range list.Items {
+	reqs := make([]reconcile.Request, 0, len(drains))
+	for _, gwd := range drains {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&gwd)})
 	}
 	return reqs

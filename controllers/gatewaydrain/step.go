@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -22,7 +23,7 @@ func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *
 	if why := instantiationOver(&t, pod); why != "" {
 		return r.stepRestarted(ctx, d, t, pod, why, now)
 	}
-	if pod != nil && containerStatus(pod, t.Container) == nil {
+	if pod != nil && gatewaypod.ContainerStatus(pod, t.Container) == nil {
 		return r.failed(t, now, fmt.Sprintf("pod has no container %q", t.Container))
 	}
 	if d.withdrawn != "" {
@@ -113,7 +114,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 	if t.MarkerRemovedAt != nil {
 		return t, time.Time{}
 	}
-	if !runningContainer(pod, t.Container) {
+	if !gatewaypod.Running(pod, t.Container) {
 		t.Message = why + "; a marker left on its volume is ignored by the next instantiation's epoch, and removed when a pod of this name runs again"
 		return t, time.Time{}
 	}
@@ -143,8 +144,8 @@ func (r *Reconciler) observed(t drainv1.Target, obs transport.Observation, now t
 	t, st, problem := r.read(t, obs, now)
 	t.Failures = 0
 	switch {
-	case problem != "":
-		t.State, t.Message = drainv1.TargetDraining, "marker in place; "+problem
+	case problem != nil:
+		t.State, t.Message = drainv1.TargetDraining, "marker in place; "+problem.Message
 	case st.DrainComplete():
 		t.State, t.Message = drainv1.TargetDrained, "gateway draining with no active agents"
 		return t, now.Add(r.IdlePollInterval)
@@ -158,12 +159,12 @@ func (r *Reconciler) observed(t drainv1.Target, obs transport.Observation, now t
 
 // read copies what every call reads back into the target, and returns the
 // gateway's state or why it cannot be told.
-func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, marker.GatewayState, string) {
+func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, marker.GatewayState, *transport.StateProblem) {
 	attempt := metav1.NewTime(now)
 	t.LastAttemptTime, t.Epoch = &attempt, obs.Epoch
 	t.GatewayState, t.ActiveAgents = "", nil
-	st, problem := gatewayState(obs, now)
-	if problem == "" {
+	st, problem := obs.GatewayStateAt(now)
+	if problem == nil {
 		agents := st.ActiveAgents
 		t.GatewayState, t.ActiveAgents = st.State, &agents
 	}
@@ -195,27 +196,6 @@ func (r *Reconciler) nextAttempt(t drainv1.Target) time.Time {
 		return last.Add(r.PollInterval)
 	}
 	return time.Time{}
-}
-
-// gatewayState parses gateway_state.json as read back, or says why it cannot
-// tell anything.
-func gatewayState(obs transport.Observation, now time.Time) (marker.GatewayState, string) {
-	switch obs.GatewayState.State {
-	case transport.FileAbsent:
-		return marker.GatewayState{}, marker.StateFilename + " not found (gateway not started?)"
-	case transport.FilePresent:
-	default:
-		return marker.GatewayState{}, fmt.Sprintf("%s is %s", marker.StateFilename, obs.GatewayState.State)
-	}
-	st, err := marker.ParseGatewayState(obs.GatewayState.Data)
-	if err != nil {
-		return st, err.Error()
-	}
-	if st.Stale(now) {
-		age, _ := st.Age(now)
-		return st, fmt.Sprintf("%s is stale (updated %s ago): is the gateway alive?", marker.StateFilename, age.Round(time.Second))
-	}
-	return st, ""
 }
 
 func foreignMessage(found marker.Found) string {

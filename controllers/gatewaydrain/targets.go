@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 )
 
 // newTarget records the instantiation a running pod is now: the pod UID and
@@ -17,66 +17,19 @@ func newTarget(gwd *drainv1.GatewayDrain, pod *corev1.Pod) drainv1.Target {
 	t := drainv1.Target{
 		PodName:   pod.Name,
 		PodUID:    pod.UID,
-		Container: gatewayContainer(gwd, pod),
+		Container: gatewaypod.Container(pod, gwd.Spec.Container),
 		State:     drainv1.TargetPending,
 	}
-	if cs := containerStatus(pod, t.Container); cs != nil && cs.State.Running != nil {
+	if cs := gatewaypod.ContainerStatus(pod, t.Container); cs != nil && cs.State.Running != nil {
 		started := cs.State.Running.StartedAt
 		t.StartedAt, t.RestartCount, t.ContainerID = &started, cs.RestartCount, cs.ContainerID
 	}
-	home, err := hermesHome(gwd, pod, t.Container)
+	home, err := gatewaypod.Home(pod, t.Container, gwd.Spec.HermesHome)
 	t.HermesHome = home
 	if err != nil {
 		t.State, t.Message = drainv1.TargetFailed, err.Error()
 	}
 	return t
-}
-
-// gatewayContainer is spec.container, else the pod's container annotation,
-// else the pod's first container.
-func gatewayContainer(gwd *drainv1.GatewayDrain, pod *corev1.Pod) string {
-	if gwd.Spec.Container != "" {
-		return gwd.Spec.Container
-	}
-	if name := pod.Annotations[drainv1.ContainerAnnotation]; name != "" {
-		return name
-	}
-	if len(pod.Spec.Containers) > 0 {
-		return pod.Spec.Containers[0].Name
-	}
-	return ""
-}
-
-// hermesHome is spec.hermesHome, else the container's literal HERMES_HOME env
-// value (validated like the spec field, since no API server checked it),
-// else the upstream default.
-func hermesHome(gwd *drainv1.GatewayDrain, pod *corev1.Pod, container string) (string, error) {
-	if gwd.Spec.HermesHome != "" {
-		return gwd.Spec.HermesHome, nil
-	}
-	for _, c := range pod.Spec.Containers {
-		if c.Name != container {
-			continue
-		}
-		for _, env := range c.Env {
-			if env.Name == "HERMES_HOME" && env.ValueFrom == nil && env.Value != "" {
-				if err := marker.ValidateHome(env.Value); err != nil {
-					return env.Value, fmt.Errorf("the container's HERMES_HOME %q %v: set spec.hermesHome", env.Value, err)
-				}
-				return env.Value, nil
-			}
-		}
-	}
-	return drainv1.DefaultHermesHome, nil
-}
-
-func containerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
-	for i := range pod.Status.ContainerStatuses {
-		if pod.Status.ContainerStatuses[i].Name == name {
-			return &pod.Status.ContainerStatuses[i]
-		}
-	}
-	return nil
 }
 
 // isCandidate reports whether a pod can be a target when the drain starts:
@@ -85,7 +38,7 @@ func isCandidate(gwd *drainv1.GatewayDrain, pod *corev1.Pod) bool {
 	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
 		return false
 	}
-	cs := containerStatus(pod, gatewayContainer(gwd, pod))
+	cs := gatewaypod.ContainerStatus(pod, gatewaypod.Container(pod, gwd.Spec.Container))
 	return cs == nil || cs.State.Running != nil // a missing container becomes a Failed target that says so
 }
 
@@ -104,7 +57,7 @@ func instantiationOver(t *drainv1.Target, pod *corev1.Pod) string {
 	if t.StartedAt == nil {
 		return "" // the container never ran; nothing to compare
 	}
-	cs := containerStatus(pod, t.Container)
+	cs := gatewaypod.ContainerStatus(pod, t.Container)
 	switch {
 	case cs == nil || cs.State.Running == nil:
 		return "gateway container " + t.Container + " stopped"
@@ -113,14 +66,4 @@ func instantiationOver(t *drainv1.Target, pod *corev1.Pod) string {
 			t.Container, cs.RestartCount, cs.State.Running.StartedAt.UTC().Format(metav1.RFC3339Micro))
 	}
 	return ""
-}
-
-// runningContainer reports whether pod runs its container c, so that a stale
-// marker can be removed from whatever instantiation now runs there.
-func runningContainer(pod *corev1.Pod, c string) bool {
-	if pod == nil || pod.DeletionTimestamp != nil {
-		return false
-	}
-	cs := containerStatus(pod, c)
-	return cs != nil && cs.State.Running != nil
 }

@@ -1,0 +1,78 @@
+package podreadiness
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// GateType is the readiness gate a gateway pod declares to opt in.
+const GateType corev1.PodConditionType = "drain.hermes.dev/serving"
+
+// Reasons of the gate condition beyond the state-file problems of transport.
+const (
+	ReasonReadFailed          = "ReadFailed"
+	ReasonContainerNotRunning = "ContainerNotRunning"
+	ReasonInvalidHome         = "InvalidHermesHome"
+	ReasonUnknownState        = "UnknownState"
+)
+
+// stateReasons names the gate's reason for each upstream gateway_state.
+var stateReasons = map[string]string{
+	marker.StateRunning:       "Running",
+	marker.StateDegraded:      "Degraded",
+	marker.StateDraining:      "Draining",
+	marker.StateStarting:      "Starting",
+	marker.StateStopped:       "Stopped",
+	marker.StateStartupFailed: "StartupFailed",
+}
+
+// verdict is what the gate should say.
+type verdict struct {
+	status  corev1.ConditionStatus
+	reason  string
+	message string
+	// updatedAt is when the gateway wrote what was read, if known.
+	updatedAt time.Time
+	// gatewayState is the state read, "" when unknown.
+	gatewayState string
+}
+
+// serving maps what was read from a gateway to "does this gateway accept
+// turns": True for running or degraded, False for any other state upstream
+// writes, Unknown when the state cannot be read or is stale.
+func serving(obs transport.Observation, readErr error, now time.Time) verdict {
+	if readErr != nil {
+		return verdict{status: corev1.ConditionUnknown, reason: ReasonReadFailed, message: readErr.Error()}
+	}
+	st, problem := obs.GatewayStateAt(now)
+	if problem != nil {
+		return verdict{status: corev1.ConditionUnknown, reason: problem.Reason, message: problem.Message}
+	}
+	v := verdict{gatewayState: st.State}
+	if t, err := marker.ParseTime(st.UpdatedAt); err == nil {
+		v.updatedAt = t
+	}
+	reason, known := stateReasons[st.State]
+	switch {
+	case !known:
+		v.status, v.reason = corev1.ConditionUnknown, ReasonUnknownState
+		v.message = fmt.Sprintf("gateway_state %q is not one upstream writes", st.State)
+		return v
+	case st.AcceptsTurns():
+		v.status = corev1.ConditionTrue
+	default:
+		v.status = corev1.ConditionFalse
+	}
+	v.reason, v.message = reason, fmt.Sprintf("%s: %d active agents", reason, st.ActiveAgents)
+	return v
+}
+
+// fastStates are gateway states that change soon: look again quickly.
+func fastState(state string) bool {
+	return state == marker.StateStarting || state == marker.StateDraining
+}

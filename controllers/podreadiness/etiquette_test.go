@@ -1,0 +1,228 @@
+package podreadiness_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// countingRunner runs the program locally and counts the calls.
+type countingRunner struct{ calls atomic.Int32 }
+
+func (c *countingRunner) Run(ctx context.Context, pod transport.Pod, argv []string) ([]byte, error) {
+	c.calls.Add(1)
+	return transport.LocalRunner{}.Run(ctx, pod, argv)
+}
+
+func newReconciler() (*podreadiness.Reconciler, *countingRunner) {
+	runner := &countingRunner{}
+	return &podreadiness.Reconciler{
+		Client:    env.Client, // direct, uncached: each Get sees the API server
+		Transport: transport.NewProgram(runner, "/proc"),
+		Options:   podreadiness.DefaultOptions(),
+	}, runner
+}
+
+// gatedPod creates a running gateway pod whose home holds gateway_state.json.
+func gatedPod(t *testing.T, ns, name string, gated bool) (*corev1.Pod, string) {
+	t.Helper()
+	home := t.TempDir()
+	writeState(t, home, "running", 1)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: home}},
+		}}},
+	}
+	if gated {
+		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: podreadiness.GateType}}
+	}
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{
+		Phase: corev1.PodRunning,
+		Conditions: []corev1.PodCondition{
+			{Type: "example.com/someone-else", Status: corev1.ConditionTrue, Reason: "Theirs", LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "gateway", Image: "hermes", ImageID: "hermes",
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
+	}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod, home
+}
+
+func writeState(t *testing.T, home, state string, agents int) {
+	t.Helper()
+	data := fmt.Sprintf(`{"gateway_state":%q,"active_agents":%d,"updated_at":%q}`, state, agents, time.Now().UTC().Format(marker.TimeLayout))
+	if err := os.WriteFile(filepath.Join(home, marker.StateFilename), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func reconcile(t *testing.T, r *podreadiness.Reconciler, pod *corev1.Pod) ctrl.Result {
+	t.Helper()
+	res, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(pod)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func fetch(t *testing.T, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	got := &corev1.Pod{}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func gate(pod *corev1.Pod) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == podreadiness.GateType {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
+	ns := env.Namespace(t)
+	r, _ := newReconciler()
+	pod, home := gatedPod(t, ns, "gw", true)
+
+	reconcile(t, r, pod)
+	got := fetch(t, pod)
+	c := gate(got)
+	if c == nil || c.Status != corev1.ConditionTrue || c.Reason != "Running" || c.Message != "Running: 1 active agents" {
+		t.Fatalf("gate %+v", c)
+	}
+	theirs := 0
+	for _, c := range got.Status.Conditions {
+		if c.Type == "example.com/someone-else" && c.Reason == "Theirs" {
+			theirs++
+		}
+	}
+	if len(got.Status.Conditions) != 2 || theirs != 1 {
+		t.Errorf("another writer's condition did not survive: %+v", got.Status.Conditions)
+	}
+
+	// Nothing changed: no write at all.
+	rv := got.ResourceVersion
+	reconcile(t, r, pod)
+	if again := fetch(t, pod); again.ResourceVersion != rv {
+		t.Errorf("unchanged gate was written again (rv %s -> %s)", rv, again.ResourceVersion)
+	}
+
+	// Same status, new message: lastTransitionTime stays.
+	writeState(t, home, "running", 2)
+	reconcile(t, r, pod)
+	c2 := gate(fetch(t, pod))
+	if c2.Message != "Running: 2 active agents" || !c2.LastTransitionTime.Equal(&c.LastTransitionTime) {
+		t.Errorf("message update %+v should keep lastTransitionTime %v", c2, c.LastTransitionTime)
+	}
+
+	// A flip moves lastTransitionTime.
+	r.Now = func() time.Time { return time.Now().Add(2 * time.Second) } // past lastTransitionTime's 1 s resolution
+	writeState(t, home, "draining", 2)
+	res := reconcile(t, r, pod)
+	c3 := gate(fetch(t, pod))
+	if c3.Status != corev1.ConditionFalse || c3.Reason != "Draining" || !c3.LastTransitionTime.After(c.LastTransitionTime.Time) {
+		t.Errorf("flip %+v (was %v)", c3, c.LastTransitionTime)
+	}
+	if res.RequeueAfter != r.FastInterval {
+		t.Errorf("a draining gateway is looked at again after %s, want %s", res.RequeueAfter, r.FastInterval)
+	}
+}
+
+func TestUIDPreconditionRefusesARecreatedPod(t *testing.T) {
+	ns := env.Namespace(t)
+	r, _ := newReconciler()
+	old, _ := gatedPod(t, ns, "gw", true)
+	stale := fetch(t, old)
+	if err := env.Client.Delete(context.Background(), old, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := gatedPod(t, ns, "gw", true)
+
+	// Patch the new pod as if it were the old one: the UID precondition refuses it.
+	stale.Status.Conditions = append(stale.Status.Conditions, corev1.PodCondition{Type: podreadiness.GateType, Status: corev1.ConditionTrue})
+	patch := []byte(fmt.Sprintf(`{"metadata":{"uid":%q},"status":{"conditions":[{"type":%q,"status":"False","reason":"Draining"}]}}`, stale.UID, podreadiness.GateType))
+	err := env.Client.Status().Patch(context.Background(), fresh, client.RawPatch("application/strategic-merge-patch+json", patch))
+	if err == nil {
+		t.Fatal("a patch for the old pod's UID was applied to the recreated pod")
+	}
+	if gate(fetch(t, fresh)) != nil {
+		t.Errorf("the recreated pod got a condition meant for the old one")
+	}
+	// The reconciler itself writes the new pod (with the new UID).
+	reconcile(t, r, fresh)
+	if c := gate(fetch(t, fresh)); c == nil || c.Status != corev1.ConditionTrue {
+		t.Errorf("gate %+v", c)
+	}
+}
+
+func TestUngatedPodsAreNeverRead(t *testing.T) {
+	ns := env.Namespace(t)
+	r, runner := newReconciler()
+	pod, _ := gatedPod(t, ns, "plain", false)
+	reconcile(t, r, pod)
+	if n := runner.calls.Load(); n != 0 {
+		t.Errorf("an ungated pod was read %d times", n)
+	}
+	if gate(fetch(t, pod)) != nil {
+		t.Errorf("an ungated pod got the condition")
+	}
+	// A pod that is gone is ignored.
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "gone"}}); err != nil {
+		t.Errorf("gone pod: %v", err)
+	}
+}
+
+func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
+	ns := env.Namespace(t)
+	r, _ := newReconciler()
+	pod, home := gatedPod(t, ns, "gw", true)
+	if err := os.Remove(filepath.Join(home, marker.StateFilename)); err != nil {
+		t.Fatal(err)
+	}
+	first := reconcile(t, r, pod)
+	second := reconcile(t, r, pod)
+	if c := gate(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonNoState {
+		t.Errorf("gate %+v", c)
+	}
+	if !(second.RequeueAfter > first.RequeueAfter) {
+		t.Errorf("no backoff: %s then %s", first.RequeueAfter, second.RequeueAfter)
+	}
+}

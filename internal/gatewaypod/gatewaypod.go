@@ -1,0 +1,70 @@
+// Package gatewaypod finds a Hermes gateway in a pod: which container is the
+// gateway and where its HERMES_HOME is. Both reconcilers resolve a pod the
+// same way through it.
+package gatewaypod
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// Container is override, else the pod's drain.hermes.dev/container
+// annotation, else the pod's first container.
+func Container(pod *corev1.Pod, override string) string {
+	if override != "" {
+		return override
+	}
+	if name := pod.Annotations[drainv1.ContainerAnnotation]; name != "" {
+		return name
+	}
+	if len(pod.Spec.Containers) > 0 {
+		return pod.Spec.Containers[0].Name
+	}
+	return ""
+}
+
+// Home is override, else the container's literal HERMES_HOME env value
+// (validated like spec.hermesHome, since no API server checked it), else
+// the upstream default /opt/data.
+func Home(pod *corev1.Pod, container, override string) (string, error) {
+	if override != "" {
+		return override, nil
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name != container {
+			continue
+		}
+		for _, env := range c.Env {
+			if env.Name == "HERMES_HOME" && env.ValueFrom == nil && env.Value != "" {
+				if err := marker.ValidateHome(env.Value); err != nil {
+					return env.Value, fmt.Errorf("the container's HERMES_HOME %q %v: set spec.hermesHome", env.Value, err)
+				}
+				return env.Value, nil
+			}
+		}
+	}
+	return drainv1.DefaultHermesHome, nil
+}
+
+// ContainerStatus is the named container's status, or nil.
+func ContainerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
+	for i := range pod.Status.ContainerStatuses {
+		if pod.Status.ContainerStatuses[i].Name == name {
+			return &pod.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
+}
+
+// Running reports whether pod runs its container c.
+func Running(pod *corev1.Pod, c string) bool {
+	if pod == nil || pod.DeletionTimestamp != nil {
+		return false
+	}
+	cs := ContainerStatus(pod, c)
+	return cs != nil && cs.State.Running != nil
+}
