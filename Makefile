@@ -28,6 +28,7 @@ K8S_LDFLAGS := $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/ve
 ETCD           := $(TOOLS_CACHE)/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER := $(TOOLS_CACHE)/kube-apiserver-$(K8S_VERSION)/kube-apiserver
 KUBECTL        := $(TOOLS_CACHE)/kubectl-$(K8S_VERSION)/kubectl
+KUBE_CONTROLLER_MANAGER := $(TOOLS_CACHE)/kube-controller-manager-$(K8S_VERSION)/kube-controller-manager
 CONTROLLER_GEN := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KWOK           := $(TOOLS_CACHE)/kwok-$(KWOK_VERSION)/kwok
 
@@ -71,7 +72,7 @@ test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + et
 test-tools: cluster-tools $(BIN)/controller-gen ## Build (once) the binaries the tests need.
 
 .PHONY: cluster-tools
-cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
+cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
 
 ##@ Tools (built once into $(TOOLS_CACHE))
 
@@ -84,6 +85,7 @@ $(BIN):
 $(BIN)/etcd: $(ETCD)
 $(BIN)/kube-apiserver: $(KUBE_APISERVER)
 $(BIN)/kubectl: $(KUBECTL)
+$(BIN)/kube-controller-manager: $(KUBE_CONTROLLER_MANAGER)
 $(BIN)/controller-gen: $(CONTROLLER_GEN)
 $(BIN)/kwok: $(KWOK)
 
@@ -94,8 +96,8 @@ $(ETCD):
 	@mkdir -p $(@D)
 	cd hack/tools/etcd && $(GO_BUILD) -o $@.tmp . && mv $@.tmp $@
 
-$(KUBE_APISERVER) $(KUBECTL):
-	@echo ">> building $(@F) $(K8S_VERSION) (kube-apiserver about 6 min, kubectl 1 min, once)"
+$(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER):
+	@echo ">> building $(@F) $(K8S_VERSION) (kube-apiserver about 6 min, the others 1-2 min, once)"
 	@mkdir -p $(@D)
 	cd hack/tools/kube && $(GO_BUILD) -ldflags '$(K8S_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/$(@F) && mv $@.tmp $@
 

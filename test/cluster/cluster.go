@@ -46,9 +46,16 @@ type Cluster struct {
 	// Bin is the folder with the pinned binaries (kubectl among them).
 	Bin string
 
-	env      *envtest.Environment
-	kwok     *exec.Cmd
-	kwokDone chan struct{}
+	env   *envtest.Environment
+	procs []*child
+	kwok  *child
+}
+
+// child is a process of the cluster's (kwok, kube-controller-manager).
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 // RepoRoot is the repository's root, found from this file's location.
@@ -61,7 +68,7 @@ func RepoRoot() string {
 // returns once the kwok node is Ready.
 func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 	bin := filepath.Join(RepoRoot(), "bin")
-	for _, b := range []string{"etcd", "kube-apiserver", "kwok", "kubectl"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kwok", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			return nil, fmt.Errorf("no %s in %s: run `make cluster-tools`", b, bin)
 		}
@@ -73,7 +80,7 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 	if err := drainv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	c = &Cluster{Dir: dir, Bin: bin, kwokDone: make(chan struct{})}
+	c = &Cluster{Dir: dir, Bin: bin}
 	c.env = &envtest.Environment{
 		BinaryAssetsDirectory: bin,
 		CRDDirectoryPaths: []string{
@@ -109,6 +116,11 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
+	// Only the EndpointSlice controller: Services show which gateways are ready.
+	if _, err := c.start("kube-controller-manager", "--kubeconfig", c.Kubeconfig,
+		"--controllers=endpointslice", "--leader-elect=false", "--secure-port=0"); err != nil {
+		return nil, err
+	}
 	if err := c.startKwok(ctx); err != nil {
 		return nil, err
 	}
@@ -132,11 +144,7 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(c.Dir, "kwok.log"))
-	if err != nil {
-		return err
-	}
-	c.kwok = exec.Command(filepath.Join(c.Bin, "kwok"),
+	kwok, err := c.start("kwok",
 		"--kubeconfig", c.Kubeconfig,
 		"--config", stages,
 		"--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
@@ -145,19 +153,31 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 		"--server-address", fmt.Sprintf("127.0.0.1:%d", port),
 		"--enable-crds", "Exec",
 	)
-	c.kwok.Stdout, c.kwok.Stderr = logFile, logFile
-	// kwok dies with us, even if we are killed.
-	c.kwok.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := c.kwok.Start(); err != nil {
+	c.kwok = kwok
+	return err
+}
+
+// start starts bin/name with its output in name.log; it dies with us, even
+// if we are killed.
+func (c *Cluster) start(name string, args ...string) (*child, error) {
+	logFile, err := os.Create(filepath.Join(c.Dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	p := &child{name: name, cmd: exec.Command(filepath.Join(c.Bin, name), args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
-		return fmt.Errorf("starting kwok: %w", err)
+		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	go func() {
-		_ = c.kwok.Wait()
+		_ = p.cmd.Wait()
 		logFile.Close()
-		close(c.kwokDone)
+		close(p.done)
 	}()
-	return nil
+	c.procs = append(c.procs, p)
+	return p, nil
 }
 
 func (c *Cluster) waitNodeReady(ctx context.Context) error {
@@ -173,7 +193,7 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-c.kwokDone:
+		case <-c.kwok.done:
 			log, _ := os.ReadFile(filepath.Join(c.Dir, "kwok.log"))
 			return fmt.Errorf("kwok exited: %s", tail(log, 2000))
 		case <-ctx.Done():
@@ -183,15 +203,16 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 	}
 }
 
-// Stop tears everything down: kwok, then the API server and etcd.
+// Stop tears everything down: kwok and kube-controller-manager, then the
+// API server and etcd.
 func (c *Cluster) Stop() {
-	if c.kwok != nil && c.kwok.Process != nil {
-		_ = c.kwok.Process.Signal(syscall.SIGTERM)
+	for _, p := range c.procs {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-c.kwokDone:
+		case <-p.done:
 		case <-time.After(5 * time.Second):
-			_ = c.kwok.Process.Kill()
-			<-c.kwokDone
+			_ = p.cmd.Process.Kill()
+			<-p.done
 		}
 	}
 	if c.env != nil {
