@@ -19,6 +19,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -117,25 +118,49 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 		return nil, err
 	}
 	// Only the EndpointSlice controller: Services show which gateways are ready.
-	if _, err := c.start("kube-controller-manager", "--kubeconfig", c.Kubeconfig,
+	if _, err := c.start("kube-controller-manager", "kube-controller-manager", "--kubeconfig", c.Kubeconfig,
 		"--controllers=endpointslice", "--leader-elect=false", "--secure-port=0"); err != nil {
 		return nil, err
 	}
-	if err := c.startKwok(ctx); err != nil {
-		return nil, err
-	}
-	return c, c.waitNodeReady(ctx)
+	return c, c.startKwok(ctx)
 }
 
+// startKwok starts kwok and warms it up. kwok v0.8.0 builds each stage's CEL
+// environment on first use and records types in an unsynchronised global
+// map: two first uses at once can crash it ("concurrent map writes"). So the
+// node and one warm-up pod take every stage through its first use, one at a
+// time, before anything else runs; a kwok that dies meanwhile is restarted.
 func (c *Cluster) startKwok(ctx context.Context) error {
+	if err := c.createNode(ctx); err != nil {
+		return err
+	}
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = c.runKwok(attempt); err != nil {
+			return err
+		}
+		if err = c.warmUp(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-c.kwok.done: // crashed while warming up: try again
+		default:
+			return err
+		}
+	}
+	return err
+}
+
+func (c *Cluster) createNode(ctx context.Context) error {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:        NodeName,
 		Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
 		Labels:      map[string]string{"kubernetes.io/hostname": NodeName, "type": "kwok"},
 	}}
-	if err := c.Client.Create(ctx, node); err != nil {
-		return err
-	}
+	return c.Client.Create(ctx, node)
+}
+
+func (c *Cluster) runKwok(attempt int) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -144,7 +169,7 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
 		return err
 	}
-	kwok, err := c.start("kwok",
+	kwok, err := c.start(fmt.Sprintf("kwok-%d", attempt), "kwok",
 		"--kubeconfig", c.Kubeconfig,
 		"--config", stages,
 		"--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
@@ -157,19 +182,19 @@ func (c *Cluster) startKwok(ctx context.Context) error {
 	return err
 }
 
-// start starts bin/name with its output in name.log; it dies with us, even
-// if we are killed.
-func (c *Cluster) start(name string, args ...string) (*child, error) {
-	logFile, err := os.Create(filepath.Join(c.Dir, name+".log"))
+// start starts bin/binary with its output in logName.log; it dies with us,
+// even if we are killed.
+func (c *Cluster) start(logName, binary string, args ...string) (*child, error) {
+	logFile, err := os.Create(filepath.Join(c.Dir, logName+".log"))
 	if err != nil {
 		return nil, err
 	}
-	p := &child{name: name, cmd: exec.Command(filepath.Join(c.Bin, name), args...), done: make(chan struct{})}
+	p := &child{name: logName, cmd: exec.Command(filepath.Join(c.Bin, binary), args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return nil, fmt.Errorf("starting %s: %w", binary, err)
 	}
 	go func() {
 		_ = p.cmd.Wait()
@@ -180,27 +205,59 @@ func (c *Cluster) start(name string, args ...string) (*child, error) {
 	return p, nil
 }
 
-func (c *Cluster) waitNodeReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
+// warmUp waits for the node to be Ready, then runs one pod through its
+// whole life (created, running, deleted).
+func (c *Cluster) warmUp(ctx context.Context) error {
+	nodeReady := func() bool {
 		var node corev1.Node
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName}, &node); err == nil {
 			for _, cond := range node.Status.Conditions {
 				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-					return nil
+					return true
 				}
 			}
 		}
+		return false
+	}
+	if err := c.waitKwok(ctx, "node Ready", nodeReady); err != nil {
+		return err
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kwok-warm-up"},
+		Spec:       corev1.PodSpec{NodeName: NodeName, Containers: []corev1.Container{{Name: "c", Image: "warm-up"}}},
+	}
+	if err := c.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := c.waitKwok(ctx, "warm-up pod running", func() bool {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
+		return err == nil && pod.Status.Phase == corev1.PodRunning
+	}); err != nil {
+		return err
+	}
+	if err := c.Client.Delete(ctx, pod); err != nil {
+		return err
+	}
+	return c.waitKwok(ctx, "warm-up pod deleted", func() bool {
+		return apierrors.IsNotFound(c.Client.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}))
+	})
+}
+
+// waitKwok polls done until it holds, kwok exits, or a minute passes.
+func (c *Cluster) waitKwok(ctx context.Context, what string, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for !done() {
 		select {
 		case <-c.kwok.done:
-			log, _ := os.ReadFile(filepath.Join(c.Dir, "kwok.log"))
-			return fmt.Errorf("kwok exited: %s", tail(log, 2000))
+			log, _ := os.ReadFile(filepath.Join(c.Dir, c.kwok.name+".log"))
+			return fmt.Errorf("kwok exited waiting for %s: %s", what, head(log, 3000))
 		case <-ctx.Done():
-			return fmt.Errorf("kwok node not Ready: %w", ctx.Err())
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // Stop tears everything down: kwok and kube-controller-manager, then the
@@ -229,9 +286,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func tail(b []byte, n int) string {
+func head(b []byte, n int) string {
 	if len(b) > n {
-		b = b[len(b)-n:]
+		b = b[:n]
 	}
 	return string(b)
 }
