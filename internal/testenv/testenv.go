@@ -39,30 +39,39 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Start starts the control plane with the CRDs of config/crd/bases. Call
-// Stop when done (TestMain owns it: one control plane per test package).
-func Start() (*Env, error) {
+// NewEnvironment is an envtest control plane with the operator's CRDs (and
+// those in extraCRDDirs), using the pinned binaries; the local simulated
+// cluster builds on it too.
+func NewEnvironment(extraCRDDirs ...string) (*envtest.Environment, *k8sruntime.Scheme, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join(repoRoot(), "bin")
 	}
 	for _, bin := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
-			return nil, fmt.Errorf("no %s in %s: run `make test-tools` (or `make test`)", bin, assets)
+			return nil, nil, fmt.Errorf("no %s in %s: run `make test-tools` (or `make test`)", bin, assets)
 		}
 	}
 	scheme := k8sruntime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := drainv1.AddToScheme(scheme); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	env := &envtest.Environment{
+	return &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(repoRoot(), "config", "crd", "bases")}, extraCRDDirs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
+	}, scheme, nil
+}
+
+// Start starts a control plane with the operator's CRDs. Call Stop when done.
+func Start() (*Env, error) {
+	env, scheme, err := NewEnvironment()
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -74,6 +83,18 @@ func Start() (*Env, error) {
 		return nil, err
 	}
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
+}
+
+// Run is a test package's TestMain body: it starts a control plane into
+// *env, runs the tests and stops it.
+func Run(m *testing.M, env **Env) int {
+	var err error
+	if *env, err = Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = (*env).Stop() }()
+	return m.Run()
 }
 
 // Stop stops the control plane.

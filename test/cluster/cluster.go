@@ -21,13 +21,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
 //go:embed kwok-stages.yaml
@@ -74,23 +72,12 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 			return nil, fmt.Errorf("no %s in %s: run `make cluster-tools`", b, bin)
 		}
 	}
-	scheme := k8sruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := drainv1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
 	c = &Cluster{Dir: dir, Bin: bin}
-	c.env = &envtest.Environment{
-		BinaryAssetsDirectory: bin,
-		CRDDirectoryPaths: []string{
-			filepath.Join(RepoRoot(), "config", "crd", "bases"),
-			filepath.Join(RepoRoot(), "test", "cluster", "crds"),
-		},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
+	env, scheme, err := testenv.NewEnvironment(filepath.Join(RepoRoot(), "test", "cluster", "crds"))
+	if err != nil {
+		return nil, err
 	}
+	c.env = env
 	// The API server reaches kwok's kubelet endpoint (pods/exec) at the
 	// node's InternalIP, 127.0.0.1.
 	c.env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")

@@ -12,6 +12,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
@@ -20,7 +21,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 	ns := namespace(t)
 	gws := gateways(t, ns, 5, 2)
 	for _, g := range gws {
-		eventually(t, wait, func() (bool, string) {
+		testenv.Eventually(t, wait, func() (bool, string) {
 			st, err := gatewaysim.ReadState(g.Home)
 			return err == nil && st.ActiveAgents == 2, "turns not in flight yet"
 		})
@@ -28,7 +29,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 	apply(t, ns, "upgrade")
 
 	for _, g := range gws {
-		eventually(t, wait, func() (bool, string) {
+		testenv.Eventually(t, wait, func() (bool, string) {
 			m := markerOf(g)
 			return m != nil && marker.Parse(m).EpochValue() == sim.Epoch(), g.Name + ": no marker with the native epoch: " + string(m)
 		})
@@ -241,7 +242,7 @@ func TestHostileValuesLandByteExactAndNeverExecute(t *testing.T) {
 	if err := k8s.Create(context.Background(), gwd); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, func() (bool, string) {
+	testenv.Eventually(t, wait, func() (bool, string) {
 		_, err := os.Stat(filepath.Join(home, marker.Filename))
 		return err == nil, "no marker in the hostile home"
 	})

@@ -15,6 +15,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -84,7 +85,7 @@ func getDrain(t *testing.T, ns, name string) *drainv1.GatewayDrain {
 func waitDrain(t *testing.T, ns, name, what string, cond func(*drainv1.GatewayDrain) bool) *drainv1.GatewayDrain {
 	t.Helper()
 	var gwd *drainv1.GatewayDrain
-	eventually(t, wait, func() (bool, string) {
+	testenv.Eventually(t, wait, func() (bool, string) {
 		gwd = getDrain(t, ns, name)
 		b, _ := json.Marshal(gwd.Status)
 		return cond(gwd), what + "; status " + string(b)
@@ -119,7 +120,7 @@ func markerOf(g *cluster.Gateway) []byte {
 // waitSim waits until the simulated gateway reports state.
 func waitSim(t *testing.T, g *cluster.Gateway, state string) {
 	t.Helper()
-	eventually(t, wait, func() (bool, string) {
+	testenv.Eventually(t, wait, func() (bool, string) {
 		st, err := gatewaysim.ReadState(g.Home)
 		return err == nil && st.State == state, fmt.Sprintf("%s: gateway state %+v (%v), want %s", g.Name, st, err, state)
 	})

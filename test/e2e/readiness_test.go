@@ -14,6 +14,7 @@ import (
 
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -112,7 +113,7 @@ func gateOf(pod *corev1.Pod) *corev1.PodCondition {
 // notReady endpoints in these numbers.
 func waitEndpoints(t *testing.T, ns string, ready, notReady int) {
 	t.Helper()
-	eventually(t, wait, func() (bool, string) {
+	testenv.Eventually(t, wait, func() (bool, string) {
 		var slices discoveryv1.EndpointSliceList
 		if err := k8s.List(context.Background(), &slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: "gateways"}); err != nil {
 			return false, err.Error()
