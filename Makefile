@@ -14,6 +14,7 @@ K8S_VERSION              := v1.36.3
 ETCD_VERSION             := v3.6.16
 KWOK_VERSION             := v0.8.0
 CONTROLLER_TOOLS_VERSION := v0.21.0
+HELM_VERSION             := v3.22.0
 
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hermes-drain-operator/tools
 BIN         := bin
@@ -31,6 +32,7 @@ KUBECTL        := $(TOOLS_CACHE)/kubectl-$(K8S_VERSION)/kubectl
 KUBE_CONTROLLER_MANAGER := $(TOOLS_CACHE)/kube-controller-manager-$(K8S_VERSION)/kube-controller-manager
 CONTROLLER_GEN := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KWOK           := $(TOOLS_CACHE)/kwok-$(KWOK_VERSION)/kwok
+HELM           := $(TOOLS_CACHE)/helm-$(HELM_VERSION)/helm
 
 ##@ General
 
@@ -69,7 +71,7 @@ test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + et
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
 .PHONY: test-tools
-test-tools: cluster-tools $(BIN)/controller-gen ## Build (once) the binaries the tests need.
+test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the binaries the tests need.
 
 .PHONY: cluster-tools
 cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
@@ -88,6 +90,7 @@ $(BIN)/kubectl: $(KUBECTL)
 $(BIN)/kube-controller-manager: $(KUBE_CONTROLLER_MANAGER)
 $(BIN)/controller-gen: $(CONTROLLER_GEN)
 $(BIN)/kwok: $(KWOK)
+$(BIN)/helm: $(HELM)
 
 # Each recipe builds into a temporary name and renames, so an interrupted build
 # never leaves a binary that looks finished.
@@ -108,6 +111,10 @@ $(CONTROLLER_GEN):
 $(KWOK):
 	@echo ">> building kwok $(KWOK_VERSION) (about 2 min, once)"
 	$(call go-install,sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION))
+
+$(HELM):
+	@echo ">> building helm $(HELM_VERSION) (about 2 min, once)"
+	$(call go-install,helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))
 
 # go-install installs a module's command into a private GOBIN, then renames it
 # into place.

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 )
@@ -25,6 +26,9 @@ func (r *Reconciler) recordTransitions(before, after *drainv1.GatewayDrain) {
 	now := meta.FindStatusCondition(after.Status.Conditions, drainv1.ConditionReady)
 	if now == nil || (was != nil && was.Reason == now.Reason && was.Status == now.Status) {
 		return
+	}
+	if now.Reason == drainv1.ReasonDrained && now.Status == metav1.ConditionTrue {
+		drainSeconds.Observe(now.LastTransitionTime.Sub(after.CreationTimestamp.Time).Seconds())
 	}
 	eventType := corev1.EventTypeNormal
 	if meta.IsStatusConditionTrue(after.Status.Conditions, drainv1.ConditionStalled) {

@@ -2,6 +2,7 @@ package gatewaydrain_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,20 @@ func TestDeleteRemovesMarkersThenTheObject(t *testing.T) {
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
 	g.waitHonoured(true)
+	g.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	own := map[string]string{"namespace": ns, "name": "d"}
+	testenv.Eventually(t, wait, func() (bool, string) {
+		drained, _ := metric(t, "hermes_drain_gatewaydrain_targets", map[string]string{"namespace": ns, "name": "d", "state": "Drained"})
+		cond, _ := metric(t, "hermes_drain_gatewaydrain_condition", map[string]string{"namespace": ns, "name": "d", "type": "Drained", "status": "True"})
+		return drained == 1 && cond == 1, fmt.Sprintf("metrics say %v drained targets, Drained=True %v", drained, cond)
+	})
+	if n, _ := metric(t, "hermes_drain_transport_calls_total", map[string]string{"op": "project", "result": "written"}); n < 1 {
+		t.Errorf("no marker write counted")
+	}
+	if n, _ := metric(t, "hermes_drain_gatewaydrain_drained_seconds", nil); n < 1 {
+		t.Errorf("no drain duration observed")
+	}
 	if got := get(t, gwd); len(got.Finalizers) != 1 || got.Finalizers[0] != "drain.hermes.dev/release-markers" {
 		t.Fatalf("finalizers %v", got.Finalizers)
 	}
@@ -86,6 +101,11 @@ func TestDeleteRemovesMarkersThenTheObject(t *testing.T) {
 	testenv.Eventually(t, wait, func() (bool, string) {
 		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
 		return err != nil && g.marker() == nil, "object or marker still there"
+	})
+	testenv.Eventually(t, wait, func() (bool, string) {
+		_, targets := metric(t, "hermes_drain_gatewaydrain_targets", own)
+		_, conds := metric(t, "hermes_drain_gatewaydrain_condition", own)
+		return !targets && !conds, "the deleted drain's series are still exported"
 	})
 }
 

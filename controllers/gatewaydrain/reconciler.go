@@ -91,6 +91,9 @@ type Reconciler struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	gwd := &drainv1.GatewayDrain{}
 	if err := r.Get(ctx, req.NamespacedName, gwd); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.Namespace, req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if gwd.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(gwd, Finalizer) {
@@ -107,6 +110,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	var stalled *stall
 	defer func() {
 		computeStatus(gwd, d, stalled)
+		recordMetrics(gwd)
 		if apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
@@ -51,7 +52,13 @@ func (p *Program) Read(ctx context.Context, pod Pod, home string) (Observation, 
 	return p.call(ctx, pod, "read", home)
 }
 
-func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...string) (Observation, error) {
+func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...string) (_ Observation, err error) {
+	result := "transport"
+	defer func(start time.Time) {
+		callSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		calls.WithLabelValues(op, result).Inc()
+	}(time.Now())
+
 	nonce := newNonce()
 	argv := append([]string{"sh", "-c", program, "hermes-drain", op, home, p.procRoot, nonce}, args...)
 	out, runErr := p.runner.Run(ctx, pod, argv)
@@ -60,13 +67,16 @@ func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...st
 		if runErr != nil {
 			return Observation{}, readable(runErr, argv)
 		}
+		result = "output"
 		return Observation{}, parseErr
 	}
 	// A complete result stands even if the stream reported an error on close:
 	// some exec paths lose the exit status and report a generic failure.
 	if obs.Outcome == "error" {
+		result = "container"
 		return obs.Observation, fmt.Errorf("in container: %s", obs.errMessage)
 	}
+	result = string(obs.Outcome)
 	return obs.Observation, nil
 }
 

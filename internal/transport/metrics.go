@@ -1,0 +1,27 @@
+package transport
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Every call into a container, by operation (project, clear, read) and
+// result: the outcome (written, refreshed, replaced, cleared, absent,
+// foreign, read) or the kind of failure (transport: the runner failed;
+// output: the report was unreadable; container: the program reported an
+// error). Marker writes and clears are the project and clear outcomes.
+var (
+	calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_drain_transport_calls_total",
+		Help: "Calls into gateway containers, by operation and result (outcome or failure kind).",
+	}, []string{"op", "result"})
+	callSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "hermes_drain_transport_call_seconds",
+		Help:    "Latency of calls into gateway containers, by operation.",
+		Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"op"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(calls, callSeconds)
+}
