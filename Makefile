@@ -30,6 +30,7 @@ ETCD           := $(TOOLS_CACHE)/etcd-$(ETCD_VERSION)/etcd
 KUBE_APISERVER := $(TOOLS_CACHE)/kube-apiserver-$(K8S_VERSION)/kube-apiserver
 KUBECTL        := $(TOOLS_CACHE)/kubectl-$(K8S_VERSION)/kubectl
 KUBE_CONTROLLER_MANAGER := $(TOOLS_CACHE)/kube-controller-manager-$(K8S_VERSION)/kube-controller-manager
+KUBE_SCHEDULER := $(TOOLS_CACHE)/kube-scheduler-$(K8S_VERSION)/kube-scheduler
 CONTROLLER_GEN := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KWOK           := $(TOOLS_CACHE)/kwok-$(KWOK_VERSION)/kwok
 HELM           := $(TOOLS_CACHE)/helm-$(HELM_VERSION)/helm
@@ -47,10 +48,11 @@ generate: $(BIN)/controller-gen ## Regenerate deepcopy, CRDs and RBAC from the G
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./api/...
 	$(BIN)/controller-gen crd rbac:roleName=hermes-drain-operator paths=./... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	hack/chart-generated.sh
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when generated files are not committed.
-	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 
 .PHONY: vet
 vet: ## go vet.
@@ -74,7 +76,7 @@ test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + et
 test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the binaries the tests need.
 
 .PHONY: cluster-tools
-cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
+cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
 
 ##@ Tools (built once into $(TOOLS_CACHE))
 
@@ -88,6 +90,7 @@ $(BIN)/etcd: $(ETCD)
 $(BIN)/kube-apiserver: $(KUBE_APISERVER)
 $(BIN)/kubectl: $(KUBECTL)
 $(BIN)/kube-controller-manager: $(KUBE_CONTROLLER_MANAGER)
+$(BIN)/kube-scheduler: $(KUBE_SCHEDULER)
 $(BIN)/controller-gen: $(CONTROLLER_GEN)
 $(BIN)/kwok: $(KWOK)
 $(BIN)/helm: $(HELM)
@@ -99,7 +102,7 @@ $(ETCD):
 	@mkdir -p $(@D)
 	cd hack/tools/etcd && $(GO_BUILD) -o $@.tmp . && mv $@.tmp $@
 
-$(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER):
+$(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER):
 	@echo ">> building $(@F) $(K8S_VERSION) (kube-apiserver about 6 min, the others 1-2 min, once)"
 	@mkdir -p $(@D)
 	cd hack/tools/kube && $(GO_BUILD) -ldflags '$(K8S_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/$(@F) && mv $@.tmp $@

@@ -97,6 +97,21 @@ func Run(m *testing.M, env **Env) int {
 	return m.Run()
 }
 
+// Kubeconfig writes an admin kubeconfig for this control plane into dir,
+// for kubectl and helm.
+func (e *Env) Kubeconfig(dir string) (string, error) {
+	admin, err := e.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", err
+	}
+	b, err := admin.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, b, 0o600)
+}
+
 // Stop stops the control plane.
 func (e *Env) Stop() error { return e.env.Stop() }
 

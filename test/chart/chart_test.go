@@ -1,0 +1,290 @@
+// Package chart checks the Helm chart: lint, what it renders, that its CRD
+// and RBAC are the code's, that a wrong value fails at install, and that
+// everything it renders passes a server-side dry run with strict validation
+// against a real API server.
+package chart
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+)
+
+var (
+	env   *testenv.Env
+	root  = filepath.Join("..", "..")
+	chart = filepath.Join(root, "charts", "hermes-drain-operator")
+	bin   = filepath.Join(root, "bin")
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env)) }
+
+func helm(args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.Command(filepath.Join(bin, "helm"), args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// render runs helm template with --set values and returns the objects.
+func render(t *testing.T, set ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", "hdo", chart, "--namespace", "hermes-drain-system", "--kube-version", "1.36.3"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := helm(args...)
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", set, err, out)
+	}
+	return decode(t, out)
+}
+
+func decode(t *testing.T, manifests string) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := k8syaml.NewYAMLOrJSONDecoder(strings.NewReader(manifests), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			return objs
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func TestLint(t *testing.T) {
+	for _, set := range [][]string{nil, {"replicaCount=3", "watchNamespaces={a,b}", "metrics.serviceMonitor.enabled=true", "metrics.secure=false"}} {
+		args := []string{"lint", "--strict", chart, "--kube-version", "1.36.3"}
+		for _, s := range set {
+			args = append(args, "--set", s)
+		}
+		if out, err := helm(args...); err != nil {
+			t.Errorf("helm lint %v: %v\n%s", set, err, out)
+		}
+	}
+}
+
+func TestCRDIsControllerGensOutput(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "config", "crd", "bases", "drain.hermes.dev_gatewaydrains.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := decode(t, string(raw))[0]
+	crds := ofKind(render(t), "CustomResourceDefinition")
+	if len(crds) != 1 {
+		t.Fatalf("%d CRDs rendered", len(crds))
+	}
+	got := crds[0].DeepCopy()
+	ann := got.GetAnnotations()
+	if ann["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("the CRD is not kept on uninstall: %v", ann)
+	}
+	delete(ann, "helm.sh/resource-policy")
+	got.SetAnnotations(ann)
+	if !reflect.DeepEqual(got.Object, want.Object) {
+		t.Errorf("the chart's CRD differs from controller-gen's output: run `make generate`")
+	}
+	if n := len(ofKind(render(t, "crds.install=false"), "CustomResourceDefinition")); n != 0 {
+		t.Errorf("crds.install=false still renders %d CRDs", n)
+	}
+	if ann := ofKind(render(t, "crds.keep=false"), "CustomResourceDefinition")[0].GetAnnotations(); ann["helm.sh/resource-policy"] != "" {
+		t.Errorf("crds.keep=false still keeps: %v", ann)
+	}
+}
+
+// rules returns an RBAC object's rules.
+func rules(o *unstructured.Unstructured) []any {
+	r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+	return r
+}
+
+func grants(o *unstructured.Unstructured, resource string) bool {
+	for _, r := range rules(o) {
+		res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+		if slices.Contains(res, resource) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRBACIsTheCodesAndLeastPrivilege(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := decode(t, string(raw))[0]
+
+	all := render(t)
+	var manager *unstructured.Unstructured
+	for _, cr := range ofKind(all, "ClusterRole") {
+		if cr.GetName() == "hdo-hermes-drain-operator" {
+			manager = cr
+		}
+	}
+	if manager == nil || !reflect.DeepEqual(rules(manager), rules(generated)) {
+		t.Fatalf("the chart's ClusterRole rules differ from config/rbac/role.yaml (generated from the code)")
+	}
+
+	scoped := render(t, "watchNamespaces={team-a,team-b}")
+	for _, kind := range []string{"ClusterRole", "ClusterRoleBinding"} {
+		for _, o := range ofKind(scoped, kind) {
+			if grants(o, "pods") || grants(o, "pods/exec") || grants(o, "gatewaydrains") {
+				t.Errorf("with watchNamespaces, %s %s grants cluster-wide access", kind, o.GetName())
+			}
+		}
+	}
+	var execNamespaces []string
+	for _, r := range ofKind(scoped, "Role") {
+		if grants(r, "pods/exec") {
+			execNamespaces = append(execNamespaces, r.GetNamespace())
+			if !reflect.DeepEqual(rules(r), rules(generated)) {
+				t.Errorf("Role in %s has rules other than the code's", r.GetNamespace())
+			}
+		}
+	}
+	if !reflect.DeepEqual(execNamespaces, []string{"team-a", "team-b"}) {
+		t.Errorf("pods/exec granted in %v, want team-a and team-b", execNamespaces)
+	}
+	for _, objs := range [][]*unstructured.Unstructured{all, scoped} {
+		for _, o := range objs {
+			if (o.GetKind() == "Role" || o.GetKind() == "ClusterRole") && grants(o, "secrets") {
+				t.Errorf("%s %s grants secrets", o.GetKind(), o.GetName())
+			}
+		}
+	}
+}
+
+func deployment(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
+	t.Helper()
+	d := ofKind(objs, "Deployment")
+	if len(d) != 1 {
+		t.Fatalf("%d Deployments", len(d))
+	}
+	spec, _, _ := unstructured.NestedMap(d[0].Object, "spec", "template", "spec")
+	return spec
+}
+
+func TestHardenedAndHighlyAvailable(t *testing.T) {
+	one := render(t)
+	spec := deployment(t, one)
+	pod := spec["securityContext"].(map[string]any)
+	c := spec["containers"].([]any)[0].(map[string]any)
+	sc := c["securityContext"].(map[string]any)
+	if pod["runAsNonRoot"] != true || pod["seccompProfile"].(map[string]any)["type"] != "RuntimeDefault" ||
+		sc["readOnlyRootFilesystem"] != true || sc["allowPrivilegeEscalation"] != false ||
+		!reflect.DeepEqual(sc["capabilities"], map[string]any{"drop": []any{"ALL"}}) {
+		t.Errorf("security context: pod %v container %v", pod, sc)
+	}
+	if c["resources"] == nil || c["livenessProbe"] == nil || c["readinessProbe"] == nil {
+		t.Errorf("no resources or probes: %v", c)
+	}
+	args := strings.Join(toStrings(c["args"]), " ")
+	for _, want := range []string{"--leader-elect=true", "--zap-encoder=json", "--metrics-secure=true"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	if len(ofKind(one, "PodDisruptionBudget")) != 0 || spec["affinity"] != nil {
+		t.Errorf("one replica should have neither a PDB nor anti-affinity")
+	}
+	three := render(t, "replicaCount=3")
+	if len(ofKind(three, "PodDisruptionBudget")) != 1 || deployment(t, three)["affinity"] == nil {
+		t.Errorf("three replicas should have a PDB and anti-affinity")
+	}
+	if sm := ofKind(render(t, "metrics.serviceMonitor.enabled=true"), "ServiceMonitor"); len(sm) != 1 {
+		t.Errorf("%d ServiceMonitors", len(sm))
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, s := range v.([]any) {
+		out = append(out, s.(string))
+	}
+	return out
+}
+
+func TestWrongValuesFailAtInstall(t *testing.T) {
+	for set, want := range map[string]string{
+		"replicaCount=0":               "/replicaCount",
+		"replicaCount=two":             "/replicaCount",
+		"logging.level=verbose":        "/logging/level",
+		"pollInterval=soon":            "/pollInterval",
+		"watchNamespaces={Team_A}":     "/watchNamespaces/0",
+		"metrics.port=70000":           "/metrics/port",
+		"image.pullPolicy=Sometimes":   "/image/pullPolicy",
+		"leaderElection.enabled=maybe": "/leaderElection/enabled",
+		"unknownValue=1":               "unknownValue",
+	} {
+		out, err := helm("template", "hdo", chart, "--kube-version", "1.36.3", "--set", set)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("--set %s: %v, output should name %s:\n%s", set, err, want, out)
+		}
+	}
+}
+
+// Everything the chart renders is accepted by a real API server with strict
+// field validation (kubeconform cannot download its schemas here).
+func TestManifestsPassServerSideDryRun(t *testing.T) {
+	ctx := context.Background()
+	for _, ns := range []string{"hermes-drain-system", "team-a", "team-b"} {
+		if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	kubeconfig, err := env.Kubeconfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false"}} {
+		args := []string{"template", "hdo", chart, "--namespace", "hermes-drain-system", "--kube-version", "1.36.3"}
+		for _, s := range set {
+			args = append(args, "--set", s)
+		}
+		out, err := helm(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "rendered.yaml")
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "--validate=strict", "-f", path)
+		if got, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("values %d %v: server-side dry run refused: %v\n%s", i, set, err, got)
+		}
+	}
+}
