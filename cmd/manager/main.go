@@ -31,6 +31,9 @@ type flags struct {
 	metricsSecure           bool
 	leaderElect             bool
 	leaderElectionNamespace string
+	leaseDuration           time.Duration
+	renewDeadline           time.Duration
+	retryPeriod             time.Duration
 	watchNamespaces         string
 	maxConcurrentReconciles int
 	execTimeout             time.Duration
@@ -47,6 +50,9 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader, so that only one replica acts")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
+	fs.DurationVar(&f.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a lost leader's lease holds before another replica takes over")
+	fs.DurationVar(&f.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
+	fs.DurationVar(&f.retryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the lease")
 	fs.StringVar(&f.watchNamespaces, "watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "GatewayDrains reconciled at once")
 	fs.IntVar(&f.drain.Concurrency, "exec-concurrency", f.drain.Concurrency, "calls into gateway containers in flight per GatewayDrain")
@@ -116,6 +122,9 @@ func run(ctx context.Context, f flags) error {
 		LeaderElectionID:              "hermes-drain-operator.drain.hermes.dev",
 		LeaderElectionNamespace:       f.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &f.leaseDuration,
+		RenewDeadline:                 &f.renewDeadline,
+		RetryPeriod:                   &f.retryPeriod,
 		GracefulShutdownTimeout:       &f.gracefulShutdownTimeout,
 		Cache:                         cacheOpts,
 	})

@@ -52,7 +52,7 @@ func run(ctx context.Context) error {
 	defer os.RemoveAll(dir)
 
 	say("bringing up the local cluster (etcd, kube-apiserver, kwok) on 127.0.0.1")
-	lc, err := cluster.Start(ctx, dir)
+	lc, err := cluster.Start(ctx, dir, cluster.Options{})
 	if err != nil {
 		return err
 	}
@@ -62,11 +62,11 @@ func run(ctx context.Context) error {
 	go sim.Run(ctx, time.Second, nil)
 
 	say("starting the operator (bin/manager), log in %s", filepath.Join(dir, "manager.log"))
-	stopManager, err := startManager(lc, dir)
+	mgr, err := lc.StartManager(filepath.Join(cluster.RepoRoot(), "bin", "manager"), "manager", lc.Kubeconfig, "--poll-interval=500ms")
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (run `make demo`)", err)
 	}
-	defer stopManager()
+	defer mgr.Stop()
 
 	say("creating %d gateway pods with turns in flight", gateways)
 	if err := lc.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
@@ -172,27 +172,6 @@ func render(gwd *drainv1.GatewayDrain, gws []*cluster.Gateway, what string) stri
 		fmt.Fprintf(&b, "  %-18s %-10s %-8s %-10s %-7s %s\n", t.PodName, t.State, onDisk, state, agents, msg)
 	}
 	return b.String()
-}
-
-func startManager(lc *cluster.Cluster, dir string) (func(), error) {
-	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(filepath.Join(cluster.RepoRoot(), "bin", "manager"),
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--poll-interval=500ms")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+lc.Kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("starting bin/manager (run `make demo`): %w", err)
-	}
-	return func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		logFile.Close()
-	}, nil
 }
 
 func kubectl(lc *cluster.Cluster, args ...string) error {

@@ -39,10 +39,13 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// NewEnvironment is an envtest control plane with the operator's CRDs (and
-// those in extraCRDDirs), using the pinned binaries; the local simulated
-// cluster builds on it too.
-func NewEnvironment(extraCRDDirs ...string) (*envtest.Environment, *k8sruntime.Scheme, error) {
+// OperatorCRDs is the folder of the operator's generated CRDs.
+func OperatorCRDs() string { return filepath.Join(repoRoot(), "config", "crd", "bases") }
+
+// NewEnvironment is an envtest control plane that installs the CRDs in
+// crdDirs, using the pinned binaries; the local simulated cluster builds on
+// it too.
+func NewEnvironment(crdDirs ...string) (*envtest.Environment, *k8sruntime.Scheme, error) {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join(repoRoot(), "bin")
@@ -61,7 +64,7 @@ func NewEnvironment(extraCRDDirs ...string) (*envtest.Environment, *k8sruntime.S
 	}
 	return &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     append([]string{filepath.Join(repoRoot(), "config", "crd", "bases")}, extraCRDDirs...),
+		CRDDirectoryPaths:     crdDirs,
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}, scheme, nil
@@ -69,7 +72,7 @@ func NewEnvironment(extraCRDDirs ...string) (*envtest.Environment, *k8sruntime.S
 
 // Start starts a control plane with the operator's CRDs. Call Stop when done.
 func Start() (*Env, error) {
-	env, scheme, err := NewEnvironment()
+	env, scheme, err := NewEnvironment(OperatorCRDs())
 	if err != nil {
 		return nil, err
 	}

@@ -63,17 +63,28 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
+// Options change how the cluster starts.
+type Options struct {
+	// WithoutOperatorCRDs leaves the GatewayDrain CRD to be installed later
+	// (by the Helm chart).
+	WithoutOperatorCRDs bool
+}
+
 // Start brings the cluster up with its state in dir (which must exist) and
-// returns once the kwok node is Ready.
-func Start(ctx context.Context, dir string) (c *Cluster, err error) {
+// returns once kwok is warm.
+func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error) {
 	bin := filepath.Join(RepoRoot(), "bin")
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kwok", "kubectl"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			return nil, fmt.Errorf("no %s in %s: run `make cluster-tools`", b, bin)
 		}
 	}
 	c = &Cluster{Dir: dir, Bin: bin}
-	env, scheme, err := testenv.NewEnvironment(filepath.Join(RepoRoot(), "test", "cluster", "crds"))
+	crds := []string{filepath.Join(RepoRoot(), "test", "cluster", "crds")}
+	if !opts.WithoutOperatorCRDs {
+		crds = append(crds, testenv.OperatorCRDs())
+	}
+	env, scheme, err := testenv.NewEnvironment(crds...)
 	if err != nil {
 		return nil, err
 	}
@@ -104,9 +115,16 @@ func Start(ctx context.Context, dir string) (c *Cluster, err error) {
 	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
-	// Only the EndpointSlice controller: Services show which gateways are ready.
+	// The controllers the tests need: EndpointSlices (Services show which
+	// gateways are ready), Deployments and StatefulSets (the Helm chart,
+	// rollouts), and the garbage collector; and a scheduler.
 	if _, err := c.start("kube-controller-manager", "kube-controller-manager", "--kubeconfig", c.Kubeconfig,
-		"--controllers=endpointslice", "--leader-elect=false", "--secure-port=0"); err != nil {
+		"--controllers=endpointslice,deployment,replicaset,statefulset,garbagecollector",
+		"--leader-elect=false", "--secure-port=0"); err != nil {
+		return nil, err
+	}
+	if _, err := c.start("kube-scheduler", "kube-scheduler", "--kubeconfig", c.Kubeconfig,
+		"--leader-elect=false", "--secure-port=0"); err != nil {
 		return nil, err
 	}
 	return c, c.startKwok(ctx)

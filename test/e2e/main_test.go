@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +43,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if lc, err = cluster.Start(ctx, dir); err != nil {
+	if lc, err = cluster.Start(ctx, dir, cluster.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, "local cluster:", err)
 		return 1
 	}
@@ -54,47 +53,24 @@ func run(m *testing.M) int {
 	sim = gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(filepath.Join(dir, "homes", "*", "*")), TurnDuration: turnDuration})
 	go sim.Run(ctx, 100*time.Millisecond, nil)
 
-	stop, err := startManager(dir)
+	bin, err := cluster.BuildManager(dir)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "manager:", err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := lc.StartManager(bin, "manager", lc.Kubeconfig,
+		"--poll-interval=200ms", "--idle-poll-interval=1s", "--release-timeout=5s")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	code := m.Run()
-	stop()
+	mgr.Stop()
 	if code != 0 {
-		log, _ := os.ReadFile(filepath.Join(dir, "manager.log"))
+		log, _ := os.ReadFile(mgr.Log)
 		fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB):\n%s\n", tail(log, 4096))
 	}
 	return code
-}
-
-// startManager builds and starts the operator binary against the cluster.
-func startManager(dir string) (stop func(), err error) {
-	bin := filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
-	build.Dir = cluster.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v: %s", err, out)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "manager.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--poll-interval=200ms", "--idle-poll-interval=1s", "--release-timeout=5s",
-		"--zap-log-level=info")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+lc.Kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		logFile.Close()
-	}, nil
 }
 
 // kubectl runs the pinned kubectl against the cluster.

@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// BuildManager builds the operator binary into dir and returns its path.
+func BuildManager(dir string) (string, error) {
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build.Dir = RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/manager: %v: %s", err, out)
+	}
+	return bin, nil
+}
+
+// Manager is a running operator binary.
+type Manager struct {
+	// Log is the file its output goes to.
+	Log string
+	cmd *exec.Cmd
+}
+
+// StartManager runs the operator binary bin with kubeconfig and args, its
+// output in Dir/logName.log. It dies with us, even if we are killed.
+func (c *Cluster) StartManager(bin, logName, kubeconfig string, args ...string) (*Manager, error) {
+	m := &Manager{Log: filepath.Join(c.Dir, logName+".log")}
+	logFile, err := os.Create(m.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	m.cmd = exec.Command(bin, append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...)...)
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := m.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	return m, nil
+}
+
+// Stop asks the manager to shut down gracefully and waits for it.
+func (m *Manager) Stop() {
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	_ = m.cmd.Wait()
+}
+
+// Kill kills the manager at once, as a crash or a lost node would.
+func (m *Manager) Kill() {
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
+}
+
+// ImpersonatingKubeconfig writes a kubeconfig that acts as the service
+// account namespace/name, with exactly its RBAC: the admin user only
+// impersonates it.
+func (c *Cluster) ImpersonatingKubeconfig(namespace, name string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = "system:serviceaccount:" + namespace + ":" + name
+		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	}
+	path := filepath.Join(c.Dir, "kubeconfig-"+namespace+"-"+name)
+	return path, clientcmd.WriteToFile(*cfg, path)
+}
