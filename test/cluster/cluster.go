@@ -227,6 +227,19 @@ func (c *Cluster) warmUp(ctx context.Context) error {
 	if err := c.waitKwok(ctx, "node Ready", nodeReady); err != nil {
 		return err
 	}
+	// The API server taints a new node not-ready; the node lifecycle
+	// controller, which this cluster does not run, would lift it once the
+	// node is Ready. Do its part, so that the scheduler places pods.
+	var node corev1.Node
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName}, &node); err != nil {
+		return err
+	}
+	if len(node.Spec.Taints) > 0 {
+		node.Spec.Taints = nil
+		if err := c.Client.Update(ctx, &node); err != nil {
+			return err
+		}
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kwok-warm-up"},
 		Spec:       corev1.PodSpec{NodeName: NodeName, Containers: []corev1.Container{{Name: "c", Image: "warm-up"}}},
