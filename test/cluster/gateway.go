@@ -36,9 +36,9 @@ func (c *Cluster) Gateway(namespace, name string, labels map[string]string) *Gat
 	}
 }
 
-// Create makes the folder, the Exec rule and the pod, and waits until the
-// pod runs. mutate may change the pod before it is created.
-func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error {
+// Prepare makes the folder and the kwok Exec rule, for a pod of this name
+// that something else (a StatefulSet) creates.
+func (g *Gateway) Prepare(ctx context.Context) error {
 	if err := os.MkdirAll(g.Home, 0o755); err != nil {
 		return err
 	}
@@ -52,6 +52,15 @@ func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error
 	}}
 	if err := g.c.Client.Create(ctx, execRule); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating the Exec rule: %w", err)
+	}
+	return nil
+}
+
+// Create prepares the folder and Exec rule, creates the pod and waits until
+// it runs. mutate may change the pod before it is created.
+func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error {
+	if err := g.Prepare(ctx); err != nil {
+		return err
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.Namespace, Name: g.Name, Labels: g.Labels},

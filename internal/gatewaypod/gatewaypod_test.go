@@ -1,0 +1,90 @@
+package gatewaypod
+
+import (
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func pod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "gw-0", Namespace: "ns", UID: "u", Labels: map[string]string{"app": "hermes-gateway"},
+			Annotations:   map[string]string{"drain.hermes.dev/container": "hermes", "big": "x"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}},
+		},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{
+				{Name: "sidecar", Image: "s"},
+				{Name: "hermes", Image: "h", Env: []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "HERMES_HOME", Value: "/data/home"}},
+					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}},
+			},
+			Volumes:        []corev1.Volume{{Name: "v"}},
+			ReadinessGates: []corev1.PodReadinessGate{{ConditionType: "drain.hermes.dev/serving"}},
+		},
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			Conditions: []corev1.PodCondition{{Type: "drain.hermes.dev/serving", Status: corev1.ConditionTrue}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "hermes", RestartCount: 2, ContainerID: "c://1", Image: "h",
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
+		},
+	}
+}
+
+func TestResolution(t *testing.T) {
+	p := pod()
+	if c := Container(p, ""); c != "hermes" {
+		t.Errorf("container %q: the annotation names it", c)
+	}
+	if c := Container(p, "sidecar"); c != "sidecar" {
+		t.Errorf("an override wins: %q", c)
+	}
+	delete(p.Annotations, "drain.hermes.dev/container")
+	if c := Container(p, ""); c != "sidecar" {
+		t.Errorf("default is the first container, got %q", c)
+	}
+	for _, tc := range []struct{ container, override, want string }{
+		{"hermes", "", "/data/home"}, {"sidecar", "", "/opt/data"}, {"hermes", "/x/y", "/x/y"},
+	} {
+		if got, err := Home(pod(), tc.container, tc.override); err != nil || got != tc.want {
+			t.Errorf("Home(%s, %q) = %q, %v; want %q", tc.container, tc.override, got, err, tc.want)
+		}
+	}
+	bad := pod()
+	bad.Spec.Containers[1].Env[1].Value = "relative/home"
+	if _, err := Home(bad, "hermes", ""); err == nil {
+		t.Errorf("a relative HERMES_HOME env value was accepted")
+	}
+}
+
+// What the reconcilers read of a pod is the same before and after Trim.
+func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
+	full := pod()
+	out, _ := Trim(full)
+	trimmed := out.(*corev1.Pod)
+	for name, read := range map[string]func(*corev1.Pod) any{
+		"container":  func(p *corev1.Pod) any { return Container(p, "") },
+		"home":       func(p *corev1.Pod) any { h, err := Home(p, Container(p, ""), ""); return [2]any{h, err} },
+		"status":     func(p *corev1.Pod) any { return *ContainerStatus(p, "hermes") },
+		"running":    func(p *corev1.Pod) any { return Running(p, "hermes") },
+		"identity":   func(p *corev1.Pod) any { return [3]any{p.UID, p.Labels, p.DeletionTimestamp} },
+		"readiness":  func(p *corev1.Pod) any { return [2]any{p.Spec.ReadinessGates, p.Status.Conditions} },
+		"phase":      func(p *corev1.Pod) any { return p.Status.Phase },
+		"containers": func(p *corev1.Pod) any { return len(p.Spec.Containers) },
+	} {
+		got, want := read(trimmed), read(full)
+		if name == "status" {
+			g, w := got.(corev1.ContainerStatus), want.(corev1.ContainerStatus)
+			got, want = [4]any{g.State, g.RestartCount, g.ContainerID, g.Name}, [4]any{w.State, w.RestartCount, w.ContainerID, w.Name}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: trimmed %v, full %v", name, got, want)
+		}
+	}
+	if trimmed.Spec.Volumes != nil || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" {
+		t.Errorf("Trim kept what nothing reads: %+v", trimmed)
+	}
+}

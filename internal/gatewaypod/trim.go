@@ -1,0 +1,50 @@
+package gatewaypod
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+)
+
+// Trim is a cache transform that keeps only what the reconcilers read of a
+// pod: its identity, labels (selectors), the container annotation, its
+// containers' names and HERMES_HOME, readiness gates, phase, conditions and
+// container states. Everything else (volumes, images, resources, most
+// annotations, managed fields...) is dropped before it reaches the cache,
+// so the operator's memory grows with the number of pods, not their size.
+func Trim(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	trimmed := &corev1.Pod{
+		TypeMeta: pod.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID,
+			ResourceVersion: pod.ResourceVersion, Generation: pod.Generation,
+			CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
+			Labels: pod.Labels,
+		},
+		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName, ReadinessGates: pod.Spec.ReadinessGates},
+		Status: corev1.PodStatus{Phase: pod.Status.Phase, Conditions: pod.Status.Conditions},
+	}
+	if c, ok := pod.Annotations[drainv1.ContainerAnnotation]; ok {
+		trimmed.Annotations = map[string]string{drainv1.ContainerAnnotation: c}
+	}
+	for _, c := range pod.Spec.Containers {
+		kept := corev1.Container{Name: c.Name}
+		for _, e := range c.Env {
+			if e.Name == "HERMES_HOME" {
+				kept.Env = append(kept.Env, e)
+			}
+		}
+		trimmed.Spec.Containers = append(trimmed.Spec.Containers, kept)
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		trimmed.Status.ContainerStatuses = append(trimmed.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: cs.Name, State: cs.State, RestartCount: cs.RestartCount, ContainerID: cs.ContainerID, Ready: cs.Ready,
+		})
+	}
+	return trimmed, nil
+}
