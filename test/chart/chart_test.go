@@ -287,4 +287,9 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 			t.Errorf("values %d %v: server-side dry run refused: %v\n%s", i, set, err, got)
 		}
 	}
+	// The kustomize layout too.
+	cmd := exec.Command(filepath.Join(bin, "kubectl"), "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "--validate=strict", "-k", filepath.Join(root, "config", "default"))
+	if got, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("config/default: server-side dry run refused: %v\n%s", err, got)
+	}
 }
