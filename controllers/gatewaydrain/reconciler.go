@@ -79,8 +79,8 @@ type Reconciler struct {
 	Now func() time.Time
 }
 
-// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/status,verbs=get;patch
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get

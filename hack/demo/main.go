@@ -45,23 +45,15 @@ func main() {
 
 func run(ctx context.Context) error {
 	begin := time.Now()
-	dir, err := os.MkdirTemp("", "hermes-demo-")
+	say("bringing up the local cluster (etcd, kube-apiserver, scheduler, controllers, kwok) on 127.0.0.1")
+	// Gateways check their marker every second, as upstream's do.
+	lc, _, stop, err := cluster.StartWithGateways(ctx, cluster.Options{}, 8*time.Second, time.Second)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { say("tearing down"); stop() }()
 
-	say("bringing up the local cluster (etcd, kube-apiserver, kwok) on 127.0.0.1")
-	lc, err := cluster.Start(ctx, dir, cluster.Options{})
-	if err != nil {
-		return err
-	}
-	defer func() { say("tearing down"); lc.Stop() }()
-
-	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(filepath.Join(dir, "homes", "*", "*")), TurnDuration: 8 * time.Second})
-	go sim.Run(ctx, time.Second, nil)
-
-	say("starting the operator (bin/manager), log in %s", filepath.Join(dir, "manager.log"))
+	say("starting the operator (bin/manager), log in %s", filepath.Join(lc.Dir, "manager.log"))
 	mgr, err := lc.StartManager(filepath.Join(cluster.RepoRoot(), "bin", "manager"), "manager", lc.Kubeconfig, "--poll-interval=500ms")
 	if err != nil {
 		return fmt.Errorf("%w (run `make demo`)", err)
@@ -72,16 +64,14 @@ func run(ctx context.Context) error {
 	if err := lc.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		return err
 	}
-	var gws []*cluster.Gateway
-	for i := range gateways {
-		g := lc.Gateway(namespace, fmt.Sprintf("hermes-gateway-%d", i), map[string]string{"app": "hermes-gateway"})
-		if err := g.Create(ctx); err != nil {
-			return err
-		}
+	gws, err := lc.CreateGateways(ctx, namespace, gateways, map[string]string{"app": "hermes-gateway"})
+	if err != nil {
+		return err
+	}
+	for i, g := range gws {
 		if err := gatewaysim.AddTurns(g.Home, i%3+1); err != nil {
 			return err
 		}
-		gws = append(gws, g)
 	}
 
 	sample := filepath.Join(cluster.RepoRoot(), "config", "samples", "drain_v1alpha1_gatewaydrain.yaml")

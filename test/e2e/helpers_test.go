@@ -27,18 +27,16 @@ var gatewayLabels = map[string]string{"app": "hermes-gateway"}
 // gateways creates n running gateway pods, each with turns in flight.
 func gateways(t *testing.T, ns string, n, turns int) []*cluster.Gateway {
 	t.Helper()
-	var gs []*cluster.Gateway
-	for i := range n {
-		g := lc.Gateway(ns, fmt.Sprintf("gw-%d", i), gatewayLabels)
-		if err := g.Create(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	gs, err := lc.CreateGateways(context.Background(), ns, n, gatewayLabels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
 		if turns > 0 {
 			if err := gatewaysim.AddTurns(g.Home, turns); err != nil {
 				t.Fatal(err)
 			}
 		}
-		gs = append(gs, g)
 	}
 	return gs
 }

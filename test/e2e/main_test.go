@@ -35,25 +35,16 @@ const turnDuration = 3 * time.Second
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir, err := os.MkdirTemp("", "hermes-e2e-")
-	if err != nil {
+	var stop func()
+	var err error
+	if lc, sim, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{}, turnDuration, 100*time.Millisecond); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if lc, err = cluster.Start(ctx, dir, cluster.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, "local cluster:", err)
-		return 1
-	}
-	defer lc.Stop()
+	defer stop()
 	k8s = lc.Client
 
-	sim = gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(filepath.Join(dir, "homes", "*", "*")), TurnDuration: turnDuration})
-	go sim.Run(ctx, 100*time.Millisecond, nil)
-
-	bin, err := cluster.BuildManager(dir)
+	bin, err := cluster.BuildManager(lc.Dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

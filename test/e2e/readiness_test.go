@@ -28,13 +28,9 @@ func TestReadinessGateFollowsTheDrain(t *testing.T) {
 	ns := namespace(t)
 	ctx := context.Background()
 	const n = 4
-	var gws []*cluster.Gateway
-	for i := range n {
-		g := lc.Gateway(ns, fmt.Sprintf("gw-%d", i), gatewayLabels)
-		if err := g.Create(ctx, withGate); err != nil {
-			t.Fatal(err)
-		}
-		gws = append(gws, g)
+	gws, err := lc.CreateGateways(ctx, ns, n, gatewayLabels, withGate)
+	if err != nil {
+		t.Fatal(err)
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gateways"},

@@ -47,26 +47,18 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir, err := os.MkdirTemp("", "hermes-install-")
-	if err != nil {
+	var stop func()
+	var err error
+	if lc, _, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{WithoutOperatorCRDs: true}, 3*time.Second, 100*time.Millisecond); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	if lc, err = cluster.Start(ctx, dir, cluster.Options{WithoutOperatorCRDs: true}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer lc.Stop()
+	defer stop()
 	k8s = lc.Client
-	if manager, err = cluster.BuildManager(dir); err != nil {
+	if manager, err = cluster.BuildManager(lc.Dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(filepath.Join(dir, "homes", "*", "*")), TurnDuration: 3 * time.Second})
-	go sim.Run(ctx, 100*time.Millisecond, nil)
 	return m.Run()
 }
 
@@ -112,16 +104,14 @@ func gateways(t *testing.T, ns string, n, turns int) []*cluster.Gateway {
 	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	var gs []*cluster.Gateway
-	for i := range n {
-		g := lc.Gateway(ns, fmt.Sprintf("gw-%d", i), map[string]string{"app": "hermes-gateway"})
-		if err := g.Create(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	gs, err := lc.CreateGateways(context.Background(), ns, n, map[string]string{"app": "hermes-gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
 		if err := gatewaysim.AddTurns(g.Home, turns); err != nil {
 			t.Fatal(err)
 		}
-		gs = append(gs, g)
 	}
 	return gs
 }

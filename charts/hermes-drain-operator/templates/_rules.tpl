@@ -30,7 +30,6 @@ rules:
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - drain.hermes.dev
@@ -45,7 +44,6 @@ rules:
   verbs:
   - get
   - patch
-  - update
 - apiGroups:
   - events.k8s.io
   resources:
