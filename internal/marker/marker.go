@@ -61,10 +61,7 @@ const epochHole = `"epoch":"\u0000"`
 // prefix + epoch + suffix (the in-container program refuses an epoch that
 // would need JSON escaping; a boot id and a number never do).
 func Render(r Request) (prefix, suffix string, err error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // keep the principal byte-exact
-	err = enc.Encode(body{
+	text, err := encode(body{
 		Action:               "drain",
 		RequestedAt:          r.RequestedAt.UTC().Format(TimeLayout),
 		Principal:            r.Principal,
@@ -75,11 +72,23 @@ func Render(r Request) (prefix, suffix string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("rendering marker: %w", err)
 	}
-	before, after, ok := strings.Cut(strings.TrimSuffix(buf.String(), "\n"), epochHole)
+	before, after, ok := strings.Cut(text, epochHole)
 	if !ok {
-		return "", "", fmt.Errorf("rendering marker: no epoch field in %q", buf.String())
+		return "", "", fmt.Errorf("rendering marker: no epoch field in %q", text)
 	}
 	return before + `"epoch":"`, `"` + after, nil
+}
+
+// encode is compact JSON without HTML escaping, so values stay byte-exact
+// and the owner token is the very text the marker holds.
+func encode(v any) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
 }
 
 // OwnerToken is the exact text every marker rendered for the GatewayDrain
@@ -87,8 +96,8 @@ func Render(r Request) (prefix, suffix string, err error) {
 // marker only when it contains this token, so a marker someone else wrote is
 // never touched.
 func OwnerToken(gatewayDrainUID string) string {
-	v, _ := json.Marshal(gatewayDrainUID)
-	return `"kubernetes":{"gatewayDrainUID":` + string(v)
+	v, _ := encode(gatewayDrainUID) // a string always encodes
+	return `"kubernetes":{"gatewayDrainUID":` + v
 }
 
 // Found is a marker file as read from a HERMES_HOME.

@@ -1,0 +1,98 @@
+package marker
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// A marker file's content never panics the parser, and whatever cannot be
+// read as a JSON object is honoured (upstream's fail-safe).
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		`{"action":"drain","requested_at":"2026-11-23T08:00:00.123456+00:00","principal":"p","epoch":"a:1"}`,
+		`{"epoch":5}`, `[]`, `"x"`, `{`, "", "{\"epoch\":\"\xff\"}", `{"kubernetes":{"gatewayDrainUID":1}}`, `null`,
+		`{"requested_at":null,"epoch":[],"kubernetes":{"gatewayDrainUID":"u"}}`,
+	} {
+		f.Add([]byte(seed), "a:1")
+	}
+	now := time.Date(2026, 11, 23, 8, 30, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw []byte, current string) {
+		found := Parse(raw)
+		honoured := found.Honoured(current, now)
+		if found.Corrupt() && !honoured {
+			t.Fatalf("a corrupt marker %q was not honoured", raw)
+		}
+		if _, ok := found.Origin(); ok && found.Corrupt() {
+			t.Fatalf("a corrupt marker has an origin")
+		}
+	})
+}
+
+// Whatever we render reads back as written: principal, epoch and origin.
+func FuzzRenderRoundTrip(f *testing.F) {
+	f.Add(`ops "x" <&> $(id) `+"`id`", "u-1", "gw-0", int64(0))
+	f.Add("", "", "", int64(1<<40))
+	f.Add("\u2028 ünï \\ /", "ffff", "p", int64(-5))
+	f.Fuzz(func(t *testing.T, principal, uid, pod string, nanos int64) {
+		if !utf8.ValidString(principal) || !utf8.ValidString(uid) || !utf8.ValidString(pod) {
+			t.Skip("the API server only stores UTF-8")
+		}
+		req := Request{Principal: principal, RequestedAt: time.Unix(0, nanos), Origin: Origin{GatewayDrainUID: uid, Pod: pod}}
+		prefix, suffix, err := Render(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := []byte(prefix + "boot:42" + suffix)
+		found := Parse(raw)
+		o, ok := found.Origin()
+		if found.Corrupt() || found.Principal() != principal || found.EpochValue() != "boot:42" || (uid != "" && (!ok || o.Pod != pod)) {
+			t.Fatalf("%q did not read back", raw)
+		}
+		if !strings.Contains(string(raw), OwnerToken(uid)) {
+			t.Fatalf("%q lacks its owner token", raw)
+		}
+	})
+}
+
+func FuzzParseGatewayState(f *testing.F) {
+	for _, seed := range []string{
+		`{"gateway_state":"draining","active_agents":3,"updated_at":"2026-11-23T08:00:00+00:00"}`,
+		`{"gateway_state":1}`, `{"active_agents":-1,"gateway_state":"x"}`, `{"active_agents":1e99,"gateway_state":"x"}`, `[]`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		st, err := ParseGatewayState(raw)
+		if err != nil {
+			return
+		}
+		if st.State == "" || st.ActiveAgents < 0 {
+			t.Fatalf("accepted %q as %+v", raw, st)
+		}
+		_ = st.Stale(now)
+		if st.DrainComplete() && st.AcceptsTurns() {
+			t.Fatalf("%+v both drained and accepting turns", st)
+		}
+	})
+}
+
+// The starttime is found whatever the command name holds.
+func FuzzProcStatStartTime(f *testing.F) {
+	f.Add("init", "4242")
+	f.Add("a) (b", "1")
+	f.Add(")", "99")
+	f.Fuzz(func(t *testing.T, comm, start string) {
+		if start == "" || strings.ContainsAny(start, " \t\n\v\f\r)\x85\xa0") || !utf8.ValidString(start) || strings.TrimSpace(start) != start {
+			t.Skip()
+		}
+		stat := "1 (" + comm + ") S" + strings.Repeat(" 0", 18) + " " + start + " 10 20\n"
+		got, err := ProcStatStartTime(stat)
+		if err != nil || got != start {
+			t.Fatalf("comm %q: got %q, %v; want %q", comm, got, err, start)
+		}
+		_, _ = ProcStatStartTime(comm) // never panics on anything
+	})
+}
