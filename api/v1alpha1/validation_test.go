@@ -75,6 +75,14 @@ func TestAdmissionRefusesBadSpecs(t *testing.T) {
 		{"timeout not a duration", with("timeout", "soon"), "spec.timeout: Invalid value"},
 		{"negative timeout", with("timeout", "-5m"), "spec.timeout: Invalid value"},
 		{"suppressNotification not a bool", with("suppressNotification", "yes"), "spec.suppressNotification: Invalid value"},
+		{"selector not an object", with("selector", "app=hermes"), "spec.selector: Invalid value"},
+		{"matchLabels not a map of strings", with("selector", spec{"matchLabels": spec{"app": 1}}), "spec.selector.matchLabels.app: Invalid value"},
+		{"action in lower case", with("action", "drain"), `spec.action: Unsupported value: "drain"`},
+		{"hermesHome with a DEL", with("hermesHome", "/opt/da\x7fta"), "hermesHome must not contain control characters"},
+		{"hermesHome a lone dot-dot", with("hermesHome", "/.."), "hermesHome must not contain '.' or '..' segments"},
+		{"principal with a newline", with("principal", "ops\nrm -rf /"), "principal must not contain control characters"},
+		{"timeout with a unit only", with("timeout", "h"), "spec.timeout: Invalid value"},
+		{"timeout zero", with("timeout", "0s"), "timeout must be between 1m and 24h"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

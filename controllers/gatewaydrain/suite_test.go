@@ -3,10 +3,13 @@ package gatewaydrain_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +35,9 @@ var (
 	k8s client.Client
 	// offset moves the reconciler's clock forward (deadline tests).
 	offset atomic.Int64
+	// runner runs the in-container program on this host, and injects
+	// faults into the calls to the namespaces a test asks it to.
+	runner = &faultyRunner{byNamespace: map[string]faults{}, calls: map[string]int{}, rnd: rand.New(rand.NewPCG(1, 2))}
 	// nativeEpoch is this host's epoch: the local transport runs the
 	// in-container program on this host, so it is every test gateway's epoch.
 	nativeEpoch string
@@ -62,7 +68,7 @@ func run(m *testing.M) int {
 	}
 	r := &gatewaydrain.Reconciler{
 		Client:    mgr.GetClient(),
-		Transport: transport.NewProgram(transport.LocalRunner{}, "/proc"),
+		Transport: transport.NewProgram(runner, "/proc"),
 		Recorder:  mgr.GetEventRecorder("gatewaydrain"),
 		Options: gatewaydrain.Options{
 			Concurrency:      8,
@@ -88,6 +94,49 @@ func run(m *testing.M) int {
 		}
 	}()
 	return m.Run()
+}
+
+// faults are the shares of calls that fail, time out, or return a report
+// cut in half (after the program ran: the marker was written, the
+// read-back is lost).
+type faults struct{ fail, timeout, truncate float64 }
+
+type faultyRunner struct {
+	mu          sync.Mutex
+	rnd         *rand.Rand
+	byNamespace map[string]faults
+	calls       map[string]int // by namespace/pod
+}
+
+func (f *faultyRunner) inject(ns string, fl faults) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byNamespace[ns] = fl
+}
+
+func (f *faultyRunner) callsTo(pod string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[pod]
+}
+
+func (f *faultyRunner) Run(ctx context.Context, pod transport.Pod, argv []string) ([]byte, error) {
+	f.mu.Lock()
+	f.calls[pod.Namespace+"/"+pod.Name]++
+	fl := f.byNamespace[pod.Namespace]
+	x := f.rnd.Float64()
+	f.mu.Unlock()
+	switch {
+	case x < fl.fail:
+		return nil, errors.New("injected: connection reset by peer")
+	case x < fl.fail+fl.timeout:
+		return nil, fmt.Errorf("injected: %w", context.DeadlineExceeded)
+	}
+	out, err := transport.LocalRunner{}.Run(ctx, pod, argv)
+	if x < fl.fail+fl.timeout+fl.truncate {
+		return out[:len(out)/2], err
+	}
+	return out, err
 }
 
 // gateway is a test gateway pod: a pod object that "runs" (its status is

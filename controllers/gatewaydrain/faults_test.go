@@ -1,0 +1,51 @@
+package gatewaydrain_test
+
+import (
+	"fmt"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// With a third of the calls failing, a tenth timing out and a tenth losing
+// half their report, the drain still completes and its cancel still removes
+// every marker; failures are retried with backoff, not in a hot loop, and
+// named while they last.
+func TestDrainCompletesDespiteTransportFaults(t *testing.T) {
+	ns := env.Namespace(t)
+	runner.inject(ns, faults{fail: 0.3, timeout: 0.1, truncate: 0.1})
+	const n = 10
+	var gws []*gateway
+	for i := range n {
+		g := newGateway(t, ns, fmt.Sprintf("gw-%d", i))
+		g.setState(marker.StateDraining, 0)
+		gws = append(gws, g)
+	}
+	gwd := newGatewayDrain(t, ns, "d")
+	waitFor(t, gwd, "Drained despite faults", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	waitEvent(t, gwd, "TargetFailed")
+
+	// Backoff, not a hot loop: a target needs a few calls, a hot loop
+	// would make hundreds in this time.
+	total, most := 0, 0
+	for _, g := range gws {
+		c := runner.callsTo(ns + "/" + g.name)
+		total += c
+		most = max(most, c)
+	}
+	t.Logf("%d calls for %d targets to reach Drained (at most %d for one)", total, n, most)
+	if most > 25 {
+		t.Errorf("a target was called %d times: no backoff?", most)
+	}
+
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Action = drainv1.ActionCancel })
+	waitFor(t, gwd, "released despite faults", condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonReleased))
+	for _, g := range gws {
+		if g.marker() != nil {
+			t.Errorf("%s: marker left after cancel: %s", g.name, g.marker())
+		}
+	}
+}
