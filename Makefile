@@ -72,6 +72,10 @@ demo: cluster-tools build ## Drain five simulated gateways on a local cluster, c
 test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + etcd) and end-to-end (kwok, real exec) tests.
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
+.PHONY: chaos
+chaos: test-tools ## Kill the manager 20 times during a 100-pod drain (make test runs a short version).
+	CHAOS_PODS=100 CHAOS_KILLS=20 go test ./test/chaos/ -count=1 -v -timeout 20m
+
 .PHONY: test-tools
 test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the binaries the tests need.
 

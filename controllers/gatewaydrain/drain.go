@@ -1,6 +1,7 @@
 package gatewaydrain
 
 import (
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,10 +24,15 @@ type drain struct {
 	gwd *drainv1.GatewayDrain
 	// withdrawn says why the drain no longer stands, or "" while it does.
 	withdrawn string
+	// budget is how many targets this reconcile may still talk to. A large
+	// drain is worked through in batches, each written to status, so that
+	// progress shows and survives a crash of the manager.
+	budget atomic.Int32
 }
 
-func newDrain(gwd *drainv1.GatewayDrain, now time.Time) *drain {
+func newDrain(gwd *drainv1.GatewayDrain, now time.Time, budget int) *drain {
 	d := &drain{gwd: gwd}
+	d.budget.Store(int32(budget))
 	switch {
 	case !gwd.DeletionTimestamp.IsZero():
 		d.withdrawn = withdrawnDeleted

@@ -34,6 +34,9 @@ import (
 // Finalizer holds a GatewayDrain until its markers are withdrawn.
 const Finalizer = "drain.hermes.dev/release-markers"
 
+// batchSize times the concurrency is how many targets one reconcile talks to.
+const batchSize = 4
+
 // targetPodIndex indexes GatewayDrains by the names of their target pods, so
 // a pod event wakes only the drains that target it.
 const targetPodIndex = "status.targets.podName"
@@ -106,7 +109,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 	before := gwd.DeepCopy()
 	now := r.now()
-	d := newDrain(gwd, now)
+	d := newDrain(gwd, now, batchSize*max(r.Concurrency, 1))
 	var stalled *stall
 	defer func() {
 		computeStatus(gwd, d, stalled)
@@ -192,13 +195,24 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 		byName[pods.Items[i].Name] = &pods.Items[i]
 	}
 
+	// Most overdue first (never tried: first of all), and a slot taken here,
+	// in that order: a reconcile's budget goes to the targets that waited
+	// longest, so none starves behind targets that are polled often.
+	order := make([]int, len(targets))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return r.nextAttempt(targets[a]).Compare(r.nextAttempt(targets[b]))
+	})
 	stepped := make([]drainv1.Target, len(targets))
 	nexts := make([]time.Time, len(targets))
 	sem := make(chan struct{}, max(r.Concurrency, 1))
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for _, i := range order {
+		t := targets[i]
+		sem <- struct{}{}
 		wg.Go(func() {
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			before := t.State
 			stepped[i], nexts[i] = r.step(ctx, d, t, byName[t.PodName])

@@ -34,7 +34,7 @@ func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *
 
 // stepDrain keeps our marker in place and reads how the gateway is doing.
 func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, now time.Time) (drainv1.Target, time.Time) {
-	if next := r.nextAttempt(t); now.Before(next) {
+	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
 	pod := d.pod(t)
@@ -83,7 +83,7 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *drain, t drainv1.Target
 	if t.State == drainv1.TargetReleased {
 		return t, time.Time{}
 	}
-	if next := r.nextAttempt(t); now.Before(next) {
+	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
 	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
@@ -118,7 +118,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 		t.Message = why + "; a marker left on its volume is ignored by the next instantiation's epoch, and removed when a pod of this name runs again"
 		return t, time.Time{}
 	}
-	if next := r.nextAttempt(t); now.Before(next) {
+	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
 	attempt := metav1.NewTime(now)
@@ -176,6 +176,20 @@ func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv
 	t.State, t.Message, t.LastAttemptTime = drainv1.TargetFailed, msg, &attempt
 	t.Failures++
 	return t, r.nextAttempt(t)
+}
+
+// due reports whether the target may be talked to now: its next attempt has
+// come and this reconcile still has calls to spend. If not, it says when to
+// look again: now, when only the budget stopped it, so that the next
+// reconcile carries on after this one has written its progress.
+func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, bool) {
+	if next := r.nextAttempt(t); now.Before(next) {
+		return next, false
+	}
+	if d.budget.Add(-1) < 0 {
+		return now, false
+	}
+	return time.Time{}, true
 }
 
 // nextAttempt is when a target may be talked to again: right away the first
