@@ -52,13 +52,14 @@ func timeout(gwd *drainv1.GatewayDrain) time.Duration {
 	return 2 * time.Hour
 }
 
-// deadlineExceeded is true once the deadline has passed. It stays true: a
-// timeout raised afterwards does not drain again (create a new GatewayDrain).
+// deadlineExceeded is true once the deadline of a drain with targets has
+// passed. It stays true: a timeout raised afterwards does not drain again
+// (create a new GatewayDrain). A drain without targets stays NoTargets.
 func deadlineExceeded(gwd *drainv1.GatewayDrain, now time.Time) bool {
 	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil && c.Reason == drainv1.ReasonDeadlineExceeded {
 		return true
 	}
-	return gwd.Status.StartedAt != nil && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
+	return gwd.Status.StartedAt != nil && len(gwd.Status.Targets) > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
 }
 
 // principal is spec.principal or gatewaydrain/<namespace>/<name>.

@@ -249,11 +249,20 @@ func TestNoTargetsAndInvalidSelectorsStall(t *testing.T) {
 	none := newGatewayDrain(t, ns, "none")
 	waitFor(t, none, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonNoTargets))
 	waitEvent(t, none, drainv1.ReasonNoTargets)
+	// A pod that starts later is not drained, even when the drain is reconciled again.
+	late := newGateway(t, ns, "gw-late")
+	patchSpec(t, none, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Hour} })
+	got := waitFor(t, none, "reconciled again", func(d *drainv1.GatewayDrain) bool {
+		return d.Status.ObservedGeneration == d.Generation && condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonNoTargets)(d)
+	})
+	if len(got.Status.Targets) != 0 || late.marker() != nil {
+		t.Errorf("a pod that started later was drained: %+v, marker %s", got.Status.Targets, late.marker())
+	}
 
 	bad := newGatewayDrain(t, ns, "bad", func(d *drainv1.GatewayDrain) {
 		d.Spec.Selector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes"}}}
 	})
-	got := waitFor(t, bad, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonInvalidSelector))
+	got = waitFor(t, bad, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonInvalidSelector))
 	if c := metaCondition(got, drainv1.ConditionReady); !strings.Contains(c.Message, "Sometimes") {
 		t.Errorf("Ready %+v should say what is wrong with the selector", c)
 	}

@@ -168,14 +168,13 @@ func (r *Reconciler) chooseTargets(ctx context.Context, gwd *drainv1.GatewayDrai
 			targets = append(targets, newTarget(gwd, &pods.Items[i]))
 		}
 	}
-	if len(targets) == 0 {
-		return &stall{drainv1.ReasonNoTargets, "no running pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"}, nil
-	}
 	slices.SortFunc(targets, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
 	started := metav1.NewTime(now)
 	deadline := metav1.NewTime(now.Add(timeout(gwd)))
 	gwd.Status.StartedAt, gwd.Status.Deadline, gwd.Status.Targets = &started, &deadline, targets
-	r.event(gwd, corev1.EventTypeNormal, "DrainStarted", "draining %d targets: %s", len(targets), podNames(targets))
+	if len(targets) > 0 { // an empty snapshot is reported as NoTargets by computeStatus
+		r.event(gwd, corev1.EventTypeNormal, "DrainStarted", "draining %d targets: %s", len(targets), podNames(targets))
+	}
 	return nil, nil
 }
 

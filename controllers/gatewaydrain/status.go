@@ -42,6 +42,10 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 			Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: gwd.Generation,
 		})
 	}
+	if stalled == nil && st.StartedAt != nil && len(st.Targets) == 0 {
+		// The snapshot is empty, for good: a pod that starts later is not drained.
+		stalled = &stall{drainv1.ReasonNoTargets, "no running pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"}
+	}
 	busy := len(blocking) > 0
 	waiting := waitingMessage(blocking, len(st.Targets))
 
