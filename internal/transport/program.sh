@@ -84,6 +84,12 @@ printf 'epoch %s\n' "$e"
 [ -d "$home" ] || report error "HERMES_HOME $home is not a directory"
 [ -d "$marker" ] && report error "$marker is a directory"
 
+# Writing or removing goes through no symbolic link: whatever it points to
+# is not ours to replace.
+case $op in project|clear)
+	[ -L "$marker" ] && report error "$marker is a symbolic link: refusing to replace or remove it"
+esac
+
 case $op in
 project)
 	token=$5 replaceable=$6

@@ -182,14 +182,35 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dirMarker, marker.Filename), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	linked := t.TempDir()
+	elsewhere := filepath.Join(t.TempDir(), "precious")
+	if err := os.WriteFile(elsewhere, []byte("not a marker"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(linked, marker.Filename)); err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct{ home, want string }{
 		"missing home":       {filepath.Join(t.TempDir(), "nope"), "is not a directory"},
 		"marker a directory": {dirMarker, "is a directory"},
+		"marker a symlink":   {linked, "is a symbolic link"},
 	} {
 		_, err := p.Project(ctx, Pod{}, tc.home, request("uid-1", "me"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: error %v, want it to say %q", name, err, tc.want)
+			t.Errorf("%s: project error %v, want it to say %q", name, err, tc.want)
 		}
+		if _, err := p.Clear(ctx, Pod{}, tc.home, "uid-1"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: clear error %v, want it to say %q", name, err, tc.want)
+		}
+		if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.tmp*")); len(left) != 0 {
+			t.Errorf("%s: partial files left: %v", name, left)
+		}
+	}
+	if b, _ := os.ReadFile(elsewhere); string(b) != "not a marker" {
+		t.Errorf("the symlink's target was changed: %q", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(linked, marker.Filename)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink was replaced or removed")
 	}
 }
 
