@@ -3,6 +3,7 @@ package gatewaydrain_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -47,5 +48,57 @@ func TestDrainCompletesDespiteTransportFaults(t *testing.T) {
 		if g.marker() != nil {
 			t.Errorf("%s: marker left after cancel: %s", g.name, g.marker())
 		}
+	}
+}
+
+// A pod recreated while the drain is being cancelled: the new instantiation
+// is not drained and loses our stale marker; the others are released.
+func TestPodRecreatedDuringCancel(t *testing.T) {
+	ns := env.Namespace(t)
+	a, b := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
+	runner.inject(ns, faults{fail: 0.5}) // slows the release down, so the recreation lands mid-way
+	gwd := newGatewayDrain(t, ns, "d")
+	a.setState(marker.StateDraining, 0)
+	b.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Action = drainv1.ActionCancel })
+	a.recreate()
+	runner.inject(ns, faults{})
+	got := waitFor(t, gwd, "released", condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonReleased))
+	for _, g := range []*gateway{a, b} {
+		if g.marker() != nil {
+			t.Errorf("%s: marker left: %s", g.name, g.marker())
+		}
+	}
+	if s := target(got, "gw-0").State; s != drainv1.TargetRestarted && s != drainv1.TargetReleased {
+		t.Errorf("gw-0 is %s", s)
+	}
+}
+
+// Spec edits racing the reconciler's status writes lose nothing: every
+// edit is observed, and the drain completes.
+func TestSpecEditsRacingStatusWrites(t *testing.T) {
+	ns := env.Namespace(t)
+	var gws []*gateway
+	for i := range 5 {
+		g := newGateway(t, ns, fmt.Sprintf("gw-%d", i))
+		g.setState(marker.StateDraining, 1)
+		gws = append(gws, g)
+	}
+	gwd := newGatewayDrain(t, ns, "d")
+	for i := range 20 {
+		patchSpec(t, gwd, func(d *drainv1.GatewayDrain) {
+			d.Spec.Timeout = &metav1.Duration{Duration: time.Duration(60+i) * time.Minute}
+		})
+	}
+	for _, g := range gws {
+		g.setState(marker.StateDraining, 0)
+	}
+	got := waitFor(t, gwd, "Drained at the last generation", func(d *drainv1.GatewayDrain) bool {
+		return condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained)(d) && d.Status.Counts.Drained == 5
+	})
+	if got.Spec.Timeout.Duration != 79*time.Minute || got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("timeout %s, observed generation %d of %d", got.Spec.Timeout.Duration, got.Status.ObservedGeneration, got.Generation)
 	}
 }

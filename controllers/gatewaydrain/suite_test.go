@@ -2,10 +2,11 @@ package gatewaydrain_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -37,7 +39,7 @@ var (
 	offset atomic.Int64
 	// runner runs the in-container program on this host, and injects
 	// faults into the calls to the namespaces a test asks it to.
-	runner = &faultyRunner{byNamespace: map[string]faults{}, calls: map[string]int{}, rnd: rand.New(rand.NewPCG(1, 2))}
+	runner = &faultyRunner{byNamespace: map[string]faults{}, calls: map[string]int{}}
 	// nativeEpoch is this host's epoch: the local transport runs the
 	// in-container program on this host, so it is every test gateway's epoch.
 	nativeEpoch string
@@ -61,6 +63,7 @@ func run(m *testing.M) int {
 	stat, _ := os.ReadFile("/proc/1/stat")
 	nativeEpoch = marker.Epoch(string(boot), string(stat))
 
+	ctrl.SetLogger(logr.Discard())
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -101,9 +104,10 @@ func run(m *testing.M) int {
 // read-back is lost).
 type faults struct{ fail, timeout, truncate float64 }
 
+// The fault of a call is a function of the pod and how many calls it had,
+// so every run sees the same faults whatever the interleaving.
 type faultyRunner struct {
 	mu          sync.Mutex
-	rnd         *rand.Rand
 	byNamespace map[string]faults
 	calls       map[string]int // by namespace/pod
 }
@@ -121,11 +125,13 @@ func (f *faultyRunner) callsTo(pod string) int {
 }
 
 func (f *faultyRunner) Run(ctx context.Context, pod transport.Pod, argv []string) ([]byte, error) {
+	key := pod.Namespace + "/" + pod.Name
 	f.mu.Lock()
-	f.calls[pod.Namespace+"/"+pod.Name]++
-	fl := f.byNamespace[pod.Namespace]
-	x := f.rnd.Float64()
+	f.calls[key]++
+	fl, n := f.byNamespace[pod.Namespace], f.calls[key]
 	f.mu.Unlock()
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s#%d", pod.Name, n))
+	x := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)
 	switch {
 	case x < fl.fail:
 		return nil, errors.New("injected: connection reset by peer")
