@@ -19,8 +19,6 @@ func metaCondition(g *drainv1.GatewayDrain, typ string) metav1.Condition {
 	return metav1.Condition{}
 }
 
-func removeAll(path string) error { return os.RemoveAll(path) }
-
 func waitForFile(t *testing.T, path string) {
 	t.Helper()
 	testenv.Eventually(t, wait, func() (bool, string) {

@@ -3,6 +3,7 @@ package gatewaydrain_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func TestDeleteLetsGoOfAnUnreachablePod(t *testing.T) {
 	gwd := newGatewayDrain(t, ns, "d")
 	g.waitHonoured(true)
 	// The home disappears: the marker can no longer be removed.
-	if err := removeAll(g.home); err != nil {
+	if err := os.RemoveAll(g.home); err != nil {
 		t.Fatal(err)
 	}
 	if err := k8s.Delete(context.Background(), gwd); err != nil {

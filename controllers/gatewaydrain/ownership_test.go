@@ -80,7 +80,7 @@ func TestSecondDrainOfTheSamePodIsAConflict(t *testing.T) {
 func TestTransportFailureIsPerTargetAndRecovers(t *testing.T) {
 	ns := env.Namespace(t)
 	broken, fine := newGateway(t, ns, "gw-broken"), newGateway(t, ns, "gw-fine")
-	if err := removeAll(broken.home); err != nil { // its HERMES_HOME is missing
+	if err := os.RemoveAll(broken.home); err != nil { // its HERMES_HOME is missing
 		t.Fatal(err)
 	}
 	gwd := newGatewayDrain(t, ns, "d")

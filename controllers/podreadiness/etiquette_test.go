@@ -99,15 +99,6 @@ func fetch(t *testing.T, pod *corev1.Pod) *corev1.Pod {
 	return got
 }
 
-func gate(pod *corev1.Pod) *corev1.PodCondition {
-	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == podreadiness.GateType {
-			return &pod.Status.Conditions[i]
-		}
-	}
-	return nil
-}
-
 func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 	ns := env.Namespace(t)
 	r, _ := newReconciler()
@@ -115,7 +106,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 
 	reconcile(t, r, pod)
 	got := fetch(t, pod)
-	c := gate(got)
+	c := podreadiness.Condition(got)
 	if c == nil || c.Status != corev1.ConditionTrue || c.Reason != "Running" || c.Message != "Running: 1 active agents" {
 		t.Fatalf("gate %+v", c)
 	}
@@ -139,7 +130,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 	// Same status, new message: lastTransitionTime stays.
 	writeState(t, home, "running", 2)
 	reconcile(t, r, pod)
-	c2 := gate(fetch(t, pod))
+	c2 := podreadiness.Condition(fetch(t, pod))
 	if c2.Message != "Running: 2 active agents" || !c2.LastTransitionTime.Equal(&c.LastTransitionTime) {
 		t.Errorf("message update %+v should keep lastTransitionTime %v", c2, c.LastTransitionTime)
 	}
@@ -148,7 +139,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 	r.Now = func() time.Time { return time.Now().Add(2 * time.Second) } // past lastTransitionTime's 1 s resolution
 	writeState(t, home, "draining", 2)
 	res := reconcile(t, r, pod)
-	c3 := gate(fetch(t, pod))
+	c3 := podreadiness.Condition(fetch(t, pod))
 	if c3.Status != corev1.ConditionFalse || c3.Reason != "Draining" || !c3.LastTransitionTime.After(c.LastTransitionTime.Time) {
 		t.Errorf("flip %+v (was %v)", c3, c.LastTransitionTime)
 	}
@@ -174,12 +165,12 @@ func TestUIDPreconditionRefusesARecreatedPod(t *testing.T) {
 	if err == nil {
 		t.Fatal("a patch for the old pod's UID was applied to the recreated pod")
 	}
-	if gate(fetch(t, fresh)) != nil {
+	if podreadiness.Condition(fetch(t, fresh)) != nil {
 		t.Errorf("the recreated pod got a condition meant for the old one")
 	}
 	// The reconciler itself writes the new pod (with the new UID).
 	reconcile(t, r, fresh)
-	if c := gate(fetch(t, fresh)); c == nil || c.Status != corev1.ConditionTrue {
+	if c := podreadiness.Condition(fetch(t, fresh)); c == nil || c.Status != corev1.ConditionTrue {
 		t.Errorf("gate %+v", c)
 	}
 }
@@ -192,7 +183,7 @@ func TestUngatedPodsAreNeverRead(t *testing.T) {
 	if n := runner.calls.Load(); n != 0 {
 		t.Errorf("an ungated pod was read %d times", n)
 	}
-	if gate(fetch(t, pod)) != nil {
+	if podreadiness.Condition(fetch(t, pod)) != nil {
 		t.Errorf("an ungated pod got the condition")
 	}
 	// A pod that is gone is ignored.
@@ -210,7 +201,7 @@ func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
 	}
 	first := reconcile(t, r, pod)
 	second := reconcile(t, r, pod)
-	if c := gate(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonNoState {
+	if c := podreadiness.Condition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonNoState {
 		t.Errorf("gate %+v", c)
 	}
 	if !(second.RequeueAfter > first.RequeueAfter) {

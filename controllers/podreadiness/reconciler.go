@@ -105,7 +105,7 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 // lastTransitionTime unless the status flips, and not at all when nothing
 // changed. A pod that is gone is ignored.
 func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now time.Time) error {
-	cur := condition(pod)
+	cur := Condition(pod)
 	if cur != nil && cur.Status == v.status && cur.Reason == v.reason && cur.Message == v.message {
 		return nil
 	}
@@ -186,7 +186,8 @@ func gated(pod *corev1.Pod) bool {
 	return false
 }
 
-func condition(pod *corev1.Pod) *corev1.PodCondition {
+// Condition is the pod's readiness gate condition, or nil.
+func Condition(pod *corev1.Pod) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
 		if pod.Status.Conditions[i].Type == GateType {
 			return &pod.Status.Conditions[i]

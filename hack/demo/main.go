@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -165,12 +164,9 @@ func render(gwd *drainv1.GatewayDrain, gws []*cluster.Gateway, what string) stri
 }
 
 func kubectl(lc *cluster.Cluster, args ...string) error {
-	out, err := exec.Command(filepath.Join(lc.Bin, "kubectl"), append([]string{"--kubeconfig", lc.Kubeconfig}, args...)...).CombinedOutput()
-	fmt.Print(indent(string(out)))
-	if err != nil {
-		return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
-	}
-	return nil
+	out, err := lc.Run("kubectl", args...)
+	fmt.Print(indent(out))
+	return err
 }
 
 func say(format string, args ...any) {

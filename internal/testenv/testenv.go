@@ -121,12 +121,18 @@ func (e *Env) Stop() error { return e.env.Stop() }
 // Namespace creates a fresh namespace for one test.
 func (e *Env) Namespace(t testing.TB) string {
 	t.Helper()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	return CreateNamespace(t, e.Client)
+}
+
+// CreateNamespace creates a namespace named after the test.
+func CreateNamespace(t testing.TB, c client.Client) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(strings.TrimPrefix(t.Name(), "Test")))
 	if len(name) > 40 {
 		name = name[:40]
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.TrimRight(name, "-") + "-"}}
-	if err := e.Client.Create(context.Background(), ns); err != nil {
+	if err := c.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	return ns.Name

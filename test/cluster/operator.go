@@ -5,10 +5,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"k8s.io/client-go/tools/clientcmd"
 )
+
+// Run runs a pinned tool of bin/ (kubectl, helm) against the cluster, and
+// returns its combined output.
+func (c *Cluster) Run(tool string, args ...string) (string, error) {
+	out, err := exec.Command(filepath.Join(c.Bin, tool), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w", tool, strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}
 
 // BuildManager builds the operator binary into dir and returns its path.
 func BuildManager(dir string) (string, error) {

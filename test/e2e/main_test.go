@@ -5,20 +5,15 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -65,25 +60,11 @@ func run(m *testing.M) int {
 }
 
 // kubectl runs the pinned kubectl against the cluster.
-func kubectl(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(lc.Bin, "kubectl"), append([]string{"--kubeconfig", lc.Kubeconfig}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
+func kubectl(args ...string) (string, error) { return lc.Run("kubectl", args...) }
 
 func namespace(t *testing.T) string {
 	t.Helper()
-	name := strings.ToLower(strings.TrimPrefix(t.Name(), "Test"))
-	if len(name) > 40 {
-		name = name[:40]
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
+	return testenv.CreateNamespace(t, k8s)
 }
 
 func tail(b []byte, n int) string {

@@ -47,7 +47,7 @@ func TestReadinessGateFollowsTheDrain(t *testing.T) {
 	waitEndpoints(t, ns, 0, n)
 	for _, g := range gws {
 		pod, _ := g.Pod(ctx)
-		if c := gateOf(pod); c == nil || c.Reason != "Draining" {
+		if c := podreadiness.Condition(pod); c == nil || c.Reason != "Draining" {
 			t.Errorf("%s: gate %+v", g.Name, c)
 		}
 	}
@@ -76,7 +76,7 @@ func measureFlips(t *testing.T, gws []*cluster.Gateway, state string, status cor
 				stateAt[g.Name] = now
 			}
 			if pod, err := g.Pod(context.Background()); err == nil && !stateAt[g.Name].IsZero() && gateAt[g.Name].IsZero() {
-				if c := gateOf(pod); c != nil && c.Status == status {
+				if c := podreadiness.Condition(pod); c != nil && c.Status == status {
 					gateAt[g.Name] = now
 				}
 			}
@@ -94,15 +94,6 @@ func summary(d []time.Duration) string {
 	slices.Sort(d)
 	p := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
 	return fmt.Sprintf("n=%d p50=%s p99=%s max=%s", len(d), p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
-}
-
-func gateOf(pod *corev1.Pod) *corev1.PodCondition {
-	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == podreadiness.GateType {
-			return &pod.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // waitEndpoints waits until the Service's EndpointSlices list ready and

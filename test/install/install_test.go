@@ -6,11 +6,9 @@
 package install
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,17 +60,15 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func cli(t *testing.T, name string, args ...string) string {
+func cli(t *testing.T, tool string, args ...string) string {
 	t.Helper()
-	var out bytes.Buffer
-	cmd := exec.Command(filepath.Join(lc.Bin, name), append([]string{"--kubeconfig", lc.Kubeconfig}, args...)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	out, err := lc.Run(tool, args...)
+	if err != nil {
 		// What the cluster says about it, for the reader of a failure.
-		state, _ := exec.Command(filepath.Join(lc.Bin, "kubectl"), "--kubeconfig", lc.Kubeconfig, "get", "events,pods", "-A").CombinedOutput()
-		t.Fatalf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out.String(), state)
+		state, _ := lc.Run("kubectl", "get", "events,pods", "-A")
+		t.Fatalf("%v\n%s\n%s", err, out, state)
 	}
-	return out.String()
+	return out
 }
 
 var chart = filepath.Join(cluster.RepoRoot(), "charts", "hermes-drain-operator")
