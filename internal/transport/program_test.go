@@ -250,3 +250,110 @@ func TestRunnerErrorsStayReadable(t *testing.T) {
 		t.Errorf("unreadable error (%d bytes): %s", len(msg), msg)
 	}
 }
+
+// prefixed runs the program through a prefix command that constrains it.
+type prefixed []string
+
+func (p prefixed) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+	return LocalRunner{}.Run(ctx, pod, append(append([]string{}, p...), argv...))
+}
+
+// asUnprivileged runs the program as a user that file permissions bind. As
+// root no permission stops anything, so a root test drops to nobody.
+func asUnprivileged() prefixed {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return prefixed{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"}
+}
+
+// onFullDisk runs the program with a file size limit of zero and SIGXFSZ
+// ignored: every write into a file fails (EFBIG), as on a full disk (ENOSPC).
+// Its standard output is a pipe, which the limit does not bind.
+var onFullDisk = prefixed{"sh", "-c", `trap '' XFSZ; ulimit -f 0; exec "$@"`, "sh"}
+
+func TestProgramReportsUnreadableReadOnlyAndFullHomes(t *testing.T) {
+	ctx := context.Background()
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	if err := os.Chmod(proc, 0o755); err != nil { // t.TempDir is 0700
+		t.Fatal(err)
+	}
+	plain := NewProgram(LocalRunner{}, proc)
+	// home makes a HERMES_HOME with mode perm, holding our marker if withMarker.
+	home := func(perm os.FileMode, withMarker bool) string {
+		dir := filepath.Join(t.TempDir(), "home")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if withMarker {
+			if obs, err := plain.Project(ctx, Pod{}, dir, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+				t.Fatalf("setup: %v %v", obs.Outcome, err)
+			}
+		}
+		for d := dir; d != filepath.Clean(os.TempDir()) && d != "/"; d = filepath.Dir(d) { // let the unprivileged user reach it
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(dir, perm); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	unreadable := func(dir string) string {
+		if err := os.Chmod(filepath.Join(dir, marker.Filename), 0); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+
+	for _, tc := range []struct {
+		name      string
+		runner    Runner
+		home      string
+		op        string
+		wantError string // "" when the call must succeed
+		wantState FileState
+	}{
+		{"unreadable marker: project", asUnprivileged(), unreadable(home(0o777, true)), "project", "cannot read", ""},
+		{"unreadable marker: clear", asUnprivileged(), unreadable(home(0o777, true)), "clear", "cannot read", ""},
+		{"unreadable marker: read", asUnprivileged(), unreadable(home(0o777, true)), "read", "", FileUnreadable},
+		{"read-only home: project", asUnprivileged(), home(0o755, false), "project", "cannot write", ""},
+		{"read-only home: clear", asUnprivileged(), home(0o755, true), "clear", "cannot remove", ""},
+		{"full disk: first project", onFullDisk, home(0o755, false), "project", "cannot write", ""},
+		{"full disk: refresh", onFullDisk, home(0o755, true), "project", "cannot write", ""},
+		{"full disk: clear", onFullDisk, home(0o755, true), "clear", "", FileAbsent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadFile(filepath.Join(tc.home, marker.Filename))
+			p := NewProgram(tc.runner, proc)
+			var obs Observation
+			var err error
+			switch tc.op {
+			case "project":
+				obs, err = p.Project(ctx, Pod{}, tc.home, request("uid-1", "me"))
+			case "clear":
+				obs, err = p.Clear(ctx, Pod{}, tc.home, "uid-1")
+			default:
+				obs, err = p.Read(ctx, Pod{}, tc.home)
+			}
+			switch {
+			case tc.wantError != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), marker.Filename) {
+					t.Fatalf("error %v (outcome %q), want one naming the marker that says %q", err, obs.Outcome, tc.wantError)
+				}
+				// A failed call leaves the marker as it was: nothing half written.
+				if after, _ := os.ReadFile(filepath.Join(tc.home, marker.Filename)); string(after) != string(before) {
+					t.Errorf("marker changed by a failed call: %q -> %q", before, after)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case obs.Marker.State != tc.wantState:
+				t.Errorf("marker read back as %q, want %q", obs.Marker.State, tc.wantState)
+			}
+			if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.tmp*")); len(left) != 0 {
+				t.Errorf("partial files left: %v", left)
+			}
+		})
+	}
+}
