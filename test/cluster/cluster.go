@@ -48,6 +48,8 @@ type Cluster struct {
 	env   *envtest.Environment
 	procs []*child
 	kwok  *child
+	// apiLog is the API server's output, across restarts.
+	apiLog *os.File
 }
 
 // child is a process of the cluster's (kwok, kube-controller-manager).
@@ -91,7 +93,23 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 	c.env = env
 	// The API server reaches kwok's kubelet endpoint (pods/exec) at the
 	// node's InternalIP, 127.0.0.1.
-	c.env.ControlPlane.GetAPIServer().Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	api := c.env.ControlPlane.GetAPIServer()
+	api.Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	// Certificates in a folder of ours, which envtest does not remove on
+	// stop, so that RestartAPIServer brings back the same serving and client
+	// CAs and every kubeconfig stays valid.
+	api.CertDir = filepath.Join(dir, "apiserver")
+	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
+		return nil, err
+	}
+	if c.apiLog, err = os.Create(filepath.Join(dir, "kube-apiserver.log")); err != nil {
+		return nil, err
+	}
+	api.Out, api.Err = c.apiLog, c.apiLog
+	// The API server's graceful shutdown waits up to a minute for open
+	// watch connections to end; after 5 s it is killed instead, as a
+	// kubelet would after a short grace period.
+	c.env.ControlPlaneStopTimeout = 5 * time.Second
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
@@ -293,6 +311,26 @@ func (c *Cluster) Stop() {
 	if c.env != nil {
 		_ = c.env.Stop()
 	}
+	if c.apiLog != nil {
+		c.apiLog.Close()
+	}
+}
+
+// RestartAPIServer stops the API server (SIGTERM, then SIGKILL after
+// StopTimeout) and starts it again on the same port, certificates and etcd,
+// as a control-plane upgrade or crash would, and returns how long it was
+// away.
+func (c *Cluster) RestartAPIServer() (time.Duration, error) {
+	api := c.env.ControlPlane.GetAPIServer()
+	start := time.Now()
+	// Stop's only errors say that the shutdown took longer than StopTimeout
+	// and the process was killed, or that it was gone already: either way
+	// it no longer runs.
+	_ = api.Stop()
+	if err := api.Start(); err != nil {
+		return 0, fmt.Errorf("starting the API server again: %w", err)
+	}
+	return time.Since(start), nil
 }
 
 func freePort() (int, error) {
