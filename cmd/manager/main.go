@@ -66,6 +66,7 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	fs.DurationVar(&f.drain.ReleaseTimeout, "release-timeout", f.drain.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers")
 	fs.DurationVar(&f.readiness.FastInterval, "readiness-fast-interval", f.readiness.FastInterval, "how often a gated gateway is read while it is a drain's target, starting or draining")
 	fs.DurationVar(&f.readiness.SlowInterval, "readiness-interval", f.readiness.SlowInterval, "how often a gated gateway is read otherwise")
+	fs.IntVar(&f.readiness.Concurrency, "readiness-concurrency", f.readiness.Concurrency, "gated gateways read at once")
 	fs.DurationVar(&f.gracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight reconciles may finish on shutdown")
 	opts := zap.Options{}
 	opts.BindFlags(fs)

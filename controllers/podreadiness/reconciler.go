@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -39,11 +40,15 @@ type Options struct {
 	SlowInterval time.Duration
 	// RetryBase and RetryMax bound the backoff after failed reads.
 	RetryBase, RetryMax time.Duration
+	// Concurrency is how many pods are read at once. Each read is a call
+	// into a container (about 0.3 s through pods/exec), so one at a time
+	// would serve only a few gated pods per second.
+	Concurrency int
 }
 
 // DefaultOptions are the operator's defaults.
 func DefaultOptions() Options {
-	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute}
+	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, Concurrency: 16}
 }
 
 // Reconciler writes the readiness gate condition of gated gateway pods.
@@ -204,6 +209,7 @@ func Condition(pod *corev1.Pod) *corev1.PodCondition {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podreadiness").
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 1)}).
 		For(&corev1.Pod{}, builder.WithPredicates(gatedPod, containersChanged)).
 		Watches(&drainv1.GatewayDrain{}, handler.EnqueueRequestsFromMapFunc(targetPods)).
 		Complete(r)

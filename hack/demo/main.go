@@ -46,7 +46,7 @@ func run(ctx context.Context) error {
 	begin := time.Now()
 	say("bringing up the local cluster (etcd, kube-apiserver, scheduler, controllers, kwok) on 127.0.0.1")
 	// Gateways check their marker every second, as upstream's do.
-	lc, _, stop, err := cluster.StartWithGateways(ctx, cluster.Options{}, 8*time.Second, time.Second)
+	lc, _, stop, err := cluster.StartWithGateways(ctx, cluster.Options{}, gatewaysim.Options{TurnDuration: 8 * time.Second}, time.Second)
 	if err != nil {
 		return err
 	}

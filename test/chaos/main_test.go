@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 func run(m *testing.M) int {
 	var stop func()
 	var err error
-	if lc, _, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{}, 2*time.Second, 100*time.Millisecond); err != nil {
+	if lc, _, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{}, gatewaysim.Options{TurnDuration: 2 * time.Second}, 100*time.Millisecond); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

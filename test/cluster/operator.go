@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -68,6 +69,21 @@ func (m *Manager) Stop() {
 func (m *Manager) Kill() {
 	_ = m.cmd.Process.Kill()
 	_ = m.cmd.Wait()
+}
+
+// PeakRSS is the most memory the manager has held so far (VmHWM), in bytes.
+func (m *Manager) PeakRSS() (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64)
+			return n * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", m.cmd.Process.Pid)
 }
 
 // ImpersonatingKubeconfig writes a kubeconfig that acts as the service

@@ -36,6 +36,9 @@ type Options struct {
 	TurnDuration time.Duration
 	// Epoch is the gateways' instantiation epoch; "" means this host's.
 	Epoch string
+	// OnChange, if set, is told each time a gateway moves between running
+	// and draining, before the new state is written.
+	OnChange func(home, state string, at time.Time)
 }
 
 // Sim is a simulator of many gateways.
@@ -101,11 +104,15 @@ func (s *Sim) tick(home string, g *gateway, now time.Time) error {
 	if raw, err := os.ReadFile(filepath.Join(home, marker.Filename)); err == nil {
 		draining = marker.Parse(raw).Honoured(s.epoch, now)
 	}
+	was := g.state
 	switch {
 	case draining:
 		g.state = marker.StateDraining
 	case g.state == marker.StateDraining:
 		g.state = marker.StateRunning
+	}
+	if g.state != was && s.opts.OnChange != nil {
+		s.opts.OnChange(home, g.state, now)
 	}
 	if n := takeTurns(home); n > 0 && g.state != marker.StateDraining {
 		for range n {
