@@ -202,7 +202,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
-		return r.nextAttempt(targets[a]).Compare(r.nextAttempt(targets[b]))
+		return r.nextAttempt(d, targets[a]).Compare(r.nextAttempt(d, targets[b]))
 	})
 	stepped := make([]drainv1.Target, len(targets))
 	nexts := make([]time.Time, len(targets))

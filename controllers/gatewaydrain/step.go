@@ -127,7 +127,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 	if err != nil {
 		t.Failures++
 		t.Message = why + "; removing our stale marker from the new instantiation failed: " + err.Error()
-		return t, r.nextAttempt(t)
+		return t, r.retryAt(t)
 	}
 	removed := metav1.NewTime(now)
 	t.MarkerRemovedAt, t.Failures, t.Message = &removed, 0, why+"; not drained"
@@ -175,7 +175,7 @@ func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv
 	attempt := metav1.NewTime(now)
 	t.State, t.Message, t.LastAttemptTime = drainv1.TargetFailed, msg, &attempt
 	t.Failures++
-	return t, r.nextAttempt(t)
+	return t, r.retryAt(t)
 }
 
 // due reports whether the target may be talked to now: its next attempt has
@@ -183,7 +183,7 @@ func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv
 // look again: now, when only the budget stopped it, so that the next
 // reconcile carries on after this one has written its progress.
 func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, bool) {
-	if next := r.nextAttempt(t); now.Before(next) {
+	if next := r.nextAttempt(d, t); now.Before(next) {
 		return next, false
 	}
 	if d.budget.Add(-1) < 0 {
@@ -194,22 +194,29 @@ func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, 
 
 // nextAttempt is when a target may be talked to again: right away the first
 // time, after the poll interval while draining, with exponential backoff
-// after failures.
-func (r *Reconciler) nextAttempt(t drainv1.Target) time.Time {
-	if t.LastAttemptTime == nil {
-		return time.Time{}
-	}
-	last := t.LastAttemptTime.Time
+// after failures. A withdrawn drain releases its targets at once: the poll
+// schedule of the drain it was no longer holds them back.
+func (r *Reconciler) nextAttempt(d *drain, t drainv1.Target) time.Time {
 	switch {
+	case t.LastAttemptTime == nil:
+		return time.Time{}
 	case t.Failures > 0:
-		backoff := r.RetryBase << min(t.Failures-1, 16)
-		return last.Add(min(backoff, r.RetryMax))
+		return r.retryAt(t)
+	case d.withdrawn != "":
+		return time.Time{}
 	case t.State == drainv1.TargetDrained:
-		return last.Add(r.IdlePollInterval)
+		return t.LastAttemptTime.Add(r.IdlePollInterval)
 	case t.State == drainv1.TargetDraining || t.State == drainv1.TargetConflict:
-		return last.Add(r.PollInterval)
+		return t.LastAttemptTime.Add(r.PollInterval)
 	}
 	return time.Time{}
+}
+
+// retryAt is when a target whose last call failed may be tried again:
+// exponential backoff from RetryBase up to RetryMax.
+func (r *Reconciler) retryAt(t drainv1.Target) time.Time {
+	backoff := r.RetryBase << min(t.Failures-1, 16)
+	return t.LastAttemptTime.Add(min(backoff, r.RetryMax))
 }
 
 func foreignMessage(found marker.Found) string {
