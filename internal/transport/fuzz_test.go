@@ -9,12 +9,12 @@ import (
 // whatever they are, as long as they do not hold the per-call fence.
 func FuzzParseOutput(f *testing.F) {
 	f.Add([]byte(`{"action":"drain"}`), []byte(`{"gateway_state":"running"}`), "written")
-	f.Add([]byte("\n--N--\n"), []byte{}, "read")
+	f.Add([]byte("\n--N-- ok\n"), []byte{}, "read")
 	f.Add([]byte("end N\nfile state absent\n"), []byte{0, 0xff, '\n'}, "error boom")
 	f.Fuzz(func(t *testing.T, markerData, stateData []byte, result string) {
 		const nonce = "0123456789abcdef01234567"
 		_, _ = parseOutput(markerData, nonce) // anything at all
-		fence := []byte("\n--" + nonce + "--\n")
+		fence := []byte("\n--" + nonce + "-- ")
 		if bytes.Contains(markerData, fence) || bytes.Contains(stateData, fence) || bytes.ContainsRune([]byte(result), '\n') {
 			t.Skip()
 		}
@@ -23,9 +23,11 @@ func FuzzParseOutput(f *testing.F) {
 		out.WriteString("file marker present\n")
 		out.Write(markerData)
 		out.Write(fence)
+		out.WriteString("ok\n")
 		out.WriteString("file state present\n")
 		out.Write(stateData)
 		out.Write(fence)
+		out.WriteString("ok\n")
 		out.WriteString("end " + nonce + "\n")
 		got, err := parseOutput(out.Bytes(), nonce)
 		if err != nil {

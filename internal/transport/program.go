@@ -142,7 +142,7 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 	word, msg, _ := strings.Cut(res, " ")
 	r.Outcome, r.errMessage = Outcome(word), msg
 
-	fence := []byte("\n--" + nonce + "--\n")
+	fence := []byte("\n--" + nonce + "-- ")
 	for _, f := range []struct {
 		name string
 		into *File
@@ -159,8 +159,16 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 			if i < 0 {
 				return r, unexpected("unterminated " + f.name + " file")
 			}
-			f.into.Data = bytes.Clone(rest[:i])
+			data := rest[:i]
 			rest = rest[i+len(fence):]
+			switch l, _ := line(); l {
+			case "ok":
+				f.into.Data = bytes.Clone(data)
+			case "unreadable": // failed part way: what came is not the file
+				f.into.State = FileUnreadable
+			default:
+				return r, unexpected("unterminated " + f.name + " file")
+			}
 		case FileAbsent, FileDirectory, FileUnreadable:
 		default:
 			return r, unexpected("file state " + state)

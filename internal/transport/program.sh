@@ -14,25 +14,30 @@
 #
 # Output: "hermes-drain/1 NONCE", "epoch E", "result WORD [MESSAGE]", then
 # for the marker and gateway_state.json "file NAME present|absent|directory|
-# unreadable", a present file's bytes followed by "\n--NONCE--", and
-# "end NONCE". Words: written, refreshed, replaced, cleared, absent,
-# foreign, read, error.
+# unreadable", a present file's bytes followed by "\n--NONCE-- ok" (or
+# "unreadable" if reading it failed part way), and "end NONCE". Words:
+# written, refreshed, replaced, cleared, absent, foreign, read, error.
+#
+# Every process it starts costs a fork and an exec in the gateway's
+# container (and most of a call's CPU), so it starts as few as it can.
 set -u
 umask 022
 op=$1 home=$2 proc=$3 nonce=$4
 marker=$home/.drain_request.json
 state=$home/gateway_state.json
 
-# epoch prints boot_id:pid1_starttime as the gateway computes it: starttime is
-# field 22 of /proc/1/stat, found after the LAST ')' because the command name
-# may hold spaces and parentheses.
+# epoch sets e to boot_id:pid1_starttime as the gateway computes it:
+# starttime is field 22 of /proc/1/stat, found after the LAST ')' because the
+# command name may hold spaces and parentheses. (It sets a variable rather
+# than printing, so that no subshell is forked to capture it.)
 epoch() {
-	boot= start=
+	e= boot= start=
 	if [ -r "$proc/sys/kernel/random/boot_id" ]; then
 		read -r boot < "$proc/sys/kernel/random/boot_id" || :
 	fi
 	if [ -r "$proc/1/stat" ]; then
-		stat=$(cat -- "$proc/1/stat" 2>/dev/null) || stat=
+		stat=
+		{ read -r stat < "$proc/1/stat"; } 2>/dev/null || :
 		case $stat in *")"*)
 			set -f
 			# shellcheck disable=SC2086 # splitting on whitespace is the point
@@ -41,7 +46,7 @@ epoch() {
 			[ $# -ge 20 ] && start=${20}
 		esac
 	fi
-	[ -n "$boot$start" ] && printf '%s:%s' "$boot" "$start"
+	[ -n "$boot$start" ] && e=$boot:$start
 }
 
 report() {
@@ -57,12 +62,12 @@ show() {
 		printf 'file %s directory\n' "$1"
 	elif [ ! -e "$2" ]; then
 		printf 'file %s absent\n' "$1"
-	elif [ ! -r "$2" ] || ! cat -- "$2" > /dev/null 2>&1; then
+	elif [ ! -r "$2" ]; then
 		printf 'file %s unreadable\n' "$1"
 	else
 		printf 'file %s present\n' "$1"
-		cat -- "$2"
-		printf '\n--%s--\n' "$nonce"
+		if cat -- "$2" 2>/dev/null; then read=ok; else read=unreadable; fi
+		printf '\n--%s-- %s\n' "$nonce" "$read"
 	fi
 }
 
@@ -78,7 +83,7 @@ write_marker() {
 }
 
 printf 'hermes-drain/1 %s\n' "$nonce"
-e=$(epoch)
+epoch
 printf 'epoch %s\n' "$e"
 
 [ -d "$home" ] || report error "HERMES_HOME $home is not a directory"

@@ -215,15 +215,20 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 }
 
 func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
-	good := "hermes-drain/1 N\nepoch a:1\nresult read\nfile marker present\n{}\n--N--\nfile state absent\nend N\n"
-	if _, err := parseOutput([]byte(good), "N"); err != nil {
-		t.Fatalf("good report: %v", err)
+	good := "hermes-drain/1 N\nepoch a:1\nresult read\nfile marker present\n{}\n--N-- ok\nfile state absent\nend N\n"
+	if r, err := parseOutput([]byte(good), "N"); err != nil || r.Marker.State != FilePresent || string(r.Marker.Data) != "{}" {
+		t.Fatalf("good report: %+v %v", r, err)
+	}
+	cut := strings.Replace(good, "-- ok", "-- unreadable", 1) // cat failed part way
+	if r, err := parseOutput([]byte(cut), "N"); err != nil || r.Marker.State != FileUnreadable || r.Marker.Data != nil {
+		t.Fatalf("a file that failed part way: %+v %v", r, err)
 	}
 	for name, out := range map[string]string{
 		"empty":         "",
 		"wrong nonce":   strings.ReplaceAll(good, "N", "M"),
 		"truncated":     good[:len(good)-10],
-		"no fence":      strings.Replace(good, "\n--N--", "", 1),
+		"no fence":      strings.Replace(good, "\n--N-- ok", "", 1),
+		"bad verdict":   strings.Replace(good, "-- ok", "-- fine", 1),
 		"unknown state": strings.Replace(good, "state absent", "state weird", 1),
 		"sh missing":    "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH",
 	} {
