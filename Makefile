@@ -76,6 +76,11 @@ test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + et
 chaos: test-tools ## Kill the manager 20 times during a 100-pod drain (make test runs a short version).
 	CHAOS_PODS=100 CHAOS_KILLS=20 go test ./test/chaos/ -count=1 -v -timeout 20m
 
+.PHONY: bench
+bench: cluster-tools ## Drain 100 and 1000 gateways against a kubectl loop and bare client-go exec; writes docs/bench/ (about 40 min).
+	BENCH_SIZES=100,1000 BENCH_RUNS=3 BENCH_MEMORY_PODS=5000 BENCH_IDLE=60s BENCH_OUT=docs/bench \
+		go test ./test/bench/ -count=1 -v -timeout 120m
+
 .PHONY: test-tools
 test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the binaries the tests need.
 

@@ -37,8 +37,8 @@ type Options struct {
 	// Epoch is the gateways' instantiation epoch; "" means this host's.
 	Epoch string
 	// OnChange, if set, is told each time a gateway moves between running
-	// and draining, before the new state is written.
-	OnChange func(home, state string, at time.Time)
+	// and draining, just before the new state is written.
+	OnChange func(home, state string)
 }
 
 // Sim is a simulator of many gateways.
@@ -112,7 +112,7 @@ func (s *Sim) tick(home string, g *gateway, now time.Time) error {
 		g.state = marker.StateRunning
 	}
 	if g.state != was && s.opts.OnChange != nil {
-		s.opts.OnChange(home, g.state, now)
+		s.opts.OnChange(home, g.state)
 	}
 	if n := takeTurns(home); n > 0 && g.state != marker.StateDraining {
 		for range n {

@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+)
+
+// baselineRequest is the marker the baselines write: the operator's own
+// format, so that every contender runs the same command in each pod.
+func baselineRequest() transport.ProjectRequest {
+	return transport.ProjectRequest{Marker: marker.Request{
+		Principal:   "bench",
+		RequestedAt: time.Now(),
+		Origin:      marker.Origin{GatewayDrainUID: "bench-baseline", GatewayDrain: "bench/baseline", Container: cluster.GatewayContainer},
+	}}
+}
+
+// argvRecorder is a Runner that only records the command it is given.
+type argvRecorder struct{ argv []string }
+
+func (r *argvRecorder) Run(_ context.Context, _ transport.Pod, argv []string) ([]byte, error) {
+	r.argv = argv
+	return nil, errors.New("recorded, not run")
+}
+
+// projectArgv is the command the operator's transport runs in a pod to
+// project req, with the pod's HERMES_HOME replaced by home.
+func projectArgv(home string, req transport.ProjectRequest) []string {
+	rec := &argvRecorder{}
+	_, _ = transport.NewProgram(rec, "/proc").Project(context.Background(), transport.Pod{}, home, req)
+	return rec.argv
+}
+
+// kubectlLoop is Baseline A: what a user would do today, one `kubectl exec`
+// per pod running the same command, through xargs with `parallel` at a time
+// (1 is a plain loop). It returns the wall time.
+func kubectlLoop(ctx context.Context, ns string, pods []string, parallel int) (time.Duration, error) {
+	list := filepath.Join(lc.Dir, fmt.Sprintf("pods-%s-%d", ns, len(pods)))
+	if err := os.WriteFile(list, []byte(strings.Join(pods, "\n")+"\n"), 0o644); err != nil {
+		return 0, err
+	}
+	// xargs puts each pod's name where {} is; every value stays one argument.
+	home := filepath.Join(lc.Dir, "homes", ns, "{}")
+	args := append([]string{"-a", list, "-P", fmt.Sprint(parallel), "-I", "{}",
+		filepath.Join(lc.Bin, "kubectl"), "--kubeconfig", lc.Kubeconfig, "-n", ns, "exec", "{}", "-c", cluster.GatewayContainer, "--"},
+		projectArgv(home, baselineRequest())...)
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "xargs", args...).CombinedOutput()
+	elapsed := time.Since(start)
+	if err != nil {
+		return elapsed, fmt.Errorf("xargs kubectl exec: %w: %s", err, tail(out, 2000))
+	}
+	return elapsed, nil
+}
+
+// clientGoExec is Baseline B: the machine's limit, parallel pods/exec of the
+// same command through client-go (the operator's own transport) and nothing
+// else, `parallel` calls in flight.
+func clientGoExec(ctx context.Context, gws []*cluster.Gateway, parallel int) (time.Duration, error) {
+	runner, err := transport.NewExecRunner(lc.Config, 30*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	program := transport.NewProgram(runner, "/proc")
+	req := baselineRequest()
+	start := time.Now()
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for _, gw := range gws {
+		g.Go(func() error {
+			pod := transport.Pod{Namespace: gw.Namespace, Name: gw.Name, Container: cluster.GatewayContainer}
+			obs, err := program.Project(ctx, pod, gw.Home, req)
+			if err == nil && obs.Outcome != transport.Written {
+				err = fmt.Errorf("%s: %s", pod, obs.Outcome)
+			}
+			return err
+		})
+	}
+	err = g.Wait()
+	return time.Since(start), err
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
