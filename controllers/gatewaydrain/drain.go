@@ -31,18 +31,27 @@ type drain struct {
 }
 
 func newDrain(gwd *drainv1.GatewayDrain, now time.Time, budget int) *drain {
-	d := &drain{gwd: gwd}
+	d := &drain{gwd: gwd, withdrawn: withdrawal(gwd, now)}
 	d.budget.Store(int32(budget))
-	switch {
-	case !gwd.DeletionTimestamp.IsZero():
-		d.withdrawn = withdrawnDeleted
-	case gwd.Spec.Action == drainv1.ActionCancel:
-		d.withdrawn = withdrawnCancelled
-	case deadlineExceeded(gwd, now):
-		d.withdrawn = withdrawnDeadline
-	}
 	return d
 }
+
+// withdrawal says why the drain no longer stands at now, or "" while it does.
+func withdrawal(gwd *drainv1.GatewayDrain, now time.Time) string {
+	switch {
+	case !gwd.DeletionTimestamp.IsZero():
+		return withdrawnDeleted
+	case gwd.Spec.Action == drainv1.ActionCancel:
+		return withdrawnCancelled
+	case deadlineExceeded(gwd, now):
+		return withdrawnDeadline
+	}
+	return ""
+}
+
+// Stands reports whether the drain still asks its targets to drain at now:
+// not deleted, not cancelled, its deadline not passed.
+func Stands(gwd *drainv1.GatewayDrain, now time.Time) bool { return withdrawal(gwd, now) == "" }
 
 // timeout is spec.timeout or its default.
 func timeout(gwd *drainv1.GatewayDrain) time.Duration {

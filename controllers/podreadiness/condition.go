@@ -72,7 +72,19 @@ func serving(obs transport.Observation, readErr error, now time.Time) verdict {
 	return v
 }
 
-// fastStates are gateway states that change soon: look again quickly.
-func fastState(state string) bool {
-	return state == marker.StateStarting || state == marker.StateDraining
+// nextLook is when to read a gated gateway again, after reading state. Each
+// read is a call into the container, and their rate is bounded, so they go
+// where the gate is about to change: a gateway starting, or draining on its
+// own (a marker not ours, or ours being removed), or targeted by a drain it
+// has not yet noticed. A targeted gateway already draining stays so while
+// the drain stands: its gate changes when the drain is withdrawn, which wakes
+// a read at once (drainTurned).
+func (o Options) nextLook(state string, targeted bool) time.Duration {
+	switch {
+	case targeted && state == marker.StateDraining:
+		return o.SlowInterval
+	case targeted, state == marker.StateStarting, state == marker.StateDraining:
+		return o.FastInterval
+	}
+	return o.SlowInterval
 }

@@ -6,7 +6,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -46,5 +49,56 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 				t.Errorf("got %s/%s %q, want %s/%s %q", v.status, v.reason, v.message, tc.status, tc.reason, tc.message)
 			}
 		})
+	}
+}
+
+func TestReadsGoWhereTheGateIsAboutToChange(t *testing.T) {
+	o := DefaultOptions()
+	for _, tc := range []struct {
+		state    string
+		targeted bool
+		want     time.Duration
+	}{
+		{marker.StateRunning, false, o.SlowInterval},
+		{marker.StateRunning, true, o.FastInterval},   // the drain's marker is on its way
+		{marker.StateDraining, true, o.SlowInterval},  // follows the drain; its withdrawal wakes a read
+		{marker.StateDraining, false, o.FastInterval}, // a drain being withdrawn, or someone else's
+		{marker.StateStarting, false, o.FastInterval},
+		{marker.StateStarting, true, o.FastInterval},
+		{marker.StateStopped, false, o.SlowInterval},
+		{"", true, o.FastInterval}, // state unknown
+	} {
+		if got := o.nextLook(tc.state, tc.targeted); got != tc.want {
+			t.Errorf("state %q targeted %v: next read after %s, want %s", tc.state, tc.targeted, got, tc.want)
+		}
+	}
+}
+
+func TestOnlyTurnsOfADrainWakeItsTargets(t *testing.T) {
+	base := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Action: drainv1.ActionDrain}}
+	base.Status.Targets = []drainv1.Target{{PodName: "gw-0"}}
+	base.Status.Conditions = []metav1.Condition{{Type: drainv1.ConditionDrained, Status: metav1.ConditionFalse, Reason: "Progressing"}}
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		change func(*drainv1.GatewayDrain)
+		wake   bool
+	}{
+		{"progress written", func(g *drainv1.GatewayDrain) {
+			g.Status.Targets[0].State = drainv1.TargetDrained
+			g.Status.Progress = "1/1"
+		}, false},
+		{"targets taken", func(g *drainv1.GatewayDrain) {
+			g.Status.Targets = append(g.Status.Targets, drainv1.Target{PodName: "gw-1"})
+		}, true},
+		{"cancelled", func(g *drainv1.GatewayDrain) { g.Spec.Action = drainv1.ActionCancel }, true},
+		{"deleted", func(g *drainv1.GatewayDrain) { g.DeletionTimestamp = &now }, true},
+		{"deadline passed", func(g *drainv1.GatewayDrain) { g.Status.Conditions[0].Reason = drainv1.ReasonDeadlineExceeded }, true},
+	} {
+		n := base.DeepCopy()
+		tc.change(n)
+		if got := drainTurned.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: n}); got != tc.wake {
+			t.Errorf("%s: wakes the targets' reads %v, want %v", tc.name, got, tc.wake)
+		}
 	}
 }

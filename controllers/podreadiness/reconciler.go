@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -85,10 +86,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: r.backoff(pod.UID)}, nil
 	}
 	r.forget(pod.UID)
-	if fastState(v.gatewayState) || r.targeted(ctx, pod) {
-		return ctrl.Result{RequeueAfter: r.FastInterval}, nil
+	targeted, err := r.targeted(ctx, pod, now)
+	if err != nil {
+		return ctrl.Result{RequeueAfter: r.FastInterval}, nil // look often rather than miss a drain
 	}
-	return ctrl.Result{RequeueAfter: r.SlowInterval}, nil
+	return ctrl.Result{RequeueAfter: r.nextLook(v.gatewayState, targeted)}, nil
 }
 
 // look reads the gateway's state through the transport, if it runs.
@@ -146,17 +148,14 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 }
 
 // targeted reports whether a GatewayDrain that still stands targets the pod.
-func (r *Reconciler) targeted(ctx context.Context, pod *corev1.Pod) bool {
+func (r *Reconciler) targeted(ctx context.Context, pod *corev1.Pod, now time.Time) (bool, error) {
 	drains, err := gatewaydrain.DrainsTargeting(ctx, r.Client, pod.Namespace, pod.Name)
-	if err != nil {
-		return true // look often rather than miss a drain
-	}
-	for _, d := range drains {
-		if d.DeletionTimestamp.IsZero() && d.Spec.Action == drainv1.ActionDrain {
-			return true
+	for i := range drains {
+		if gatewaydrain.Stands(&drains[i], now) {
+			return true, nil
 		}
 	}
-	return false
+	return false, err
 }
 
 func (r *Reconciler) backoff(uid types.UID) time.Duration {
@@ -211,7 +210,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("podreadiness").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 1)}).
 		For(&corev1.Pod{}, builder.WithPredicates(gatedPod, containersChanged)).
-		Watches(&drainv1.GatewayDrain{}, handler.EnqueueRequestsFromMapFunc(targetPods)).
+		Watches(&drainv1.GatewayDrain{}, handler.EnqueueRequestsFromMapFunc(targetPods), builder.WithPredicates(drainTurned)).
 		Complete(r)
 }
 
@@ -222,6 +221,25 @@ var containersChanged = predicate.Funcs{
 		o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
 		return o.UID != n.UID || !apiequality.Semantic.DeepEqual(o.Status.ContainerStatuses, n.Status.ContainerStatuses)
 	},
+}
+
+// drainTurned passes the GatewayDrain changes its targets' gates must
+// follow at once: its targets taken, its action changed, its deletion, its
+// Drained reason (DeadlineExceeded among them). Its progress writes, one per
+// batch of targets, do not wake a read of every target.
+var drainTurned = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*drainv1.GatewayDrain), e.ObjectNew.(*drainv1.GatewayDrain)
+		return len(o.Status.Targets) != len(n.Status.Targets) || o.Spec.Action != n.Spec.Action ||
+			!o.DeletionTimestamp.Equal(n.DeletionTimestamp) || drainedReason(o) != drainedReason(n)
+	},
+}
+
+func drainedReason(gwd *drainv1.GatewayDrain) string {
+	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil {
+		return c.Reason
+	}
+	return ""
 }
 
 // targetPods maps a GatewayDrain to the pods it targets.
