@@ -273,10 +273,12 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 }
 
 // DrainsTargeting lists the GatewayDrains that target a pod of this name,
-// through the index SetupWithManager registers.
+// through the index SetupWithManager registers. They are the cache's own
+// objects, not copies (a drain of 1000 targets is a large object, and every
+// pod event and gate read asks): callers must not modify them.
 func DrainsTargeting(ctx context.Context, c client.Reader, namespace, pod string) ([]drainv1.GatewayDrain, error) {
 	var list drainv1.GatewayDrainList
-	err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{targetPodIndex: pod})
+	err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{targetPodIndex: pod}, client.UnsafeDisableDeepCopy)
 	return list.Items, err
 }
 

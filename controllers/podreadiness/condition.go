@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -72,18 +73,21 @@ func serving(obs transport.Observation, readErr error, now time.Time) verdict {
 	return v
 }
 
-// nextLook is when to read a gated gateway again, after reading state. Each
-// read is a call into the container, and their rate is bounded, so they go
-// where the gate is about to change: a gateway starting, or draining on its
-// own (a marker not ours, or ours being removed), or targeted by a drain it
-// has not yet noticed. A targeted gateway already draining stays so while
-// the drain stands: its gate changes when the drain is withdrawn, which wakes
-// a read at once (drainTurned).
-func (o Options) nextLook(state string, targeted bool) time.Duration {
+// nextLook is when to read a gated gateway again, after reading state; t is
+// its entry in a drain that stands, or nil. Each read is a call into the
+// container, and their rate is bounded, so they go where the gate is about
+// to change: a gateway whose drain marker is in place but not yet noticed, a
+// gateway starting, or draining without a standing drain (a marker not
+// ours, or ours being removed). A target not yet projected, or already
+// draining, waits for its drain to change its entry or to turn, which wakes
+// its read at once (drainEvents).
+func (o Options) nextLook(state string, t *drainv1.Target) time.Duration {
 	switch {
-	case targeted && state == marker.StateDraining:
+	case t != nil && t.MarkerWrittenAt != nil && state != marker.StateDraining:
+		return o.FastInterval
+	case t != nil:
 		return o.SlowInterval
-	case targeted, state == marker.StateStarting, state == marker.StateDraining:
+	case state == marker.StateStarting, state == marker.StateDraining:
 		return o.FastInterval
 	}
 	return o.SlowInterval

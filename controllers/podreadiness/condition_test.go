@@ -2,12 +2,12 @@ package podreadiness
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -54,51 +54,57 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 
 func TestReadsGoWhereTheGateIsAboutToChange(t *testing.T) {
 	o := DefaultOptions()
+	written := metav1.Now()
+	pending, projected := &drainv1.Target{State: drainv1.TargetPending}, &drainv1.Target{State: drainv1.TargetDraining, MarkerWrittenAt: &written}
 	for _, tc := range []struct {
-		state    string
-		targeted bool
-		want     time.Duration
+		name   string
+		state  string
+		target *drainv1.Target
+		want   time.Duration
 	}{
-		{marker.StateRunning, false, o.SlowInterval},
-		{marker.StateRunning, true, o.FastInterval},   // the drain's marker is on its way
-		{marker.StateDraining, true, o.SlowInterval},  // follows the drain; its withdrawal wakes a read
-		{marker.StateDraining, false, o.FastInterval}, // a drain being withdrawn, or someone else's
-		{marker.StateStarting, false, o.FastInterval},
-		{marker.StateStarting, true, o.FastInterval},
-		{marker.StateStopped, false, o.SlowInterval},
-		{"", true, o.FastInterval}, // state unknown
+		{"running, no drain", marker.StateRunning, nil, o.SlowInterval},
+		{"running, marker in place", marker.StateRunning, projected, o.FastInterval},
+		{"running, marker not yet written (its write wakes a read)", marker.StateRunning, pending, o.SlowInterval},
+		{"draining for its drain (the drain's turn wakes a read)", marker.StateDraining, projected, o.SlowInterval},
+		{"draining, no standing drain", marker.StateDraining, nil, o.FastInterval},
+		{"starting", marker.StateStarting, nil, o.FastInterval},
+		{"starting, marker in place", marker.StateStarting, projected, o.FastInterval},
+		{"stopped", marker.StateStopped, nil, o.SlowInterval},
 	} {
-		if got := o.nextLook(tc.state, tc.targeted); got != tc.want {
-			t.Errorf("state %q targeted %v: next read after %s, want %s", tc.state, tc.targeted, got, tc.want)
+		if got := o.nextLook(tc.state, tc.target); got != tc.want {
+			t.Errorf("%s: next read after %s, want %s", tc.name, got, tc.want)
 		}
 	}
 }
 
-func TestOnlyTurnsOfADrainWakeItsTargets(t *testing.T) {
+func TestADrainWakesTheReadsOfWhatChanged(t *testing.T) {
 	base := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Action: drainv1.ActionDrain}}
-	base.Status.Targets = []drainv1.Target{{PodName: "gw-0"}}
+	base.Status.Targets = []drainv1.Target{{PodName: "gw-0", State: drainv1.TargetPending}, {PodName: "gw-1", State: drainv1.TargetPending}}
 	base.Status.Conditions = []metav1.Condition{{Type: drainv1.ConditionDrained, Status: metav1.ConditionFalse, Reason: "Progressing"}}
 	now := metav1.Now()
+	all := []string{"gw-0", "gw-1"}
 	for _, tc := range []struct {
 		name   string
 		change func(*drainv1.GatewayDrain)
-		wake   bool
+		want   []string
 	}{
-		{"progress written", func(g *drainv1.GatewayDrain) {
-			g.Status.Targets[0].State = drainv1.TargetDrained
-			g.Status.Progress = "1/1"
-		}, false},
-		{"targets taken", func(g *drainv1.GatewayDrain) {
-			g.Status.Targets = append(g.Status.Targets, drainv1.Target{PodName: "gw-1"})
-		}, true},
-		{"cancelled", func(g *drainv1.GatewayDrain) { g.Spec.Action = drainv1.ActionCancel }, true},
-		{"deleted", func(g *drainv1.GatewayDrain) { g.DeletionTimestamp = &now }, true},
-		{"deadline passed", func(g *drainv1.GatewayDrain) { g.Status.Conditions[0].Reason = drainv1.ReasonDeadlineExceeded }, true},
+		{"nothing of the targets", func(g *drainv1.GatewayDrain) { g.Status.Progress = "0/2" }, nil},
+		{"one marker written", func(g *drainv1.GatewayDrain) {
+			g.Status.Targets[1].State, g.Status.Targets[1].MarkerWrittenAt = drainv1.TargetDraining, &now
+		}, []string{"gw-1"}},
+		{"one gateway read draining", func(g *drainv1.GatewayDrain) { g.Status.Targets[0].GatewayState = marker.StateDraining }, []string{"gw-0"}},
+		{"a read that changed nothing", func(g *drainv1.GatewayDrain) { g.Status.Targets[0].LastAttemptTime = &now }, nil},
+		{"cancelled", func(g *drainv1.GatewayDrain) { g.Spec.Action = drainv1.ActionCancel }, all},
+		{"deleted", func(g *drainv1.GatewayDrain) { g.DeletionTimestamp = &now }, all},
+		{"deadline passed", func(g *drainv1.GatewayDrain) { g.Status.Conditions[0].Reason = drainv1.ReasonDeadlineExceeded }, all},
 	} {
 		n := base.DeepCopy()
 		tc.change(n)
-		if got := drainTurned.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: n}); got != tc.wake {
-			t.Errorf("%s: wakes the targets' reads %v, want %v", tc.name, got, tc.wake)
+		if got := changedTargets(base, n); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: wakes %v, want %v", tc.name, got, tc.want)
 		}
+	}
+	if got := changedTargets(nil, base); !slices.Equal(got, all) {
+		t.Errorf("a new or deleted drain wakes %v, want all of %v", got, all)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -86,11 +87,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: r.backoff(pod.UID)}, nil
 	}
 	r.forget(pod.UID)
-	targeted, err := r.targeted(ctx, pod, now)
+	target, err := r.standingTarget(ctx, pod, now)
 	if err != nil {
 		return ctrl.Result{RequeueAfter: r.FastInterval}, nil // look often rather than miss a drain
 	}
-	return ctrl.Result{RequeueAfter: r.nextLook(v.gatewayState, targeted)}, nil
+	return ctrl.Result{RequeueAfter: r.nextLook(v.gatewayState, target)}, nil
 }
 
 // look reads the gateway's state through the transport, if it runs.
@@ -147,15 +148,21 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 	return nil
 }
 
-// targeted reports whether a GatewayDrain that still stands targets the pod.
-func (r *Reconciler) targeted(ctx context.Context, pod *corev1.Pod, now time.Time) (bool, error) {
+// standingTarget is the pod's entry in a GatewayDrain that still stands and
+// still drains this instantiation, or nil.
+func (r *Reconciler) standingTarget(ctx context.Context, pod *corev1.Pod, now time.Time) (*drainv1.Target, error) {
 	drains, err := gatewaydrain.DrainsTargeting(ctx, r.Client, pod.Namespace, pod.Name)
 	for i := range drains {
-		if gatewaydrain.Stands(&drains[i], now) {
-			return true, nil
+		if !gatewaydrain.Stands(&drains[i], now) {
+			continue
+		}
+		for _, t := range drains[i].Status.Targets {
+			if t.PodName == pod.Name && t.PodUID == pod.UID && t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased {
+				return &t, nil
+			}
 		}
 	}
-	return false, err
+	return nil, err
 }
 
 func (r *Reconciler) backoff(uid types.UID) time.Duration {
@@ -203,14 +210,14 @@ func Condition(pod *corev1.Pod) *corev1.PodCondition {
 // SetupWithManager registers the reconciler for gated pods. A pod is looked
 // at at once when it appears or its containers change (a new pod must not
 // wait for its gate: it gates rollouts), and when a GatewayDrain targeting
-// it changes; otherwise on its own schedule. Our own condition writes do not
-// wake it.
+// it turns or changes its entry; otherwise on its own schedule. Our own
+// condition writes do not wake it.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podreadiness").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 1)}).
 		For(&corev1.Pod{}, builder.WithPredicates(gatedPod, containersChanged)).
-		Watches(&drainv1.GatewayDrain{}, handler.EnqueueRequestsFromMapFunc(targetPods), builder.WithPredicates(drainTurned)).
+		Watches(&drainv1.GatewayDrain{}, drainEvents).
 		Complete(r)
 }
 
@@ -223,16 +230,49 @@ var containersChanged = predicate.Funcs{
 	},
 }
 
-// drainTurned passes the GatewayDrain changes its targets' gates must
-// follow at once: its targets taken, its action changed, its deletion, its
-// Drained reason (DeadlineExceeded among them). Its progress writes, one per
-// batch of targets, do not wake a read of every target.
-var drainTurned = predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool {
-		o, n := e.ObjectOld.(*drainv1.GatewayDrain), e.ObjectNew.(*drainv1.GatewayDrain)
-		return len(o.Status.Targets) != len(n.Status.Targets) || o.Spec.Action != n.Spec.Action ||
-			!o.DeletionTimestamp.Equal(n.DeletionTimestamp) || drainedReason(o) != drainedReason(n)
+// drainEvents wakes the reads a GatewayDrain's change calls for: every
+// target's when the drain turns (created, deleted, cancelled, its deadline
+// passed, its targets taken), otherwise only those of the targets whose
+// entry changed (a marker written or removed, a new state read). A drain's
+// progress writes, one per batch, wake only the pods they are about.
+var drainEvents = handler.Funcs{
+	CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		enqueue(q, e.Object, changedTargets(nil, e.Object.(*drainv1.GatewayDrain)))
 	},
+	UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		enqueue(q, e.ObjectNew, changedTargets(e.ObjectOld.(*drainv1.GatewayDrain), e.ObjectNew.(*drainv1.GatewayDrain)))
+	},
+	DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		enqueue(q, e.Object, changedTargets(nil, e.Object.(*drainv1.GatewayDrain)))
+	},
+}
+
+func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], gwd client.Object, pods []string) {
+	for _, pod := range pods {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: gwd.GetNamespace(), Name: pod}})
+	}
+}
+
+// changedTargets names the targets of n whose gates may have to follow the
+// change from old (nil: every target).
+func changedTargets(old, n *drainv1.GatewayDrain) []string {
+	turned := old == nil || len(old.Status.Targets) != len(n.Status.Targets) || old.Spec.Action != n.Spec.Action ||
+		!old.DeletionTimestamp.Equal(n.DeletionTimestamp) || drainedReason(old) != drainedReason(n)
+	before := map[string]drainv1.Target{}
+	if !turned {
+		for _, t := range old.Status.Targets {
+			before[t.PodName] = t
+		}
+	}
+	var pods []string
+	for _, t := range n.Status.Targets {
+		b, seen := before[t.PodName]
+		if turned || !seen || b.State != t.State || b.GatewayState != t.GatewayState ||
+			!b.MarkerWrittenAt.Equal(t.MarkerWrittenAt) || !b.MarkerRemovedAt.Equal(t.MarkerRemovedAt) {
+			pods = append(pods, t.PodName)
+		}
+	}
+	return pods
 }
 
 func drainedReason(gwd *drainv1.GatewayDrain) string {
@@ -240,14 +280,4 @@ func drainedReason(gwd *drainv1.GatewayDrain) string {
 		return c.Reason
 	}
 	return ""
-}
-
-// targetPods maps a GatewayDrain to the pods it targets.
-func targetPods(_ context.Context, o client.Object) []reconcile.Request {
-	gwd := o.(*drainv1.GatewayDrain)
-	reqs := make([]reconcile.Request, 0, len(gwd.Status.Targets))
-	for _, t := range gwd.Status.Targets {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: gwd.Namespace, Name: t.PodName}})
-	}
-	return reqs
 }
