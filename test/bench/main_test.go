@@ -30,7 +30,7 @@ var (
 	lc         *cluster.Cluster
 	managerBin string
 	// changes records when each simulated gateway changed state.
-	changes = &transitions{byHome: map[string][]transition{}}
+	changes = &stateLog{}
 )
 
 // turnDuration is how long a simulated turn takes, for the drain with turns
@@ -106,23 +106,30 @@ type transition struct {
 	at    time.Time
 }
 
-// transitions is a log of the simulated gateways' state changes.
-type transitions struct {
+// stateLog records when each thing (a gateway's home, a pod's gate) changed
+// state, as seen now.
+type stateLog struct {
 	mu     sync.Mutex
-	byHome map[string][]transition
+	byName map[string][]transition
 }
 
-func (t *transitions) record(home, state string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.byHome[home] = append(t.byHome[home], transition{state, time.Now()})
+// record notes state for name, if it is a change.
+func (l *stateLog) record(name, state string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byName == nil {
+		l.byName = map[string][]transition{}
+	}
+	if seen := l.byName[name]; len(seen) == 0 || seen[len(seen)-1].state != state {
+		l.byName[name] = append(seen, transition{state, time.Now()})
+	}
 }
 
-// firstSince is when the gateway at home first entered state at or after t0.
-func (t *transitions) firstSince(home, state string, t0 time.Time) (time.Time, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, tr := range t.byHome[home] {
+// firstSince is when name first entered state at or after t0.
+func (l *stateLog) firstSince(name, state string, t0 time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, tr := range l.byName[name] {
 		if tr.state == state && !tr.at.Before(t0) {
 			return tr.at, true
 		}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,7 +31,7 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 		return nil, nil, err
 	}
 
-	flips := &gateLog{byPod: map[string][]transition{}}
+	flips := &stateLog{}
 	wc, err := client.NewWithWatch(lc.Config, client.Options{Scheme: lc.Client.Scheme()})
 	if err != nil {
 		return nil, nil, err
@@ -46,7 +45,7 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 		for ev := range w.ResultChan() {
 			if pod, ok := ev.Object.(*corev1.Pod); ok {
 				if c := podreadiness.Condition(pod); c != nil {
-					flips.see(pod.Name, string(c.Status))
+					flips.record(pod.Name, string(c.Status))
 				}
 			}
 		}
@@ -88,39 +87,10 @@ func gatesAre(ctx context.Context, ns string, status corev1.ConditionStatus) int
 	return n
 }
 
-// gateLog records when each pod's gate changed status, as the watch saw it.
-type gateLog struct {
-	mu    sync.Mutex
-	last  map[string]string
-	byPod map[string][]transition
-}
-
-func (g *gateLog) see(pod, status string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.last == nil {
-		g.last = map[string]string{}
-	}
-	if g.last[pod] != status {
-		g.last[pod] = status
-		g.byPod[pod] = append(g.byPod[pod], transition{status, time.Now()})
-	}
-}
-
-func (g *gateLog) firstSince(pod, status string, t0 time.Time) (time.Time, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, tr := range g.byPod[pod] {
-		if tr.state == status && !tr.at.Before(t0) {
-			return tr.at, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// latencies waits until every pod's gate turned status after t0 and returns,
-// per pod, the time from its gateway entering state to the gate's flip.
-func (g *gateLog) latencies(ctx context.Context, gws []*cluster.Gateway, state, status string, t0 time.Time) ([]time.Duration, error) {
+// latencies waits until every pod's gate (in log g) turned status after t0
+// and returns, per pod, the time from its gateway entering state to the
+// gate's flip.
+func (g *stateLog) latencies(ctx context.Context, gws []*cluster.Gateway, state, status string, t0 time.Time) ([]time.Duration, error) {
 	var out []time.Duration
 	err := poll(ctx, 10*time.Minute, "every gate "+status, func() bool {
 		out = out[:0]

@@ -16,7 +16,7 @@ import (
 
 // TestAPIServerRestartMidDrain restarts the API server (etcd kept) while a
 // drain is half projected. The manager elects a leader with a renew deadline
-// longer than the outage (here 6-10 s), so it keeps its lease through it (a
+// longer than the outage (8-13 s here), so it keeps its lease through it (a
 // shorter one makes it step down and exit, and its restart is what the kill
 // test covers); it, kwok and the cluster's controllers reconnect, and the
 // drain finishes with every marker its own; deleting it then releases every
