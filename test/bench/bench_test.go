@@ -92,6 +92,9 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	}
 	defer removeFleet(ctx, ns)
 	t.Logf("N=%d: fleet running after %s", n, time.Since(created).Round(time.Millisecond))
+	if cfg.memLimit != "" {
+		t.Setenv("GOMEMLIMIT", cfg.memLimit) // for the processes started from here on: the manager, kubectl
+	}
 	m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-%d", n), lc.Kubeconfig)
 	if err != nil {
 		return nil, err

@@ -64,10 +64,11 @@ type config struct {
 	memoryPods int           // BENCH_MEMORY_PODS: pods in the namespace for the memory figure (0: none)
 	idle       time.Duration // BENCH_IDLE: window in which idle pods must see no exec (5s)
 	out        string        // BENCH_OUT: folder for results.md, results.json and the plot ("": none)
+	memLimit   string        // BENCH_GOMEMLIMIT: the manager's GOMEMLIMIT ("": none, as the chart's default)
 }
 
 func configFromEnv() (config, error) {
-	cfg := config{runs: 1, seqSample: 100, idle: 5 * time.Second, out: os.Getenv("BENCH_OUT")}
+	cfg := config{runs: 1, seqSample: 100, idle: 5 * time.Second, out: os.Getenv("BENCH_OUT"), memLimit: os.Getenv("BENCH_GOMEMLIMIT")}
 	sizes := os.Getenv("BENCH_SIZES")
 	if sizes == "" {
 		sizes = "20"
