@@ -57,7 +57,7 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 	if err := lc.Client.Create(ctx, gwd); err != nil {
 		return nil, nil, err
 	}
-	if down, err = flips.latencies(ctx, gws, marker.StateDraining, string(corev1.ConditionFalse), drainStart); err != nil {
+	if down, err = gateLatencies(ctx, flips, gws, marker.StateDraining, string(corev1.ConditionFalse), drainStart); err != nil {
 		return nil, nil, err
 	}
 	patch := client.MergeFrom(gwd.DeepCopy())
@@ -66,7 +66,7 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 	if err := lc.Client.Patch(ctx, gwd, patch); err != nil {
 		return nil, nil, err
 	}
-	if up, err = flips.latencies(ctx, gws, marker.StateRunning, string(corev1.ConditionTrue), cancelStart); err != nil {
+	if up, err = gateLatencies(ctx, flips, gws, marker.StateRunning, string(corev1.ConditionTrue), cancelStart); err != nil {
 		return nil, nil, err
 	}
 	return down, up, deleteDrain(ctx, gwd, gws)
@@ -87,15 +87,15 @@ func gatesAre(ctx context.Context, ns string, status corev1.ConditionStatus) int
 	return n
 }
 
-// latencies waits until every pod's gate (in log g) turned status after t0
-// and returns, per pod, the time from its gateway entering state to the
-// gate's flip.
-func (g *stateLog) latencies(ctx context.Context, gws []*cluster.Gateway, state, status string, t0 time.Time) ([]time.Duration, error) {
+// gateLatencies waits until every pod's gate (as the log gates saw it)
+// turned status after t0 and returns, per pod, the time from its gateway
+// entering state (as the simulator reported it to changes) to the flip.
+func gateLatencies(ctx context.Context, gates *stateLog, gws []*cluster.Gateway, state, status string, t0 time.Time) ([]time.Duration, error) {
 	var out []time.Duration
 	err := poll(ctx, 10*time.Minute, "every gate "+status, func() bool {
 		out = out[:0]
 		for _, gw := range gws {
-			flipped, ok := g.firstSince(gw.Name, status, t0)
+			flipped, ok := gates.firstSince(gw.Name, status, t0)
 			changed, ok2 := changes.firstSince(gw.Home, state, t0)
 			if !ok || !ok2 {
 				return false

@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -99,14 +97,8 @@ func checkDrained(t *testing.T, gws []*cluster.Gateway, got *drainv1.GatewayDrai
 		seen[tg.PodName] = true
 	}
 	for _, g := range gws {
-		pod, err := g.Pod(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := os.ReadFile(filepath.Join(g.Home, marker.Filename))
-		o, ok := marker.Parse(raw).Origin()
-		if !ok || o.GatewayDrainUID != string(got.UID) || o.PodUID != string(pod.UID) {
-			t.Errorf("%s: marker %s is not this drain's for this instantiation", g.Name, raw)
+		if err := g.CheckMarkerOf(context.Background(), got.UID); err != nil {
+			t.Error(err)
 		}
 	}
 }
@@ -115,8 +107,8 @@ func checkDrained(t *testing.T, gws []*cluster.Gateway, got *drainv1.GatewayDrai
 func checkNoMarkers(t *testing.T, gws []*cluster.Gateway) {
 	t.Helper()
 	for _, g := range gws {
-		if raw, err := os.ReadFile(filepath.Join(g.Home, marker.Filename)); err == nil {
-			t.Errorf("%s: marker left: %s", g.Name, raw)
+		if m := g.Marker(); m != nil {
+			t.Errorf("%s: marker left: %s", g.Name, m)
 		}
 	}
 }

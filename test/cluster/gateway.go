@@ -11,7 +11,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
 // GatewayContainer is the gateway container's name in fixture pods.
@@ -81,6 +84,30 @@ func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error
 	return g.waitPod(ctx, "running", func(p *corev1.Pod, err error) bool {
 		return err == nil && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0
 	})
+}
+
+// Marker is the drain marker in the gateway's HERMES_HOME, nil if there is none.
+func (g *Gateway) Marker() []byte {
+	b, err := os.ReadFile(filepath.Join(g.Home, marker.Filename))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// CheckMarkerOf fails unless the gateway holds a marker that the
+// GatewayDrain with drainUID wrote for its current pod.
+func (g *Gateway) CheckMarkerOf(ctx context.Context, drainUID types.UID) error {
+	pod, err := g.Pod(ctx)
+	if err != nil {
+		return err
+	}
+	raw := g.Marker()
+	o, ok := marker.Parse(raw).Origin()
+	if !ok || o.GatewayDrainUID != string(drainUID) || o.PodUID != string(pod.UID) || o.Pod != g.Namespace+"/"+g.Name {
+		return fmt.Errorf("%s: marker %s is not this drain's for this instantiation", g.Name, raw)
+	}
+	return nil
 }
 
 // Pod reads the pod.

@@ -30,7 +30,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 
 	for _, g := range gws {
 		testenv.Eventually(t, wait, func() (bool, string) {
-			m := markerOf(g)
+			m := g.Marker()
 			return m != nil && marker.Parse(m).EpochValue() == sim.Epoch(), g.Name + ": no marker with the native epoch: " + string(m)
 		})
 		waitSim(t, g, marker.StateDraining)
@@ -62,12 +62,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 
 	cancelDrain(t, ns, "upgrade")
 	mustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "gwd/upgrade", "--timeout=60s")
-	for _, g := range gws {
-		if m := markerOf(g); m != nil {
-			t.Errorf("%s: marker left after cancel: %s", g.Name, m)
-		}
-		waitSim(t, g, marker.StateRunning)
-	}
+	waitReleased(t, gws, "cancel")
 }
 
 func TestDeleteWithFinalizerReleases(t *testing.T) {
@@ -77,12 +72,7 @@ func TestDeleteWithFinalizerReleases(t *testing.T) {
 	apply(t, ns, "d")
 	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
 	mustKubectl(t, "-n", ns, "delete", "gwd", "d", "--timeout=60s")
-	for _, g := range gws {
-		if m := markerOf(g); m != nil {
-			t.Errorf("%s: marker left after delete: %s", g.Name, m)
-		}
-		waitSim(t, g, marker.StateRunning)
-	}
+	waitReleased(t, gws, "delete")
 }
 
 // The shortest timeout the API allows is a minute: this test takes that long.
@@ -98,12 +88,7 @@ func TestDeadlineReleases(t *testing.T) {
 		t.Errorf("Drained is %s", r)
 	}
 	waitDrain(t, ns, "d", "released", func(d *drainv1.GatewayDrain) bool { return d.Status.Counts.Released == 2 })
-	for _, g := range gws {
-		if m := markerOf(g); m != nil {
-			t.Errorf("%s: marker left after the deadline: %s", g.Name, m)
-		}
-		waitSim(t, g, marker.StateRunning)
-	}
+	waitReleased(t, gws, "the deadline")
 }
 
 func TestRecreatedPodMidDrainIsNotDrained(t *testing.T) {
@@ -129,12 +114,12 @@ func TestRecreatedPodMidDrainIsNotDrained(t *testing.T) {
 	if tg := target(got, "gw-0"); tg.PodUID != oldUID {
 		t.Errorf("target's instantiation changed: %s -> %s", oldUID, tg.PodUID)
 	}
-	if m := markerOf(gws[0]); m != nil {
+	if m := gws[0].Marker(); m != nil {
 		t.Errorf("stale marker on the new instantiation: %s", m)
 	}
 	waitSim(t, gws[0], marker.StateRunning)
 	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
-	if m := markerOf(gws[0]); m != nil {
+	if m := gws[0].Marker(); m != nil {
 		t.Errorf("the new instantiation was drained: %s", m)
 	}
 }
@@ -152,7 +137,7 @@ func TestContainerRestartEndsItsDrain(t *testing.T) {
 		tg := target(d, "gw-0")
 		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
 	})
-	if m := markerOf(gws[0]); m != nil {
+	if m := gws[0].Marker(); m != nil {
 		t.Errorf("marker left on the restarted container: %s", m)
 	}
 	waitSim(t, gws[0], marker.StateRunning)
@@ -173,10 +158,10 @@ func TestForeignMarkerIsNeverRemoved(t *testing.T) {
 	}
 	cancelDrain(t, ns, "d")
 	mustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "gwd/d", "--timeout=60s")
-	if m := markerOf(gws[0]); string(m) != dashboard {
+	if m := gws[0].Marker(); string(m) != dashboard {
 		t.Errorf("the dashboard's marker changed: %q", m)
 	}
-	if m := markerOf(gws[1]); m != nil {
+	if m := gws[1].Marker(); m != nil {
 		t.Errorf("our marker survived: %s", m)
 	}
 }

@@ -107,12 +107,16 @@ func conditionReason(gwd *drainv1.GatewayDrain, typ string) string {
 	return ""
 }
 
-func markerOf(g *cluster.Gateway) []byte {
-	b, err := os.ReadFile(filepath.Join(g.Home, marker.Filename))
-	if err != nil {
-		return nil
+// waitReleased checks that no gateway holds a marker any more, after what
+// released them, and waits until each gateway runs again.
+func waitReleased(t *testing.T, gws []*cluster.Gateway, after string) {
+	t.Helper()
+	for _, g := range gws {
+		if m := g.Marker(); m != nil {
+			t.Errorf("%s: marker left after %s: %s", g.Name, after, m)
+		}
+		waitSim(t, g, marker.StateRunning)
 	}
-	return b
 }
 
 // waitSim waits until the simulated gateway reports state.

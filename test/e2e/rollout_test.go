@@ -66,7 +66,7 @@ func TestRolloutRecipe(t *testing.T) {
 	apply(t, ns, "upgrade")
 	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/upgrade", "--timeout=60s")
 	for _, g := range gws {
-		if m := markerOf(g); m == nil {
+		if m := g.Marker(); m == nil {
 			t.Fatalf("%s: drained without a marker", g.Name)
 		}
 	}
@@ -83,7 +83,7 @@ func TestRolloutRecipe(t *testing.T) {
 	}
 	for _, g := range gws {
 		testenv.Eventually(t, wait, func() (bool, string) {
-			m := markerOf(g)
+			m := g.Marker()
 			return m == nil, fmt.Sprintf("%s: marker left on the new instantiation: %s", g.Name, m)
 		})
 		waitSim(t, g, marker.StateRunning)

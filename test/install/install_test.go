@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
@@ -242,14 +241,8 @@ func testFailoverWithChartRBAC(t *testing.T) {
 		t.Errorf("targets lost or not drained: %+v", got.Status.Counts)
 	}
 	for _, g := range gws {
-		pod, err := g.Pod(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := os.ReadFile(filepath.Join(g.Home, marker.Filename))
-		o, ok := marker.Parse(raw).Origin()
-		if !ok || o.GatewayDrainUID != string(got.UID) || o.PodUID != string(pod.UID) || o.Pod != ns+"/"+g.Name {
-			t.Errorf("%s: marker %s is not this drain's for this instantiation", g.Name, raw)
+		if err := g.CheckMarkerOf(ctx, got.UID); err != nil {
+			t.Error(err)
 		}
 	}
 }
