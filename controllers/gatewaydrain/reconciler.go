@@ -185,13 +185,18 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 	if len(targets) == 0 {
 		return time.Time{}, nil
 	}
-	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(d.gwd.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return time.Time{}, err
-	}
-	byName := make(map[string]*corev1.Pod, len(pods.Items))
-	for i := range pods.Items {
-		byName[pods.Items[i].Name] = &pods.Items[i]
+	// Each target's pod is looked up on its own: listing the namespace
+	// would copy every pod in it, gateways or not, on every reconcile.
+	pods := make([]*corev1.Pod, len(targets))
+	for i, t := range targets {
+		pod := &corev1.Pod{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: d.gwd.Namespace, Name: t.PodName}, pod, client.UnsafeDisableDeepCopy)
+		switch {
+		case err == nil:
+			pods[i] = pod
+		case !apierrors.IsNotFound(err):
+			return time.Time{}, err
+		}
 	}
 
 	// Most overdue first (never tried: first of all), and a slot taken here,
@@ -214,7 +219,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 		wg.Go(func() {
 			defer func() { <-sem }()
 			before := t.State
-			stepped[i], nexts[i] = r.step(ctx, d, t, byName[t.PodName])
+			stepped[i], nexts[i] = r.step(ctx, d, t, pods[i])
 			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
 				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
 			}
