@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -19,6 +20,10 @@ const (
 
 // ContainerAnnotation names the gateway container on a pod when spec.container is empty.
 const ContainerAnnotation = "drain.hermes.dev/container"
+
+// ReadinessGate is the readiness gate a gateway pod declares to have its
+// readiness follow the gateway's own state.
+const ReadinessGate corev1.PodConditionType = "drain.hermes.dev/serving"
 
 // DefaultHermesHome is the upstream image's HERMES_HOME.
 const DefaultHermesHome = "/opt/data"

@@ -11,9 +11,6 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
-// GateType is the readiness gate a gateway pod declares to opt in.
-const GateType corev1.PodConditionType = "drain.hermes.dev/serving"
-
 // Reasons of the gate condition beyond the state-file problems of transport.
 const (
 	ReasonReadFailed          = "ReadFailed"

@@ -14,7 +14,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -53,7 +55,7 @@ func gatedPod(t *testing.T, ns, name string, gated bool) (*corev1.Pod, string) {
 		}}},
 	}
 	if gated {
-		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: podreadiness.GateType}}
+		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
 	}
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, pod); err != nil {
@@ -106,7 +108,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 
 	reconcile(t, r, pod)
 	got := fetch(t, pod)
-	c := podreadiness.Condition(got)
+	c := gatewaypod.GateCondition(got)
 	if c == nil || c.Status != corev1.ConditionTrue || c.Reason != "Running" || c.Message != "Running: 1 active agents" {
 		t.Fatalf("gate %+v", c)
 	}
@@ -130,7 +132,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 	// Same status, new message: lastTransitionTime stays.
 	writeState(t, home, "running", 2)
 	reconcile(t, r, pod)
-	c2 := podreadiness.Condition(fetch(t, pod))
+	c2 := gatewaypod.GateCondition(fetch(t, pod))
 	if c2.Message != "Running: 2 active agents" || !c2.LastTransitionTime.Equal(&c.LastTransitionTime) {
 		t.Errorf("message update %+v should keep lastTransitionTime %v", c2, c.LastTransitionTime)
 	}
@@ -139,7 +141,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 	r.Now = func() time.Time { return time.Now().Add(2 * time.Second) } // past lastTransitionTime's 1 s resolution
 	writeState(t, home, "draining", 2)
 	res := reconcile(t, r, pod)
-	c3 := podreadiness.Condition(fetch(t, pod))
+	c3 := gatewaypod.GateCondition(fetch(t, pod))
 	if c3.Status != corev1.ConditionFalse || c3.Reason != "Draining" || !c3.LastTransitionTime.After(c.LastTransitionTime.Time) {
 		t.Errorf("flip %+v (was %v)", c3, c.LastTransitionTime)
 	}
@@ -159,18 +161,18 @@ func TestUIDPreconditionRefusesARecreatedPod(t *testing.T) {
 	fresh, _ := gatedPod(t, ns, "gw", true)
 
 	// Patch the new pod as if it were the old one: the UID precondition refuses it.
-	stale.Status.Conditions = append(stale.Status.Conditions, corev1.PodCondition{Type: podreadiness.GateType, Status: corev1.ConditionTrue})
-	patch := []byte(fmt.Sprintf(`{"metadata":{"uid":%q},"status":{"conditions":[{"type":%q,"status":"False","reason":"Draining"}]}}`, stale.UID, podreadiness.GateType))
+	stale.Status.Conditions = append(stale.Status.Conditions, corev1.PodCondition{Type: drainv1.ReadinessGate, Status: corev1.ConditionTrue})
+	patch := []byte(fmt.Sprintf(`{"metadata":{"uid":%q},"status":{"conditions":[{"type":%q,"status":"False","reason":"Draining"}]}}`, stale.UID, drainv1.ReadinessGate))
 	err := env.Client.Status().Patch(context.Background(), fresh, client.RawPatch("application/strategic-merge-patch+json", patch))
 	if err == nil {
 		t.Fatal("a patch for the old pod's UID was applied to the recreated pod")
 	}
-	if podreadiness.Condition(fetch(t, fresh)) != nil {
+	if gatewaypod.GateCondition(fetch(t, fresh)) != nil {
 		t.Errorf("the recreated pod got a condition meant for the old one")
 	}
 	// The reconciler itself writes the new pod (with the new UID).
 	reconcile(t, r, fresh)
-	if c := podreadiness.Condition(fetch(t, fresh)); c == nil || c.Status != corev1.ConditionTrue {
+	if c := gatewaypod.GateCondition(fetch(t, fresh)); c == nil || c.Status != corev1.ConditionTrue {
 		t.Errorf("gate %+v", c)
 	}
 }
@@ -183,7 +185,7 @@ func TestUngatedPodsAreNeverRead(t *testing.T) {
 	if n := runner.calls.Load(); n != 0 {
 		t.Errorf("an ungated pod was read %d times", n)
 	}
-	if podreadiness.Condition(fetch(t, pod)) != nil {
+	if gatewaypod.GateCondition(fetch(t, pod)) != nil {
 		t.Errorf("an ungated pod got the condition")
 	}
 	// A pod that is gone is ignored.
@@ -201,7 +203,7 @@ func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
 	}
 	first := reconcile(t, r, pod)
 	second := reconcile(t, r, pod)
-	if c := podreadiness.Condition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonNoState {
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonNoState {
 		t.Errorf("gate %+v", c)
 	}
 	if !(second.RequeueAfter > first.RequeueAfter) {

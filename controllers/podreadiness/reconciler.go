@@ -113,11 +113,11 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 // lastTransitionTime unless the status flips, and not at all when nothing
 // changed. A pod that is gone is ignored.
 func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now time.Time) error {
-	cur := Condition(pod)
+	cur := gatewaypod.GateCondition(pod)
 	if cur != nil && cur.Status == v.status && cur.Reason == v.reason && cur.Message == v.message {
 		return nil
 	}
-	want := corev1.PodCondition{Type: GateType, Status: v.status, Reason: v.reason, Message: v.message, LastTransitionTime: metav1.NewTime(now)}
+	want := corev1.PodCondition{Type: drainv1.ReadinessGate, Status: v.status, Reason: v.reason, Message: v.message, LastTransitionTime: metav1.NewTime(now)}
 	flipped := cur == nil || cur.Status != v.status
 	if !flipped {
 		want.LastTransitionTime = cur.LastTransitionTime
@@ -142,7 +142,7 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 		}
 		if r.Recorder != nil {
 			r.Recorder.Eventf(pod, nil, corev1.EventTypeNormal, "GatewayServing"+string(v.status), "SetReadinessGate",
-				"%s is %s: %s", GateType, v.status, v.message)
+				"%s is %s: %s", drainv1.ReadinessGate, v.status, v.message)
 		}
 	}
 	return nil
@@ -190,21 +190,11 @@ func (r *Reconciler) now() time.Time {
 
 func gated(pod *corev1.Pod) bool {
 	for _, g := range pod.Spec.ReadinessGates {
-		if g.ConditionType == GateType {
+		if g.ConditionType == drainv1.ReadinessGate {
 			return true
 		}
 	}
 	return false
-}
-
-// Condition is the pod's readiness gate condition, or nil.
-func Condition(pod *corev1.Pod) *corev1.PodCondition {
-	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == GateType {
-			return &pod.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // SetupWithManager registers the reconciler for gated pods. A pod is looked

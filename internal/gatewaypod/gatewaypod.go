@@ -68,3 +68,13 @@ func Running(pod *corev1.Pod, c string) bool {
 	cs := ContainerStatus(pod, c)
 	return cs != nil && cs.State.Running != nil
 }
+
+// GateCondition is the pod's condition of our readiness gate, or nil.
+func GateCondition(pod *corev1.Pod) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == drainv1.ReadinessGate {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}

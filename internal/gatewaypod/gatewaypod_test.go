@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 )
 
 func pod() *corev1.Pod {
@@ -23,11 +25,15 @@ func pod() *corev1.Pod {
 					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}},
 			},
 			Volumes:        []corev1.Volume{{Name: "v"}},
-			ReadinessGates: []corev1.PodReadinessGate{{ConditionType: "drain.hermes.dev/serving"}},
+			ReadinessGates: []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}},
 		},
 		Status: corev1.PodStatus{
-			Phase:      corev1.PodRunning,
-			Conditions: []corev1.PodCondition{{Type: "drain.hermes.dev/serving", Status: corev1.ConditionTrue}},
+			Phase: corev1.PodRunning,
+			Conditions: []corev1.PodCondition{
+				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+				{Type: drainv1.ReadinessGate, Status: corev1.ConditionTrue, Reason: "Serving"},
+				{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+			},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "hermes", RestartCount: 2, ContainerID: "c://1", Image: "h",
 				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
 		},
@@ -71,7 +77,7 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 		"status":     func(p *corev1.Pod) any { return *ContainerStatus(p, "hermes") },
 		"running":    func(p *corev1.Pod) any { return Running(p, "hermes") },
 		"identity":   func(p *corev1.Pod) any { return [3]any{p.UID, p.Labels, p.DeletionTimestamp} },
-		"readiness":  func(p *corev1.Pod) any { return [2]any{p.Spec.ReadinessGates, p.Status.Conditions} },
+		"readiness":  func(p *corev1.Pod) any { return [2]any{p.Spec.ReadinessGates, GateCondition(p)} },
 		"phase":      func(p *corev1.Pod) any { return p.Status.Phase },
 		"containers": func(p *corev1.Pod) any { return len(p.Spec.Containers) },
 	} {
@@ -84,7 +90,8 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 			t.Errorf("%s: trimmed %v, full %v", name, got, want)
 		}
 	}
-	if trimmed.Spec.Volumes != nil || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" {
+	if trimmed.Spec.Volumes != nil || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" ||
+		len(trimmed.Status.Conditions) != 1 {
 		t.Errorf("Trim kept what nothing reads: %+v", trimmed)
 	}
 }

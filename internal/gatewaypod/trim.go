@@ -9,8 +9,8 @@ import (
 
 // Trim is a cache transform that keeps only what the reconcilers read of a
 // pod: its identity, labels (selectors), the container annotation, its
-// containers' names and HERMES_HOME, readiness gates, phase, conditions and
-// container states. Everything else (volumes, images, resources, most
+// containers' names and HERMES_HOME, readiness gates, phase, our readiness
+// gate's condition and container states. Everything else (volumes, images, resources, most
 // annotations, managed fields...) is dropped before it reaches the cache,
 // so the operator's memory grows with the number of pods, not their size.
 func Trim(obj any) (any, error) {
@@ -27,7 +27,7 @@ func Trim(obj any) (any, error) {
 			Labels: pod.Labels,
 		},
 		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName, ReadinessGates: pod.Spec.ReadinessGates},
-		Status: corev1.PodStatus{Phase: pod.Status.Phase, Conditions: pod.Status.Conditions},
+		Status: corev1.PodStatus{Phase: pod.Status.Phase},
 	}
 	if c, ok := pod.Annotations[drainv1.ContainerAnnotation]; ok {
 		trimmed.Annotations = map[string]string{drainv1.ContainerAnnotation: c}
@@ -40,6 +40,9 @@ func Trim(obj any) (any, error) {
 			}
 		}
 		trimmed.Spec.Containers = append(trimmed.Spec.Containers, kept)
+	}
+	if c := GateCondition(pod); c != nil {
+		trimmed.Status.Conditions = []corev1.PodCondition{*c}
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		trimmed.Status.ContainerStatuses = append(trimmed.Status.ContainerStatuses, corev1.ContainerStatus{

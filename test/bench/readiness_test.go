@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 )
@@ -21,7 +21,7 @@ import (
 func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error) {
 	ns := fmt.Sprintf("bench-gated-%d", n)
 	gws, err := fleet(ctx, ns, n, func(p *corev1.Pod) {
-		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: podreadiness.GateType}}
+		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
 	})
 	if err != nil {
 		return nil, nil, err
@@ -44,7 +44,7 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 	go func() {
 		for ev := range w.ResultChan() {
 			if pod, ok := ev.Object.(*corev1.Pod); ok {
-				if c := podreadiness.Condition(pod); c != nil {
+				if c := gatewaypod.GateCondition(pod); c != nil {
 					flips.record(pod.Name, string(c.Status))
 				}
 			}
@@ -80,7 +80,7 @@ func gatesAre(ctx context.Context, ns string, status corev1.ConditionStatus) int
 	}
 	n := 0
 	for i := range pods.Items {
-		if c := podreadiness.Condition(&pods.Items[i]); c != nil && c.Status == status {
+		if c := gatewaypod.GateCondition(&pods.Items[i]); c != nil && c.Status == status {
 			n++
 		}
 	}

@@ -12,7 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -20,7 +21,7 @@ import (
 )
 
 func withGate(p *corev1.Pod) {
-	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: podreadiness.GateType}}
+	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
 }
 
 func TestReadinessGateFollowsTheDrain(t *testing.T) {
@@ -47,7 +48,7 @@ func TestReadinessGateFollowsTheDrain(t *testing.T) {
 	waitEndpoints(t, ns, 0, n)
 	for _, g := range gws {
 		pod, _ := g.Pod(ctx)
-		if c := podreadiness.Condition(pod); c == nil || c.Reason != "Draining" {
+		if c := gatewaypod.GateCondition(pod); c == nil || c.Reason != "Draining" {
 			t.Errorf("%s: gate %+v", g.Name, c)
 		}
 	}
@@ -76,7 +77,7 @@ func measureFlips(t *testing.T, gws []*cluster.Gateway, state string, status cor
 				stateAt[g.Name] = now
 			}
 			if pod, err := g.Pod(context.Background()); err == nil && !stateAt[g.Name].IsZero() && gateAt[g.Name].IsZero() {
-				if c := podreadiness.Condition(pod); c != nil && c.Status == status {
+				if c := gatewaypod.GateCondition(pod); c != nil && c.Status == status {
 					gateAt[g.Name] = now
 				}
 			}
