@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +32,7 @@ import (
 
 type flags struct {
 	metricsAddr, probeAddr  string
+	pprofAddr               string
 	metricsSecure           bool
 	leaderElect             bool
 	leaderElectionNamespace string
@@ -38,6 +40,7 @@ type flags struct {
 	renewDeadline           time.Duration
 	retryPeriod             time.Duration
 	watchNamespaces         string
+	podSelector             labels.Selector
 	maxConcurrentReconciles int
 	execTimeout             time.Duration
 	drain                   gatewaydrain.Options
@@ -51,12 +54,17 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", `where metrics are served; "0" turns them off`)
 	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization (false: plain HTTP)")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "", `where Go's /debug/pprof profiles are served, unauthenticated ("": off)`)
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader, so that only one replica acts")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
 	fs.DurationVar(&f.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a lost leader's lease holds before another replica takes over")
 	fs.DurationVar(&f.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
 	fs.DurationVar(&f.retryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the lease")
 	fs.StringVar(&f.watchNamespaces, "watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.Func("pod-selector", "label selector of the pods the operator caches (default: all); a pod outside it can be neither drained nor gated", func(v string) (err error) {
+		f.podSelector, err = labels.Parse(v)
+		return err
+	})
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "GatewayDrains reconciled at once")
 	fs.IntVar(&f.drain.Concurrency, "exec-concurrency", f.drain.Concurrency, "calls into gateway containers in flight per GatewayDrain")
 	fs.DurationVar(&f.execTimeout, "exec-timeout", 30*time.Second, "bound on one call into a gateway container")
@@ -109,23 +117,11 @@ func run(ctx context.Context, f flags) error {
 		// cancellation attacks (CVE-2023-44487, CVE-2023-39325).
 		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 	}
-	cacheOpts := cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
-		// Pods are cached with only the fields the reconcilers read.
-		ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: gatewaypod.Trim}},
-	}
-	if f.watchNamespaces != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(f.watchNamespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-			}
-		}
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metrics,
 		HealthProbeBindAddress:        f.probeAddr,
+		PprofBindAddress:              f.pprofAddr,
 		LeaderElection:                f.leaderElect,
 		LeaderElectionID:              "hermes-drain-operator.drain.hermes.dev",
 		LeaderElectionNamespace:       f.leaderElectionNamespace,
@@ -134,7 +130,7 @@ func run(ctx context.Context, f flags) error {
 		RenewDeadline:                 &f.renewDeadline,
 		RetryPeriod:                   &f.retryPeriod,
 		GracefulShutdownTimeout:       &f.gracefulShutdownTimeout,
-		Cache:                         cacheOpts,
+		Cache:                         cacheOptions(f),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -159,6 +155,24 @@ func run(ctx context.Context, f flags) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	ctrl.Log.Info("starting", "watchNamespaces", f.watchNamespaces, "leaderElection", f.leaderElect)
+	ctrl.Log.Info("starting", "watchNamespaces", f.watchNamespaces, "podSelector", f.podSelector, "leaderElection", f.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// cacheOptions keeps in memory only what the reconcilers read: pods trimmed
+// to a few fields, only those of podSelector, only in watchNamespaces.
+func cacheOptions(f flags) cache.Options {
+	opts := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: f.podSelector, Transform: gatewaypod.Trim}},
+	}
+	if f.watchNamespaces != "" {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(f.watchNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				opts.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+	}
+	return opts
 }

@@ -228,6 +228,29 @@ func TestHardenedAndHighlyAvailable(t *testing.T) {
 	}
 }
 
+// A pod selector reaches the manager as one argument, spaces and all.
+func TestPodSelectorIsOneArgument(t *testing.T) {
+	for set, want := range map[string]string{
+		"": "",
+		`podSelector=app in (hermes-gateway\, canary)`: "--pod-selector=app in (hermes-gateway, canary)",
+	} {
+		var sets []string
+		if set != "" {
+			sets = append(sets, set)
+		}
+		c := deployment(t, render(t, sets...))["containers"].([]any)[0].(map[string]any)
+		var got string
+		for _, a := range toStrings(c["args"]) {
+			if strings.HasPrefix(a, "--pod-selector") {
+				got = a
+			}
+		}
+		if got != want {
+			t.Errorf("--set %q: argument %q, want %q", set, got, want)
+		}
+	}
+}
+
 func toStrings(v any) []string {
 	var out []string
 	for _, s := range v.([]any) {
