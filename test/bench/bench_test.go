@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,10 +54,13 @@ type sizeResult struct {
 	IdleExecsPerMinute float64
 	// GateDown and GateUp are per-pod gate flip latencies.
 	GateDown, GateUp []time.Duration
-	// PeakRSS is the manager's peak RSS through this size's runs;
-	// MemoryPods and MemoryPeakRSS the same with MemoryPods pods in the namespace.
-	PeakRSS, MemoryPeakRSS int64
-	MemoryPods             int
+	// Memory is the manager's through this size's runs.
+	Memory cluster.Memory
+	// MemoryPods is how many pods the namespace held for the next two
+	// figures, each a fresh manager's, from its start to the end of a drain
+	// of the N gateways: caching every pod, and with --pod-selector.
+	MemoryPods                    int
+	MemoryAllPods, MemorySelected cluster.Memory
 }
 
 func TestFleetDrain(t *testing.T) {
@@ -178,7 +182,7 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		r.DrainedWithTurns = append(r.DrainedWithTurns, op.drained)
 		t.Logf("N=%d run %d: operator with 2 turns of %s in flight per gateway: Drained after %s", n, run+1, turnDuration, op.drained.Round(time.Millisecond))
 	}
-	if r.PeakRSS, err = m.PeakRSS(); err != nil {
+	if r.Memory, err = m.Memory(); err != nil {
 		return nil, err
 	}
 
@@ -192,15 +196,33 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		if err := parkPods(ctx, ns, cfg.memoryPods-n); err != nil {
 			return nil, err
 		}
-		if _, err := operatorDrain(ctx, kube, gws); err != nil {
-			return nil, fmt.Errorf("operator among %d pods: %w", cfg.memoryPods, err)
-		}
+		m.Stop() // one manager at a time
 		r.MemoryPods = cfg.memoryPods
-		if r.MemoryPeakRSS, err = m.PeakRSS(); err != nil {
+		if r.MemoryAllPods, err = drainMemory(ctx, kube, gws, "manager-all-pods"); err != nil {
 			return nil, err
 		}
+		selector := "--pod-selector=" + labels.SelectorFromSet(gatewayLabels).String()
+		if r.MemorySelected, err = drainMemory(ctx, kube, gws, "manager-selected-pods", selector); err != nil {
+			return nil, err
+		}
+		t.Logf("N=%d among %d pods: manager peak RSS %s caching every pod, %s with %s", n, cfg.memoryPods,
+			mib(r.MemoryAllPods.Peak), mib(r.MemorySelected.Peak), selector)
 	}
 	return r, nil
+}
+
+// drainMemory starts a manager with args, has it drain gws and returns its
+// memory: the peak includes its start, when it lists every pod it caches.
+func drainMemory(ctx context.Context, kube kubernetes.Interface, gws []*cluster.Gateway, logName string, args ...string) (cluster.Memory, error) {
+	m, err := lc.StartManager(managerBin, logName, lc.Kubeconfig, args...)
+	if err != nil {
+		return cluster.Memory{}, err
+	}
+	defer m.Stop()
+	if _, err := operatorDrain(ctx, kube, gws); err != nil {
+		return cluster.Memory{}, fmt.Errorf("%s: %w", logName, err)
+	}
+	return m.Memory()
 }
 
 // bestConcurrency finds the concurrency at which Baseline B writes every

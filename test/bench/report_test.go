@@ -82,18 +82,22 @@ func markdown(cfg config, results []*sizeResult) string {
 	b.WriteString("³ throughput relative to client-go's: its time divided by the operator's.\n\n")
 
 	b.WriteString("### The operator's drain\n\n")
-	b.WriteString("| N | Drained, no turns | Drained, 2 turns of " + turnDuration.String() + " | API requests per target | of which exec | exec/min on idle pods | gate → False p50 / p99 | gate → True p50 / p99 | manager peak RSS |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| N | Drained, no turns | Drained, 2 turns of " + turnDuration.String() + " | API requests per target | of which exec | exec/min on idle pods | gate → False p50 / p99 | gate → True p50 / p99 |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %.2f | %.0f | %s / %s | %s / %s | %.0f MiB |\n", r.N,
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %.2f | %.0f | %s / %s | %s / %s |\n", r.N,
 			median(r.Drained), median(r.DrainedWithTurns), medianFloat(r.RequestsPerTarget), medianFloat(r.ExecsPerTarget),
 			r.IdleExecsPerMinute, percentile(r.GateDown, 50), percentile(r.GateDown, 99),
-			percentile(r.GateUp, 50), percentile(r.GateUp, 99), float64(r.PeakRSS)/(1<<20))
+			percentile(r.GateUp, 50), percentile(r.GateUp, 99))
 	}
+	b.WriteString("\n### The manager's memory\n\n")
+	b.WriteString("Peak RSS (VmHWM), and of it the executable's own pages (RssFile: code and read-only data, shared and reclaimable).\n\n")
+	b.WriteString("| pods in the namespace | gateways drained | cached | peak RSS | of which the binary |\n|---|---|---|---|---|\n")
 	for _, r := range results {
+		fmt.Fprintf(&b, "| %d | %d | every pod, through the runs above | %s | %s |\n", r.N, r.N, mib(r.Memory.Peak), mib(r.Memory.Binary))
 		if r.MemoryPods > 0 {
-			fmt.Fprintf(&b, "\nManager peak RSS with %d pods in the namespace (%d gateways drained, the rest parked): %.0f MiB.\n",
-				r.MemoryPods, r.N, float64(r.MemoryPeakRSS)/(1<<20))
+			fmt.Fprintf(&b, "| %d | %d | every pod, fresh manager | %s | %s |\n", r.MemoryPods, r.N, mib(r.MemoryAllPods.Peak), mib(r.MemoryAllPods.Binary))
+			fmt.Fprintf(&b, "| %d | %d | the gateways (`--pod-selector`), fresh manager | %s | %s |\n", r.MemoryPods, r.N, mib(r.MemorySelected.Peak), mib(r.MemorySelected.Binary))
 		}
 	}
 	b.WriteString("\nRequests per target, last run, from the GatewayDrain's creation to Drained:\n\n")
@@ -106,6 +110,8 @@ func markdown(cfg config, results []*sizeResult) string {
 	}
 	return b.String()
 }
+
+func mib(bytes int64) string { return fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20)) }
 
 // plot draws time to all markers against N, both on log scales, one line per
 // contender.

@@ -22,11 +22,13 @@ func (c *Cluster) Run(tool string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// BuildManager builds the operator binary into dir and returns its path.
+// BuildManager builds the operator binary into dir, as `make build` does,
+// and returns its path.
 func BuildManager(dir string) (string, error) {
 	bin := filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/manager")
 	build.Dir = RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/manager: %v: %s", err, out)
 	}
@@ -71,19 +73,36 @@ func (m *Manager) Kill() {
 	_ = m.cmd.Wait()
 }
 
-// PeakRSS is the most memory the manager has held so far (VmHWM), in bytes.
-func (m *Manager) PeakRSS() (int64, error) {
+// Memory is what a manager process holds in RAM, in bytes.
+type Memory struct {
+	// Peak is the most it has held so far (VmHWM).
+	Peak int64
+	// Binary is how much of it is the executable's own pages (RssFile):
+	// code and read-only data, shared and reclaimable, and about the same
+	// whatever the manager does.
+	Binary int64
+}
+
+// Memory reads the manager's memory from /proc.
+func (m *Manager) Memory() (Memory, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", m.cmd.Process.Pid))
 	if err != nil {
-		return 0, err
+		return Memory{}, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64)
-			return n * 1024, err
+	var mem Memory
+	for field, into := range map[string]*int64{"VmHWM:": &mem.Peak, "RssFile:": &mem.Binary} {
+		i := strings.Index(string(status), "\n"+field)
+		if i < 0 {
+			return mem, fmt.Errorf("no %s in /proc/%d/status", field, m.cmd.Process.Pid)
 		}
+		kb, _, _ := strings.Cut(string(status[i+1+len(field):]), "kB")
+		n, err := strconv.ParseInt(strings.TrimSpace(kb), 10, 64)
+		if err != nil {
+			return mem, fmt.Errorf("%s in /proc/%d/status: %w", field, m.cmd.Process.Pid, err)
+		}
+		*into = n * 1024
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", m.cmd.Process.Pid)
+	return mem, nil
 }
 
 // ImpersonatingKubeconfig writes a kubeconfig that acts as the service
