@@ -210,6 +210,10 @@ func TestHardenedAndHighlyAvailable(t *testing.T) {
 	if c["resources"] == nil || c["livenessProbe"] == nil || c["readinessProbe"] == nil {
 		t.Errorf("no resources or probes: %v", c)
 	}
+	memLimit := []any{map[string]any{"name": "GOMEMLIMIT", "valueFrom": map[string]any{"resourceFieldRef": map[string]any{"resource": "limits.memory"}}}}
+	if !reflect.DeepEqual(c["env"], memLimit) {
+		t.Errorf("env %v: GOMEMLIMIT should follow the memory limit", c["env"])
+	}
 	args := strings.Join(toStrings(c["args"]), " ")
 	for _, want := range []string{"--leader-elect=true", "--zap-encoder=json", "--metrics-secure=true"} {
 		if !strings.Contains(args, want) {
