@@ -83,14 +83,14 @@ type Reconciler struct {
 }
 
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/status,verbs=get;patch
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/status,verbs=get;update
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile computes the drain's status from what it observes and writes it
-// with one patch, whatever path the reconcile takes.
+// once, whatever path the reconcile takes.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
 	gwd := &drainv1.GatewayDrain{}
 	if err := r.Get(ctx, req.NamespacedName, gwd); err != nil {
@@ -117,9 +117,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		if apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
 			return
 		}
-		// The optimistic lock keeps a reconcile that read a stale cache
-		// from overwriting a newer status; it retries on fresh data.
-		perr := r.Status().Patch(ctx, gwd, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		// The whole status in one write, locked by the resourceVersion that
+		// was read: a reconcile that read a stale cache cannot overwrite a
+		// newer status; it retries on fresh data. A merge patch would send
+		// the targets list whole as well, and computing it costs ten times
+		// the CPU and memory of the write (16 ms and 7 MB at 1000 targets).
+		perr := r.Status().Update(ctx, gwd)
 		switch {
 		case apierrors.IsConflict(perr):
 			result, err = ctrl.Result{RequeueAfter: r.RetryBase}, nil

@@ -43,7 +43,7 @@ rules:
   - gatewaydrains/status
   verbs:
   - get
-  - patch
+  - update
 - apiGroups:
   - events.k8s.io
   resources:
