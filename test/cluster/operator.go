@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,7 +80,7 @@ type Memory struct {
 	// Peak is the most it has held so far (VmHWM).
 	Peak int64
 	// Binary is how much of it is the executable's own pages (RssFile):
-	// code and read-only data, shared and reclaimable, and about the same
+	// code and read-only data, clean and reclaimable, and about the same
 	// whatever the manager does.
 	Binary int64
 }
@@ -90,17 +92,20 @@ func (m *Manager) Memory() (Memory, error) {
 		return Memory{}, err
 	}
 	var mem Memory
-	for field, into := range map[string]*int64{"VmHWM:": &mem.Peak, "RssFile:": &mem.Binary} {
-		i := strings.Index(string(status), "\n"+field)
-		if i < 0 {
-			return mem, fmt.Errorf("no %s in /proc/%d/status", field, m.cmd.Process.Pid)
+	wanted := map[string]*int64{"VmHWM": &mem.Peak, "RssFile": &mem.Binary}
+	for _, line := range strings.Split(string(status), "\n") {
+		name, value, _ := strings.Cut(line, ":")
+		if into, ok := wanted[name]; ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")), 10, 64)
+			if err != nil {
+				return mem, fmt.Errorf("%s in /proc/%d/status: %w", name, m.cmd.Process.Pid, err)
+			}
+			*into = kb * 1024
+			delete(wanted, name)
 		}
-		kb, _, _ := strings.Cut(string(status[i+1+len(field):]), "kB")
-		n, err := strconv.ParseInt(strings.TrimSpace(kb), 10, 64)
-		if err != nil {
-			return mem, fmt.Errorf("%s in /proc/%d/status: %w", field, m.cmd.Process.Pid, err)
-		}
-		*into = n * 1024
+	}
+	if len(wanted) > 0 {
+		return mem, fmt.Errorf("/proc/%d/status lacks %v", m.cmd.Process.Pid, slices.Sorted(maps.Keys(wanted)))
 	}
 	return mem, nil
 }
