@@ -91,7 +91,7 @@ func markdown(cfg config, results []*sizeResult) string {
 			percentile(r.GateUp, 50), percentile(r.GateUp, 99))
 	}
 	b.WriteString("\n### The manager's memory\n\n")
-	b.WriteString("Peak RSS (VmHWM), and of it the executable's own pages (RssFile: code and read-only data, shared and reclaimable).\n\n")
+	b.WriteString("Peak RSS (VmHWM), and of it the executable's own pages (RssFile: code and read-only data, clean and reclaimable).\n\n")
 	b.WriteString("| pods in the namespace | gateways drained | cached | peak RSS | of which the binary |\n|---|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %d | %d | every pod, through the runs above | %s | %s |\n", r.N, r.N, mib(r.Memory.Peak), mib(r.Memory.Binary))
