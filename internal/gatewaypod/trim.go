@@ -10,9 +10,10 @@ import (
 // Trim is a cache transform that keeps only what the reconcilers read of a
 // pod: its identity, labels (selectors), the container annotation, its
 // containers' names and HERMES_HOME, readiness gates, phase, our readiness
-// gate's condition and container states. Everything else (volumes, images, resources, most
-// annotations, managed fields...) is dropped before it reaches the cache,
-// so the operator's memory grows with the number of pods, not their size.
+// gate's condition and container states. Everything else (volumes, images,
+// resources, most annotations, the other conditions, managed fields...) is
+// dropped before it reaches the cache, so the operator's memory grows with
+// the number of pods, not their size.
 func Trim(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
