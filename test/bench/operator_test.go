@@ -88,9 +88,8 @@ func operatorDrain(ctx context.Context, kube kubernetes.Interface, gws []*cluste
 		return run, fmt.Errorf("not Drained after 10 minutes")
 	}
 	for _, g := range gws {
-		raw := g.Marker()
-		if o, ok := marker.Parse(raw).Origin(); !ok || o.GatewayDrainUID != string(gwd.UID) {
-			return run, fmt.Errorf("%s: marker %s is not the drain's", g.Name, raw)
+		if err := g.CheckMarkerOf(ctx, gwd.UID); err != nil {
+			return run, err
 		}
 	}
 	return run, deleteDrain(ctx, gwd, gws)
