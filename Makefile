@@ -69,7 +69,7 @@ demo: cluster-tools build ## Drain five simulated gateways on a local cluster, c
 ##@ Test
 
 .PHONY: test
-test: test-tools verify-generated vet ## Unit, envtest (real kube-apiserver + etcd) and end-to-end (kwok, real exec) tests.
+test: test-tools test-packages verify-generated vet ## Unit, envtest (real kube-apiserver + etcd) and end-to-end (kwok, real exec) tests.
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
 .PHONY: chaos
@@ -80,6 +80,12 @@ chaos: test-tools ## Kill the manager 20 times during a 100-pod drain (make test
 bench: cluster-tools ## Drain 100 and 1000 gateways against a kubectl loop and bare client-go exec; writes docs/bench/ (about 40 min).
 	BENCH_SIZES=100,1000 BENCH_RUNS=3 BENCH_MEMORY_PODS=5000 BENCH_IDLE=60s BENCH_OUT=docs/bench \
 		go test ./test/bench/ -count=1 -v -timeout 120m
+
+# The in-container program is tested under dash (Debian's sh) and busybox ash.
+.PHONY: test-packages
+test-packages: ## Install (once) the Debian packages the tests need: busybox-static.
+	@command -v busybox >/dev/null || { echo ">> installing busybox-static"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
 
 .PHONY: test-tools
 test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the binaries the tests need.

@@ -161,8 +161,15 @@ type Target struct {
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// RestartCount is the gateway container's restart count for this instantiation.
 	RestartCount int32 `json:"restartCount"`
-	// HermesHome is the resolved HERMES_HOME of this target.
+	// HermesHome is the resolved HERMES_HOME of this target: "" until the
+	// container's own HERMES_HOME environment (else /opt/data) has been read
+	// by the first call into it, when neither the pod nor the spec names it.
 	HermesHome string `json:"hermesHome"`
+	// Unreachable says why the operator never calls into this target (its
+	// HERMES_HOME cannot be resolved safely). It stays Failed, blocking the
+	// drain, until its instantiation ends.
+	// +optional
+	Unreachable string `json:"unreachable,omitempty"`
 	// Epoch is the native epoch read inside the container (boot_id:pid1_starttime).
 	// +optional
 	Epoch string `json:"epoch,omitempty"`

@@ -1,21 +1,53 @@
 package gatewaydrain_test
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
 func dashboardMarker(epoch string) string {
+	return dashboardMarkerAt(epoch, time.Now())
+}
+
+func dashboardMarkerAt(epoch string, requested time.Time) string {
 	return fmt.Sprintf(`{"action": "drain", "requested_at": "%s", "principal": "ops@dashboard", "epoch": "%s"}`,
-		time.Now().UTC().Format(marker.TimeLayout), epoch)
+		requested.UTC().Format(marker.TimeLayout), epoch)
+}
+
+// Age alone never makes someone else's marker ours to replace: an older
+// gateway honours a marker of any age. What the gateway reports in the same
+// read decides (item B7).
+func TestAnOldMarkerIsReplacedOnlyIfTheGatewayIgnoresIt(t *testing.T) {
+	ns := env.Namespace(t)
+	honoured, ignored := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
+	old := dashboardMarkerAt(nativeEpoch, time.Now().Add(-3*time.Hour))
+	honoured.writeMarker(old)
+	honoured.setState(marker.StateDraining, 0) // an older gateway, without the 1-hour expiry
+	ignored.writeMarker(old)                    // a newer one: expired, so it runs
+	gwd := newGatewayDrain(t, ns, "d")
+	waitFor(t, gwd, "old marker held, ignored one replaced", func(d *drainv1.GatewayDrain) bool {
+		return target(d, "gw-0").State == drainv1.TargetConflict && target(d, "gw-1").MarkerWrittenAt != nil
+	})
+	if string(honoured.marker()) != old {
+		t.Errorf("a marker the gateway honours was replaced by %s", honoured.marker())
+	}
+	if o, ok := marker.Parse(ignored.marker()).Origin(); !ok || o.GatewayDrain != ns+"/d" {
+		t.Errorf("the marker the gateway ignores was not replaced: %s", ignored.marker())
+	}
 }
 
 func TestForeignLiveMarkerIsLeftAlone(t *testing.T) {
@@ -23,6 +55,7 @@ func TestForeignLiveMarkerIsLeftAlone(t *testing.T) {
 	g, other := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
 	theirs := dashboardMarker(nativeEpoch)
 	g.writeMarker(theirs)
+	g.setState(marker.StateDraining, 1) // it honours the marker
 	gwd := newGatewayDrain(t, ns, "d")
 
 	got := waitFor(t, gwd, "conflict", targetState("gw-0", drainv1.TargetConflict))
@@ -103,6 +136,35 @@ func TestTransportFailureIsPerTargetAndRecovers(t *testing.T) {
 	broken.waitHonoured(true)
 }
 
+// A pod that declares its HERMES_HOME cannot be pointed elsewhere by a
+// GatewayDrain, and a home that is not valid is never sent to the pod: the
+// target fails, says why, and blocks the drain (items B6, B11).
+func TestAHomeThePodDoesNotDeclareIsNeverWritten(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	elsewhere := t.TempDir()
+	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) { d.Spec.HermesHome = elsewhere })
+	got := waitFor(t, gwd, "failed", targetState("gw-0", drainv1.TargetFailed))
+	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "cannot point elsewhere") {
+		t.Errorf("message %q", msg)
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, drainv1.ConditionDrained); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("Drained %v with an undrained target", c)
+	}
+	if err := k8s.Delete(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() (bool, string) {
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
+		return apierrors.IsNotFound(err), "deletion still blocked"
+	})
+	for _, dir := range []string{elsewhere, g.home} {
+		if _, err := os.Lstat(filepath.Join(dir, marker.Filename)); !os.IsNotExist(err) {
+			t.Errorf("a marker was written into %s: %v", dir, err)
+		}
+	}
+}
+
 func TestMissingContainerFailsWithAMessage(t *testing.T) {
 	ns := env.Namespace(t)
 	newGateway(t, ns, "gw-0")
@@ -115,11 +177,8 @@ func TestMissingContainerFailsWithAMessage(t *testing.T) {
 
 func TestHostileValuesLandByteExact(t *testing.T) {
 	ns := env.Namespace(t)
-	newGateway(t, ns, "gw-0")
 	home := t.TempDir() + "/home with spaces/'q\" $HOME `id` $(id)"
-	if err := os.MkdirAll(home, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	newGatewayAt(t, ns, "gw-0", home)
 	principal := `ops "quoted" 'single' $(touch /tmp/pwned) ` + "`id` ; rm -rf / #\\"
 	newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) {
 		d.Spec.HermesHome, d.Spec.Principal = home, principal

@@ -23,6 +23,12 @@ func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *
 	if why := instantiationOver(&t, pod); why != "" {
 		return r.stepRestarted(ctx, d, t, pod, why, now)
 	}
+	if t.Unreachable != "" {
+		if d.withdrawn != "" {
+			t.State, t.Message = drainv1.TargetReleased, "drain "+d.withdrawn+"; nothing was written ("+t.Unreachable+")"
+		}
+		return t, time.Time{}
+	}
 	if pod != nil && gatewaypod.ContainerStatus(pod, t.Container) == nil {
 		return r.failed(t, now, fmt.Sprintf("pod has no container %q", t.Container))
 	}
@@ -50,15 +56,13 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if err == nil {
 		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, nil))
 	}
-	if err == nil && obs.Outcome == transport.Foreign {
+	if err == nil && obs.Outcome == transport.Foreign && !d.ours(t, obs, now) {
 		found := marker.Parse(obs.Marker.Data)
-		if found.Honoured(obs.Epoch, now) {
-			t.State, t.Message = drainv1.TargetConflict, foreignMessage(found)
-			t, _, _ = r.read(t, obs, now)
-			return t, now.Add(r.PollInterval)
+		if !gatewayIgnores(found, obs) {
+			return r.conflict(t, obs, now)
 		}
-		// The gateway ignores this marker (an earlier instantiation's, or
-		// expired): it is dead weight, and ours must take its place.
+		// The gateway ignores this marker: it is dead weight from an earlier
+		// instantiation, and ours must take its place.
 		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, obs.Marker.Data))
 		if err == nil && obs.Outcome == transport.Replaced {
 			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
@@ -68,14 +72,40 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if err != nil {
 		return r.failed(t, now, "projecting the marker: "+err.Error())
 	}
-	if obs.Outcome == transport.Foreign { // a foreign marker appeared between our two calls
-		t.State, t.Message = drainv1.TargetConflict, foreignMessage(marker.Parse(obs.Marker.Data))
-		t, _, _ = r.read(t, obs, now)
-		return t, now.Add(r.PollInterval)
+	// Only the marker read back counts: one another writer put in place
+	// between the program's read and its write stands, and is not ours.
+	if !d.ours(t, obs, now) {
+		return r.conflict(t, obs, now)
 	}
 	written := metav1.NewTime(now)
 	t.MarkerWrittenAt = &written
 	return r.observed(t, obs, now)
+}
+
+// gatewayIgnores reports whether the gateway, as this very read shows it,
+// ignores a foreign marker, which may then be replaced by ours: its epoch is
+// definitely another instantiation's, or the gateway reports that it accepts
+// turns with the marker in place. Age alone never counts: an older gateway
+// honours a marker of any age, and the age would be judged on the operator's
+// clock. Another GatewayDrain's marker is replaced only on an epoch
+// mismatch: the gateway may not have noticed it yet (it looks once a
+// second), and that drain removes its own markers.
+func gatewayIgnores(found marker.Found, obs transport.Observation) bool {
+	if found.EpochMismatch(obs.Epoch) {
+		return true
+	}
+	if _, operators := found.Origin(); operators {
+		return false
+	}
+	st, problem := obs.GatewayStateNow()
+	return problem == nil && st.AcceptsTurns()
+}
+
+// conflict records that someone else's marker holds the target.
+func (r *Reconciler) conflict(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, time.Time) {
+	t.State, t.Message = drainv1.TargetConflict, foreignMessage(obs.Marker)
+	t, _, _ = r.read(t, obs, now)
+	return t, now.Add(r.PollInterval)
 }
 
 // stepRelease removes our marker from a target whose drain was withdrawn.
@@ -111,7 +141,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 		t.State, t.Failures, t.LastAttemptTime = drainv1.TargetRestarted, 0, nil
 		t.GatewayState, t.ActiveAgents = "", nil
 	}
-	if t.MarkerRemovedAt != nil {
+	if t.MarkerRemovedAt != nil || t.Unreachable != "" { // removed, or never written
 		return t, time.Time{}
 	}
 	if !gatewaypod.Running(pod, t.Container) {
@@ -162,8 +192,11 @@ func (r *Reconciler) observed(t drainv1.Target, obs transport.Observation, now t
 func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, marker.GatewayState, *transport.StateProblem) {
 	attempt := metav1.NewTime(now)
 	t.LastAttemptTime, t.Epoch = &attempt, obs.Epoch
+	if t.HermesHome == "" && marker.ValidateHome(obs.Home) == nil {
+		t.HermesHome = obs.Home // the container's own, read once
+	}
 	t.GatewayState, t.ActiveAgents = "", nil
-	st, problem := obs.GatewayStateAt(now)
+	st, problem := obs.GatewayStateNow()
 	if problem == nil {
 		agents := st.ActiveAgents
 		t.GatewayState, t.ActiveAgents = st.State, &agents
@@ -219,7 +252,11 @@ func (r *Reconciler) retryAt(t drainv1.Target) time.Time {
 	return t.LastAttemptTime.Add(min(backoff, r.RetryMax))
 }
 
-func foreignMessage(found marker.Found) string {
+func foreignMessage(f transport.File) string {
+	if f.State != transport.FilePresent {
+		return fmt.Sprintf("the marker is %s; not ours: left alone", f.State)
+	}
+	found := marker.Parse(f.Data)
 	if found.Corrupt() {
 		return "an unreadable marker is in place (the gateway treats it as a drain request); not ours: left alone"
 	}

@@ -158,7 +158,13 @@ type gateway struct {
 
 func newGateway(t *testing.T, ns, name string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, ns: ns, name: name, home: filepath.Join(t.TempDir(), name)}
+	return newGatewayAt(t, ns, name, filepath.Join(t.TempDir(), name))
+}
+
+// newGatewayAt is newGateway with its HERMES_HOME at home.
+func newGatewayAt(t *testing.T, ns, name, home string) *gateway {
+	t.Helper()
+	g := &gateway{t: t, ns: ns, name: name, home: home}
 	if err := os.MkdirAll(g.home, 0o755); err != nil {
 		t.Fatal(err)
 	}

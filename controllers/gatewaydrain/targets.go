@@ -26,8 +26,9 @@ func newTarget(gwd *drainv1.GatewayDrain, pod *corev1.Pod) drainv1.Target {
 	}
 	home, err := gatewaypod.Home(pod, t.Container, gwd.Spec.HermesHome)
 	t.HermesHome = home
-	if err != nil {
-		t.State, t.Message = drainv1.TargetFailed, err.Error()
+	if err != nil { // never sent to the pod
+		t.Unreachable = err.Error()
+		t.State, t.Message = drainv1.TargetFailed, err.Error()+"; the operator will not write to this gateway: it blocks the drain until it restarts"
 	}
 	return t
 }

@@ -42,14 +42,18 @@ type verdict struct {
 
 // serving maps what was read from a gateway to "does this gateway accept
 // turns": True for running or degraded, False for any other state upstream
-// writes, Unknown when the state cannot be read or is stale.
-func serving(obs transport.Observation, readErr error, now time.Time) verdict {
+// writes or when its writer is gone, Unknown when the state cannot be told.
+func serving(obs transport.Observation, readErr error) verdict {
 	if readErr != nil {
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonReadFailed, message: readErr.Error()}
 	}
-	st, problem := obs.GatewayStateAt(now)
+	st, problem := obs.GatewayStateNow()
 	if problem != nil {
-		return verdict{status: corev1.ConditionUnknown, reason: problem.Reason, message: problem.Message}
+		status := corev1.ConditionUnknown
+		if problem.Definite {
+			status = corev1.ConditionFalse
+		}
+		return verdict{status: status, reason: problem.Reason, message: problem.Message}
 	}
 	v := verdict{gatewayState: st.State}
 	if t, err := marker.ParseTime(st.UpdatedAt); err == nil {

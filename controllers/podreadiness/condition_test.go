@@ -2,7 +2,9 @@ package podreadiness
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,17 +41,33 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 		{"missing file", transport.Observation{GatewayState: transport.File{State: transport.FileAbsent}}, nil, corev1.ConditionUnknown, transport.ReasonNoState, "gateway_state.json not found (gateway not started?)"},
 		{"a directory", transport.Observation{GatewayState: transport.File{State: transport.FileDirectory}}, nil, corev1.ConditionUnknown, transport.ReasonStateUnreadable, "gateway_state.json is directory"},
 		{"corrupt file", transport.Observation{GatewayState: transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":`)}}, nil, corev1.ConditionUnknown, transport.ReasonStateUnreadable, "gateway_state.json is not valid: unexpected end of JSON input"},
-		{"stale file", transport.Observation{GatewayState: transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":"running","updated_at":"` + now.Add(-3*time.Minute).Format(marker.TimeLayout) + `"}`)}}, nil, corev1.ConditionUnknown, transport.ReasonStateStale, "gateway_state.json is stale (updated 3m0s ago): is the gateway alive?"},
+		{"an old updated_at says nothing (another host's clock)", transport.Observation{GatewayState: transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":"running","active_agents":0,"updated_at":"` + now.Add(-3*time.Hour).Format(marker.TimeLayout) + `"}`)}}, nil, corev1.ConditionTrue, "Running", "Running: 0 active agents"},
+		{"writer alive", withWriter(file("running", 1), 42, "9000", statLine(42, "9000")), nil, corev1.ConditionTrue, "Running", "Running: 1 active agents"},
+		{"writer gone", withWriter(file("running", 1), 42, "9000", ""), nil, corev1.ConditionFalse, transport.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone: it is what a dead gateway left`},
+		{"writer's PID reused", withWriter(file("running", 1), 42, "9000", statLine(42, "9100")), nil, corev1.ConditionFalse, transport.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone (PID 42 now belongs to a process started at 9100, not 9000): it is what a dead gateway left`},
 		{"read failed", transport.Observation{}, errors.New("exec: connection refused"), corev1.ConditionUnknown, ReasonReadFailed, "exec: connection refused"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			v := serving(tc.obs, tc.err, now)
+			v := serving(tc.obs, tc.err)
 			if v.status != tc.status || v.reason != tc.reason || v.message != tc.message {
 				t.Errorf("got %s/%s %q, want %s/%s %q", v.status, v.reason, v.message, tc.status, tc.reason, tc.message)
 			}
 		})
 	}
+}
+
+// withWriter names a writer in obs's state file, and what the container's
+// /proc showed of that PID.
+func withWriter(obs transport.Observation, pid int64, start, stat string) transport.Observation {
+	data := strings.TrimSuffix(string(obs.GatewayState.Data), "}")
+	obs.GatewayState.Data = []byte(fmt.Sprintf(`%s,"pid":%d,"start_time":%s}`, data, pid, start))
+	obs.GatewayProcess = transport.Process{PID: pid, Stat: stat}
+	return obs
+}
+
+func statLine(pid int64, start string) string {
+	return fmt.Sprintf("%d (python3) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %s 1000 100", pid, start)
 }
 
 func TestReadsGoWhereTheGateIsAboutToChange(t *testing.T) {

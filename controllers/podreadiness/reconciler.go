@@ -105,7 +105,7 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonInvalidHome, message: err.Error()}
 	}
 	obs, err := r.Transport.Read(ctx, transport.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}, home)
-	return serving(obs, err, now)
+	return serving(obs, err)
 }
 
 // write patches only our condition on the pod's status, with the pod's UID

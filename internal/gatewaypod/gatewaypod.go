@@ -27,27 +27,37 @@ func Container(pod *corev1.Pod, override string) string {
 	return ""
 }
 
-// Home is override, else the container's literal HERMES_HOME env value
-// (validated like spec.hermesHome, since no API server checked it), else
-// the upstream default /opt/data.
+// Home is where the gateway's HERMES_HOME is, as the pod declares it: the
+// container's literal HERMES_HOME env value (validated like
+// spec.hermesHome, since no API server checked it), else override, else ""
+// meaning the container's own HERMES_HOME environment (exec inherits the
+// image's ENV and the pod's env), else the upstream default /opt/data, as
+// the in-container program resolves it. A pod that declares its HERMES_HOME
+// cannot be pointed elsewhere: an override that differs is an error, so a
+// GatewayDrain cannot make the operator write into another directory.
 func Home(pod *corev1.Pod, container, override string) (string, error) {
-	if override != "" {
-		return override, nil
-	}
 	for _, c := range pod.Spec.Containers {
 		if c.Name != container {
 			continue
 		}
 		for _, env := range c.Env {
-			if env.Name == "HERMES_HOME" && env.ValueFrom == nil && env.Value != "" {
-				if err := marker.ValidateHome(env.Value); err != nil {
-					return env.Value, fmt.Errorf("the container's HERMES_HOME %q %v: set spec.hermesHome", env.Value, err)
-				}
-				return env.Value, nil
+			if env.Name != "HERMES_HOME" {
+				continue
 			}
+			switch {
+			case env.ValueFrom != nil && override != "":
+				return "", fmt.Errorf("the container sets HERMES_HOME from a reference: spec.hermesHome %q cannot point elsewhere", override)
+			case env.ValueFrom != nil || env.Value == "":
+				return "", nil
+			case marker.ValidateHome(env.Value) != nil:
+				return "", fmt.Errorf("the container's HERMES_HOME %q %v", env.Value, marker.ValidateHome(env.Value))
+			case override != "" && override != env.Value:
+				return "", fmt.Errorf("the container declares HERMES_HOME %q: spec.hermesHome %q cannot point elsewhere", env.Value, override)
+			}
+			return env.Value, nil
 		}
 	}
-	return drainv1.DefaultHermesHome, nil
+	return override, nil
 }
 
 // ContainerStatus is the named container's status, or nil.

@@ -1,6 +1,7 @@
 package gatewaypod
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -52,17 +53,29 @@ func TestResolution(t *testing.T) {
 	if c := Container(p, ""); c != "sidecar" {
 		t.Errorf("default is the first container, got %q", c)
 	}
-	for _, tc := range []struct{ container, override, want string }{
-		{"hermes", "", "/data/home"}, {"sidecar", "", "/opt/data"}, {"hermes", "/x/y", "/x/y"},
+	fromConfigMap := pod()
+	fromConfigMap.Spec.Containers[1].Env[1] = corev1.EnvVar{Name: "HERMES_HOME", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{Key: "home"}}}
+	invalid := pod()
+	invalid.Spec.Containers[1].Env[1].Value = "relative/home"
+	for _, tc := range []struct {
+		name                string
+		pod                 *corev1.Pod
+		container, override string
+		want, err           string
+	}{
+		{"a literal env value", pod(), "hermes", "", "/data/home", ""},
+		{"an override equal to the env value", pod(), "hermes", "/data/home", "/data/home", ""},
+		{"an override that points elsewhere", pod(), "hermes", "/x/y", "", `the container declares HERMES_HOME "/data/home": spec.hermesHome "/x/y" cannot point elsewhere`},
+		{"nothing declared: the container's own environment", pod(), "sidecar", "", "", ""},
+		{"nothing declared, an override", pod(), "sidecar", "/x/y", "/x/y", ""},
+		{"from a reference: the container's own environment", fromConfigMap, "hermes", "", "", ""},
+		{"from a reference, an override", fromConfigMap, "hermes", "/x/y", "", `the container sets HERMES_HOME from a reference: spec.hermesHome "/x/y" cannot point elsewhere`},
+		{"an invalid env value", invalid, "hermes", "", "", `the container's HERMES_HOME "relative/home" must be an absolute path`},
 	} {
-		if got, err := Home(pod(), tc.container, tc.override); err != nil || got != tc.want {
-			t.Errorf("Home(%s, %q) = %q, %v; want %q", tc.container, tc.override, got, err, tc.want)
+		got, err := Home(tc.pod, tc.container, tc.override)
+		if got != tc.want || fmt.Sprint(err) != map[bool]string{true: "<nil>", false: tc.err}[tc.err == ""] {
+			t.Errorf("%s: Home = %q, %v; want %q, %q", tc.name, got, err, tc.want, tc.err)
 		}
-	}
-	bad := pod()
-	bad.Spec.Containers[1].Env[1].Value = "relative/home"
-	if _, err := Home(bad, "hermes", ""); err == nil {
-		t.Errorf("a relative HERMES_HOME env value was accepted")
 	}
 }
 

@@ -160,13 +160,21 @@ func (f Found) Honoured(currentEpoch string, now time.Time) bool {
 	if f.Corrupt() {
 		return true
 	}
-	if e := f.fields["epoch"]; currentEpoch != "" && truthy(e) && e != currentEpoch {
+	if f.EpochMismatch(currentEpoch) {
 		return false
 	}
 	if t, ok := f.RequestedAt(); ok && now.Sub(t) > MaxAge {
 		return false
 	}
 	return true
+}
+
+// EpochMismatch reports whether the marker is definitely another
+// instantiation's: it carries an epoch, the current one is known, and they
+// differ. Every gateway version ignores such a marker.
+func (f Found) EpochMismatch(currentEpoch string) bool {
+	e := f.fields["epoch"]
+	return !f.Corrupt() && currentEpoch != "" && truthy(e) && e != currentEpoch
 }
 
 // RequestedAt is the marker's requested_at; ok is false when it is missing

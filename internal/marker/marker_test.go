@@ -114,23 +114,26 @@ func TestParseGatewayState(t *testing.T) {
 	cases := []struct {
 		name                  string
 		content               string
-		wantErr, stale        bool
+		wantErr               bool
+		startTime             string
 		accepts, drainedState bool
 	}{
-		{"running", `{"gateway_state":"running","active_agents":0,"updated_at":"` + fresh + `"}`, false, false, true, false},
-		{"degraded", `{"gateway_state":"degraded","active_agents":1}`, false, false, true, false},
-		{"draining with agents", `{"gateway_state":"draining","active_agents":3}`, false, false, false, false},
-		{"drained", `{"gateway_state":"draining","active_agents":0,"updated_at":"` + fresh + `"}`, false, false, false, true},
-		{"draining, agents missing", `{"gateway_state":"draining"}`, false, false, false, true},
-		{"starting", `{"gateway_state":"starting"}`, false, false, false, false},
-		{"stopped", `{"gateway_state":"stopped","exit_reason":"sigterm"}`, false, false, false, false},
-		{"startup_failed", `{"gateway_state":"startup_failed"}`, false, false, false, false},
-		{"stale", `{"gateway_state":"running","updated_at":"` + iso(now.Add(-3*time.Minute)) + `"}`, false, true, true, false},
-		{"corrupt", `{"gateway_state":`, true, false, false, false},
-		{"no state", `{"active_agents":0}`, true, false, false, false},
-		{"state not a string", `{"gateway_state":1}`, true, false, false, false},
-		{"negative agents", `{"gateway_state":"draining","active_agents":-1}`, true, false, false, false},
-		{"fractional agents", `{"gateway_state":"draining","active_agents":1.5}`, true, false, false, false},
+		{"running", `{"gateway_state":"running","active_agents":0,"updated_at":"` + fresh + `"}`, false, "", true, false},
+		{"degraded", `{"gateway_state":"degraded","active_agents":1}`, false, "", true, false},
+		{"draining with agents", `{"gateway_state":"draining","active_agents":3}`, false, "", false, false},
+		{"drained", `{"gateway_state":"draining","active_agents":0,"updated_at":"` + fresh + `"}`, false, "", false, true},
+		{"draining, agents missing", `{"gateway_state":"draining"}`, false, "", false, true},
+		{"starting", `{"gateway_state":"starting"}`, false, "", false, false},
+		{"stopped", `{"gateway_state":"stopped","exit_reason":"sigterm"}`, false, "", false, false},
+		{"startup_failed", `{"gateway_state":"startup_failed"}`, false, "", false, false},
+		{"writer's start time as a number", `{"gateway_state":"running","pid":7,"start_time":123456}`, false, "123456", true, false},
+		{"writer's start time as a string", `{"gateway_state":"running","pid":7,"start_time":"123456"}`, false, "123456", true, false},
+		{"writer's start time of another type", `{"gateway_state":"running","pid":7,"start_time":[1]}`, false, "", true, false},
+		{"corrupt", `{"gateway_state":`, true, "", false, false},
+		{"no state", `{"active_agents":0}`, true, "", false, false},
+		{"state not a string", `{"gateway_state":1}`, true, "", false, false},
+		{"negative agents", `{"gateway_state":"draining","active_agents":-1}`, true, "", false, false},
+		{"fractional agents", `{"gateway_state":"draining","active_agents":1.5}`, true, "", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -141,8 +144,8 @@ func TestParseGatewayState(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if st.Stale(now) != tc.stale || st.AcceptsTurns() != tc.accepts || st.DrainComplete() != tc.drainedState {
-				t.Errorf("%+v: stale %v accepts %v drained %v", st, st.Stale(now), st.AcceptsTurns(), st.DrainComplete())
+			if st.StartTime != tc.startTime || st.AcceptsTurns() != tc.accepts || st.DrainComplete() != tc.drainedState {
+				t.Errorf("%+v: start time %q accepts %v drained %v", st, st.StartTime, st.AcceptsTurns(), st.DrainComplete())
 			}
 		})
 	}

@@ -3,16 +3,11 @@ package marker
 import (
 	"encoding/json"
 	"fmt"
-	"time"
+	"strconv"
 )
 
-const (
-	// StateFilename is the gateway's runtime status file inside HERMES_HOME.
-	StateFilename = "gateway_state.json"
-	// StateStaleAfter is how old updated_at may be before the file no longer
-	// says anything about a live gateway (upstream refreshes it about every 60 s).
-	StateStaleAfter = 120 * time.Second
-)
+// StateFilename is the gateway's runtime status file inside HERMES_HOME.
+const StateFilename = "gateway_state.json"
 
 // Upstream's gateway_state values.
 const (
@@ -28,8 +23,11 @@ const (
 type GatewayState struct {
 	State        string `json:"gateway_state"`
 	ActiveAgents int32  `json:"active_agents"`
-	PID          int64  `json:"pid,omitempty"`
-	UpdatedAt    string `json:"updated_at,omitempty"`
+	// PID and StartTime name the process that wrote the file: its PID and
+	// field 22 of its /proc stat, in the gateway's own PID namespace.
+	PID       int64  `json:"pid,omitempty"`
+	StartTime string `json:"start_time,omitempty"`
+	UpdatedAt string `json:"updated_at,omitempty"`
 }
 
 // ParseGatewayState parses gateway_state.json. A file without a
@@ -39,6 +37,7 @@ func ParseGatewayState(raw []byte) (GatewayState, error) {
 		State        *string `json:"gateway_state"`
 		ActiveAgents *int32  `json:"active_agents"`
 		PID          int64   `json:"pid"`
+		StartTime    any     `json:"start_time"`
 		UpdatedAt    string  `json:"updated_at"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -51,27 +50,16 @@ func ParseGatewayState(raw []byte) (GatewayState, error) {
 		return GatewayState{}, fmt.Errorf("%s has negative active_agents %d", StateFilename, *s.ActiveAgents)
 	}
 	gs := GatewayState{State: *s.State, PID: s.PID, UpdatedAt: s.UpdatedAt}
+	switch start := s.StartTime.(type) { // clock ticks, as a number or a string
+	case float64:
+		gs.StartTime = strconv.FormatFloat(start, 'f', -1, 64)
+	case string:
+		gs.StartTime = start
+	}
 	if s.ActiveAgents != nil {
 		gs.ActiveAgents = *s.ActiveAgents
 	}
 	return gs, nil
-}
-
-// Age is how long ago the gateway last wrote the file; ok is false when
-// updated_at is missing or unparseable.
-func (s GatewayState) Age(now time.Time) (age time.Duration, ok bool) {
-	t, err := ParseTime(s.UpdatedAt)
-	if err != nil {
-		return 0, false
-	}
-	return now.Sub(t), true
-}
-
-// Stale reports whether the file is too old to describe a live gateway.
-// A file without a readable updated_at is taken as fresh (lenient, as upstream).
-func (s GatewayState) Stale(now time.Time) bool {
-	age, ok := s.Age(now)
-	return ok && age > StateStaleAfter
 }
 
 // AcceptsTurns reports whether the gateway takes new turns.

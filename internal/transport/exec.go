@@ -59,7 +59,9 @@ func (r *ExecRunner) Run(ctx context.Context, pod Pod, argv []string) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	stdout := &capped{max: maxOutput + 1}
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
+	stdout := &capped{max: maxOutput, overflow: abort}
 	var stderr bytes.Buffer
 	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: &stderr})
 	if err != nil {
@@ -69,21 +71,4 @@ func (r *ExecRunner) Run(ctx context.Context, pod Pod, argv []string) ([]byte, e
 		return stdout.Bytes(), fmt.Errorf("exec in %s: %w", pod, err)
 	}
 	return stdout.Bytes(), nil
-}
-
-// capped keeps at most max bytes and drops the rest, so a runaway command
-// cannot fill the operator's memory; the parser then reports the overflow.
-type capped struct {
-	bytes.Buffer
-	max int
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	if room := c.max - c.Len(); room < len(p) {
-		if room > 0 {
-			c.Buffer.Write(p[:room])
-		}
-		return len(p), nil
-	}
-	return c.Buffer.Write(p)
 }

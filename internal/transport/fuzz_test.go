@@ -19,7 +19,7 @@ func FuzzParseOutput(f *testing.F) {
 			t.Skip()
 		}
 		var out bytes.Buffer
-		out.WriteString("hermes-drain/1 " + nonce + "\nepoch a:1\nresult " + result + "\n")
+		out.WriteString("hermes-drain/2 " + nonce + "\nepoch a:1\nhome /h\nresult " + result + "\n")
 		out.WriteString("file marker present\n")
 		out.Write(markerData)
 		out.Write(fence)
@@ -28,6 +28,7 @@ func FuzzParseOutput(f *testing.F) {
 		out.Write(stateData)
 		out.Write(fence)
 		out.WriteString("ok\n")
+		out.WriteString("proc 7 7 (python3) S\n")
 		out.WriteString("end " + nonce + "\n")
 		got, err := parseOutput(out.Bytes(), nonce)
 		if err != nil {

@@ -2,41 +2,70 @@ package transport
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
-// Why gateway_state.json says nothing about the gateway.
+// Why gateway_state.json says nothing about a live gateway.
 const (
 	ReasonNoState         = "NoState"
 	ReasonStateUnreadable = "StateUnreadable"
-	ReasonStateStale      = "StateStale"
+	ReasonGatewayGone     = "GatewayGone"
 )
 
 // StateProblem says why the gateway's state cannot be told.
 type StateProblem struct {
 	Reason  string
 	Message string
+	// Definite is true when the problem itself proves that the gateway does
+	// not accept turns (its process is gone), false when it only means the
+	// state cannot be told.
+	Definite bool
 }
 
-// GatewayStateAt interprets gateway_state.json as read back: the gateway's
-// state, or why it cannot be told (absent, unreadable, corrupt, stale).
-func (o Observation) GatewayStateAt(now time.Time) (marker.GatewayState, *StateProblem) {
+// GatewayStateNow interprets gateway_state.json as read back: the gateway's
+// state, or why it says nothing about a live gateway (absent, unreadable,
+// corrupt, or left behind by a process that is gone).
+//
+// Liveness is judged in the gateway's container, never by comparing
+// updated_at with the operator's clock (clocks of two hosts may differ): the
+// file names its writer's PID and start time, and the process must still be
+// there with that start time. A file that names no PID cannot be proven
+// stale and is taken as written (lenient, as upstream is with markers).
+func (o Observation) GatewayStateNow() (marker.GatewayState, *StateProblem) {
 	switch o.GatewayState.State {
 	case FilePresent:
 	case FileAbsent:
-		return marker.GatewayState{}, &StateProblem{ReasonNoState, marker.StateFilename + " not found (gateway not started?)"}
+		return marker.GatewayState{}, &StateProblem{Reason: ReasonNoState, Message: marker.StateFilename + " not found (gateway not started?)"}
 	default:
-		return marker.GatewayState{}, &StateProblem{ReasonStateUnreadable, fmt.Sprintf("%s is %s", marker.StateFilename, o.GatewayState.State)}
+		return marker.GatewayState{}, &StateProblem{Reason: ReasonStateUnreadable, Message: fmt.Sprintf("%s is %s", marker.StateFilename, o.GatewayState.State)}
 	}
 	st, err := marker.ParseGatewayState(o.GatewayState.Data)
 	if err != nil {
-		return st, &StateProblem{ReasonStateUnreadable, err.Error()}
+		return st, &StateProblem{Reason: ReasonStateUnreadable, Message: err.Error()}
 	}
-	if st.Stale(now) {
-		age, _ := st.Age(now)
-		return st, &StateProblem{ReasonStateStale, fmt.Sprintf("%s is stale (updated %s ago): is the gateway alive?", marker.StateFilename, age.Round(time.Second))}
+	if gone := o.writerGone(st); gone != "" {
+		return st, &StateProblem{Reason: ReasonGatewayGone, Message: fmt.Sprintf("%s says %q but %s: it is what a dead gateway left", marker.StateFilename, st.State, gone), Definite: true}
 	}
 	return st, nil
+}
+
+// writerGone says why the process that wrote st is no longer running, or ""
+// when it runs or this cannot be told.
+func (o Observation) writerGone(st marker.GatewayState) string {
+	p := o.GatewayProcess
+	if st.PID <= 0 || p.PID != st.PID {
+		return "" // no PID, or not the one the program found: cannot tell
+	}
+	if p.Stat == "" {
+		return fmt.Sprintf("its process %d is gone", st.PID)
+	}
+	start, err := marker.ProcStatStartTime(p.Stat)
+	if err != nil {
+		return "" // a stat line that cannot be parsed proves nothing
+	}
+	if st.StartTime != "" && start != st.StartTime {
+		return fmt.Sprintf("its process %d is gone (PID %d now belongs to a process started at %s, not %s)", st.PID, st.PID, start, st.StartTime)
+	}
+	return ""
 }

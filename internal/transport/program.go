@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 //go:embed program.sh
 var program string
 
-// maxOutput bounds what a call may print: two small JSON files and a few lines.
+// maxOutput bounds what a call may print: two files of at most 64 KiB
+// (program.sh's maxFile) and a few lines. A runner aborts a call that
+// prints more.
 const maxOutput = 1 << 20
 
 // Program implements Transport by running program.sh through a Runner.
@@ -109,7 +112,7 @@ type parsed struct {
 func parseOutput(out []byte, nonce string) (parsed, error) {
 	var r parsed
 	if len(out) > maxOutput {
-		return r, fmt.Errorf("container printed %d bytes, more than the %d expected", len(out), maxOutput)
+		return r, fmt.Errorf("the container printed more than the %d bytes expected: the call was aborted", maxOutput)
 	}
 	rest := out
 	line := func() (string, bool) {
@@ -125,7 +128,7 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		return fmt.Errorf("unexpected output from the container (%s): %q", what, truncate(out, 200))
 	}
 
-	if l, ok := line(); !ok || l != "hermes-drain/1 "+nonce {
+	if l, ok := line(); !ok || l != "hermes-drain/2 "+nonce {
 		return r, unexpected("no header; is sh missing in the container?")
 	}
 	l, ok := line()
@@ -133,6 +136,12 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		r.Epoch = e
 	} else {
 		return r, unexpected("no epoch")
+	}
+	l, ok = line()
+	if h, found := strings.CutPrefix(l, "home "); ok && found {
+		r.Home = h
+	} else {
+		return r, unexpected("no home")
 	}
 	l, ok = line()
 	res, found := strings.CutPrefix(l, "result ")
@@ -169,10 +178,22 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 			default:
 				return r, unexpected("unterminated " + f.name + " file")
 			}
-		case FileAbsent, FileDirectory, FileUnreadable:
+		case FileAbsent, FileDirectory, FileIrregular, FileUnreadable:
 		default:
 			return r, unexpected("file state " + state)
 		}
+	}
+	l, ok = line()
+	proc, found := strings.CutPrefix(l, "proc ")
+	if !ok || !found {
+		return r, unexpected("no proc line")
+	}
+	if pid, stat, _ := strings.Cut(proc, " "); pid != "-" {
+		n, err := strconv.ParseInt(pid, 10, 64)
+		if err != nil {
+			return r, unexpected("proc line")
+		}
+		r.GatewayProcess = Process{PID: n, Stat: stat}
 	}
 	if l, ok := line(); !ok || l != "end "+nonce {
 		return r, unexpected("no end")

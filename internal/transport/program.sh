@@ -2,29 +2,47 @@
 # It is fixed at compile time; every value arrives as an argument, never as
 # text pasted into this script, and nothing is read from stdin. It reports
 # its outcome on stdout (the exit status does not survive every exec path)
-# and always exits 0.
+# and always exits 0. It runs under any POSIX sh (dash, busybox ash) and
+# needs head, sync, mv, ln and rm.
 #
 #   $1 op         project | clear | read
-#   $2 home       HERMES_HOME
+#   $2 home       HERMES_HOME; "" for the container's own $HERMES_HOME, else
+#                 /opt/data (exec inherits the image's and the pod's env)
 #   $3 proc       where /proc is ("/proc" except in tests)
-#   $4 nonce      fences the files it prints, so their content cannot forge a line
+#   $4 nonce      fences the files it prints, so their content cannot forge a
+#                 line, and names its private files (96 random bits)
 #   project:  $5 owner token  $6 foreign marker it may replace ("" for none)
 #             $7 marker text before the epoch  $8 marker text after it
 #   clear:    $5 owner token
 #
-# Output: "hermes-drain/1 NONCE", "epoch E", "result WORD [MESSAGE]", then
+# Output: "hermes-drain/2 NONCE", "epoch E", "home H", "result WORD
+# [MESSAGE]", then
 # for the marker and gateway_state.json "file NAME present|absent|directory|
-# unreadable", a present file's bytes followed by "\n--NONCE-- ok" (or
-# "unreadable" if reading it failed part way), and "end NONCE". Words:
-# written, refreshed, replaced, cleared, absent, foreign, read, error.
+# irregular|unreadable", a present file's first bytes (at most maxFile)
+# followed by "\n--NONCE-- ok" (or "unreadable" if reading failed part way),
+# then "proc PID STATLINE" for the process gateway_state.json names ("proc -"
+# when it names none), and "end NONCE". Words: written, refreshed, replaced,
+# cleared, absent, foreign, read, error.
+#
+# HERMES_HOME belongs to the gateway's user, not to us: anything in it may
+# have been planted to make us (root, usually) write or read elsewhere. So
+# nothing here follows a symbolic link or reads what is not a regular file,
+# and every file it creates has a name no one can predict, created with
+# O_EXCL.
 #
 # Every process it starts costs a fork and an exec in the gateway's
 # container (and most of a call's CPU), so it starts as few as it can.
 set -u
 umask 022
-op=$1 home=$2 proc=$3 nonce=$4
+op=$1 home=${2:-${HERMES_HOME:-/opt/data}} proc=$3 nonce=$4
 marker=$home/.drain_request.json
 state=$home/gateway_state.json
+new=$home/.drain_request.json.$nonce.new
+old=$home/.drain_request.json.$nonce.old
+# maxFile bounds what is read of a file: a marker or a state file is a few
+# hundred bytes, and a planted huge file must not fill memory in the gateway's
+# container (the operator also aborts a call that prints too much).
+maxFile=65536
 
 # epoch sets e to boot_id:pid1_starttime as the gateway computes it:
 # starttime is field 22 of /proc/1/stat, found after the LAST ')' because the
@@ -49,80 +67,156 @@ epoch() {
 	[ -n "$boot$start" ] && e=$boot:$start
 }
 
+# load reads file $1 into $text if it is a regular file, not a symbolic
+# link; otherwise it returns 1 with $kind saying what is there, and $what
+# saying it in words. The file is
+# opened, then checked again through the descriptor, so a name swapped for a
+# link between the checks and the open is caught: the descriptor is then not
+# the file the name names. (A FIFO swapped in at that instant can still block
+# the call until the operator's timeout; it cannot make us read or write.)
+load() {
+	text=
+	if [ -L "$1" ]; then kind=irregular
+	elif [ -d "$1" ]; then kind=directory
+	elif [ ! -e "$1" ]; then kind=absent
+	elif [ ! -f "$1" ]; then kind=irregular
+	elif ! { command exec 4<"$1"; } 2>/dev/null; then kind=unreadable
+	elif ! [ -f /dev/fd/4 ] || [ -L "$1" ] || ! [ /dev/fd/4 -ef "$1" ]; then
+		exec 4<&-
+		kind=irregular
+	else
+		kind=present
+		text=$(head -c $maxFile <&4) || kind=unreadable
+		exec 4<&-
+		[ $kind = present ] && return 0
+	fi
+	case $kind in
+	irregular) what="a symbolic link or not a regular file" ;;
+	directory) what="a directory" ;;
+	unreadable) what="unreadable: cannot read it" ;;
+	*) what=$kind
+	esac
+	return 1
+}
+
 report() {
+	if [ -e "$new" ] || [ -L "$new" ]; then rm -f -- "$new"; fi
 	printf 'result %s\n' "$*"
 	show marker "$marker"
 	show state "$state"
+	gateway_process "$text"
 	printf 'end %s\n' "$nonce"
 	exit 0
 }
 
+# show prints file $2 under the name $1, leaving its bytes in $text.
 show() {
-	if [ -d "$2" ]; then
-		printf 'file %s directory\n' "$1"
-	elif [ ! -e "$2" ]; then
-		printf 'file %s absent\n' "$1"
-	elif [ ! -r "$2" ]; then
-		printf 'file %s unreadable\n' "$1"
+	if load "$2"; then
+		printf 'file %s present\n%s\n--%s-- ok\n' "$1" "$text" "$nonce"
+	elif [ "$kind" = unreadable ]; then
+		printf 'file %s present\n\n--%s-- unreadable\n' "$1" "$nonce"
 	else
-		printf 'file %s present\n' "$1"
-		if cat -- "$2" 2>/dev/null; then read=ok; else read=unreadable; fi
-		printf '\n--%s-- %s\n' "$nonce" "$read"
+		printf 'file %s %s\n' "$1" "$kind"
 	fi
 }
 
-# write_marker replaces the marker atomically: a temp file in the same
-# directory, then a rename, so the gateway never reads half a marker.
-write_marker() {
-	tmp=$home/.drain_request.json.tmp.$$
-	if printf '%s%s%s' "$1" "$e" "$2" > "$tmp" 2>/dev/null && mv -f -- "$tmp" "$marker" 2>/dev/null; then
-		return 0
+# gateway_process prints the /proc stat line of the process that the state
+# file $1 names as its writer, so the operator can tell a live gateway from a
+# file a dead one left behind (start_time, field 22, catches a reused PID).
+# The operator checks the PID against its own parse of the file.
+gateway_process() {
+	pid=${1#*\"pid\":}
+	if [ "$pid" = "$1" ]; then
+		printf 'proc -\n'
+		return
 	fi
-	rm -f -- "$tmp" 2>/dev/null
-	return 1
+	pid=${pid#"${pid%%[!	 ]*}"}
+	pid=${pid%%[!0-9]*}
+	line=
+	[ -n "$pid" ] && { read -r line < "$proc/$pid/stat"; } 2>/dev/null
+	printf 'proc %s %s\n' "${pid:--}" "$line"
 }
 
-printf 'hermes-drain/1 %s\n' "$nonce"
+# write_new writes the marker for epoch $e to $new, a name no one can have
+# planted, created with O_EXCL (noclobber), and flushes it to disk before it
+# is linked or renamed into place: after a crash the marker is whole or
+# absent, never empty.
+write_new() {
+	if [ -e "$new" ] || [ -L "$new" ]; then return 1; fi
+	set -C
+	{ command exec 3>"$new"; } 2>/dev/null || { set +C; return 1; }
+	set +C
+	# noclobber opens an existing file that is not regular (a FIFO or device
+	# planted at this instant) instead of failing: write only into the
+	# regular file just created.
+	if ! [ -f /dev/fd/3 ] || [ -L "$new" ] || ! [ /dev/fd/3 -ef "$new" ]; then
+		exec 3>&-
+		return 1
+	fi
+	printf '%s%s%s' "$1" "$e" "$2" >&3 || { exec 3>&-; return 1; }
+	exec 3>&-
+	sync -- "$new" 2>/dev/null
+}
+
+printf 'hermes-drain/2 %s\n' "$nonce"
 epoch
-printf 'epoch %s\n' "$e"
+printf 'epoch %s\nhome %s\n' "$e" "$home"
+text=
 
-[ -d "$home" ] || report error "HERMES_HOME $home is not a directory"
-[ -d "$marker" ] && report error "$marker is a directory"
-
-# Writing or removing goes through no symbolic link: whatever it points to
-# is not ours to replace.
-case $op in project|clear)
-	[ -L "$marker" ] && report error "$marker is a symbolic link: refusing to replace or remove it"
-esac
+case $home in /?*) ;; *) report error "HERMES_HOME $home is not an absolute path" ;; esac
+[ -d "$home" ] && ! [ -L "$home" ] || report error "HERMES_HOME $home is not a directory"
 
 case $op in
 project)
 	token=$5 replaceable=$6
 	case $e in *[!0-9A-Za-z:-]*) report error "epoch $e has unexpected characters" ;; esac
-	word=written
-	if [ -e "$marker" ] || [ -L "$marker" ]; then
-		current=$(cat -- "$marker" 2>/dev/null) || report error "cannot read $marker"
-		case $current in
+	if load "$marker"; then
+		case $text in
 		*"$token"*) word=refreshed ;;
 		*)
-			if [ -n "$replaceable" ] && [ "$current" = "$replaceable" ]; then
-				word=replaced
-			else
-				report foreign
-			fi
+			[ -n "$replaceable" ] && [ "$text" = "$replaceable" ] || report foreign
+			word=replaced
 		esac
+	elif [ "$kind" != absent ]; then
+		report error "$marker is $what: refusing to replace it"
+	else
+		word=written
 	fi
-	write_marker "$7" "$8" || report error "cannot write $marker (read-only or full?)"
-	report "$word"
+	write_new "$7" "$8" || report error "cannot write $marker: cannot create a file in $home (read-only or full?)"
+	if [ $word = written ]; then
+		# Created, never replaced: the link fails if a marker appeared
+		# since it was read, which is then left alone.
+		if ! ln -T -- "$new" "$marker" 2>/dev/null; then
+			[ -e "$marker" ] || [ -L "$marker" ] && report foreign
+			report error "cannot create $marker"
+		fi
+	else
+		# Replaced whole by a rename. A marker written between the read
+		# and the rename would be lost: the read-back shows whose marker
+		# stands, and the operator counts a target only when it is ours.
+		mv -f -T -- "$new" "$marker" 2>/dev/null || report error "cannot replace $marker"
+	fi
+	report $word
 	;;
 clear)
 	token=$5
-	[ -e "$marker" ] || [ -L "$marker" ] || report absent
-	current=$(cat -- "$marker" 2>/dev/null) || report error "cannot read $marker"
-	case $current in
-	*"$token"*) rm -f -- "$marker" 2>/dev/null || report error "cannot remove $marker"
-		report cleared ;;
-	esac
+	if ! load "$marker"; then
+		[ "$kind" = absent ] && report absent
+		report error "$marker is $what: refusing to remove it"
+	fi
+	case $text in *"$token"*) ;; *) report foreign ;; esac
+	# Taken away under a private name and checked again before it is
+	# removed: a marker someone wrote since the read is put back, not
+	# destroyed (unless a newer one took its place meanwhile).
+	mv -f -T -- "$marker" "$old" 2>/dev/null || report error "cannot remove $marker"
+	if load "$old"; then
+		case $text in *"$token"*)
+			rm -f -- "$old" 2>/dev/null || report error "cannot remove $old"
+			report cleared
+		esac
+	fi
+	ln -T -- "$old" "$marker" 2>/dev/null
+	rm -f -- "$old" 2>/dev/null
 	report foreign
 	;;
 read)

@@ -114,7 +114,7 @@ func TestProgramProjectClearLifecycle(t *testing.T) {
 	if obs, err = p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Absent {
 		t.Fatalf("second clear: %v %v", obs.Outcome, err)
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(home, ".drain_request.json.tmp*"))
+	leftovers, _ := filepath.Glob(filepath.Join(home, ".drain_request.json.?*"))
 	if len(leftovers) != 0 {
 		t.Errorf("temp files left behind: %v", leftovers)
 	}
@@ -202,7 +202,7 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 		if _, err := p.Clear(ctx, Pod{}, tc.home, "uid-1"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: clear error %v, want it to say %q", name, err, tc.want)
 		}
-		if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.tmp*")); len(left) != 0 {
+		if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.?*")); len(left) != 0 {
 			t.Errorf("%s: partial files left: %v", name, left)
 		}
 	}
@@ -215,7 +215,7 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 }
 
 func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
-	good := "hermes-drain/1 N\nepoch a:1\nresult read\nfile marker present\n{}\n--N-- ok\nfile state absent\nend N\n"
+	good := "hermes-drain/2 N\nepoch a:1\nhome /h\nresult read\nfile marker present\n{}\n--N-- ok\nfile state absent\nproc -\nend N\n"
 	if r, err := parseOutput([]byte(good), "N"); err != nil || r.Marker.State != FilePresent || string(r.Marker.Data) != "{}" {
 		t.Fatalf("good report: %+v %v", r, err)
 	}
@@ -356,9 +356,33 @@ func TestProgramReportsUnreadableReadOnlyAndFullHomes(t *testing.T) {
 			case obs.Marker.State != tc.wantState:
 				t.Errorf("marker read back as %q, want %q", obs.Marker.State, tc.wantState)
 			}
-			if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.tmp*")); len(left) != 0 {
+			if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.?*")); len(left) != 0 {
 				t.Errorf("partial files left: %v", left)
 			}
 		})
+	}
+}
+
+// With no home named, the program acts on the container's own HERMES_HOME
+// environment (exec inherits the image's ENV), else on /opt/data, and says
+// which (item B6).
+func TestAnEmptyHomeIsTheContainersOwn(t *testing.T) {
+	p := NewProgram(LocalRunner{}, fakeProc(t, bootID, statLine("init", "42")))
+	home := t.TempDir()
+	t.Setenv("HERMES_HOME", home)
+	obs, err := p.Project(context.Background(), Pod{}, "", request("uid-1", "me"))
+	if err != nil || obs.Outcome != Written || obs.Home != home {
+		t.Fatalf("project into the environment's home: %v %v %q", obs.Outcome, err, obs.Home)
+	}
+	if _, err := os.Stat(filepath.Join(home, marker.Filename)); err != nil {
+		t.Errorf("no marker in the environment's home: %v", err)
+	}
+	t.Setenv("HERMES_HOME", "")
+	if obs, _ := p.Read(context.Background(), Pod{}, ""); obs.Home != "/opt/data" {
+		t.Errorf("without the environment, home %q, want /opt/data", obs.Home)
+	}
+	t.Setenv("HERMES_HOME", "relative")
+	if _, err := p.Read(context.Background(), Pod{}, ""); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("a relative environment home: %v", err)
 	}
 }

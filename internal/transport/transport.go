@@ -44,9 +44,13 @@ const (
 type FileState string
 
 const (
-	FilePresent    FileState = "present"
-	FileAbsent     FileState = "absent"
-	FileDirectory  FileState = "directory"
+	FilePresent   FileState = "present"
+	FileAbsent    FileState = "absent"
+	FileDirectory FileState = "directory"
+	// FileIrregular: a symbolic link, FIFO, device or socket. Never read:
+	// HERMES_HOME belongs to the gateway's user, who may plant one to make
+	// the operator read or block on something else.
+	FileIrregular  FileState = "irregular"
 	FileUnreadable FileState = "unreadable"
 )
 
@@ -61,9 +65,23 @@ type Observation struct {
 	Outcome Outcome
 	// Epoch is the container's native epoch, computed in the container.
 	Epoch string
+	// Home is the HERMES_HOME the call acted on: the one asked for, or the
+	// one the container's environment names when none was.
+	Home string
 	// Marker is .drain_request.json, GatewayState gateway_state.json.
 	Marker       File
 	GatewayState File
+	// GatewayProcess is the process gateway_state.json names as its writer,
+	// as /proc showed it in the container.
+	GatewayProcess Process
+}
+
+// Process is one process as its /proc/PID/stat line showed it.
+type Process struct {
+	// PID is the PID gateway_state.json names, 0 when it names none.
+	PID int64
+	// Stat is the process's /proc/PID/stat line, "" when there is no such process.
+	Stat string
 }
 
 // ProjectRequest is a marker to put in place.
@@ -75,7 +93,8 @@ type ProjectRequest struct {
 	Replaceable []byte
 }
 
-// Transport is how the reconcilers reach a gateway's HERMES_HOME.
+// Transport is how the reconcilers reach a gateway's HERMES_HOME. A home of
+// "" is the container's own HERMES_HOME environment, else /opt/data.
 type Transport interface {
 	// Project writes the marker unless a foreign one is there, and reads back.
 	Project(ctx context.Context, pod Pod, home string, req ProjectRequest) (Observation, error)

@@ -43,11 +43,13 @@ type Options struct {
 
 // Sim is a simulator of many gateways.
 type Sim struct {
-	opts     Options
-	epoch    string
-	started  time.Time
-	mu       sync.Mutex
-	gateways map[string]*gateway
+	opts  Options
+	epoch string
+	// startTime is this process's field 22 of /proc/self/stat: simulated
+	// gateways name this process as their writer, as upstream does its own.
+	startTime string
+	mu        sync.Mutex
+	gateways  map[string]*gateway
 }
 
 type gateway struct {
@@ -61,7 +63,9 @@ func New(opts Options) *Sim {
 	if epoch == "" {
 		epoch = HostEpoch()
 	}
-	return &Sim{opts: opts, epoch: epoch, started: time.Now(), gateways: map[string]*gateway{}}
+	self, _ := os.ReadFile("/proc/self/stat")
+	start, _ := marker.ProcStatStartTime(string(self))
+	return &Sim{opts: opts, epoch: epoch, startTime: start, gateways: map[string]*gateway{}}
 }
 
 // HostEpoch is this host's epoch, by upstream's recipe.
@@ -131,7 +135,7 @@ func (s *Sim) tick(home string, g *gateway, now time.Time) error {
 		"gateway_state":     g.state,
 		"active_agents":     len(g.turns),
 		"pid":               os.Getpid(),
-		"start_time":        s.started.Unix(),
+		"start_time":        json.Number(s.startTime),
 		"updated_at":        now.UTC().Format(marker.TimeLayout),
 		"exit_reason":       nil,
 		"restart_requested": false,

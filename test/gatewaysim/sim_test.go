@@ -52,7 +52,7 @@ func TestDrainLetsInFlightTurnsFinishAndRefusesNewOnes(t *testing.T) {
 	if st := tick(t, s, home, t0.Add(time.Second)); st.State != marker.StateDraining || st.ActiveAgents != 2 {
 		t.Fatalf("draining should refuse the 5 new turns and keep 2: %+v", st)
 	}
-	if st := tick(t, s, home, t0.Add(11*time.Second)); !st.DrainComplete() || st.Stale(t0.Add(11*time.Second)) {
+	if st := tick(t, s, home, t0.Add(11*time.Second)); !st.DrainComplete() || st.PID != int64(os.Getpid()) || st.StartTime == "" {
 		t.Fatalf("turns should have finished: %+v", st)
 	}
 	if err := os.Remove(filepath.Join(home, marker.Filename)); err != nil {

@@ -1,0 +1,395 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// HERMES_HOME belongs to the gateway's user (uid 10000 upstream), while exec
+// runs the program as root: everything in it may have been planted. These
+// tests plant what such a user can, under every shell the program must run
+// on.
+
+// shells are the shells the program must run under: the host's sh (dash on
+// Debian) and busybox ash (busybox-based images; `make test` installs it).
+func shells(t *testing.T) map[string]LocalRunner {
+	t.Helper()
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Fatalf("busybox is needed to test the program under ash (Debian package busybox-static; make test installs it): %v", err)
+	}
+	return map[string]LocalRunner{"dash": {Shell: []string{"dash"}}, "busybox ash": {Shell: []string{"busybox", "sh"}}}
+}
+
+// planting runs the program after planting a symbolic link to target at
+// every name of HERMES_HOME it could write through: the names derived from
+// its nonce, and the old program's $$ (the planting shell execs the program,
+// which keeps its PID).
+type planting struct {
+	LocalRunner
+	target string
+}
+
+func (p planting) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+	home, nonce := argv[5], argv[7]
+	plant := `for n in tmp.$$ "$2.new" "$2.old"; do ln -s "$3" "$1/.drain_request.json.$n"; done; shift 3; exec "$@"`
+	return p.LocalRunner.Run(ctx, pod, append([]string{"sh", "-c", plant, "plant", home, nonce, p.target}, argv...))
+}
+
+// A link planted where the program creates its files is never written
+// through, nor renamed over the marker (item A1).
+func TestPlantedLinksAreNeverWrittenThrough(t *testing.T) {
+	for name, sh := range shells(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			proc := fakeProc(t, bootID, statLine("init", "42"))
+			precious := filepath.Join(t.TempDir(), "precious")
+			if err := os.WriteFile(precious, []byte("root's secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			home := t.TempDir()
+			_, err := NewProgram(planting{sh, precious}, proc).Project(ctx, Pod{}, home, request("uid-1", "me"))
+			if err == nil || !strings.Contains(err.Error(), "cannot write") {
+				t.Errorf("project through planted links: %v, want a clear error", err)
+			}
+			if b, _ := os.ReadFile(precious); string(b) != "root's secret" {
+				t.Errorf("the file a planted link points to was overwritten: %q", b)
+			}
+			if _, err := os.Lstat(filepath.Join(home, marker.Filename)); !os.IsNotExist(err) {
+				t.Errorf("a marker appeared (%v): it can only be a planted link", err)
+			}
+			// With nothing planted the same home works at once.
+			if obs, err := NewProgram(sh, proc).Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+				t.Errorf("project afterwards: %v %v", obs.Outcome, err)
+			}
+		})
+	}
+}
+
+// Only regular files that are not links are read: a FIFO does not block the
+// call, /dev/zero does not stream, a link to a root-only file is not copied
+// into the report, and a huge file is read only in part (item A2).
+func TestOnlyRegularFilesAreRead(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(secret, []byte("root:s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plant := map[string]func(path string) error{
+		"a FIFO":                     func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"a link to /dev/zero":        func(p string) error { return os.Symlink("/dev/zero", p) },
+		"a link to a root-only file": func(p string) error { return os.Symlink(secret, p) },
+		"a link to a FIFO": func(p string) error {
+			fifo := p + ".fifo"
+			if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+				return err
+			}
+			return os.Symlink(fifo, p)
+		},
+	}
+	for shell, sh := range shells(t) {
+		p := NewProgram(sh, fakeProc(t, bootID, statLine("init", "42")))
+		for what, mk := range plant {
+			for _, file := range []string{marker.Filename, marker.StateFilename} {
+				t.Run(shell+"/"+file+" is "+what, func(t *testing.T) {
+					home := t.TempDir()
+					if err := mk(filepath.Join(home, file)); err != nil {
+						t.Fatal(err)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					obs, err := p.Read(ctx, Pod{}, home)
+					if err != nil {
+						t.Fatalf("read: %v", err)
+					}
+					got := obs.Marker
+					if file == marker.StateFilename {
+						got = obs.GatewayState
+					}
+					if got.State != FileIrregular || got.Data != nil {
+						t.Errorf("read back as %s %q, want irregular and unread", got.State, got.Data)
+					}
+					for op, call := range map[string]func() (Observation, error){
+						"project": func() (Observation, error) { return p.Project(ctx, Pod{}, home, request("uid-1", "me")) },
+						"clear":   func() (Observation, error) { return p.Clear(ctx, Pod{}, home, "uid-1") },
+					} {
+						_, err := call()
+						if file == marker.Filename && (err == nil || !strings.Contains(err.Error(), "not a regular file")) {
+							t.Errorf("%s: %v, want a refusal naming the marker", op, err)
+						}
+						if file == marker.StateFilename && err != nil {
+							t.Errorf("%s: %v", op, err)
+						}
+					}
+				})
+			}
+		}
+		t.Run(shell+"/a huge marker is read in part", func(t *testing.T) {
+			home := t.TempDir()
+			huge := strings.Repeat("x", 8<<20)
+			if err := os.WriteFile(filepath.Join(home, marker.Filename), []byte(huge), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			obs, err := p.Read(context.Background(), Pod{}, home)
+			if err != nil || obs.Marker.State != FilePresent || len(obs.Marker.Data) != 64<<10 {
+				t.Errorf("read: %v %s %d bytes, want the first 64 KiB", err, obs.Marker.State, len(obs.Marker.Data))
+			}
+			if obs, err := p.Project(context.Background(), Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Foreign {
+				t.Errorf("project over a huge foreign marker: %v %v, want it left alone", obs.Outcome, err)
+			}
+		})
+	}
+}
+
+// A call that prints more than a report can hold is stopped at once, not
+// read to the end or to its timeout (item A2).
+func TestRunawayOutputIsAbortedAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := LocalRunner{}.Run(ctx, Pod{}, []string{"yes", strings.Repeat("y", 100)})
+	if err == nil || len(out) > maxOutput+1 {
+		t.Fatalf("runaway output: %d bytes, %v", len(out), err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("aborted only after %s", took)
+	}
+	if _, err := parseOutput(out, "N"); err == nil || !strings.Contains(err.Error(), "aborted") {
+		t.Errorf("parser on a capped output: %v", err)
+	}
+}
+
+// interposing runs the program (under dash, whose PATH lookups it can
+// intercept) with shims of ln, mv, rm and sync that log each call and, on
+// the first call of a command in `plantOn`, first write a foreign marker:
+// another writer acting between the program's read and its write.
+type interposing struct {
+	dir     string
+	plantOn string
+	foreign string
+}
+
+func newInterposing(t *testing.T, plantOn, foreign string) interposing {
+	dir := t.TempDir()
+	for _, cmd := range []string{"ln", "mv", "rm", "sync"} {
+		real, err := exec.LookPath(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shim := fmt.Sprintf(`#!/bin/sh
+echo "%[1]s $*" >> "$SHIM_LOG"
+case " $PLANT_ON " in *" %[1]s "*)
+	if [ ! -e "$SHIM_LOG.planted" ]; then
+		: > "$SHIM_LOG.planted"
+		printf '%%s' "$PLANT_TEXT" > "$PLANT_HOME/planting" && %[2]s -f "$PLANT_HOME/planting" "$PLANT_HOME/.drain_request.json"
+	fi
+esac
+exec %[3]s "$@"
+`, cmd, mustLookPath(t, "mv"), real)
+		if err := os.WriteFile(filepath.Join(dir, cmd), []byte(shim), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return interposing{dir: dir, plantOn: plantOn, foreign: foreign}
+}
+
+func mustLookPath(t *testing.T, cmd string) string {
+	p, err := exec.LookPath(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (s interposing) log() string { return filepath.Join(s.dir, "log") }
+
+func (s interposing) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+	env := []string{"env", "PATH=" + s.dir + ":" + os.Getenv("PATH"), "SHIM_LOG=" + s.log(), "PLANT_ON=" + s.plantOn, "PLANT_TEXT=" + s.foreign, "PLANT_HOME=" + argv[5], "dash"}
+	return LocalRunner{}.Run(ctx, pod, append(env, argv[1:]...))
+}
+
+const dashboardMarker = `{"action": "drain", "requested_at": "2026-11-23T08:00:00.000000+00:00", "principal": "dashboard", "epoch": ""}`
+
+// A marker another writer puts in place between the program's read and its
+// write is never destroyed: creating fails if one appeared, and a clear
+// puts back what it took if it was not ours (item A3).
+func TestAMarkerWrittenMeanwhileIsNeverDestroyed(t *testing.T) {
+	ctx := context.Background()
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	t.Run("project into an empty home", func(t *testing.T) {
+		home := t.TempDir()
+		shims := newInterposing(t, "ln mv", dashboardMarker)
+		obs, err := NewProgram(shims, proc).Project(ctx, Pod{}, home, request("uid-1", "me"))
+		if err != nil || obs.Outcome != Foreign {
+			t.Errorf("project: %v %v, want foreign", obs.Outcome, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(home, marker.Filename)); string(b) != dashboardMarker {
+			t.Errorf("the dashboard's marker was replaced by %q", b)
+		}
+	})
+	t.Run("clear of our marker", func(t *testing.T) {
+		home := t.TempDir()
+		if obs, err := NewProgram(LocalRunner{}, proc).Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+			t.Fatalf("setup: %v %v", obs.Outcome, err)
+		}
+		shims := newInterposing(t, "mv rm", dashboardMarker)
+		obs, err := NewProgram(shims, proc).Clear(ctx, Pod{}, home, "uid-1")
+		if err != nil || obs.Outcome != Foreign {
+			t.Errorf("clear: %v %v, want foreign", obs.Outcome, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(home, marker.Filename)); string(b) != dashboardMarker {
+			t.Errorf("the dashboard's marker was removed (now %q)", b)
+		}
+		if left, _ := filepath.Glob(filepath.Join(home, ".drain_request.json.?*")); len(left) != 0 {
+			t.Errorf("files left behind: %v", left)
+		}
+	})
+}
+
+// The new marker is flushed to disk before it is linked or renamed into
+// place, so a crash leaves it whole or absent, never empty (item A4).
+func TestTheMarkerIsFlushedBeforeItIsPutInPlace(t *testing.T) {
+	ctx := context.Background()
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	home := t.TempDir()
+	shims := newInterposing(t, "", "")
+	p := NewProgram(shims, proc)
+	for _, want := range []Outcome{Written, Refreshed} {
+		if obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != want {
+			t.Fatalf("project: %v %v, want %s", obs.Outcome, err, want)
+		}
+	}
+	log, _ := os.ReadFile(shims.log())
+	var synced []string
+	placed := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		cmd, args, _ := strings.Cut(l, " ")
+		file := strings.Fields(args)
+		switch cmd {
+		case "sync":
+			synced = append(synced, file[len(file)-1])
+		case "ln", "mv":
+			placed++
+			src := file[len(file)-2]
+			if len(synced) == 0 || synced[len(synced)-1] != src {
+				t.Errorf("%s placed %s without flushing it first (log:\n%s)", cmd, src, log)
+			}
+		}
+	}
+	if placed != 2 {
+		t.Errorf("%d files placed, want 2 (log:\n%s)", placed, log)
+	}
+}
+
+// In the upstream image exec runs as root and HERMES_HOME belongs to uid
+// 10000: the marker root writes is readable by the gateway, and the gateway's
+// user (the dashboard's cancel) can still remove or replace it (item A5).
+func TestTheGatewaysUserKeepsControlOfItsHome(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to act as root and as uid 10000")
+	}
+	const hermes = 10000
+	for name, sh := range shells(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			p := NewProgram(sh, fakeProc(t, bootID, statLine("init", "42")))
+			home := filepath.Join(t.TempDir(), "data")
+			if err := os.Mkdir(home, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for d := home; d != "/"; d = filepath.Dir(d) { // uid 10000 must reach it
+				if err := os.Chmod(d, 0o755); err != nil && d == home {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chown(home, hermes, hermes); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(home, marker.Filename)
+			asHermes := func(script string) {
+				t.Helper()
+				cmd := exec.Command("sh", "-c", script, "sh", path)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: hermes, Gid: hermes}}
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("as uid %d: %s: %v: %s", hermes, script, err, out)
+				}
+			}
+
+			if obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+				t.Fatalf("project: %v %v", obs.Outcome, err)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Fatalf("marker %v %v, want mode 0644", fi, err)
+			}
+			asHermes(`cat "$1" > /dev/null`) // the gateway reads it
+			asHermes(`rm "$1"`)              // the dashboard cancels
+			if obs, err := p.Read(ctx, Pod{}, home); err != nil || obs.Marker.State != FileAbsent {
+				t.Fatalf("after the dashboard's cancel: %v %v", obs.Marker.State, err)
+			}
+			if obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+				t.Fatalf("project again: %v %v", obs.Outcome, err)
+			}
+			// The dashboard replaces it atomically with its own.
+			asHermes(`printf '%s' '` + dashboardMarker + `' > "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"`)
+			if obs, err := p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Foreign {
+				t.Fatalf("clear after the dashboard's write: %v %v", obs.Outcome, err)
+			}
+			if b, _ := os.ReadFile(path); string(b) != dashboardMarker {
+				t.Errorf("the dashboard's marker became %q", b)
+			}
+		})
+	}
+}
+
+// The report names the state file's writer as the container's /proc shows
+// it, so that a file a dead gateway left is told from a live one (item 9).
+func TestTheStateFilesWriterIsLookedUp(t *testing.T) {
+	self, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	start, err := marker.ProcStatStartTime(string(self))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for shell, sh := range shells(t) {
+		p := NewProgram(sh, "/proc")
+		for name, tc := range map[string]struct {
+			pid   int
+			start string
+			gone  bool
+		}{
+			"alive":      {os.Getpid(), start, false},
+			"exited":     {dead.Process.Pid, "1", true},
+			"PID reused": {os.Getpid(), start + "1", true},
+		} {
+			t.Run(shell+"/"+name, func(t *testing.T) {
+				home := t.TempDir()
+				state := fmt.Sprintf(`{"gateway_state": "draining", "active_agents": 0, "pid": %d, "start_time": %s}`, tc.pid, tc.start)
+				if err := os.WriteFile(filepath.Join(home, marker.StateFilename), []byte(state), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				obs, err := p.Read(context.Background(), Pod{}, home)
+				if err != nil || obs.GatewayProcess.PID != int64(tc.pid) {
+					t.Fatalf("read: %+v %v", obs.GatewayProcess, err)
+				}
+				_, problem := obs.GatewayStateNow()
+				if gone := problem != nil && problem.Reason == ReasonGatewayGone; gone != tc.gone {
+					t.Errorf("pid %s start %s: problem %+v, want gone %v", strconv.Itoa(tc.pid), tc.start, problem, tc.gone)
+				}
+			})
+		}
+	}
+}
