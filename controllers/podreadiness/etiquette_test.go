@@ -2,6 +2,7 @@ package podreadiness_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -208,5 +209,59 @@ func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
 	}
 	if !(second.RequeueAfter > first.RequeueAfter) {
 		t.Errorf("no backoff: %s then %s", first.RequeueAfter, second.RequeueAfter)
+	}
+}
+
+type failingRunner struct{}
+
+func (failingRunner) Run(context.Context, transport.Pod, []string) ([]byte, error) {
+	return nil, errors.New("injected: the API server is restarting")
+}
+
+// The operator's own trouble does not take gateways out of their Services:
+// a gate keeps its last definite status through failed reads for
+// KeepLastFor, then says Unknown; a read that says the gateway stopped
+// serving turns it False at once (item C12).
+func TestFailedReadsKeepTheLastDefiniteStatusForAWhile(t *testing.T) {
+	ns := env.Namespace(t)
+	r, _ := newReconciler()
+	now := time.Now()
+	r.Now = func() time.Time { return now }
+	pod, home := gatedPod(t, ns, "gw", true)
+	reconcile(t, r, pod)
+	serving := fetch(t, pod)
+	if c := gatewaypod.GateCondition(serving); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v", c)
+	}
+
+	reads := r.Transport
+	r.Transport = transport.NewProgram(failingRunner{}, "/proc")
+	for _, after := range []time.Duration{0, time.Minute, r.KeepLastFor - time.Second} {
+		now = time.Now().Add(after)
+		res := reconcile(t, r, serving)
+		if got := fetch(t, pod); got.ResourceVersion != serving.ResourceVersion {
+			t.Fatalf("%s into failed reads the gate was written: %+v", after, gatewaypod.GateCondition(got))
+		}
+		if res.RequeueAfter <= 0 || res.RequeueAfter > r.KeepLastFor {
+			t.Errorf("%s into failed reads: next read after %s", after, res.RequeueAfter)
+		}
+	}
+	now = time.Now().Add(r.KeepLastFor + time.Second)
+	reconcile(t, r, serving)
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != podreadiness.ReasonReadFailed {
+		t.Errorf("after %s of failed reads: gate %+v, want Unknown", r.KeepLastFor, c)
+	}
+
+	// Reads work again and say the gateway drains: False at once.
+	r.Transport = reads
+	writeState(t, home, "running", 0)
+	reconcile(t, r, fetch(t, pod))
+	writeState(t, home, "draining", 0)
+	r.Transport = transport.NewProgram(failingRunner{}, "/proc")
+	reconcile(t, r, fetch(t, pod)) // a failure between two reads starts a new streak
+	r.Transport = reads
+	reconcile(t, r, fetch(t, pod))
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionFalse || c.Reason != "Draining" {
+		t.Errorf("gate %+v, want False/Draining", c)
 	}
 }

@@ -7,6 +7,9 @@ package podreadiness
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
 	"sync"
 	"time"
 
@@ -30,6 +33,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -42,6 +46,12 @@ type Options struct {
 	SlowInterval time.Duration
 	// RetryBase and RetryMax bound the backoff after failed reads.
 	RetryBase, RetryMax time.Duration
+	// KeepLastFor is how long a gate keeps its last definite status (True
+	// or False) while reads of its gateway fail or say nothing, before it
+	// turns Unknown: the operator's own trouble (an exec that fails, an API
+	// blip, an RBAC regression) must not take a whole fleet out of its
+	// Services at once.
+	KeepLastFor time.Duration
 	// Concurrency is how many pods are read at once. Each read is a call
 	// into a container (about 0.3 s through pods/exec), so one at a time
 	// would serve only a few gated pods per second.
@@ -50,7 +60,36 @@ type Options struct {
 
 // DefaultOptions are the operator's defaults.
 func DefaultOptions() Options {
-	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, Concurrency: 16}
+	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, KeepLastFor: 2 * time.Minute, Concurrency: 16}
+}
+
+// BindFlags binds the options to their command-line flags, with the
+// current values as defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&o.FastInterval, "readiness-fast-interval", o.FastInterval, "how often a gated gateway is read while it is a drain's target, starting or draining")
+	fs.DurationVar(&o.SlowInterval, "readiness-interval", o.SlowInterval, "how often a gated gateway is read otherwise")
+	fs.DurationVar(&o.KeepLastFor, "readiness-keep-last-for", o.KeepLastFor, "how long a gate keeps its last definite status while reads of its gateway fail, before it turns Unknown")
+	fs.IntVar(&o.Concurrency, "readiness-concurrency", o.Concurrency, "gated gateways read at once")
+}
+
+// Validate refuses options the reconciler cannot work with, naming the flag.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--readiness-concurrency %d must be at least 1", o.Concurrency))
+	}
+	for _, f := range []struct {
+		flag string
+		d    time.Duration
+	}{
+		{"--readiness-fast-interval", o.FastInterval}, {"--readiness-interval", o.SlowInterval},
+		{"--readiness-keep-last-for", o.KeepLastFor}, {"retry base", o.RetryBase}, {"retry max", o.RetryMax},
+	} {
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s must be positive", f.flag, f.d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Reconciler writes the readiness gate condition of gated gateway pods.
@@ -62,7 +101,13 @@ type Reconciler struct {
 	Now func() time.Time
 
 	mu       sync.Mutex
-	failures map[types.UID]int
+	failures map[types.UID]failing
+}
+
+// failing is a pod whose reads have failed or said nothing, in a row.
+type failing struct {
+	count int32
+	since time.Time
 }
 
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
@@ -79,12 +124,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	now := r.now()
 	v := r.look(ctx, pod, now)
 	gateReads.WithLabelValues(v.reason).Inc()
+	if v.status == corev1.ConditionUnknown {
+		f := r.failed(pod.UID, now)
+		next := retry.Delay(r.RetryBase, r.RetryMax, f.count)
+		// The last definite status stands for a while: a read that says
+		// nothing does not say the gateway stopped serving.
+		if cur := gatewaypod.GateCondition(pod); cur != nil && cur.Status != corev1.ConditionUnknown {
+			if keepUntil := f.since.Add(r.KeepLastFor); now.Before(keepUntil) {
+				return ctrl.Result{RequeueAfter: min(next, keepUntil.Sub(now))}, nil
+			}
+		}
+		if err := r.write(ctx, pod, v, now); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: next}, nil
+	}
 	if err := r.write(ctx, pod, v, now); err != nil {
 		return ctrl.Result{}, err
-	}
-
-	if v.status == corev1.ConditionUnknown {
-		return ctrl.Result{RequeueAfter: r.backoff(pod.UID)}, nil
 	}
 	r.forget(pod.UID)
 	target, err := r.standingTarget(ctx, pod, now)
@@ -165,14 +221,21 @@ func (r *Reconciler) standingTarget(ctx context.Context, pod *corev1.Pod, now ti
 	return nil, err
 }
 
-func (r *Reconciler) backoff(uid types.UID) time.Duration {
+// failed counts one more failed read of a pod and says since when its reads
+// have failed.
+func (r *Reconciler) failed(uid types.UID, now time.Time) failing {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failures == nil {
-		r.failures = map[types.UID]int{}
+		r.failures = map[types.UID]failing{}
 	}
-	r.failures[uid]++
-	return min(r.RetryBase<<min(r.failures[uid]-1, 16), r.RetryMax)
+	f := r.failures[uid]
+	if f.count == 0 {
+		f.since = now
+	}
+	f.count++
+	r.failures[uid] = f
+	return f
 }
 
 func (r *Reconciler) forget(uid types.UID) {
