@@ -228,6 +228,10 @@ type GatewayDrainStatus struct {
 	// Deadline is StartedAt + spec.timeout.
 	// +optional
 	Deadline *metav1.Time `json:"deadline,omitempty"`
+	// DeadlineExceeded is set once the deadline has passed with targets to
+	// drain: the drain is withdrawn for good, whatever the timeout becomes.
+	// +optional
+	DeadlineExceeded bool `json:"deadlineExceeded,omitempty"`
 	// Counts counts the targets by state.
 	// +optional
 	Counts TargetCounts `json:"counts,omitempty"`

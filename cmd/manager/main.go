@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -66,25 +67,23 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 		return err
 	})
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "GatewayDrains reconciled at once")
-	fs.IntVar(&f.drain.Concurrency, "exec-concurrency", f.drain.Concurrency, "calls into gateway containers in flight per GatewayDrain")
 	fs.DurationVar(&f.execTimeout, "exec-timeout", 30*time.Second, "bound on one call into a gateway container")
-	fs.DurationVar(&f.drain.PollInterval, "poll-interval", f.drain.PollInterval, "how often a draining gateway is read")
-	fs.DurationVar(&f.drain.IdlePollInterval, "idle-poll-interval", f.drain.IdlePollInterval, "how often a drained gateway is read")
-	fs.DurationVar(&f.drain.RefreshInterval, "refresh-interval", f.drain.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
-	fs.DurationVar(&f.drain.ReleaseTimeout, "release-timeout", f.drain.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers")
-	fs.DurationVar(&f.readiness.FastInterval, "readiness-fast-interval", f.readiness.FastInterval, "how often a gated gateway is read while it is a drain's target, starting or draining")
-	fs.DurationVar(&f.readiness.SlowInterval, "readiness-interval", f.readiness.SlowInterval, "how often a gated gateway is read otherwise")
-	fs.IntVar(&f.readiness.Concurrency, "readiness-concurrency", f.readiness.Concurrency, "gated gateways read at once")
+	f.drain.BindFlags(fs)
+	f.readiness.BindFlags(fs)
 	fs.DurationVar(&f.gracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight reconciles may finish on shutdown")
 	opts := zap.Options{}
 	opts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return f, opts, err
 	}
-	if f.drain.RefreshInterval >= 50*time.Minute {
-		return f, opts, fmt.Errorf("--refresh-interval %s must stay well below upstream's 1h marker expiry", f.drain.RefreshInterval)
+	var errs []error
+	if f.maxConcurrentReconciles < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-reconciles %d must be at least 1", f.maxConcurrentReconciles))
 	}
-	return f, opts, nil
+	if f.execTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--exec-timeout %s must be positive", f.execTimeout))
+	}
+	return f, opts, errors.Join(append(errs, f.drain.Validate(), f.readiness.Validate())...)
 }
 
 func main() {
@@ -141,8 +140,11 @@ func run(ctx context.Context, f flags) error {
 	}
 	tr := transport.NewProgram(runner, "/proc")
 	recorder := mgr.GetEventRecorder("hermes-drain-operator")
+	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the cache indexes: %w", err)
+	}
 	drains := &gatewaydrain.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.drain}
-	if err := drains.SetupWithManager(ctx, mgr, f.maxConcurrentReconciles); err != nil {
+	if err := drains.SetupWithManager(mgr, f.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the GatewayDrain controller: %w", err)
 	}
 	gates := &podreadiness.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.readiness}

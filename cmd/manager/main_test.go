@@ -59,3 +59,21 @@ func TestBadPodSelectorIsRefused(t *testing.T) {
 		t.Fatalf("error %v, want one that names --pod-selector", err)
 	}
 }
+
+// Zero or negative durations and concurrencies are refused at start, with a
+// message naming the flag (item D17).
+func TestBadFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
+	for _, arg := range []string{
+		"--exec-concurrency=0", "--poll-interval=0s", "--idle-poll-interval=-1s", "--refresh-interval=0s",
+		"--refresh-interval=55m", "--release-timeout=-5m", "--readiness-fast-interval=0s", "--readiness-interval=0s",
+		"--readiness-keep-last-for=0s", "--readiness-concurrency=-1", "--exec-timeout=0s", "--max-concurrent-reconciles=0",
+	} {
+		flag, _, _ := strings.Cut(arg, "=")
+		if _, _, err := parseFlags([]string{arg}); err == nil || !strings.Contains(err.Error(), flag+" ") {
+			t.Errorf("%s: error %v, want one naming %s", arg, err, flag)
+		}
+	}
+	if _, _, err := parseFlags(nil); err != nil {
+		t.Errorf("the defaults are refused: %v", err)
+	}
+}

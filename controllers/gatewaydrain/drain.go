@@ -4,8 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -65,10 +63,7 @@ func timeout(gwd *drainv1.GatewayDrain) time.Duration {
 // passed. It stays true: a timeout raised afterwards does not drain again
 // (create a new GatewayDrain). A drain without targets stays NoTargets.
 func deadlineExceeded(gwd *drainv1.GatewayDrain, now time.Time) bool {
-	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil && c.Reason == drainv1.ReasonDeadlineExceeded {
-		return true
-	}
-	return gwd.Status.StartedAt != nil && len(gwd.Status.Targets) > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
+	return gwd.Status.DeadlineExceeded || gwd.Status.StartedAt != nil && len(gwd.Status.Targets) > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
 }
 
 // principal is spec.principal or gatewaydrain/<namespace>/<name>.

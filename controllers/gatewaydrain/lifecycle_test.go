@@ -3,6 +3,7 @@ package gatewaydrain_test
 import (
 	"context"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"os"
 	"strings"
 	"testing"
@@ -142,12 +143,15 @@ func TestDeadlineWithdrawsTheDrain(t *testing.T) {
 	if g.marker() != nil {
 		t.Errorf("marker survived the deadline: %s", g.marker())
 	}
-	if !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(got) || target(got, "gw-0").State != drainv1.TargetReleased {
+	if !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(got) || target(got, "gw-0").State != drainv1.TargetReleased ||
+		!got.Status.DeadlineExceeded {
 		t.Errorf("after the deadline: %+v", got.Status)
 	}
 	waitEvent(t, gwd, drainv1.ReasonDeadlineExceeded)
 
-	// Raising the timeout afterwards does not drain again.
+	// Raising the timeout afterwards does not drain again, even with the
+	// clock back before the deadline: the latch is a status field.
+	offset.Store(0)
 	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 24 * time.Hour} })
 	waitFor(t, gwd, "observed the new generation", func(d *drainv1.GatewayDrain) bool { return d.Status.ObservedGeneration == d.Generation })
 	if g.marker() != nil || !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(get(t, gwd)) {
@@ -266,5 +270,32 @@ func TestNoTargetsAndInvalidSelectorsStall(t *testing.T) {
 	got = waitFor(t, bad, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonInvalidSelector))
 	if c := metaCondition(got, drainv1.ConditionReady); !strings.Contains(c.Message, "Sometimes") {
 		t.Errorf("Ready %+v should say what is wrong with the selector", c)
+	}
+}
+
+// Letting a deleted drain go is a success, not an error: the status is not
+// written to an object that is gone (item D14).
+func TestDeletingIsNotAReconcileError(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	errorsBefore, _ := metric(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": "gatewaydrain"})
+	if err := k8s.Delete(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() (bool, string) {
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
+		return apierrors.IsNotFound(err) && g.marker() == nil, "object or marker still there"
+	})
+	// Its series go once the reconcile that let it go has returned (before
+	// the fix, on the retry of the failed status write).
+	own := map[string]string{"namespace": ns, "name": "d"}
+	testenv.Eventually(t, wait, func() (bool, string) {
+		_, targets := metric(t, "hermes_drain_gatewaydrain_targets", own)
+		return !targets, "the deleted drain's series are still exported"
+	})
+	if after, _ := metric(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": "gatewaydrain"}); after != errorsBefore {
+		t.Errorf("deleting the drain counted %v reconcile errors", after-errorsBefore)
 	}
 }

@@ -37,7 +37,7 @@ func TestAnOldMarkerIsReplacedOnlyIfTheGatewayIgnoresIt(t *testing.T) {
 	old := dashboardMarkerAt(nativeEpoch, time.Now().Add(-3*time.Hour))
 	honoured.writeMarker(old)
 	honoured.setState(marker.StateDraining, 0) // an older gateway, without the 1-hour expiry
-	ignored.writeMarker(old)                    // a newer one: expired, so it runs
+	ignored.writeMarker(old)                   // a newer one: expired, so it runs
 	gwd := newGatewayDrain(t, ns, "d")
 	waitFor(t, gwd, "old marker held, ignored one replaced", func(d *drainv1.GatewayDrain) bool {
 		return target(d, "gw-0").State == drainv1.TargetConflict && target(d, "gw-1").MarkerWrittenAt != nil

@@ -6,6 +6,9 @@ package gatewaydrain
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -72,6 +75,40 @@ func DefaultOptions() Options {
 	}
 }
 
+// BindFlags binds the options to their command-line flags, with the
+// current values as defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.Concurrency, "exec-concurrency", o.Concurrency, "calls into gateway containers in flight per GatewayDrain")
+	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often a draining gateway is read")
+	fs.DurationVar(&o.IdlePollInterval, "idle-poll-interval", o.IdlePollInterval, "how often a drained gateway is read")
+	fs.DurationVar(&o.RefreshInterval, "refresh-interval", o.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
+	fs.DurationVar(&o.ReleaseTimeout, "release-timeout", o.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers")
+}
+
+// Validate refuses options the reconciler cannot work with, naming the flag.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--exec-concurrency %d must be at least 1", o.Concurrency))
+	}
+	for _, f := range []struct {
+		flag string
+		d    time.Duration
+	}{
+		{"--poll-interval", o.PollInterval}, {"--idle-poll-interval", o.IdlePollInterval},
+		{"--refresh-interval", o.RefreshInterval}, {"--release-timeout", o.ReleaseTimeout},
+		{"retry base", o.RetryBase}, {"retry max", o.RetryMax},
+	} {
+		if f.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %s must be positive", f.flag, f.d))
+		}
+	}
+	if o.RefreshInterval >= 50*time.Minute {
+		errs = append(errs, fmt.Errorf("--refresh-interval %s must stay well below upstream's 1h marker expiry", o.RefreshInterval))
+	}
+	return errors.Join(errs...)
+}
+
 // Reconciler reconciles GatewayDrains.
 type Reconciler struct {
 	client.Client
@@ -111,7 +148,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	now := r.now()
 	d := newDrain(gwd, now, batchSize*max(r.Concurrency, 1))
 	var stalled *stall
+	var released bool // deleted, its finalizer removed: the object is gone
 	defer func() {
+		if released {
+			return
+		}
 		computeStatus(gwd, d, stalled)
 		recordMetrics(gwd)
 		if apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
@@ -146,7 +187,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	}
 	if d.withdrawn == withdrawnDeleted {
-		return r.finalize(ctx, gwd, now)
+		released, err = r.finalize(ctx, gwd, now)
+		if err != nil || released {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: r.RetryBase}, nil
 	}
 	if d.withdrawn == "" && gwd.Status.Deadline != nil {
 		next = earliest(next, gwd.Status.Deadline.Time)
@@ -238,8 +283,9 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 }
 
 // finalize lets a deleted GatewayDrain go once its markers are withdrawn, or
-// once ReleaseTimeout has passed, saying what was left behind.
-func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (ctrl.Result, error) {
+// once ReleaseTimeout has passed, saying what was left behind. It reports
+// whether it let go: the object is then gone, with no status to write.
+func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (bool, error) {
 	var left []drainv1.Target
 	for _, t := range gwd.Status.Targets {
 		if !done(t, true) {
@@ -248,7 +294,7 @@ func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, no
 	}
 	giveUpAt := gwd.DeletionTimestamp.Add(r.ReleaseTimeout)
 	if len(left) > 0 && now.Before(giveUpAt) {
-		return ctrl.Result{RequeueAfter: r.RetryBase}, nil
+		return false, nil
 	}
 	if len(left) > 0 {
 		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
@@ -256,21 +302,31 @@ func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, no
 	}
 	patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(gwd, Finalizer)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, gwd, patch))
+	if err := r.Patch(ctx, gwd, patch); client.IgnoreNotFound(err) != nil {
+		return false, err
+	}
+	forgetMetrics(gwd.Namespace, gwd.Name)
+	return true, nil
 }
 
-// SetupWithManager registers the reconciler: GatewayDrains, and the pods
-// they target (a restart or recreation must be noticed at once).
-func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, maxConcurrentReconciles int) error {
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &drainv1.GatewayDrain{}, targetPodIndex, func(o client.Object) []string {
+// SetupIndexes registers the cache index both reconcilers look drains up
+// by (DrainsTargeting). It is called once, before either is set up: without
+// it every lookup fails, and the readiness reconciler would poll every
+// gated pod every second instead of waiting for its drain.
+func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &drainv1.GatewayDrain{}, targetPodIndex, func(o client.Object) []string {
 		var names []string
 		for _, t := range o.(*drainv1.GatewayDrain).Status.Targets {
 			names = append(names, t.PodName)
 		}
 		return names
-	}); err != nil {
-		return err
-	}
+	})
+}
+
+// SetupWithManager registers the reconciler: GatewayDrains, and the pods
+// they target (a restart or recreation must be noticed at once). It needs
+// SetupIndexes.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&drainv1.GatewayDrain{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.drainsTargeting),
@@ -281,7 +337,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, max
 }
 
 // DrainsTargeting lists the GatewayDrains that target a pod of this name,
-// through the index SetupWithManager registers. They are the cache's own
+// through the index SetupIndexes registers. They are the cache's own
 // objects, not copies (a drain of 1000 targets is a large object, and every
 // pod event and gate read asks): callers must not modify them.
 func DrainsTargeting(ctx context.Context, c client.Reader, namespace, pod string) ([]drainv1.GatewayDrain, error) {

@@ -21,6 +21,7 @@ type stall struct{ reason, message string }
 func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	st := &gwd.Status
 	st.ObservedGeneration = gwd.Generation
+	st.DeadlineExceeded = st.DeadlineExceeded || d.withdrawn == withdrawnDeadline
 	st.Counts = drainv1.TargetCounts{Targets: int32(len(st.Targets))}
 	for _, t := range st.Targets {
 		*countOf(&st.Counts, t.State)++

@@ -11,6 +11,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -248,8 +249,7 @@ func (r *Reconciler) nextAttempt(d *drain, t drainv1.Target) time.Time {
 // retryAt is when a target whose last call failed may be tried again:
 // exponential backoff from RetryBase up to RetryMax.
 func (r *Reconciler) retryAt(t drainv1.Target) time.Time {
-	backoff := r.RetryBase << min(t.Failures-1, 16)
-	return t.LastAttemptTime.Add(min(backoff, r.RetryMax))
+	return t.LastAttemptTime.Add(retry.Delay(r.RetryBase, r.RetryMax, t.Failures))
 }
 
 func foreignMessage(f transport.File) string {

@@ -86,7 +86,11 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := r.SetupWithManager(ctx, mgr, 4); err != nil {
+	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := r.SetupWithManager(mgr, 4); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
