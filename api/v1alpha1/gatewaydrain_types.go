@@ -18,6 +18,12 @@ const (
 	ActionCancel DrainAction = "Cancel"
 )
 
+// GatewayLabel, set to "true", declares a pod a Hermes gateway. Only a pod
+// that declares itself a gateway, with this label or with the readiness
+// gate, is ever a drain's target: creating a GatewayDrain must not let
+// anyone make the operator write into any pod of the namespace.
+const GatewayLabel = "drain.hermes.dev/gateway"
+
 // ContainerAnnotation names the gateway container on a pod when spec.container is empty.
 const ContainerAnnotation = "drain.hermes.dev/container"
 
@@ -40,9 +46,12 @@ const DefaultHermesHome = "/opt/data"
 // +kubebuilder:validation:XValidation:rule="has(self.hermesHome) == has(oldSelf.hermesHome)",message="hermesHome is immutable: create a new GatewayDrain"
 // +kubebuilder:validation:XValidation:rule="has(self.principal) == has(oldSelf.principal)",message="principal is immutable: create a new GatewayDrain"
 type GatewayDrainSpec struct {
-	// Selector picks the gateway pods of this namespace to drain. The pods
-	// that match and run when the drain is first reconciled are its targets;
-	// pods that appear later are new instantiations and are not drained.
+	// Selector picks the gateway pods of this namespace to drain. Only pods
+	// that declare themselves gateways (the drain.hermes.dev/gateway=true
+	// label, or the readiness gate drain.hermes.dev/serving) are targets.
+	// Until the drain is first Drained it follows the selector: a gateway pod
+	// that starts, or a target's new instantiation (restarted container,
+	// recreated pod), is drained too. From then on the targets are frozen.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="selector must not be empty: an empty selector would drain every pod of the namespace"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="selector is immutable: create a new GatewayDrain"
@@ -182,6 +191,11 @@ type Target struct {
 	// ActiveAgents is active_agents from gateway_state.json as last read.
 	// +optional
 	ActiveAgents *int32 `json:"activeAgents,omitempty"`
+	// AddedAt is when this instantiation joined the drain, if it did after
+	// the drain started: a gateway pod that appeared, or a target's new
+	// instantiation, before the drain was first Drained.
+	// +optional
+	AddedAt *metav1.Time `json:"addedAt,omitempty"`
 	// MarkerWrittenAt is when this drain's marker was last written to the target.
 	// +optional
 	MarkerWrittenAt *metav1.Time `json:"markerWrittenAt,omitempty"`
@@ -210,6 +224,8 @@ type TargetCounts struct {
 	Restarted int32 `json:"restarted,omitempty"`
 	Conflict  int32 `json:"conflict,omitempty"`
 	Failed    int32 `json:"failed,omitempty"`
+	// Added counts the targets that joined after the drain started.
+	Added int32 `json:"added,omitempty"`
 }
 
 // GatewayDrainStatus is what the operator observed, computed afresh by every reconcile.
@@ -225,9 +241,18 @@ type GatewayDrainStatus struct {
 	// StartedAt is when the targets were chosen; the deadline counts from here.
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// NotGateways counts the running pods the selector matched that do not
+	// declare themselves gateways (the drain.hermes.dev/gateway=true label or
+	// the readiness gate): they are never targets.
+	// +optional
+	NotGateways int32 `json:"notGateways,omitempty"`
 	// Deadline is StartedAt + spec.timeout.
 	// +optional
 	Deadline *metav1.Time `json:"deadline,omitempty"`
+	// DrainedAt is when the drain was first Drained. From then on its
+	// targets are frozen: a new instantiation of one ends its drain.
+	// +optional
+	DrainedAt *metav1.Time `json:"drainedAt,omitempty"`
 	// DeadlineExceeded is set once the deadline has passed with targets to
 	// drain: the drain is withdrawn for good, whatever the timeout becomes.
 	// +optional

@@ -113,6 +113,10 @@ func (in *GatewayDrainStatus) DeepCopyInto(out *GatewayDrainStatus) {
 		in, out := &in.Deadline, &out.Deadline
 		*out = (*in).DeepCopy()
 	}
+	if in.DrainedAt != nil {
+		in, out := &in.DrainedAt, &out.DrainedAt
+		*out = (*in).DeepCopy()
+	}
 	out.Counts = in.Counts
 	if in.Targets != nil {
 		in, out := &in.Targets, &out.Targets
@@ -144,6 +148,10 @@ func (in *Target) DeepCopyInto(out *Target) {
 		in, out := &in.ActiveAgents, &out.ActiveAgents
 		*out = new(int32)
 		**out = **in
+	}
+	if in.AddedAt != nil {
+		in, out := &in.AddedAt, &out.AddedAt
+		*out = (*in).DeepCopy()
 	}
 	if in.MarkerWrittenAt != nil {
 		in, out := &in.MarkerWrittenAt, &out.MarkerWrittenAt

@@ -20,6 +20,8 @@ const (
 // targets, with its defaults resolved.
 type drain struct {
 	gwd *drainv1.GatewayDrain
+	// now is this reconcile's time.
+	now time.Time
 	// withdrawn says why the drain no longer stands, or "" while it does.
 	withdrawn string
 	// budget is how many targets this reconcile may still talk to. A large
@@ -29,7 +31,7 @@ type drain struct {
 }
 
 func newDrain(gwd *drainv1.GatewayDrain, now time.Time, budget int) *drain {
-	d := &drain{gwd: gwd, withdrawn: withdrawal(gwd, now)}
+	d := &drain{gwd: gwd, now: now, withdrawn: withdrawal(gwd, now)}
 	d.budget.Store(int32(budget))
 	return d
 }
@@ -65,6 +67,10 @@ func timeout(gwd *drainv1.GatewayDrain) time.Duration {
 func deadlineExceeded(gwd *drainv1.GatewayDrain, now time.Time) bool {
 	return gwd.Status.DeadlineExceeded || gwd.Status.StartedAt != nil && len(gwd.Status.Targets) > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
 }
+
+// following reports whether the drain still follows its selector: it
+// stands and has not been Drained yet.
+func (d *drain) following() bool { return d.withdrawn == "" && d.gwd.Status.DrainedAt == nil }
 
 // principal is spec.principal or gatewaydrain/<namespace>/<name>.
 func (d *drain) principal() string {

@@ -39,13 +39,18 @@ func (r *Reconciler) recordTransitions(before, after *drainv1.GatewayDrain) {
 
 // podNames lists the targets' pods for a message, at most maxNamed of them.
 func podNames(targets []drainv1.Target) string {
-	var names []string
-	for i, t := range targets {
-		if i == maxNamed {
-			names = append(names, fmt.Sprintf("and %d more", len(targets)-maxNamed))
-			break
-		}
-		names = append(names, t.PodName)
+	return someOf(len(targets), ", ", func(i int) string { return targets[i].PodName })
+}
+
+// someOf joins the descriptions of the first maxNamed of n things and says
+// how many more there are: a message about a thousand pods stays readable.
+func someOf(n int, sep string, describe func(i int) string) string {
+	var parts []string
+	for i := range min(n, maxNamed) {
+		parts = append(parts, describe(i))
 	}
-	return strings.Join(names, ", ")
+	if n > maxNamed {
+		parts = append(parts, fmt.Sprintf("and %d more", n-maxNamed))
+	}
+	return strings.Join(parts, sep)
 }

@@ -185,12 +185,17 @@ func TestKeepAliveRewritesRequestedAt(t *testing.T) {
 	}
 }
 
-func TestRecreatedPodIsNotDrainedAndLosesOurStaleMarker(t *testing.T) {
+// From the first Drained on, the targets are frozen: a recreated pod is a
+// new instantiation whose drain is over (the automation's restart is the
+// drain's purpose), and the marker we wrote for the old one is removed from
+// its durable HERMES_HOME.
+func TestAfterDrainedARecreatedPodIsNotDrainedAndLosesOurStaleMarker(t *testing.T) {
 	ns := env.Namespace(t)
 	a, b := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
 	gwd := newGatewayDrain(t, ns, "d")
-	a.waitHonoured(true)
-	b.waitHonoured(true)
+	a.setState(marker.StateDraining, 0)
+	b.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
 	oldUID := a.pod.UID
 
 	// StatefulSet-style: same name, new UID, same HERMES_HOME (a durable volume).
@@ -206,20 +211,18 @@ func TestRecreatedPodIsNotDrainedAndLosesOurStaleMarker(t *testing.T) {
 	if tg := target(got, "gw-0"); tg.PodUID != oldUID || !strings.Contains(tg.Message, "pod recreated") {
 		t.Errorf("target %+v should keep the old instantiation and say why it is over", tg)
 	}
-	// It stays undrained: the drain never projects onto the new instantiation.
-	b.setState(marker.StateDraining, 0)
-	waitFor(t, gwd, "Drained with gw-0 restarted", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
-	if a.marker() != nil {
-		t.Errorf("the new instantiation was drained: %s", a.marker())
+	if !condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained)(got) {
+		t.Errorf("Drained did not stay True: %+v", got.Status.Conditions)
 	}
 	waitEvent(t, gwd, "TargetRestarted")
 }
 
-func TestRestartedContainerIsNotDrainedEvenWithTheSameEpoch(t *testing.T) {
+func TestAfterDrainedARestartedContainerIsNotDrainedEvenWithTheSameEpoch(t *testing.T) {
 	ns := env.Namespace(t)
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
-	g.waitHonoured(true)
+	g.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
 
 	// As with shareProcessNamespace: the container restarts, the epoch stays.
 	g.restartContainer()
@@ -233,19 +236,50 @@ func TestRestartedContainerIsNotDrainedEvenWithTheSameEpoch(t *testing.T) {
 	if !strings.Contains(target(got, "gw-0").Message, "restarted") {
 		t.Errorf("message %q", target(got, "gw-0").Message)
 	}
-	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
 }
 
-func TestLaterPodsAreNotTargets(t *testing.T) {
+// Drained is never True while a target gateway serves turns: until the
+// drain is first Drained, a target's new instantiation (a container
+// restarted in place, a pod recreated) and a gateway pod that starts are
+// drained too, each with its own marker (item B8).
+func TestUntilDrainedNewInstantiationsAreDrainedToo(t *testing.T) {
 	ns := env.Namespace(t)
 	a := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
 	a.waitHonoured(true)
+
+	a.restartContainer() // OOM-killed or liveness: it serves turns again
+	got := waitFor(t, gwd, "the new instantiation is a target", func(d *drainv1.GatewayDrain) bool {
+		tg := target(d, "gw-0")
+		return tg.RestartCount == 1 && tg.AddedAt != nil && tg.MarkerWrittenAt != nil
+	})
+	if o, _ := marker.Parse(a.marker()).Origin(); o.RestartCount != 1 {
+		t.Errorf("the marker is not the new instantiation's: %s", a.marker())
+	}
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status == metav1.ConditionTrue {
+		t.Errorf("Drained while the restarted gateway runs: %+v", c)
+	}
+
 	late := newGateway(t, ns, "gw-late")
+	got = waitFor(t, gwd, "the late pod is a target", func(d *drainv1.GatewayDrain) bool {
+		return len(d.Status.Targets) == 2 && target(d, "gw-late").AddedAt != nil
+	})
+	late.waitHonoured(true)
+	waitEvent(t, gwd, "TargetsAdded")
+
 	a.setState(marker.StateDraining, 0)
-	got := waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
-	if len(got.Status.Targets) != 1 || late.marker() != nil {
-		t.Errorf("a pod that appeared later became a target: %+v, marker %s", got.Status.Targets, late.marker())
+	late.setState(marker.StateDraining, 0)
+	got = waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	if got.Status.DrainedAt == nil || got.Status.Counts.Added != 2 {
+		t.Errorf("drainedAt %v, added %d: want set and 2", got.Status.DrainedAt, got.Status.Counts.Added)
+	}
+
+	// From the first Drained on, the targets are frozen.
+	later := newGateway(t, ns, "gw-later")
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Hour} })
+	got = waitFor(t, gwd, "reconciled again", func(d *drainv1.GatewayDrain) bool { return d.Status.ObservedGeneration == d.Generation })
+	if len(got.Status.Targets) != 2 || later.marker() != nil {
+		t.Errorf("a pod that started after Drained became a target: %+v, marker %s", got.Status.Targets, later.marker())
 	}
 }
 

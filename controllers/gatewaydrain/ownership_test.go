@@ -189,3 +189,38 @@ func TestHostileValuesLandByteExact(t *testing.T) {
 		t.Errorf("principal %q, want %q", got, principal)
 	}
 }
+
+// Only a pod that declares itself a gateway is a target: a GatewayDrain's
+// selector cannot make the operator write into any pod of the namespace
+// (item B11).
+func TestOnlyPodsThatDeclareThemselvesGatewaysAreTargets(t *testing.T) {
+	ns := env.Namespace(t)
+	g, plain := newGateway(t, ns, "gw-0"), newGateway(t, ns, "web-0")
+	delete(plain.pod.Labels, drainv1.GatewayLabel)
+	if err := k8s.Update(context.Background(), plain.pod); err != nil {
+		t.Fatal(err)
+	}
+	gwd := newGatewayDrain(t, ns, "d")
+	got := waitFor(t, gwd, "started", func(d *drainv1.GatewayDrain) bool { return d.Status.StartedAt != nil })
+	if len(got.Status.Targets) != 1 || got.Status.Targets[0].PodName != "gw-0" || got.Status.NotGateways != 1 {
+		t.Errorf("targets %+v, notGateways %d: want only gw-0 and one skipped", got.Status.Targets, got.Status.NotGateways)
+	}
+	waitEvent(t, gwd, "NotGateways")
+	g.waitHonoured(true)
+	if plain.marker() != nil {
+		t.Errorf("a pod that is not a gateway got a marker: %s", plain.marker())
+	}
+
+	// Only pods that are not gateways: nothing to drain, and it says why.
+	ns2 := env.Namespace(t)
+	other := newGateway(t, ns2, "web-0")
+	delete(other.pod.Labels, drainv1.GatewayLabel)
+	if err := k8s.Update(context.Background(), other.pod); err != nil {
+		t.Fatal(err)
+	}
+	none := newGatewayDrain(t, ns2, "d")
+	got = waitFor(t, none, "stalled", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonNoTargets))
+	if c := metaCondition(got, drainv1.ConditionStalled); !strings.Contains(c.Message, "1 matching pods do not declare themselves gateways") {
+		t.Errorf("NoTargets message %q does not say why", c.Message)
+	}
+}

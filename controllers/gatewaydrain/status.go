@@ -2,7 +2,6 @@ package gatewaydrain
 
 import (
 	"fmt"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +24,9 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	st.Counts = drainv1.TargetCounts{Targets: int32(len(st.Targets))}
 	for _, t := range st.Targets {
 		*countOf(&st.Counts, t.State)++
+		if t.AddedAt != nil {
+			st.Counts.Added++
+		}
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
 
@@ -45,7 +47,11 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	}
 	if stalled == nil && st.StartedAt != nil && len(st.Targets) == 0 {
 		// The snapshot is empty, for good: a pod that starts later is not drained.
-		stalled = &stall{drainv1.ReasonNoTargets, "no running pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"}
+		msg := "no running gateway pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"
+		if st.NotGateways > 0 {
+			msg += fmt.Sprintf("; %d matching pods do not declare themselves gateways (label %s=true or the readiness gate %s)", st.NotGateways, drainv1.GatewayLabel, drainv1.ReadinessGate)
+		}
+		stalled = &stall{drainv1.ReasonNoTargets, msg}
 	}
 	busy := len(blocking) > 0
 	waiting := waitingMessage(blocking, len(st.Targets))
@@ -62,7 +68,11 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 			set(drainv1.ConditionDrained, false, drainv1.ReasonProgressing, waiting)
 			set(drainv1.ConditionReady, false, drainv1.ReasonProgressing, waiting)
 		} else {
-			msg := fmt.Sprintf("all %d targets drained or restarted (%d restarted)", st.Counts.Targets, st.Counts.Restarted)
+			msg := fmt.Sprintf("all %d targets drained or restarted (%d restarted, %d joined after the start)", st.Counts.Targets, st.Counts.Restarted, st.Counts.Added)
+			if st.DrainedAt == nil { // from now on the targets are frozen
+				drained := metav1.NewTime(d.now)
+				st.DrainedAt = &drained
+			}
 			set(drainv1.ConditionDrained, true, drainv1.ReasonDrained, msg)
 			set(drainv1.ConditionReady, true, drainv1.ReasonDrained, msg)
 		}
@@ -118,15 +128,10 @@ func waitingMessage(blocking []drainv1.Target, total int) string {
 	if len(blocking) == 0 {
 		return ""
 	}
-	var names []string
-	for i, t := range blocking {
-		if i == maxNamed {
-			names = append(names, fmt.Sprintf("and %d more", len(blocking)-maxNamed))
-			break
-		}
-		names = append(names, fmt.Sprintf("%s (%s: %s)", t.PodName, t.State, t.Message))
-	}
-	return fmt.Sprintf("waiting for %d of %d targets: %s", len(blocking), total, strings.Join(names, "; "))
+	names := someOf(len(blocking), "; ", func(i int) string {
+		return fmt.Sprintf("%s (%s: %s)", blocking[i].PodName, blocking[i].State, blocking[i].Message)
+	})
+	return fmt.Sprintf("waiting for %d of %d targets: %s", len(blocking), total, names)
 }
 
 func countOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {

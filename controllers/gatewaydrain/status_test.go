@@ -49,7 +49,7 @@ func TestComputeStatusConditions(t *testing.T) {
 			[]drainv1.Target{target("gw-0", drainv1.TargetReleased, "")},
 			want{"False/DeadlineExceeded", "False/DeadlineExceeded", "False/Succeeded", "True/DeadlineExceeded"}, "deadline exceeded"},
 		{"no targets", "", nil, nil,
-			want{"False/NoTargets", "False/NoTargets", "False/NoTargets", "True/NoTargets"}, "no running pod matched"},
+			want{"False/NoTargets", "False/NoTargets", "False/NoTargets", "True/NoTargets"}, "no running gateway pod matched"},
 		{"invalid selector", "", &stall{drainv1.ReasonInvalidSelector, "invalid selector: bad operator"}, nil,
 			want{"False/InvalidSelector", "False/InvalidSelector", "False/InvalidSelector", "True/InvalidSelector"}, "bad operator"},
 	}

@@ -22,6 +22,12 @@ import (
 func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
 	now := r.now()
 	if why := instantiationOver(&t, pod); why != "" {
+		if d.following() && comingBack(pod) {
+			// Not Drained yet: its next instantiation will be drained too
+			// (followSelector), and until it runs the drain is not done.
+			t.State, t.Message = drainv1.TargetPending, why+"; waiting for its new instantiation to run, to drain it too"
+			return t, time.Time{} // its pod's events wake the drain
+		}
 		return r.stepRestarted(ctx, d, t, pod, why, now)
 	}
 	if t.Unreachable != "" {

@@ -182,7 +182,7 @@ func newGatewayAt(t *testing.T, ns, name, home string) *gateway {
 func (g *gateway) create() {
 	g.t.Helper()
 	g.pod = &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, Labels: map[string]string{"app": "hermes-gateway"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, Labels: map[string]string{"app": "hermes-gateway", drainv1.GatewayLabel: "true"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{
 			{Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: g.home}}},
 			{Name: "sidecar", Image: "other"},

@@ -33,7 +33,7 @@ func newTarget(gwd *drainv1.GatewayDrain, pod *corev1.Pod) drainv1.Target {
 	return t
 }
 
-// isCandidate reports whether a pod can be a target when the drain starts:
+// isCandidate reports whether a pod runs, so that it can be a target:
 // running, not terminating, with its gateway container running.
 func isCandidate(gwd *drainv1.GatewayDrain, pod *corev1.Pod) bool {
 	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
@@ -67,4 +67,11 @@ func instantiationOver(t *drainv1.Target, pod *corev1.Pod) string {
 			t.Container, cs.RestartCount, cs.State.Running.StartedAt.UTC().Format(metav1.RFC3339Micro))
 	}
 	return ""
+}
+
+// comingBack reports whether pod will run its gateway again: it exists, is
+// not terminating and has not finished (a restarted container, or a pod
+// recreated under the same name and not running yet).
+func comingBack(pod *corev1.Pod) bool {
+	return pod != nil && pod.DeletionTimestamp == nil && (pod.Status.Phase == corev1.PodRunning || pod.Status.Phase == corev1.PodPending)
 }

@@ -117,7 +117,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, pod); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !gated(pod) || pod.DeletionTimestamp != nil {
+	if !gatewaypod.Gated(pod) || pod.DeletionTimestamp != nil {
 		r.forget(pod.UID)
 		return ctrl.Result{}, nil
 	}
@@ -251,15 +251,6 @@ func (r *Reconciler) now() time.Time {
 	return time.Now()
 }
 
-func gated(pod *corev1.Pod) bool {
-	for _, g := range pod.Spec.ReadinessGates {
-		if g.ConditionType == drainv1.ReadinessGate {
-			return true
-		}
-	}
-	return false
-}
-
 // SetupWithManager registers the reconciler for gated pods. A pod is looked
 // at at once when it appears or its containers change (a new pod must not
 // wait for its gate: it gates rollouts), and when a GatewayDrain targeting
@@ -274,7 +265,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-var gatedPod = predicate.NewPredicateFuncs(func(o client.Object) bool { return gated(o.(*corev1.Pod)) })
+var gatedPod = predicate.NewPredicateFuncs(func(o client.Object) bool { return gatewaypod.Gated(o.(*corev1.Pod)) })
 
 var containersChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {

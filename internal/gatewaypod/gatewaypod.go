@@ -60,6 +60,23 @@ func Home(pod *corev1.Pod, container, override string) (string, error) {
 	return override, nil
 }
 
+// IsGateway reports whether the pod declares itself a Hermes gateway: the
+// label drain.hermes.dev/gateway=true, or the readiness gate. No other pod is
+// ever written to, whatever a GatewayDrain's selector matches.
+func IsGateway(pod *corev1.Pod) bool {
+	return pod.Labels[drainv1.GatewayLabel] == "true" || Gated(pod)
+}
+
+// Gated reports whether the pod declares the readiness gate drain.hermes.dev/serving.
+func Gated(pod *corev1.Pod) bool {
+	for _, g := range pod.Spec.ReadinessGates {
+		if g.ConditionType == drainv1.ReadinessGate {
+			return true
+		}
+	}
+	return false
+}
+
 // ContainerStatus is the named container's status, or nil.
 func ContainerStatus(pod *corev1.Pod, name string) *corev1.ContainerStatus {
 	for i := range pod.Status.ContainerStatuses {

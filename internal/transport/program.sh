@@ -35,10 +35,13 @@
 set -u
 umask 022
 op=$1 home=${2:-${HERMES_HOME:-/opt/data}} proc=$3 nonce=$4
-marker=$home/.drain_request.json
-state=$home/gateway_state.json
-new=$home/.drain_request.json.$nonce.new
-old=$home/.drain_request.json.$nonce.old
+# Names inside HERMES_HOME, which the program enters once (cd -P): a link
+# swapped for one of its parents during the call cannot move it elsewhere.
+marker=.drain_request.json
+state=gateway_state.json
+new=.drain_request.json.$nonce.new
+old=.drain_request.json.$nonce.old
+inside=
 # maxFile bounds what is read of a file: a marker or a state file is a few
 # hundred bytes, and a planted huge file must not fill memory in the gateway's
 # container (the operator also aborts a call that prints too much).
@@ -100,11 +103,15 @@ load() {
 }
 
 report() {
-	if [ -e "$new" ] || [ -L "$new" ]; then rm -f -- "$new"; fi
+	if [ -n "$inside" ] && { [ -e "$new" ] || [ -L "$new" ]; }; then rm -f -- "$new"; fi
 	printf 'result %s\n' "$*"
-	show marker "$marker"
-	show state "$state"
-	gateway_process "$text"
+	if [ -z "$inside" ]; then # nothing was looked at: the result says why
+		printf 'file marker absent\nfile state absent\nproc -\n'
+	else
+		show marker "$marker"
+		show state "$state"
+		gateway_process "$text"
+	fi
 	printf 'end %s\n' "$nonce"
 	exit 0
 }
@@ -164,7 +171,10 @@ printf 'epoch %s\nhome %s\n' "$e" "$home"
 text=
 
 case $home in /?*) ;; *) report error "HERMES_HOME $home is not an absolute path" ;; esac
-[ -d "$home" ] && ! [ -L "$home" ] || report error "HERMES_HOME $home is not a directory"
+# HERMES_HOME itself may be a link (the pod's author configured it, and
+# upstream follows it too): what is inside it is never followed.
+cd -P -- "$home" 2>/dev/null || report error "HERMES_HOME $home is not a directory"
+inside=1
 
 case $op in
 project)
@@ -178,23 +188,23 @@ project)
 			word=replaced
 		esac
 	elif [ "$kind" != absent ]; then
-		report error "$marker is $what: refusing to replace it"
+		report error "$home/$marker is $what: refusing to replace it"
 	else
 		word=written
 	fi
-	write_new "$7" "$8" || report error "cannot write $marker: cannot create a file in $home (read-only or full?)"
+	write_new "$7" "$8" || report error "cannot write $home/$marker: cannot create a file in $home (read-only or full?)"
 	if [ $word = written ]; then
 		# Created, never replaced: the link fails if a marker appeared
 		# since it was read, which is then left alone.
 		if ! ln -T -- "$new" "$marker" 2>/dev/null; then
 			[ -e "$marker" ] || [ -L "$marker" ] && report foreign
-			report error "cannot create $marker"
+			report error "cannot create $home/$marker"
 		fi
 	else
 		# Replaced whole by a rename. A marker written between the read
 		# and the rename would be lost: the read-back shows whose marker
 		# stands, and the operator counts a target only when it is ours.
-		mv -f -T -- "$new" "$marker" 2>/dev/null || report error "cannot replace $marker"
+		mv -f -T -- "$new" "$marker" 2>/dev/null || report error "cannot replace $home/$marker"
 	fi
 	report $word
 	;;
@@ -202,16 +212,16 @@ clear)
 	token=$5
 	if ! load "$marker"; then
 		[ "$kind" = absent ] && report absent
-		report error "$marker is $what: refusing to remove it"
+		report error "$home/$marker is $what: refusing to remove it"
 	fi
 	case $text in *"$token"*) ;; *) report foreign ;; esac
 	# Taken away under a private name and checked again before it is
 	# removed: a marker someone wrote since the read is put back, not
 	# destroyed (unless a newer one took its place meanwhile).
-	mv -f -T -- "$marker" "$old" 2>/dev/null || report error "cannot remove $marker"
+	mv -f -T -- "$marker" "$old" 2>/dev/null || report error "cannot remove $home/$marker"
 	if load "$old"; then
 		case $text in *"$token"*)
-			rm -f -- "$old" 2>/dev/null || report error "cannot remove $old"
+			rm -f -- "$old" 2>/dev/null || report error "cannot remove $home/$old"
 			report cleared
 		esac
 	fi

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -59,14 +61,20 @@ func (g *Gateway) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// Create prepares the folder and Exec rule, creates the pod and waits until
-// it runs. mutate may change the pod before it is created.
+// Create prepares the folder and Exec rule, creates the pod (declared a
+// gateway: the drain.hermes.dev/gateway=true label) and waits until it
+// runs. mutate may change the pod before it is created.
 func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error {
 	if err := g.Prepare(ctx); err != nil {
 		return err
 	}
+	labels := maps.Clone(g.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[drainv1.GatewayLabel] = "true"
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: g.Namespace, Name: g.Name, Labels: g.Labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: g.Namespace, Name: g.Name, Labels: labels},
 		Spec: corev1.PodSpec{
 			NodeName: NodeName,
 			Containers: []corev1.Container{{

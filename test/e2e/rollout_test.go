@@ -41,7 +41,7 @@ func TestRolloutRecipe(t *testing.T) {
 			Replicas: ptr.To(int32(replicas)),
 			Selector: &metav1.LabelSelector{MatchLabels: gatewayLabels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: gatewayLabels},
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": gatewayLabels["app"], drainv1.GatewayLabel: "true"}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: cluster.GatewayContainer, Image: "hermes-gateway:1",
 					// One template serves every pod: in this simulated cluster an
