@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +27,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -46,11 +48,12 @@ type flags struct {
 	execTimeout             time.Duration
 	drain                   gatewaydrain.Options
 	readiness               podreadiness.Options
+	orphans                 orphans.Options
 	gracefulShutdownTimeout time.Duration
 }
 
 func parseFlags(args []string) (flags, zap.Options, error) {
-	f := flags{drain: gatewaydrain.DefaultOptions(), readiness: podreadiness.DefaultOptions()}
+	f := flags{drain: gatewaydrain.DefaultOptions(), readiness: podreadiness.DefaultOptions(), orphans: orphans.DefaultOptions()}
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", `where metrics are served; "0" turns them off`)
 	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS with Kubernetes authentication and authorization (false: plain HTTP)")
@@ -70,6 +73,7 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	fs.DurationVar(&f.execTimeout, "exec-timeout", 30*time.Second, "bound on one call into a gateway container")
 	f.drain.BindFlags(fs)
 	f.readiness.BindFlags(fs)
+	f.orphans.BindFlags(fs)
 	fs.DurationVar(&f.gracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight reconciles may finish on shutdown")
 	opts := zap.Options{}
 	opts.BindFlags(fs)
@@ -83,7 +87,7 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	if f.execTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--exec-timeout %s must be positive", f.execTimeout))
 	}
-	return f, opts, errors.Join(append(errs, f.drain.Validate(), f.readiness.Validate())...)
+	return f, opts, errors.Join(append(errs, f.drain.Validate(), f.readiness.Validate(), f.orphans.Validate())...)
 }
 
 func main() {
@@ -143,11 +147,15 @@ func run(ctx context.Context, f flags) error {
 	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the cache indexes: %w", err)
 	}
-	drains := &gatewaydrain.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.drain}
+	orphaned := &orphans.Remover{Cache: mgr.GetClient(), API: mgr.GetAPIReader(), Transport: tr, Recorder: recorder, Options: f.orphans}
+	if err := mgr.Add(orphaned); err != nil {
+		return fmt.Errorf("setting up the orphaned marker sweep: %w", err)
+	}
+	drains := &gatewaydrain.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.drain, Clock: clock.RealClock{}, Orphans: orphaned}
 	if err := drains.SetupWithManager(mgr, f.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the GatewayDrain controller: %w", err)
 	}
-	gates := &podreadiness.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.readiness}
+	gates := &podreadiness.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.readiness, Clock: clock.RealClock{}, Orphans: orphaned}
 	if err := gates.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness gate controller: %w", err)
 	}

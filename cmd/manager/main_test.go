@@ -66,7 +66,7 @@ func TestBadFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
 	for _, arg := range []string{
 		"--exec-concurrency=0", "--poll-interval=0s", "--idle-poll-interval=-1s", "--refresh-interval=0s",
 		"--refresh-interval=55m", "--release-timeout=-5m", "--readiness-fast-interval=0s", "--readiness-interval=0s",
-		"--readiness-keep-last-for=0s", "--readiness-concurrency=-1", "--exec-timeout=0s", "--max-concurrent-reconciles=0",
+		"--readiness-keep-last-for=0s", "--readiness-concurrency=-1", "--orphan-sweep-interval=0s", "--exec-timeout=0s", "--max-concurrent-reconciles=0",
 	} {
 		flag, _, _ := strings.Cut(arg, "=")
 		if _, _, err := parseFlags([]string{arg}); err == nil || !strings.Contains(err.Error(), flag+" ") {

@@ -15,11 +15,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -117,8 +119,10 @@ type Reconciler struct {
 	Transport transport.Transport
 	Recorder  events.EventRecorder
 	Options
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	Clock clock.PassiveClock
+	// Orphans, if set, removes a marker whose GatewayDrain no longer exists
+	// when it holds a target.
+	Orphans *orphans.Remover
 }
 
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;patch
@@ -147,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 
 	before := gwd.DeepCopy()
-	now := r.now()
+	now := r.Clock.Now()
 	d := newDrain(gwd, now, batchSize*max(r.Concurrency, 1))
 	var stalled *stall
 	var released bool // deleted, its finalizer removed: the object is gone
@@ -442,13 +446,6 @@ var instantiationChanged = predicate.Funcs{
 		return o.UID != n.UID || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
 			!apiequality.Semantic.DeepEqual(o.Status.ContainerStatuses, n.Status.ContainerStatuses)
 	},
-}
-
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
@@ -20,7 +21,7 @@ import (
 // (zero: only when its pod changes). At most a couple of round trips to the
 // container; none when nothing is due.
 func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
-	now := r.now()
+	now := r.Clock.Now()
 	if why := instantiationOver(&t, pod); why != "" {
 		if d.following() && comingBack(pod) {
 			// Not Drained yet: its next instantiation will be drained too
@@ -66,7 +67,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if err == nil && obs.Outcome == transport.Foreign && !d.ours(t, obs, now) {
 		found := marker.Parse(obs.Marker.Data)
 		if !gatewayIgnores(found, obs) {
-			return r.conflict(t, obs, now)
+			return r.conflict(ctx, d, t, obs, now)
 		}
 		// The gateway ignores this marker: it is dead weight from an earlier
 		// instantiation, and ours must take its place.
@@ -82,7 +83,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	// Only the marker read back counts: one another writer put in place
 	// between the program's read and its write stands, and is not ours.
 	if !d.ours(t, obs, now) {
-		return r.conflict(t, obs, now)
+		return r.conflict(ctx, d, t, obs, now)
 	}
 	written := metav1.NewTime(now)
 	t.MarkerWrittenAt = &written
@@ -108,8 +109,15 @@ func gatewayIgnores(found marker.Found, obs transport.Observation) bool {
 	return problem == nil && st.AcceptsTurns()
 }
 
-// conflict records that someone else's marker holds the target.
-func (r *Reconciler) conflict(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, time.Time) {
+// conflict records that someone else's marker holds the target. If that is
+// the marker of a GatewayDrain that no longer exists, it is removed, and
+// the next poll puts ours in its place.
+func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, time.Time) {
+	if r.Orphans != nil {
+		if err := r.Orphans.Check(ctx, d.gwd, d.pod(t), t.HermesHome, obs); err != nil {
+			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", t.PodName)
+		}
+	}
 	t.State, t.Message = drainv1.TargetConflict, foreignMessage(obs.Marker)
 	t, _, _ = r.read(t, obs, now)
 	return t, now.Add(r.PollInterval)

@@ -30,6 +30,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
 var (
@@ -59,9 +60,7 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	k8s = env.Client
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	stat, _ := os.ReadFile("/proc/1/stat")
-	nativeEpoch = marker.Epoch(string(boot), string(stat))
+	nativeEpoch = gatewaysim.HostEpoch()
 
 	ctrl.SetLogger(logr.Discard())
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
@@ -82,7 +81,7 @@ func run(m *testing.M) int {
 			RetryMax:         time.Second,
 			ReleaseTimeout:   3 * time.Second,
 		},
-		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+		Clock: offsetClock{},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -102,6 +101,12 @@ func run(m *testing.M) int {
 	}()
 	return m.Run()
 }
+
+// offsetClock is the real clock moved forward by offset.
+type offsetClock struct{}
+
+func (offsetClock) Now() time.Time                    { return time.Now().Add(time.Duration(offset.Load())) }
+func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
 // faults are the shares of calls that fail, time out, or return a report
 // cut in half (after the program ran: the marker was written, the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/utils/clock"
+	testclock "k8s.io/utils/clock/testing"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -41,6 +43,7 @@ func newReconciler() (*podreadiness.Reconciler, *countingRunner) {
 		Client:    env.Client, // direct, uncached: each Get sees the API server
 		Transport: transport.NewProgram(runner, "/proc"),
 		Options:   podreadiness.DefaultOptions(),
+		Clock:     clock.RealClock{},
 	}, runner
 }
 
@@ -139,7 +142,7 @@ func TestWritesOnlyItsOwnConditionAndOnlyWhenItChanges(t *testing.T) {
 	}
 
 	// A flip moves lastTransitionTime.
-	r.Now = func() time.Time { return time.Now().Add(2 * time.Second) } // past lastTransitionTime's 1 s resolution
+	r.Clock = testclock.NewFakePassiveClock(time.Now().Add(2 * time.Second)) // past lastTransitionTime's 1 s resolution
 	writeState(t, home, "draining", 2)
 	res := reconcile(t, r, pod)
 	c3 := gatewaypod.GateCondition(fetch(t, pod))
@@ -225,8 +228,9 @@ func (failingRunner) Run(context.Context, transport.Pod, []string) ([]byte, erro
 func TestFailedReadsKeepTheLastDefiniteStatusForAWhile(t *testing.T) {
 	ns := env.Namespace(t)
 	r, _ := newReconciler()
-	now := time.Now()
-	r.Now = func() time.Time { return now }
+	clk := testclock.NewFakePassiveClock(time.Now())
+	r.Clock = clk
+	start := clk.Now()
 	pod, home := gatedPod(t, ns, "gw", true)
 	reconcile(t, r, pod)
 	serving := fetch(t, pod)
@@ -237,7 +241,7 @@ func TestFailedReadsKeepTheLastDefiniteStatusForAWhile(t *testing.T) {
 	reads := r.Transport
 	r.Transport = transport.NewProgram(failingRunner{}, "/proc")
 	for _, after := range []time.Duration{0, time.Minute, r.KeepLastFor - time.Second} {
-		now = time.Now().Add(after)
+		clk.SetTime(start.Add(after))
 		res := reconcile(t, r, serving)
 		if got := fetch(t, pod); got.ResourceVersion != serving.ResourceVersion {
 			t.Fatalf("%s into failed reads the gate was written: %+v", after, gatewaypod.GateCondition(got))
@@ -246,7 +250,7 @@ func TestFailedReadsKeepTheLastDefiniteStatusForAWhile(t *testing.T) {
 			t.Errorf("%s into failed reads: next read after %s", after, res.RequeueAfter)
 		}
 	}
-	now = time.Now().Add(r.KeepLastFor + time.Second)
+	clk.SetTime(start.Add(r.KeepLastFor + time.Second))
 	reconcile(t, r, serving)
 	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != podreadiness.ReasonReadFailed {
 		t.Errorf("after %s of failed reads: gate %+v, want Unknown", r.KeepLastFor, c)

@@ -21,17 +21,20 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -98,7 +101,10 @@ type Reconciler struct {
 	Transport transport.Transport
 	Recorder  events.EventRecorder
 	Options
-	Now func() time.Time
+	Clock clock.PassiveClock
+	// Orphans, if set, removes a marker whose GatewayDrain no longer exists
+	// from the gateways this reads.
+	Orphans *orphans.Remover
 
 	mu       sync.Mutex
 	failures map[types.UID]failing
@@ -121,7 +127,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.forget(pod.UID)
 		return ctrl.Result{}, nil
 	}
-	now := r.now()
+	now := r.Clock.Now()
 	v := r.look(ctx, pod, now)
 	gateReads.WithLabelValues(v.reason).Inc()
 	if v.status == corev1.ConditionUnknown {
@@ -160,7 +166,13 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 	if err != nil {
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonInvalidHome, message: err.Error()}
 	}
-	obs, err := r.Transport.Read(ctx, transport.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}, home)
+	target := transport.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
+	obs, err := r.Transport.Read(ctx, target, home)
+	if err == nil && r.Orphans != nil {
+		if err := r.Orphans.Check(ctx, pod, target, home, obs); err != nil {
+			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", target)
+		}
+	}
 	return serving(obs, err)
 }
 
@@ -242,13 +254,6 @@ func (r *Reconciler) forget(uid types.UID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.failures, uid)
-}
-
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
 }
 
 // SetupWithManager registers the reconciler for gated pods. A pod is looked

@@ -27,7 +27,7 @@ func Epoch(bootID, pid1Stat string) string {
 func ProcStatStartTime(stat string) (string, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return "", fmt.Errorf("no ')' in /proc stat %q", truncate(stat, 64))
+		return "", fmt.Errorf("no ')' in /proc stat %q", Shorten(stat, 64))
 	}
 	rest := strings.Fields(stat[i+1:])
 	if len(rest) < 20 {
@@ -36,7 +36,9 @@ func ProcStatStartTime(stat string) (string, error) {
 	return rest[19], nil
 }
 
-func truncate(s string, n int) string {
+// Shorten returns s cut to its first n bytes, marked with "..." when cut:
+// what a message quotes of untrusted text stays short.
+func Shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

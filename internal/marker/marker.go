@@ -212,5 +212,5 @@ func ParseTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("not an ISO 8601 time: %q", truncate(s, 64))
+	return time.Time{}, fmt.Errorf("not an ISO 8601 time: %q", Shorten(s, 64))
 }

@@ -125,7 +125,7 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		return l, true
 	}
 	unexpected := func(what string) error {
-		return fmt.Errorf("unexpected output from the container (%s): %q", what, truncate(out, 200))
+		return fmt.Errorf("unexpected output from the container (%s): %q", what, marker.Shorten(string(out), 200))
 	}
 
 	if l, ok := line(); !ok || l != "hermes-drain/2 "+nonce {
@@ -199,11 +199,4 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		return r, unexpected("no end")
 	}
 	return r, nil
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "..."
 }

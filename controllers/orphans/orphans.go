@@ -1,0 +1,159 @@
+// Package orphans removes drain markers whose GatewayDrain no longer
+// exists. A deleted drain lets go of its markers after --release-timeout
+// even if it could not remove them, older gateways never expire a marker,
+// and under shareProcessNamespace a container restart keeps the epoch: such
+// a marker would hold its gateway forever. Every read of a gateway checks
+// the marker it found (Check), and a low-rate sweep reads the gateways that
+// nothing else reads (Sweep).
+package orphans
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// Options say how often the sweep runs.
+type Options struct {
+	// SweepInterval is how often every gateway pod nothing else reads is
+	// read once.
+	SweepInterval time.Duration
+}
+
+// DefaultOptions are the operator's defaults.
+func DefaultOptions() Options { return Options{SweepInterval: 10 * time.Minute} }
+
+// BindFlags binds the options to their command-line flags.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&o.SweepInterval, "orphan-sweep-interval", o.SweepInterval, "how often gateway pods without the readiness gate are read once to remove markers whose GatewayDrain no longer exists")
+}
+
+// Validate refuses options the sweep cannot work with, naming the flag.
+func (o Options) Validate() error {
+	if o.SweepInterval <= 0 {
+		return fmt.Errorf("--orphan-sweep-interval %s must be positive", o.SweepInterval)
+	}
+	return nil
+}
+
+// Remover finds and removes orphaned markers.
+type Remover struct {
+	// Cache is the manager's cache; API reads the API server directly, to
+	// confirm that a drain the cache does not hold is really gone.
+	Cache, API client.Reader
+	Transport  transport.Transport
+	Recorder   events.EventRecorder
+	Options
+}
+
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get
+
+// Check removes the marker obs found in the gateway at target if an operator
+// wrote it for a GatewayDrain of the pod's namespace that no longer exists.
+// regarding is what the event is about. Any other marker is left alone.
+func (r *Remover) Check(ctx context.Context, regarding runtime.Object, target transport.Pod, home string, obs transport.Observation) error {
+	if obs.Marker.State != transport.FilePresent {
+		return nil
+	}
+	o, ours := marker.Parse(obs.Marker.Data).Origin()
+	if !ours {
+		return nil
+	}
+	ns, name, _ := strings.Cut(o.GatewayDrain, "/")
+	if ns != target.Namespace || name == "" {
+		return nil // not a drain of this namespace: not ours to judge
+	}
+	if exists, err := r.drainExists(ctx, client.ObjectKey{Namespace: ns, Name: name}, o.GatewayDrainUID); err != nil || exists {
+		return err
+	}
+	cleared, err := r.Transport.Clear(ctx, target, home, o.GatewayDrainUID)
+	if err != nil {
+		return fmt.Errorf("removing the orphaned marker of GatewayDrain %s: %w", o.GatewayDrain, err)
+	}
+	if cleared.Outcome == transport.Cleared {
+		orphansRemoved.Inc()
+		r.Recorder.Eventf(regarding, nil, corev1.EventTypeNormal, "OrphanedMarkerRemoved", "RemoveMarker",
+			"%s: removed the marker of GatewayDrain %s (uid %s), which no longer exists", target, o.GatewayDrain, o.GatewayDrainUID)
+	}
+	return nil
+}
+
+// drainExists reports whether the GatewayDrain at key with this UID exists.
+// The cache answers yes; a no is confirmed with the API server, since the
+// cache may not have seen a drain created a moment ago.
+func (r *Remover) drainExists(ctx context.Context, key client.ObjectKey, uid string) (bool, error) {
+	for _, c := range []client.Reader{r.Cache, r.API} {
+		gwd := &drainv1.GatewayDrain{}
+		err := c.Get(ctx, key, gwd)
+		if err == nil && string(gwd.UID) == uid {
+			return true, nil
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// Start sweeps every SweepInterval until ctx ends (a manager Runnable: it
+// runs on the leader only).
+func (r *Remover) Start(ctx context.Context) error {
+	tick := time.NewTicker(r.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := r.Sweep(ctx); err != nil {
+				log.FromContext(ctx).Error(err, "sweeping orphaned markers")
+			}
+		}
+	}
+}
+
+// Sweep reads, one at a time, every running gateway pod that declares no
+// readiness gate (the readiness reconciler reads those) and removes an
+// orphaned marker it finds.
+func (r *Remover) Sweep(ctx context.Context) error {
+	var pods corev1.PodList
+	if err := r.Cache.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	var errs []error
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		container := gatewaypod.Container(pod, "")
+		if !gatewaypod.IsGateway(pod) || gatewaypod.Gated(pod) || !gatewaypod.Running(pod, container) {
+			continue
+		}
+		home, err := gatewaypod.Home(pod, container, "")
+		if err != nil {
+			continue // never sent to the pod
+		}
+		target := transport.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
+		obs, err := r.Transport.Read(ctx, target, home)
+		if err == nil {
+			err = r.Check(ctx, pod, target, home, obs)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", target, err))
+		}
+	}
+	return errors.Join(errs...)
+}

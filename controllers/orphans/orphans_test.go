@@ -1,0 +1,137 @@
+package orphans_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env)) }
+
+var program = transport.NewProgram(transport.LocalRunner{}, "/proc")
+
+// runningPod creates a running pod whose HERMES_HOME is a new folder.
+func runningPod(t *testing.T, ns, name string, gateway, gated bool) (transport.Pod, string) {
+	t.Helper()
+	home := t.TempDir()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: home}},
+		}}},
+	}
+	if gateway {
+		pod.Labels[drainv1.GatewayLabel] = "true"
+	}
+	if gated {
+		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
+	}
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: "gateway", Image: "hermes", ImageID: "hermes",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return transport.Pod{Namespace: ns, Name: name, Container: "gateway"}, home
+}
+
+// markOf writes the marker GatewayDrain ns/drain with this UID would write.
+func markOf(t *testing.T, pod transport.Pod, home, drain, uid string) {
+	t.Helper()
+	req := transport.ProjectRequest{Marker: marker.Request{
+		Principal: "gatewaydrain/" + pod.Namespace + "/" + drain, RequestedAt: time.Now(),
+		Origin: marker.Origin{GatewayDrainUID: uid, GatewayDrain: pod.Namespace + "/" + drain, Pod: pod.Namespace + "/" + pod.Name, Container: pod.Container},
+	}}
+	if obs, err := program.Project(context.Background(), pod, home, req); err != nil || obs.Outcome != transport.Written {
+		t.Fatalf("writing a marker: %v %v", obs.Outcome, err)
+	}
+}
+
+func hasMarker(home string) bool {
+	_, err := os.Lstat(filepath.Join(home, marker.Filename))
+	return err == nil
+}
+
+// A marker whose GatewayDrain no longer exists (deleted, or deleted and
+// created again under the same name) is removed from the gateways nothing
+// else reads; every other marker, and every other pod, is left alone
+// (item B10).
+func TestTheSweepRemovesOnlyOrphanedMarkers(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	live := &drainv1.GatewayDrain{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "live"},
+		Spec:       drainv1.GatewayDrainSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "none"}}},
+	}
+	if err := env.Client.Create(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+
+	orphan, orphanHome := runningPod(t, ns, "orphan", true, false)
+	markOf(t, orphan, orphanHome, "gone", "uid-of-a-deleted-drain")
+	recreated, recreatedHome := runningPod(t, ns, "recreated", true, false)
+	markOf(t, recreated, recreatedHome, "live", "uid-of-an-earlier-live")
+	held, heldHome := runningPod(t, ns, "held", true, false)
+	markOf(t, held, heldHome, "live", string(live.UID))
+	_, dashboardHome := runningPod(t, ns, "dashboard", true, false)
+	if err := os.WriteFile(filepath.Join(dashboardHome, marker.Filename), []byte(`{"action":"drain","principal":"ops"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gated, gatedHome := runningPod(t, ns, "gated", true, true) // the readiness reconciler reads it
+	markOf(t, gated, gatedHome, "gone", "uid-of-a-deleted-drain")
+	plain, plainHome := runningPod(t, ns, "not-a-gateway", false, false)
+	markOf(t, plain, plainHome, "gone", "uid-of-a-deleted-drain")
+
+	recorder := events.NewFakeRecorder(10)
+	r := &orphans.Remover{Cache: env.Client, API: env.Client, Transport: program, Recorder: recorder, Options: orphans.DefaultOptions()}
+	if err := r.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		home string
+		want bool
+		why  string
+	}{
+		{orphanHome, false, "its drain was deleted"},
+		{recreatedHome, false, "its drain was deleted and created again"},
+		{heldHome, true, "its drain exists"},
+		{dashboardHome, true, "not an operator's"},
+		{gatedHome, true, "gated pods are read by the readiness reconciler, not swept"},
+		{plainHome, true, "not a gateway"},
+	} {
+		if got := hasMarker(tc.home); got != tc.want {
+			t.Errorf("%s: marker present %v, want %v (%s)", tc.home, got, tc.want, tc.why)
+		}
+	}
+	if len(recorder.Events) != 2 {
+		t.Errorf("%d events, want one per removed marker", len(recorder.Events))
+	}
+
+	// The read of a gated pod removes its orphan the same way.
+	obs, err := program.Read(ctx, gated, gatedHome)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Check(ctx, live, gated, gatedHome, obs); err != nil || hasMarker(gatedHome) {
+		t.Errorf("check on a read: %v, marker left %v", err, hasMarker(gatedHome))
+	}
+}
