@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"k8s.io/utils/clock"
-	testclock "k8s.io/utils/clock/testing"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -14,10 +12,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	testclock "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -267,5 +269,44 @@ func TestFailedReadsKeepTheLastDefiniteStatusForAWhile(t *testing.T) {
 	reconcile(t, r, fetch(t, pod))
 	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionFalse || c.Reason != "Draining" {
 		t.Errorf("gate %+v, want False/Draining", c)
+	}
+}
+
+// The index the readiness reconciler finds a pod's drains by is registered
+// by gatewaydrain.SetupIndexes alone, which main calls before either
+// controller: with it, a running gateway no drain targets is read at the
+// slow interval; without it every lookup fails and every gated pod would be
+// read every second (item D16).
+func TestTheSharedIndexIsAllTheReadinessReconcilerNeeds(t *testing.T) {
+	ns := env.Namespace(t)
+	pod, _ := gatedPod(t, ns, "gw", true)
+	for _, withIndex := range []bool{true, false} {
+		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if withIndex {
+			if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		go func() { _ = mgr.Start(ctx) }()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			t.Fatal("cache never synced")
+		}
+		r, _ := newReconciler()
+		r.Client = mgr.GetClient()
+		testenv.Eventually(t, 20*time.Second, func() (bool, string) { // the cache sees the pod
+			return mgr.GetClient().Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}) == nil, "pod not cached"
+		})
+		want := r.SlowInterval
+		if !withIndex {
+			want = r.FastInterval
+		}
+		if got := reconcile(t, r, pod).RequeueAfter; got != want {
+			t.Errorf("index registered %v: next read after %s, want %s", withIndex, got, want)
+		}
+		cancel()
 	}
 }

@@ -23,7 +23,9 @@ import (
 // pod.
 func TestAPIServerRestartMidDrain(t *testing.T) {
 	const pods = 20
-	gws, gwd := fleet(t, "apiserver-restart", pods)
+	gws := fleet(t, "apiserver-restart", pods)
+	addTurns(t, gws)
+	gwd := newDrain(t, "apiserver-restart", "d")
 	// Two execs at a time: the projection takes seconds, so the restart
 	// lands in its middle.
 	m, err := lc.StartManager(managerBin, "manager-apiserver-restart", lc.Kubeconfig,

@@ -3,17 +3,20 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 )
 
 func envInt(name string, def int) int {
@@ -23,56 +26,223 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// The phases of a drain's life a kill must hit, told from its status.
+const (
+	phaseSnapshot   = "snapshot (finalizer set, targets not yet written)"
+	phaseProjecting = "projecting (some markers written)"
+	phaseDraining   = "draining (every marker written, not Drained)"
+	phaseCancelling = "cancelling (some targets released)"
+	phaseDeleting   = "deleting (some targets released)"
+)
+
+var phases = []string{phaseSnapshot, phaseProjecting, phaseDraining, phaseCancelling, phaseDeleting}
+
+// progress counts a drain's targets with a marker written and released.
+func progress(d *drainv1.GatewayDrain) (written, released int, drained bool) {
+	for _, t := range d.Status.Targets {
+		if t.MarkerWrittenAt != nil {
+			written++
+		}
+		if t.State == drainv1.TargetReleased {
+			released++
+		}
+	}
+	return written, released, meta.IsStatusConditionTrue(d.Status.Conditions, drainv1.ConditionDrained)
+}
+
+// phaseOf tells which phase d is in, "" for none of them (or gone).
+func phaseOf(d *drainv1.GatewayDrain) string {
+	if d == nil {
+		return ""
+	}
+	st := d.Status
+	written, released, drained := progress(d)
+	releasing := released > 0 && released < len(st.Targets)
+	switch {
+	case !d.DeletionTimestamp.IsZero():
+		if releasing {
+			return phaseDeleting
+		}
+	case d.Spec.Action == drainv1.ActionCancel:
+		if releasing {
+			return phaseCancelling
+		}
+	case st.StartedAt == nil:
+		if len(d.Finalizers) > 0 {
+			return phaseSnapshot
+		}
+	case written > 0 && written < len(st.Targets):
+		return phaseProjecting
+	case written == len(st.Targets) && !drained:
+		return phaseDraining
+	}
+	return ""
+}
+
+// The manager is killed at chosen moments of a drain's life, told by the
+// drain's progress rather than by the clock: while it takes its snapshot,
+// with some targets projected, while they drain, and while it releases them
+// after a cancel or a delete. Each round drains the fleet with a new
+// GatewayDrain and ends it by a cancel (odd rounds) or a delete (even
+// rounds). After each kill a new manager picks up where the status says;
+// every round must end with every target drained by a marker of its own,
+// and then with not one marker left (item E19).
 func TestKilledManagerLosesNoDrain(t *testing.T) {
-	pods, kills := envInt("CHAOS_PODS", 20), envInt("CHAOS_KILLS", 5)
+	pods, rounds := envInt("CHAOS_PODS", 20), envInt("CHAOS_ROUNDS", 2)
 	ctx := context.Background()
-	gws, gwd := fleet(t, "fleet", pods)
-	args := []string{"--poll-interval=200ms", "--idle-poll-interval=1s", "--exec-concurrency=8"}
-	// Kill it at random moments; each restart picks up where the status says.
-	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	t.Logf("%-5s %-9s %s", "kill", "after", "targets at the kill (pending/draining/drained/failed)")
-	for i := range kills {
-		m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-%d", i), lc.Kubeconfig, args...)
-		if err != nil {
+	gws := fleet(t, "fleet", pods)
+	// Two calls at a time: a phase lasts several reconciles, so a kill can
+	// land inside it.
+	args := []string{"--poll-interval=200ms", "--idle-poll-interval=1s", "--exec-concurrency=2"}
+	k := &killer{t: t, args: args, hits: map[string]int{}}
+	defer k.stop()
+
+	for round := range rounds {
+		name := fmt.Sprintf("d-%d", round)
+		addTurns(t, gws) // turns in flight keep some gateways draining
+		k.start()        // the snapshot is taken by a manager that is already up
+		gwd := newDrain(t, "fleet", name)
+		for _, p := range []string{phaseSnapshot, phaseProjecting, phaseDraining} {
+			k.killIn(gwd, p)
+		}
+		var got *drainv1.GatewayDrain
+		testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
+			got = get(t, gwd)
+			return meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("%s not Drained: %+v", name, got.Status.Counts)
+		})
+		checkDrained(t, gws, got)
+
+		if round%2 == 0 {
+			patch := client.MergeFrom(got.DeepCopy())
+			got.Spec.Action = drainv1.ActionCancel
+			if err := lc.Client.Patch(ctx, got, patch); err != nil {
+				t.Fatal(err)
+			}
+			k.killIn(gwd, phaseCancelling)
+			testenv.Eventually(t, time.Minute, func() (bool, string) {
+				return allReleased(get(t, gwd)), name + " not released"
+			})
+			checkNoMarkers(t, gws)
+		}
+		if err := lc.Client.Delete(ctx, got); err != nil {
 			t.Fatal(err)
 		}
-		after := time.Duration(300+rnd.IntN(5700)) * time.Millisecond
-		time.Sleep(after) // the random kill point is the point of this test
-		m.Kill()
-		c := get(t, gwd).Status.Counts
-		t.Logf("%-5d %-9s %d/%d/%d/%d of %d", i+1, after, c.Pending, c.Draining, c.Drained, c.Failed, c.Targets)
+		if round%2 == 1 {
+			k.killIn(gwd, phaseDeleting)
+		}
+		testenv.Eventually(t, time.Minute, func() (bool, string) {
+			err := lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
+			return err != nil, name + " not deleted"
+		})
+		checkNoMarkers(t, gws)
 	}
 
-	m, err := lc.StartManager(managerBin, "manager-final", lc.Kubeconfig, args...)
-	if err != nil {
-		t.Fatal(err)
+	var report []string
+	for _, p := range phases {
+		report = append(report, fmt.Sprintf("%-50s %d", p, k.hits[p]))
 	}
-	defer m.Stop()
-	var got *drainv1.GatewayDrain
-	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
-		got = get(t, gwd)
-		return meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", got.Status.Counts)
-	})
-	checkDrained(t, gws, got)
+	t.Logf("kills per phase (%d pods, %d rounds, %d misses: the phase was over when the kill landed):\n%s",
+		pods, rounds, k.hits[""], strings.Join(report, "\n"))
+	for _, p := range phases[1:] { // the snapshot lasts one reconcile: reported, not required
+		if k.hits[p] == 0 {
+			t.Errorf("no kill landed %s", p)
+		}
+	}
+}
 
-	// Cancel, with one more kill in the middle of the release.
-	patch := client.MergeFrom(got.DeepCopy())
-	got.Spec.Action = drainv1.ActionCancel
-	if err := lc.Client.Patch(ctx, got, patch); err != nil {
-		t.Fatal(err)
+// killer runs the manager and kills it at chosen phases of a drain.
+type killer struct {
+	t    *testing.T
+	args []string
+	m    *cluster.Manager
+	n    int
+	hits map[string]int
+}
+
+func (k *killer) start() {
+	if k.m != nil {
+		return
 	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		c := get(t, gwd).Status.Counts
-		return c.Released > 0, "nothing released yet"
-	})
-	m.Kill()
-	m, err = lc.StartManager(managerBin, "manager-release", lc.Kubeconfig, args...)
+	m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-%d", k.n), lc.Kubeconfig, k.args...)
 	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.m, k.n = m, k.n+1
+}
+
+func (k *killer) stop() {
+	if k.m != nil {
+		k.m.Stop()
+	}
+}
+
+// reached reports whether the drain (nil: gone) has reached phase p or
+// gone past it.
+func reached(d *drainv1.GatewayDrain, p string) bool {
+	if d == nil {
+		return true
+	}
+	written, released, drained := progress(d)
+	switch p {
+	case phaseSnapshot:
+		return len(d.Finalizers) > 0 || d.Status.StartedAt != nil
+	case phaseProjecting:
+		return written > 0 || drained
+	case phaseDraining:
+		return (written > 0 && written == len(d.Status.Targets)) || drained
+	}
+	return released > 0 || allReleased(d)
+}
+
+// allReleased reports whether a withdrawn drain has released every target.
+func allReleased(d *drainv1.GatewayDrain) bool {
+	c := meta.FindStatusCondition(d.Status.Conditions, drainv1.ConditionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == drainv1.ReasonReleased
+}
+
+// killIn waits until the drain reaches phase p, kills the manager at once,
+// records the phase the drain was in when it died (its status cannot move
+// after that; "" when the phase was already over), and starts a new
+// manager.
+func (k *killer) killIn(gwd *drainv1.GatewayDrain, p string) {
+	k.t.Helper()
+	k.start()
+	testenv.Eventually(k.t, time.Minute, func() (bool, string) {
+		return reached(lookup(k.t, gwd), p), fmt.Sprintf("%s never reached %s", gwd.Name, p)
+	})
+	k.m.Kill()
+	k.m = nil
+	d := lookup(k.t, gwd)
+	hit := phaseOf(d)
+	k.hits[hit]++
+	if d != nil {
+		c := d.Status.Counts
+		k.t.Logf("kill %-2d aimed at %s landed in %q: targets %d, %d pending, %d draining, %d drained, %d released",
+			k.n, p, hit, c.Targets, c.Pending, c.Draining, c.Drained, c.Released)
+	}
+	k.start()
+}
+
+// lookup reads the drain again, nil once it is gone.
+func lookup(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
+	t.Helper()
+	got := &drainv1.GatewayDrain{}
+	if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), got); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
 		t.Fatal(err)
 	}
-	defer m.Stop()
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		return meta.IsStatusConditionTrue(get(t, gwd).Status.Conditions, drainv1.ConditionReady), "not released"
-	})
-	checkNoMarkers(t, gws)
+	return got
+}
+
+// newDrain creates a GatewayDrain of the fleet.
+func newDrain(t *testing.T, ns, name string) *drainv1.GatewayDrain {
+	t.Helper()
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	gwd.Spec.Selector.MatchLabels = gatewayLabels
+	if err := lc.Client.Create(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	return gwd
 }

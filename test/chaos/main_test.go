@@ -47,9 +47,8 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// fleet creates namespace ns with n gateways, gateway i with i%3 turns in
-// flight, and a GatewayDrain "d" selecting them all.
-func fleet(t *testing.T, ns string, n int) ([]*cluster.Gateway, *drainv1.GatewayDrain) {
+// fleet creates namespace ns with n gateways.
+func fleet(t *testing.T, ns string, n int) []*cluster.Gateway {
 	t.Helper()
 	ctx := context.Background()
 	if err := lc.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -59,17 +58,17 @@ func fleet(t *testing.T, ns string, n int) ([]*cluster.Gateway, *drainv1.Gateway
 	if err != nil {
 		t.Fatal(err)
 	}
+	return gws
+}
+
+// addTurns puts i%3 turns in flight on gateway i.
+func addTurns(t *testing.T, gws []*cluster.Gateway) {
+	t.Helper()
 	for i, g := range gws {
 		if err := gatewaysim.AddTurns(g.Home, i%3); err != nil {
 			t.Fatal(err)
 		}
 	}
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = gatewayLabels
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
-	return gws, gwd
 }
 
 // get reads the drain again.
