@@ -196,6 +196,14 @@ type Target struct {
 	// instantiation, before the drain was first Drained.
 	// +optional
 	AddedAt *metav1.Time `json:"addedAt,omitempty"`
+	// StateUpdatedAt is updated_at of gateway_state.json as last read, and
+	// StateSeenAt when this operator first read that value: a file that
+	// stops changing for 2 minutes (on the operator's own clock) no longer
+	// confirms a drain.
+	// +optional
+	StateUpdatedAt string `json:"stateUpdatedAt,omitempty"`
+	// +optional
+	StateSeenAt *metav1.Time `json:"stateSeenAt,omitempty"`
 	// MarkerWrittenAt is when this drain's marker was last written to the target.
 	// +optional
 	MarkerWrittenAt *metav1.Time `json:"markerWrittenAt,omitempty"`

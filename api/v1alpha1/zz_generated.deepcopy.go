@@ -153,6 +153,10 @@ func (in *Target) DeepCopyInto(out *Target) {
 		in, out := &in.AddedAt, &out.AddedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.StateSeenAt != nil {
+		in, out := &in.StateSeenAt, &out.StateSeenAt
+		*out = (*in).DeepCopy()
+	}
 	if in.MarkerWrittenAt != nil {
 		in, out := &in.MarkerWrittenAt, &out.MarkerWrittenAt
 		*out = (*in).DeepCopy()

@@ -333,3 +333,27 @@ func TestDeletingIsNotAReconcileError(t *testing.T) {
 		t.Errorf("deleting the drain counted %v reconcile errors", after-errorsBefore)
 	}
 }
+
+// Whether a gateway's state file is alive is judged on the operator's own
+// clock, between its reads: a gateway whose clock is hours off still
+// drains, and a file that stops changing for 2 minutes no longer confirms
+// Drained (item C13).
+func TestStateFileLivenessIgnoresOtherClocks(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	g.setStateAt(marker.StateDraining, 0, time.Now().Add(-3*time.Hour)) // its node's clock is 3 h behind
+	waitFor(t, gwd, "Drained despite the skew", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+
+	// The file stops changing: after 2 minutes of the operator's clock it
+	// no longer confirms the drain.
+	offset.Store(int64(3 * time.Minute))
+	t.Cleanup(func() { offset.Store(0) })
+	got := waitFor(t, gwd, "not Drained", condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonProgressing))
+	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "has not changed for") {
+		t.Errorf("message %q should say the state file stopped changing", msg)
+	}
+	g.setStateAt(marker.StateDraining, 0, time.Now().Add(-3*time.Hour+time.Minute)) // it writes again
+	waitFor(t, gwd, "Drained again", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+}

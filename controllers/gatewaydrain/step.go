@@ -212,11 +212,19 @@ func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.
 	}
 	t.GatewayState, t.ActiveAgents = "", nil
 	st, problem := obs.GatewayStateNow()
-	if problem == nil {
-		agents := st.ActiveAgents
-		t.GatewayState, t.ActiveAgents = st.State, &agents
+	if problem != nil {
+		return t, st, problem
 	}
-	return t, st, problem
+	agents := st.ActiveAgents
+	t.GatewayState, t.ActiveAgents = st.State, &agents
+	seen := transport.Progress{UpdatedAt: t.StateUpdatedAt}
+	if t.StateSeenAt != nil {
+		seen.Since = t.StateSeenAt.Time
+	}
+	seen = seen.Observe(st, now)
+	since := metav1.NewTime(seen.Since)
+	t.StateUpdatedAt, t.StateSeenAt = seen.UpdatedAt, &since
+	return t, st, seen.Stalled(now)
 }
 
 func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv1.Target, time.Time) {

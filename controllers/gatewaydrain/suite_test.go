@@ -233,9 +233,16 @@ func (g *gateway) recreate() {
 // setState plays the gateway: it writes gateway_state.json as upstream does.
 func (g *gateway) setState(state string, agents int) {
 	g.t.Helper()
+	g.setStateAt(state, agents, time.Now())
+}
+
+// setStateAt writes gateway_state.json as a gateway whose clock reads
+// updated does.
+func (g *gateway) setStateAt(state string, agents int, updated time.Time) {
+	g.t.Helper()
 	b, _ := json.Marshal(map[string]any{
 		"gateway_state": state, "active_agents": agents, "kind": "hermes-gateway",
-		"updated_at": time.Now().UTC().Format(marker.TimeLayout),
+		"updated_at": updated.UTC().Format(marker.TimeLayout),
 	})
 	if err := os.WriteFile(filepath.Join(g.home, marker.StateFilename), b, 0o644); err != nil {
 		g.t.Fatal(err)

@@ -36,8 +36,8 @@ type verdict struct {
 	message string
 	// updatedAt is when the gateway wrote what was read, if known.
 	updatedAt time.Time
-	// gatewayState is the state read, "" when unknown.
-	gatewayState string
+	// state is the state read; its State is "" when unknown.
+	state marker.GatewayState
 }
 
 // serving maps what was read from a gateway to "does this gateway accept
@@ -55,7 +55,7 @@ func serving(obs transport.Observation, readErr error) verdict {
 		}
 		return verdict{status: status, reason: problem.Reason, message: problem.Message}
 	}
-	v := verdict{gatewayState: st.State}
+	v := verdict{state: st}
 	if t, err := marker.ParseTime(st.UpdatedAt); err == nil {
 		v.updatedAt = t
 	}

@@ -83,7 +83,12 @@ func gatedPod(t *testing.T, ns, name string, gated bool) (*corev1.Pod, string) {
 
 func writeState(t *testing.T, home, state string, agents int) {
 	t.Helper()
-	data := fmt.Sprintf(`{"gateway_state":%q,"active_agents":%d,"updated_at":%q}`, state, agents, time.Now().UTC().Format(marker.TimeLayout))
+	writeStateAt(t, home, state, agents, time.Now())
+}
+
+func writeStateAt(t *testing.T, home, state string, agents int, updated time.Time) {
+	t.Helper()
+	data := fmt.Sprintf(`{"gateway_state":%q,"active_agents":%d,"updated_at":%q}`, state, agents, updated.UTC().Format(marker.TimeLayout))
 	if err := os.WriteFile(filepath.Join(home, marker.StateFilename), []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -308,5 +313,29 @@ func TestTheSharedIndexIsAllTheReadinessReconcilerNeeds(t *testing.T) {
 			t.Errorf("index registered %v: next read after %s, want %s", withIndex, got, want)
 		}
 		cancel()
+	}
+}
+
+// A state file that stops changing says nothing about a working gateway,
+// judged on the operator's clock between its reads, never by comparing
+// updated_at with it (item C13).
+func TestAStateFileThatStopsChangingTurnsTheGateUnknown(t *testing.T) {
+	ns := env.Namespace(t)
+	r, _ := newReconciler()
+	clk := testclock.NewFakePassiveClock(time.Now())
+	r.Clock = clk
+	pod, home := gatedPod(t, ns, "gw", true)
+	writeStateAt(t, home, "running", 1, time.Now().Add(-5*time.Hour)) // its node's clock is hours off
+	reconcile(t, r, pod)
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v: a skewed clock made the gateway look dead", c)
+	}
+	start := clk.Now()
+	clk.SetTime(start.Add(transport.StateStaleAfter + r.KeepLastFor + 2*time.Second))
+	reconcile(t, r, fetch(t, pod)) // first read seeing it stalled: the last status stands
+	clk.SetTime(start.Add(2*transport.StateStaleAfter + r.KeepLastFor + 4*time.Second))
+	reconcile(t, r, fetch(t, pod))
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonStateStalled {
+		t.Errorf("gate %+v, want Unknown/%s", c, transport.ReasonStateStalled)
 	}
 }

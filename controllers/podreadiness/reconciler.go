@@ -36,6 +36,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -106,8 +107,16 @@ type Reconciler struct {
 	// from the gateways this reads.
 	Orphans *orphans.Remover
 
-	mu       sync.Mutex
-	failures map[types.UID]failing
+	// mu guards what is remembered of each gated pod between reads.
+	mu   sync.Mutex
+	pods map[types.NamespacedName]memory
+}
+
+// memory is what is remembered of one gated pod between its reads.
+type memory struct {
+	uid types.UID // a pod recreated under the same name starts afresh
+	failing
+	progress transport.Progress
 }
 
 // failing is a pod whose reads have failed or said nothing, in a row.
@@ -121,17 +130,20 @@ type failing struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pod := &corev1.Pod{}
 	if err := r.Get(ctx, req.NamespacedName, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !gatewaypod.Gated(pod) || pod.DeletionTimestamp != nil {
-		r.forget(pod.UID)
+		r.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 	now := r.Clock.Now()
 	v := r.look(ctx, pod, now)
 	gateReads.WithLabelValues(v.reason).Inc()
 	if v.status == corev1.ConditionUnknown {
-		f := r.failed(pod.UID, now)
+		f := r.failed(pod, now)
 		next := retry.Delay(r.RetryBase, r.RetryMax, f.count)
 		// The last definite status stands for a while: a read that says
 		// nothing does not say the gateway stopped serving.
@@ -148,12 +160,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.write(ctx, pod, v, now); err != nil {
 		return ctrl.Result{}, err
 	}
-	r.forget(pod.UID)
+	r.succeeded(pod)
 	target, err := r.standingTarget(ctx, pod, now)
 	if err != nil {
 		return ctrl.Result{RequeueAfter: r.FastInterval}, nil // look often rather than miss a drain
 	}
-	return ctrl.Result{RequeueAfter: r.nextLook(v.gatewayState, target)}, nil
+	return ctrl.Result{RequeueAfter: r.nextLook(v.state.State, target)}, nil
 }
 
 // look reads the gateway's state through the transport, if it runs.
@@ -173,7 +185,19 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", target)
 		}
 	}
-	return serving(obs, err)
+	v := serving(obs, err)
+	if v.state.State != "" {
+		if stalled := r.observe(pod, v.state, now); stalled != nil {
+			return verdict{status: corev1.ConditionUnknown, reason: stalled.Reason, message: stalled.Message}
+		}
+	}
+	return v
+}
+
+// observe records a read of a pod's state file and says whether the file
+// has stopped changing.
+func (r *Reconciler) observe(pod *corev1.Pod, st marker.GatewayState, now time.Time) *transport.StateProblem {
+	return r.remember(pod, func(m *memory) { m.progress = m.progress.Observe(st, now) }).progress.Stalled(now)
 }
 
 // write patches only our condition on the pod's status, with the pod's UID
@@ -235,25 +259,42 @@ func (r *Reconciler) standingTarget(ctx context.Context, pod *corev1.Pod, now ti
 
 // failed counts one more failed read of a pod and says since when its reads
 // have failed.
-func (r *Reconciler) failed(uid types.UID, now time.Time) failing {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.failures == nil {
-		r.failures = map[types.UID]failing{}
-	}
-	f := r.failures[uid]
-	if f.count == 0 {
-		f.since = now
-	}
-	f.count++
-	r.failures[uid] = f
-	return f
+func (r *Reconciler) failed(pod *corev1.Pod, now time.Time) failing {
+	return r.remember(pod, func(m *memory) {
+		if m.count == 0 {
+			m.since = now
+		}
+		m.count++
+	}).failing
 }
 
-func (r *Reconciler) forget(uid types.UID) {
+// succeeded ends a pod's streak of failed reads.
+func (r *Reconciler) succeeded(pod *corev1.Pod) {
+	r.remember(pod, func(m *memory) { m.failing = failing{} })
+}
+
+// remember applies change to what is remembered of pod and returns it.
+func (r *Reconciler) remember(pod *corev1.Pod, change func(*memory)) memory {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.failures, uid)
+	if r.pods == nil {
+		r.pods = map[types.NamespacedName]memory{}
+	}
+	key := client.ObjectKeyFromObject(pod)
+	m := r.pods[key]
+	if m.uid != pod.UID {
+		m = memory{uid: pod.UID}
+	}
+	change(&m)
+	r.pods[key] = m
+	return m
+}
+
+// forget drops what is remembered of a pod that is gone or no longer gated.
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pods, key)
 }
 
 // SetupWithManager registers the reconciler for gated pods. A pod is looked
