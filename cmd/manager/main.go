@@ -30,6 +30,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -80,14 +81,10 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	if err := fs.Parse(args); err != nil {
 		return f, opts, err
 	}
-	var errs []error
-	if f.maxConcurrentReconciles < 1 {
-		errs = append(errs, fmt.Errorf("--max-concurrent-reconciles %d must be at least 1", f.maxConcurrentReconciles))
-	}
-	if f.execTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("--exec-timeout %s must be positive", f.execTimeout))
-	}
-	return f, opts, errors.Join(append(errs, f.drain.Validate(), f.readiness.Validate(), f.orphans.Validate())...)
+	return f, opts, errors.Join(
+		options.AtLeastOne("--max-concurrent-reconciles", f.maxConcurrentReconciles),
+		options.PositiveDuration("--exec-timeout", f.execTimeout),
+		f.drain.Validate(), f.readiness.Validate(), f.orphans.Validate())
 }
 
 func main() {

@@ -35,6 +35,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -91,26 +92,20 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 
 // Validate refuses options the reconciler cannot work with, naming the flag.
 func (o Options) Validate() error {
-	var errs []error
-	if o.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("--exec-concurrency %d must be at least 1", o.Concurrency))
-	}
-	for _, f := range []struct {
-		flag string
-		d    time.Duration
-	}{
-		{"--poll-interval", o.PollInterval}, {"--idle-poll-interval", o.IdlePollInterval},
-		{"--refresh-interval", o.RefreshInterval}, {"--release-timeout", o.ReleaseTimeout},
-		{"retry base", o.RetryBase}, {"retry max", o.RetryMax},
-	} {
-		if f.d <= 0 {
-			errs = append(errs, fmt.Errorf("%s %s must be positive", f.flag, f.d))
-		}
-	}
+	var tooLong error
 	if o.RefreshInterval >= 50*time.Minute {
-		errs = append(errs, fmt.Errorf("--refresh-interval %s must stay well below upstream's 1h marker expiry", o.RefreshInterval))
+		tooLong = fmt.Errorf("--refresh-interval %s must stay well below upstream's 1h marker expiry", o.RefreshInterval)
 	}
-	return errors.Join(errs...)
+	return errors.Join(
+		options.AtLeastOne("--exec-concurrency", o.Concurrency),
+		options.PositiveDuration("--poll-interval", o.PollInterval),
+		options.PositiveDuration("--idle-poll-interval", o.IdlePollInterval),
+		options.PositiveDuration("--refresh-interval", o.RefreshInterval),
+		options.PositiveDuration("--release-timeout", o.ReleaseTimeout),
+		options.PositiveDuration("retry base", o.RetryBase),
+		options.PositiveDuration("retry max", o.RetryMax),
+		tooLong,
+	)
 }
 
 // Reconciler reconciles GatewayDrains.

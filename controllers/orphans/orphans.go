@@ -25,6 +25,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -45,10 +46,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 
 // Validate refuses options the sweep cannot work with, naming the flag.
 func (o Options) Validate() error {
-	if o.SweepInterval <= 0 {
-		return fmt.Errorf("--orphan-sweep-interval %s must be positive", o.SweepInterval)
-	}
-	return nil
+	return options.PositiveDuration("--orphan-sweep-interval", o.SweepInterval)
 }
 
 // Remover finds and removes orphaned markers.

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"sync"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -78,22 +78,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 
 // Validate refuses options the reconciler cannot work with, naming the flag.
 func (o Options) Validate() error {
-	var errs []error
-	if o.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("--readiness-concurrency %d must be at least 1", o.Concurrency))
-	}
-	for _, f := range []struct {
-		flag string
-		d    time.Duration
-	}{
-		{"--readiness-fast-interval", o.FastInterval}, {"--readiness-interval", o.SlowInterval},
-		{"--readiness-keep-last-for", o.KeepLastFor}, {"retry base", o.RetryBase}, {"retry max", o.RetryMax},
-	} {
-		if f.d <= 0 {
-			errs = append(errs, fmt.Errorf("%s %s must be positive", f.flag, f.d))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		options.AtLeastOne("--readiness-concurrency", o.Concurrency),
+		options.PositiveDuration("--readiness-fast-interval", o.FastInterval),
+		options.PositiveDuration("--readiness-interval", o.SlowInterval),
+		options.PositiveDuration("--readiness-keep-last-for", o.KeepLastFor),
+		options.PositiveDuration("retry base", o.RetryBase),
+		options.PositiveDuration("retry max", o.RetryMax),
+	)
 }
 
 // Reconciler writes the readiness gate condition of gated gateway pods.
