@@ -1,12 +1,16 @@
 package gatewaydrain
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testclock "k8s.io/utils/clock/testing"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // When each target may be talked to again: the poll schedule while the
@@ -38,6 +42,52 @@ func TestNextAttempt(t *testing.T) {
 		}
 		if got := r.nextAttempt(tc.d, tc.t); !got.Equal(want) {
 			t.Errorf("%s: next attempt %v, want %v", tc.name, got, want)
+		}
+	}
+}
+
+// reportingTransport answers every call with the same observation.
+type reportingTransport struct{ obs transport.Observation }
+
+func (f reportingTransport) Project(context.Context, transport.Pod, string, transport.ProjectRequest) (transport.Observation, error) {
+	return f.obs, nil
+}
+func (f reportingTransport) Clear(context.Context, transport.Pod, string, string) (transport.Observation, error) {
+	return f.obs, nil
+}
+func (f reportingTransport) Read(context.Context, transport.Pod, string) (transport.Observation, error) {
+	return f.obs, nil
+}
+
+// A target counts as Draining or Drained only when the marker read back in
+// the same call is this drain's own: a write that "succeeded" but left
+// another writer's marker in place (it wrote between the program's read and
+// its write) is a Conflict (item A3).
+func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
+	now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
+	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
+	drained := transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
+	d := newDrain(gwd, now, 10)
+	prefix, suffix, err := marker.Render(d.request(target, now, nil).Marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := transport.File{State: transport.FilePresent, Data: []byte(prefix + "boot:1" + suffix)}
+	theirs := transport.File{State: transport.FilePresent, Data: []byte(`{"action":"drain","principal":"dashboard","epoch":"boot:1"}`)}
+	for _, tc := range []struct {
+		name string
+		obs  transport.Observation
+		want drainv1.TargetState
+	}{
+		{"written, ours read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: ours, GatewayState: drained}, drainv1.TargetDrained},
+		{"written, theirs read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: theirs, GatewayState: drained}, drainv1.TargetConflict},
+		{"written, none read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: transport.File{State: transport.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
+	} {
+		r := &Reconciler{Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
+		got, _ := r.stepDrain(context.Background(), newDrain(gwd, now, 10), target, now)
+		if got.State != tc.want {
+			t.Errorf("%s: %s (%s), want %s", tc.name, got.State, got.Message, tc.want)
 		}
 	}
 }
