@@ -62,6 +62,14 @@ vet: ## go vet.
 build: ## Build the manager binary into bin/.
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
 
+.PHONY: image
+image: test-packages ## Write the operator, pause and test-gateway images as tarballs into bin/images (no Docker engine needed).
+	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
+	$(GO_BUILD) -o $(BIN)/pause ./hack/pause
+	$(GO_BUILD) -o $(BIN)/gatewaysim ./test/gatewaysim/cmd/gatewaysim
+	go run ./hack/image --out $(BIN)/images --manager $(BIN)/manager --pause $(BIN)/pause \
+		--gatewaysim $(BIN)/gatewaysim --busybox "$$(command -v busybox)"
+
 .PHONY: demo
 demo: cluster-tools build ## Drain five simulated gateways on a local cluster, cancel, tear down (about a minute warm).
 	go run ./hack/demo

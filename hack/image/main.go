@@ -1,0 +1,211 @@
+// Command image writes the project's container images as tarballs that
+// `ctr images import` (or `docker load`, `kind load image-archive`) takes,
+// without a Docker engine: static binaries laid onto an empty base.
+//
+//	go run ./hack/image --out DIR --manager BIN --pause BIN --gatewaysim BIN --busybox BIN
+//
+// It writes DIR/hermes-drain-operator.tar (the operator, as in Dockerfile),
+// DIR/pause.tar (the real node's sandbox) and DIR/hermes-gateway-sim.tar (a
+// test gateway: busybox for sh, cat, mv and the rest the in-container
+// program needs, and the gateway simulator running as the upstream gateway
+// does: uid 10000, HERMES_HOME /opt/data).
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Tag is the tag of every image this writes.
+const Tag = "dev"
+
+// The operator's image, as Dockerfile builds it too (TestDockerfileMatches).
+const (
+	operatorName    = "hermes-drain-operator"
+	operatorPackage = "./cmd/manager"
+	operatorBinary  = "/manager"
+	// operatorUser is distroless's nonroot user.
+	operatorUser = "65532:65532"
+)
+
+// The test gateway's image.
+const (
+	gatewayName = "hermes-gateway-sim"
+	gatewayUser = "10000:10000"
+	gatewayHome = "/opt/data"
+)
+
+// busyboxApplets are the commands the in-container program and a person
+// debugging need.
+var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "sleep", "ls", "kill", "ps", "id", "test", "["}
+
+// file is one entry of a layer.
+type file struct {
+	path     string
+	mode     int64
+	uid, gid int
+	source   string // a file on this host to copy; "" for a directory or link
+	link     string // a symbolic link's target
+}
+
+func main() {
+	out := flag.String("out", "bin/images", "where to write the tarballs")
+	manager := flag.String("manager", "", "the static manager binary")
+	pause := flag.String("pause", "", "the static pause binary")
+	sim := flag.String("gatewaysim", "", "the static gateway simulator binary")
+	busybox := flag.String("busybox", "/usr/bin/busybox", "a static busybox (Debian package busybox-static)")
+	flag.Parse()
+	if err := run(*out, *manager, *pause, *sim, *busybox); err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("wrote %s/{%s,pause,%s}.tar (tag %s)\n", *out, operatorName, gatewayName, Tag)
+}
+
+func run(out, manager, pause, sim, busybox string) error {
+	if manager == "" || pause == "" || sim == "" {
+		return fmt.Errorf("--manager, --pause and --gatewaysim are required")
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	images := []struct {
+		name   string
+		files  []file
+		config v1.Config
+	}{
+		{operatorName, []file{{path: operatorBinary, mode: 0o755, source: manager}},
+			v1.Config{Entrypoint: []string{operatorBinary}, User: operatorUser}},
+		{"pause", []file{{path: "/pause", mode: 0o755, source: pause}},
+			v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}},
+		{gatewayName, gatewayFiles(sim, busybox), v1.Config{
+			Entrypoint: []string{"/usr/local/bin/gatewaysim", "--homes", gatewayHome},
+			User:       gatewayUser,
+			Env:        []string{"HERMES_HOME=" + gatewayHome, "PATH=/usr/local/bin:/bin"},
+			WorkingDir: gatewayHome,
+		}},
+	}
+	for _, im := range images {
+		img, err := build(im.files, im.config)
+		if err != nil {
+			return fmt.Errorf("%s: %w", im.name, err)
+		}
+		ref, err := name.ParseReference(im.name + ":" + Tag)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(out, im.name+".tar")
+		if err := tarball.WriteToFile(path, ref, img); err != nil {
+			return fmt.Errorf("%s: %w", im.name, err)
+		}
+	}
+	return nil
+}
+
+// gatewayFiles is busybox with its applets, the simulator, and a HERMES_HOME
+// owned by the gateway's user, as in the upstream image.
+func gatewayFiles(sim, busybox string) []file {
+	files := []file{
+		{path: "/bin", mode: 0o755},
+		{path: "/bin/busybox", mode: 0o755, source: busybox},
+		{path: "/tmp", mode: 0o1777},
+		{path: "/usr/local/bin/gatewaysim", mode: 0o755, source: sim},
+		{path: "/opt/data", mode: 0o755, uid: 10000, gid: 10000},
+	}
+	for _, applet := range busyboxApplets {
+		files = append(files, file{path: "/bin/" + applet, link: "busybox"})
+	}
+	return files
+}
+
+// build makes an image of one layer holding files, with config.
+func build(files []file, config v1.Config) (v1.Image, error) {
+	var buf bytes.Buffer
+	if err := writeLayer(&buf, files); err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Config = "linux", runtime.GOARCH, config
+	return mutate.ConfigFile(img, cf)
+}
+
+// writeLayer writes files as a tar layer, their parent directories first.
+// Times are fixed, so the same binaries make the same image.
+func writeLayer(w io.Writer, files []file) error {
+	tw := tar.NewWriter(w)
+	epoch := time.Unix(0, 0)
+	made := map[string]bool{}
+	for _, f := range files {
+		for _, dir := range parents(f.path) {
+			if made[dir] {
+				continue
+			}
+			made[dir] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir[1:] + "/", Mode: 0o755, ModTime: epoch}); err != nil {
+				return err
+			}
+		}
+		h := &tar.Header{Name: f.path[1:], Mode: f.mode, Uid: f.uid, Gid: f.gid, ModTime: epoch}
+		switch {
+		case f.link != "":
+			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.link, 0o777
+		case f.source == "":
+			if made[f.path] {
+				continue
+			}
+			made[f.path] = true
+			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
+		default:
+			data, err := os.ReadFile(f.source)
+			if err != nil {
+				return err
+			}
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if _, err := tw.Write(data); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// parents are the directories above path, outermost first.
+func parents(path string) []string {
+	var dirs []string
+	for d := filepath.Dir(path); d != "/"; d = filepath.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	return dirs
+}

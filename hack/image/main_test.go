@@ -1,0 +1,137 @@
+package main
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Dockerfile and this program describe the same operator image: the same
+// package built static to the same path, run as the same user.
+func TestDockerfileMatches(t *testing.T) {
+	raw, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final []string // the last stage's instructions
+	build := ""
+	for _, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "FROM "):
+			final = nil
+		case strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build"):
+			build = line
+		}
+		if line != "" && !strings.HasPrefix(line, "#") {
+			final = append(final, line)
+		}
+	}
+	for _, want := range []string{
+		"FROM scratch",
+		"COPY --from=build " + operatorBinary + " " + operatorBinary,
+		"USER " + operatorUser,
+		`ENTRYPOINT ["` + operatorBinary + `"]`,
+	} {
+		if !slices.Contains(final, want) {
+			t.Errorf("Dockerfile's final stage lacks %q: %q", want, final)
+		}
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-o " + operatorBinary, operatorPackage} {
+		if !strings.Contains(build, want) {
+			t.Errorf("Dockerfile's build %q lacks %q", build, want)
+		}
+	}
+}
+
+// The tarballs hold what they claim: each image's entrypoint and user, its
+// files with their modes and owners, and the same bytes for the same input.
+func TestImagesHoldWhatTheyClaim(t *testing.T) {
+	dir := t.TempDir()
+	bin := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("binary "+name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	out := filepath.Join(dir, "images")
+	manager, pause, sim, busybox := bin("manager"), bin("pause"), bin("gatewaysim"), bin("busybox")
+	if err := run(out, manager, pause, sim, busybox); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		image      string
+		entrypoint string
+		user       string
+		files      map[string]string // path -> "mode uid" or "-> target"
+	}{
+		{operatorName, operatorBinary, operatorUser, map[string]string{"manager": "755 0"}},
+		{"pause", "/pause", "65535:65535", map[string]string{"pause": "755 0"}},
+		{gatewayName, "/usr/local/bin/gatewaysim", gatewayUser, map[string]string{
+			"usr/local/bin/gatewaysim": "755 0", "bin/busybox": "755 0", "bin/sh": "-> busybox",
+			"bin/head": "-> busybox", "bin/sync": "-> busybox", "bin/ln": "-> busybox",
+			"opt/data/": "755 10000", "tmp/": "1777 0",
+		}},
+	} {
+		img, err := tarball.ImageFromPath(filepath.Join(out, tc.image+".tar"), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.image, err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cf.Config.Entrypoint[0] != tc.entrypoint || cf.Config.User != tc.user || cf.OS != "linux" {
+			t.Errorf("%s: entrypoint %v user %q os %q", tc.image, cf.Config.Entrypoint, cf.Config.User, cf.OS)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			t.Fatalf("%s: layers %d, %v", tc.image, len(layers), err)
+		}
+		rc, err := layers[0].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag == tar.TypeSymlink {
+				got[h.Name] = "-> " + h.Linkname
+			} else {
+				got[h.Name] = fmt.Sprintf("%o %d", h.Mode&0o7777, h.Uid)
+			}
+		}
+		for path, want := range tc.files {
+			if got[path] != want {
+				t.Errorf("%s: %s is %q, want %q", tc.image, path, got[path], want)
+			}
+		}
+	}
+
+	again := filepath.Join(dir, "again")
+	if err := run(again, manager, pause, sim, busybox); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{operatorName, "pause", gatewayName} {
+		a, _ := os.ReadFile(filepath.Join(out, name+".tar"))
+		b, _ := os.ReadFile(filepath.Join(again, name+".tar"))
+		if string(a) != string(b) {
+			t.Errorf("%s: two builds of the same binaries differ", name)
+		}
+	}
+}
