@@ -1,10 +1,16 @@
 package gatewaydrain
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
@@ -74,4 +80,95 @@ func instantiationOver(t *drainv1.Target, pod *corev1.Pod) string {
 // recreated under the same name and not running yet).
 func comingBack(pod *corev1.Pod) bool {
 	return pod != nil && pod.DeletionTimestamp == nil && (pod.Status.Phase == corev1.PodRunning || pod.Status.Phase == corev1.PodPending)
+}
+
+// chooseTargets takes the snapshot: the pods that match the selector and run
+// now are the drain's targets, for good.
+func (r *Reconciler) chooseTargets(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (*stall, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
+	if err != nil {
+		return &stall{drainv1.ReasonInvalidSelector, "invalid selector: " + err.Error()}, nil
+	}
+	gateways, notGateways, err := r.matching(ctx, gwd, sel)
+	if err != nil {
+		return nil, err
+	}
+	var targets []drainv1.Target
+	for _, pod := range gateways {
+		targets = append(targets, newTarget(gwd, pod))
+	}
+	gwd.Status.NotGateways = int32(len(notGateways))
+	if len(notGateways) > 0 {
+		r.event(gwd, corev1.EventTypeWarning, "NotGateways", "skipped %d matching pods that do not declare themselves gateways (label %s=true or the readiness gate %s): %s",
+			len(notGateways), drainv1.GatewayLabel, drainv1.ReadinessGate, someOf(len(notGateways), ", ", func(i int) string { return notGateways[i] }))
+	}
+	slices.SortFunc(targets, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
+	started := metav1.NewTime(now)
+	deadline := metav1.NewTime(now.Add(timeout(gwd)))
+	gwd.Status.StartedAt, gwd.Status.Deadline, gwd.Status.Targets = &started, &deadline, targets
+	if len(targets) > 0 { // an empty snapshot is reported as NoTargets by computeStatus
+		r.event(gwd, corev1.EventTypeNormal, "DrainStarted", "draining %d targets: %s", len(targets), podNames(targets))
+	}
+	return nil, nil
+}
+
+// matching lists the running pods the selector matches: those that declare
+// themselves gateways, and the names of those that do not. The pods are the
+// cache's own (a namespace may hold thousands): callers must not modify them.
+func (r *Reconciler) matching(ctx context.Context, gwd *drainv1.GatewayDrain, sel labels.Selector) (gateways []*corev1.Pod, notGateways []string, err error) {
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods, client.InNamespace(gwd.Namespace), client.MatchingLabelsSelector{Selector: sel}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, err
+	}
+	for i := range pods.Items {
+		switch pod := &pods.Items[i]; {
+		case !isCandidate(gwd, pod):
+		case !gatewaypod.IsGateway(pod):
+			notGateways = append(notGateways, pod.Name)
+		default:
+			gateways = append(gateways, pod)
+		}
+	}
+	return gateways, notGateways, nil
+}
+
+// followSelector adds the gateway pods that match the selector and run a
+// new instantiation: a pod that appeared, or a target's pod whose container
+// restarted or that was recreated. It reports whether it added any.
+func (r *Reconciler) followSelector(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (bool, error) {
+	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
+	if err != nil {
+		return false, err // parsed when the targets were chosen: cannot happen
+	}
+	pods, _, err := r.matching(ctx, gwd, sel)
+	if err != nil {
+		return false, err
+	}
+	index := map[string]int{}
+	for i, t := range gwd.Status.Targets {
+		index[t.PodName] = i
+	}
+	added := metav1.NewTime(now)
+	var names []string
+	for _, pod := range pods {
+		i, known := index[pod.Name]
+		if known && instantiationOver(&gwd.Status.Targets[i], pod) == "" {
+			continue
+		}
+		t := newTarget(gwd, pod)
+		t.AddedAt = &added
+		if known {
+			gwd.Status.Targets[i] = t
+			names = append(names, pod.Name+" (new instantiation)")
+		} else {
+			gwd.Status.Targets = append(gwd.Status.Targets, t)
+			names = append(names, pod.Name)
+		}
+	}
+	if len(names) == 0 {
+		return false, nil
+	}
+	slices.SortFunc(gwd.Status.Targets, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
+	r.event(gwd, corev1.EventTypeNormal, "TargetsAdded", "not yet drained, so following the selector: draining %s too", someOf(len(names), ", ", func(i int) string { return names[i] }))
+	return true, nil
 }
