@@ -15,6 +15,8 @@ ETCD_VERSION             := v3.6.16
 KWOK_VERSION             := v0.8.0
 CONTROLLER_TOOLS_VERSION := v0.21.0
 HELM_VERSION             := v3.22.0
+# The real node: containerd's version is pinned by hack/tools/containerd/go.mod.
+CONTAINERD_VERSION       := v2.4.2
 
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hermes-drain-operator/tools
 BIN         := bin
@@ -34,6 +36,10 @@ KUBE_SCHEDULER := $(TOOLS_CACHE)/kube-scheduler-$(K8S_VERSION)/kube-scheduler
 CONTROLLER_GEN := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KWOK           := $(TOOLS_CACHE)/kwok-$(KWOK_VERSION)/kwok
 HELM           := $(TOOLS_CACHE)/helm-$(HELM_VERSION)/helm
+KUBELET        := $(TOOLS_CACHE)/kubelet-$(K8S_VERSION)/kubelet
+CONTAINERD     := $(TOOLS_CACHE)/containerd-$(CONTAINERD_VERSION)/containerd
+CONTAINERD_SHIM := $(TOOLS_CACHE)/containerd-$(CONTAINERD_VERSION)/containerd-shim-runc-v2
+CTR            := $(TOOLS_CACHE)/containerd-$(CONTAINERD_VERSION)/ctr
 
 ##@ General
 
@@ -101,6 +107,14 @@ test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the 
 .PHONY: cluster-tools
 cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
 
+# The real node (issue 13, in progress): kubelet, containerd, its runc shim
+# and ctr, built once; runc, the loopback CNI plugin and busybox from Debian.
+.PHONY: node-tools
+node-tools: cluster-tools $(BIN)/kubelet $(BIN)/containerd $(BIN)/containerd-shim-runc-v2 $(BIN)/ctr ## Build (once) the real node's binaries and install its Debian packages.
+	@command -v runc >/dev/null && [ -x /usr/lib/cni/loopback ] && command -v busybox >/dev/null || { \
+		echo ">> installing runc, containernetworking-plugins, busybox-static"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc containernetworking-plugins busybox-static; }
+
 ##@ Tools (built once into $(TOOLS_CACHE))
 
 $(BIN)/%: | $(BIN)
@@ -117,6 +131,10 @@ $(BIN)/kube-scheduler: $(KUBE_SCHEDULER)
 $(BIN)/controller-gen: $(CONTROLLER_GEN)
 $(BIN)/kwok: $(KWOK)
 $(BIN)/helm: $(HELM)
+$(BIN)/kubelet: $(KUBELET)
+$(BIN)/containerd: $(CONTAINERD)
+$(BIN)/containerd-shim-runc-v2: $(CONTAINERD_SHIM)
+$(BIN)/ctr: $(CTR)
 
 # Each recipe builds into a temporary name and renames, so an interrupted build
 # never leaves a binary that looks finished.
@@ -125,10 +143,23 @@ $(ETCD):
 	@mkdir -p $(@D)
 	cd hack/tools/etcd && $(GO_BUILD) -o $@.tmp . && mv $@.tmp $@
 
-$(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER):
+$(KUBE_APISERVER) $(KUBECTL) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KUBELET):
 	@echo ">> building $(@F) $(K8S_VERSION) (kube-apiserver about 6 min, the others 1-2 min, once)"
 	@mkdir -p $(@D)
 	cd hack/tools/kube && $(GO_BUILD) -ldflags '$(K8S_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/$(@F) && mv $@.tmp $@
+
+# containerd's tags leave out the storage drivers and docs this node never uses.
+$(CONTAINERD) $(CTR):
+	@echo ">> building $(@F) $(CONTAINERD_VERSION) (containerd about 5 min cold, once)"
+	@mkdir -p $(@D)
+	cd hack/tools/containerd && $(GO_BUILD) -tags 'urfave_cli_no_docs no_btrfs no_devmapper no_zfs' \
+		-o $@.tmp github.com/containerd/containerd/v2/cmd/$(@F) && mv $@.tmp $@
+
+$(CONTAINERD_SHIM):
+	@echo ">> building $(@F) $(CONTAINERD_VERSION)"
+	@mkdir -p $(@D)
+	cd hack/tools/containerd && $(GO_BUILD) -tags 'urfave_cli_no_docs no_grpc' \
+		-o $@.tmp github.com/containerd/containerd/v2/cmd/$(@F) && mv $@.tmp $@
 
 $(CONTROLLER_GEN):
 	@echo ">> building controller-gen $(CONTROLLER_TOOLS_VERSION)"
