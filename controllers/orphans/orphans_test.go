@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
@@ -44,6 +45,8 @@ func runningPod(t *testing.T, ns, name string, gateway, gated bool) (transport.P
 	if err := env.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+	// The sweep reads every namespace: gone with its folder, the pod must go too.
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pod, client.GracePeriodSeconds(0)) })
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{{
 		Name: "gateway", Image: "hermes", ImageID: "hermes",
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
