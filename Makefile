@@ -83,7 +83,7 @@ demo: cluster-tools build ## Drain five simulated gateways on a local cluster, c
 ##@ Test
 
 .PHONY: test
-test: test-tools test-packages verify-generated vet ## Unit, envtest (real kube-apiserver + etcd) and end-to-end (kwok, real exec) tests.
+test: test-tools test-packages node-tools image verify-generated vet ## Unit, envtest (real kube-apiserver + etcd), end-to-end (kwok, real exec) and real-node (kubelet, containerd, runc) tests.
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
 .PHONY: chaos
@@ -107,8 +107,8 @@ test-tools: cluster-tools $(BIN)/controller-gen $(BIN)/helm ## Build (once) the 
 .PHONY: cluster-tools
 cluster-tools: $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl $(BIN)/kwok ## Build (once) the local cluster's binaries.
 
-# The real node (issue 13, in progress): kubelet, containerd, its runc shim
-# and ctr, built once; runc, the loopback CNI plugin and busybox from Debian.
+# The real node (test/node): kubelet, containerd, its runc shim and ctr,
+# built once; runc, the loopback CNI plugin and busybox from Debian.
 .PHONY: node-tools
 node-tools: cluster-tools $(BIN)/kubelet $(BIN)/containerd $(BIN)/containerd-shim-runc-v2 $(BIN)/ctr ## Build (once) the real node's binaries and install its Debian packages.
 	@command -v runc >/dev/null && [ -x /usr/lib/cni/loopback ] && command -v busybox >/dev/null || { \

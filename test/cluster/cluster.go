@@ -48,6 +48,10 @@ type Cluster struct {
 	env   *envtest.Environment
 	procs []*child
 	kwok  *child
+	// anchor holds the real node's mount namespace; ctr runs ctr against
+	// its containerd (nil without a real node).
+	anchor int
+	ctr    func(args ...string) (string, error)
 	// apiLog is the API server's output, across restarts.
 	apiLog *os.File
 }
@@ -70,6 +74,9 @@ type Options struct {
 	// WithoutOperatorCRDs leaves the GatewayDrain CRD to be installed later
 	// (by the Helm chart).
 	WithoutOperatorCRDs bool
+	// RealNode runs a real kubelet with containerd and runc (node
+	// RealNodeName) instead of kwok: `make node-tools image` first.
+	RealNode bool
 }
 
 // Start brings the cluster up with its state in dir (which must exist) and
@@ -145,6 +152,9 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 		"--leader-elect=false", "--secure-port=0"); err != nil {
 		return nil, err
 	}
+	if opts.RealNode {
+		return c, c.startRealNode(ctx)
+	}
 	return c, c.startKwok(ctx)
 }
 
@@ -208,11 +218,17 @@ func (c *Cluster) runKwok(attempt int) error {
 // start starts bin/binary with its output in logName.log; it dies with us,
 // even if we are killed.
 func (c *Cluster) start(logName, binary string, args ...string) (*child, error) {
+	return c.startCommand(logName, exec.Command(filepath.Join(c.Bin, binary), args...))
+}
+
+// startCommand starts cmd with its output in logName.log; it dies with us.
+func (c *Cluster) startCommand(logName string, cmd *exec.Cmd) (*child, error) {
 	logFile, err := os.Create(filepath.Join(c.Dir, logName+".log"))
 	if err != nil {
 		return nil, err
 	}
-	p := &child{name: logName, cmd: exec.Command(filepath.Join(c.Bin, binary), args...), done: make(chan struct{})}
+	binary := filepath.Base(cmd.Path)
+	p := &child{name: logName, cmd: cmd, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -299,14 +315,11 @@ func (c *Cluster) waitKwok(ctx context.Context, what string, done func() bool) e
 // Stop tears everything down: kwok and kube-controller-manager, then the
 // API server and etcd.
 func (c *Cluster) Stop() {
+	if c.anchor != 0 {
+		c.stopRealNode()
+	}
 	for _, p := range c.procs {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		stop(p)
 	}
 	if c.env != nil {
 		_ = c.env.Stop()
@@ -314,6 +327,33 @@ func (c *Cluster) Stop() {
 	if c.apiLog != nil {
 		c.apiLog.Close()
 	}
+}
+
+// stop ends a child: SIGTERM, then SIGKILL after 5 s.
+func stop(p *child) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// stopChild stops the child of this name, if it runs.
+func (c *Cluster) stopChild(name string) {
+	for _, p := range c.procs {
+		if p.name == name {
+			stop(p)
+		}
+	}
+}
+
+// envtestUser is an identity for a cluster component. The test API server
+// authorizes with RBAC alone (no Node authorizer), so the kubelet is an
+// administrator here.
+func envtestUser(name string) envtest.User {
+	return envtest.User{Name: name, Groups: []string{"system:masters"}}
 }
 
 // RestartAPIServer stops the API server (SIGTERM, then SIGKILL after

@@ -1,0 +1,204 @@
+// Package node proves on a real node what only real containers can show: a
+// kubelet with containerd and runc on this machine (test/cluster's
+// RealNode), gateways running from the test gateway image (busybox and the
+// simulator, as uid 10000, HERMES_HOME /opt/data), pods/exec through the
+// real kubelet into each container's own PID namespace.
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+)
+
+var lc *cluster.Cluster
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "hermes-node-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	start := time.Now()
+	if lc, err = cluster.Start(context.Background(), dir, cluster.Options{RealNode: true}); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the real node:", err)
+		if lc != nil {
+			lc.Stop()
+		}
+		return 1
+	}
+	defer lc.Stop()
+	fmt.Fprintf(os.Stderr, "real node up in %s\n", time.Since(start).Round(100*time.Millisecond))
+	bin, err := cluster.BuildManager(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := lc.StartManager(bin, "manager", lc.Kubeconfig, "--poll-interval=200ms", "--idle-poll-interval=1s",
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer mgr.Stop()
+	return m.Run()
+}
+
+// gatewayPod runs the test gateway image on the real node; mutate may
+// change the pod first.
+func gatewayPod(t *testing.T, ns, name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "hermes-gateway", drainv1.GatewayLabel: "true"}},
+		Spec: corev1.PodSpec{
+			NodeName:                     cluster.RealNodeName,
+			HostNetwork:                  true, // nothing leaves loopback
+			AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{
+				Name: "gateway", Image: "hermes-gateway-sim:dev", ImagePullPolicy: corev1.PullNever,
+				Args: []string{"--interval", "200ms"},
+			}},
+		},
+	}
+	for _, m := range mutate {
+		m(pod)
+	}
+	if err := lc.Client.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), pod); err != nil {
+			return false, err.Error()
+		}
+		cs := pod.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].State.Running != nil, fmt.Sprintf("%s not running: %+v", name, pod.Status)
+	})
+	return pod
+}
+
+// inside runs a shell command in the gateway container, as kubectl exec does.
+func inside(t *testing.T, pod *corev1.Pod, script string) string {
+	t.Helper()
+	out, err := lc.Run("kubectl", "-n", pod.Namespace, "exec", pod.Name, "--", "sh", "-c", script)
+	if err != nil {
+		t.Fatalf("exec in %s: %v: %s", pod.Name, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// epochInside computes the epoch in the container by upstream's recipe.
+const epochInside = `read -r b < /proc/sys/kernel/random/boot_id; s=$(cat /proc/1/stat); set -- ${s##*)}; echo "$b:${20}"`
+
+// A drain through the real kubelet: each container gets a marker stamped
+// with its own epoch (its own PID 1, distinct per pod, equal to what a
+// process inside computes), the simulator inside honours it, the drain is
+// Drained; cancelled, every marker is gone and the gateways run again.
+func TestDrainRealContainers(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	pods := []*corev1.Pod{gatewayPod(t, ns, "gw-0"), gatewayPod(t, ns, "gw-1"), gatewayPod(t, ns, "gw-2")}
+	epochs := map[string]bool{}
+	for _, p := range pods {
+		epochs[inside(t, p, epochInside)] = true
+	}
+	if len(epochs) != len(pods) {
+		t.Fatalf("containers share epochs: %v", epochs)
+	}
+
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
+	})
+	for _, p := range pods {
+		epoch := inside(t, p, epochInside)
+		found := marker.Parse([]byte(inside(t, p, "cat /opt/data/.drain_request.json")))
+		if found.EpochValue() != epoch || !found.Honoured(epoch, time.Now()) {
+			t.Errorf("%s: marker epoch %q, the container's %q", p.Name, found.EpochValue(), epoch)
+		}
+		if st, err := marker.ParseGatewayState([]byte(inside(t, p, "cat /opt/data/gateway_state.json"))); err != nil || !st.DrainComplete() {
+			t.Errorf("%s: the gateway inside is not drained: %+v %v", p.Name, st, err)
+		}
+	}
+	for _, tg := range gwd.Status.Targets {
+		if tg.HermesHome != "/opt/data" {
+			t.Errorf("%s: HERMES_HOME %q, want the image's /opt/data", tg.PodName, tg.HermesHome)
+		}
+	}
+
+	patch := client.MergeFrom(gwd.DeepCopy())
+	gwd.Spec.Action = drainv1.ActionCancel
+	if err := lc.Client.Patch(ctx, gwd, patch); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		testenv.Eventually(t, time.Minute, func() (bool, string) {
+			state := inside(t, p, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
+			return !strings.HasPrefix(state, "marker") && strings.Contains(state, `"gateway_state":"running"`), p.Name + ": " + state
+		})
+	}
+}
+
+// A container restarted by the kubelet (its PID 1 killed) is a new
+// instantiation with a new epoch. The marker left on the pod's volume is
+// ignored by the gateway inside (upstream's own rule, now for real), and
+// the operator, whose drain was already Drained, ends that target's drain
+// and removes its marker.
+func TestARestartedContainerEndsItsDrain(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	pod := gatewayPod(t, ns, "gw-0", func(p *corev1.Pod) { // HERMES_HOME outlives the container
+		p.Spec.Volumes = []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "home", MountPath: "/opt/data"}}
+	})
+	before := inside(t, pod, epochInside)
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
+	})
+
+	_, _ = lc.Run("kubectl", "-n", ns, "exec", pod.Name, "--", "kill", "1") // the exec dies with the container
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
+		cs := pod.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].RestartCount == 1 && cs[0].State.Running != nil, fmt.Sprintf("not restarted: %+v", cs)
+	})
+	if after := inside(t, pod, epochInside); after == before {
+		t.Errorf("the restarted container kept its epoch %s", after)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		tg := gwd.Status.Targets[0]
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
+	})
+	state := inside(t, pod, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
+	if strings.HasPrefix(state, "marker") || !strings.Contains(state, `"gateway_state":"running"`) {
+		t.Errorf("the new instantiation is held: %s", state)
+	}
+}
