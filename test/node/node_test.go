@@ -202,3 +202,89 @@ func TestARestartedContainerEndsItsDrain(t *testing.T) {
 		t.Errorf("the new instantiation is held: %s", state)
 	}
 }
+
+// The readiness gate is honoured by the real kubelet: the pod is Ready only
+// while its gateway accepts turns, not Ready while it drains, Ready again
+// after the cancel. (Its endpoint in a Service cannot be shown here: the
+// API server refuses loopback addresses in EndpointSlices, and these
+// hostNetwork pods' IP is 127.0.0.1; the kwok suites show the endpoints.)
+func TestTheKubeletFollowsTheReadinessGate(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	pod := gatewayPod(t, ns, "gw-0", func(p *corev1.Pod) {
+		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
+	})
+	ready := func(want bool) {
+		t.Helper()
+		testenv.Eventually(t, time.Minute, func() (bool, string) {
+			_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
+			conditions := map[corev1.PodConditionType]corev1.ConditionStatus{}
+			for _, c := range pod.Status.Conditions {
+				conditions[c.Type] = c.Status
+			}
+			gate, podReady := conditions[drainv1.ReadinessGate] == corev1.ConditionTrue, conditions[corev1.PodReady] == corev1.ConditionTrue
+			return gate == want && podReady == want, fmt.Sprintf("gate %v, kubelet's Ready %v; want %v", gate, podReady, want)
+		})
+	}
+	ready(true)
+
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	ready(false)
+	patch := client.MergeFrom(gwd.DeepCopy())
+	gwd.Spec.Action = drainv1.ActionCancel
+	if err := lc.Client.Patch(ctx, gwd, patch); err != nil {
+		t.Fatal(err)
+	}
+	ready(true)
+}
+
+// With shareProcessNamespace PID 1 is the pod's pause process for every
+// container: the epoch survives a restart of the gateway container, so only
+// the operator can end the drain of the new instantiation, and it does: it
+// removes its marker from the volume.
+func TestSharedProcessNamespaceKeepsTheEpochAndTheOperatorClears(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	pod := gatewayPod(t, ns, "gw-0", func(p *corev1.Pod) {
+		p.Spec.ShareProcessNamespace = ptr.To(true)
+		p.Spec.Volumes = []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "home", MountPath: "/opt/data"}}
+	})
+	if comm := inside(t, pod, "cat /proc/1/comm"); comm != "pause" {
+		t.Fatalf("PID 1 is %q, want the pause process", comm)
+	}
+	before := inside(t, pod, epochInside)
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
+	})
+
+	// The gateway is no longer PID 1: stop it by name.
+	_, _ = lc.Run("kubectl", "-n", ns, "exec", pod.Name, "--", "sh", "-c", "kill $(pidof gatewaysim)")
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
+		cs := pod.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].RestartCount == 1 && cs[0].State.Running != nil, fmt.Sprintf("not restarted: %+v", cs)
+	})
+	if after := inside(t, pod, epochInside); after != before {
+		t.Errorf("the epoch changed with a shared process namespace: %s -> %s", before, after)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		tg := gwd.Status.Targets[0]
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
+	})
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		state := inside(t, pod, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
+		return !strings.HasPrefix(state, "marker") && strings.Contains(state, `"gateway_state":"running"`), "the new instantiation is held: " + state
+	})
+}
