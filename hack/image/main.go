@@ -50,7 +50,7 @@ const (
 
 // busyboxApplets are the commands the in-container program and a person
 // debugging need.
-var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "sleep", "ls", "kill", "pidof", "ps", "id", "test", "["}
+var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "sleep", "ls", "kill", "pidof", "ps", "id", "stat", "awk", "test", "["}
 
 // file is one entry of a layer.
 type file struct {

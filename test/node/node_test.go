@@ -9,10 +9,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,7 +115,16 @@ const epochInside = `read -r b < /proc/sys/kernel/random/boot_id; s=$(cat /proc/
 func TestDrainRealContainers(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
-	pods := []*corev1.Pod{gatewayPod(t, ns, "gw-0"), gatewayPod(t, ns, "gw-1"), gatewayPod(t, ns, "gw-2")}
+	// gw-0 as the upstream image runs: the container (and so exec) as root,
+	// the gateway dropped to uid 10000, which owns HERMES_HOME.
+	asUpstream := func(p *corev1.Pod) {
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To(int64(0)), RunAsGroup: ptr.To(int64(0))}
+		p.Spec.Containers[0].Args = append(p.Spec.Containers[0].Args, "--run-as", "10000:10000")
+	}
+	pods := []*corev1.Pod{gatewayPod(t, ns, "gw-0", asUpstream), gatewayPod(t, ns, "gw-1"), gatewayPod(t, ns, "gw-2")}
+	if who := inside(t, pods[0], `id -u; stat -c %u /opt/data; awk '/^Uid/ {print $2}' /proc/1/status`); who != "0\n10000\n10000" {
+		t.Fatalf("exec uid, HERMES_HOME owner, gateway uid: %q, want 0, 10000, 10000", who)
+	}
 	epochs := map[string]bool{}
 	for _, p := range pods {
 		epochs[inside(t, p, epochInside)] = true
@@ -286,5 +297,79 @@ func TestSharedProcessNamespaceKeepsTheEpochAndTheOperatorClears(t *testing.T) {
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
 		state := inside(t, pod, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
 		return !strings.HasPrefix(state, "marker") && strings.Contains(state, `"gateway_state":"running"`), "the new instantiation is held: " + state
+	})
+}
+
+// A StatefulSet pod recreated on a durable volume (hostPath: the volume
+// outlives the pod, as upstream's /opt/data does) is a new instantiation:
+// the marker on the volume is the old epoch's, ignored by the new gateway,
+// and the operator, whose drain was Drained, removes it.
+func TestARecreatedPodOnADurableVolumeIsNotDrained(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	volume := t.TempDir()
+	if err := os.Chmod(volume, 0o777); err != nil { // the gateway runs as uid 10000
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "hermes-gateway", drainv1.GatewayLabel: "true"}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To(int32(1)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					NodeName: cluster.RealNodeName, HostNetwork: true, AutomountServiceAccountToken: ptr.To(false),
+					Containers: []corev1.Container{{
+						Name: "gateway", Image: "hermes-gateway-sim:dev", ImagePullPolicy: corev1.PullNever,
+						Args:         []string{"--interval", "200ms"},
+						VolumeMounts: []corev1.VolumeMount{{Name: "home", MountPath: "/opt/data"}},
+					}},
+					Volumes: []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: volume}}}},
+				},
+			},
+		},
+	}
+	if err := lc.Client.Create(ctx, sts); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw-0"}}
+	running := func() {
+		t.Helper()
+		testenv.Eventually(t, time.Minute, func() (bool, string) {
+			err := lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
+			return err == nil && len(pod.Status.ContainerStatuses) == 1 && pod.Status.ContainerStatuses[0].State.Running != nil, "gw-0 not running"
+		})
+	}
+	running()
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
+	})
+	oldUID := pod.UID
+	if err := lc.Client.Delete(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
+		err := lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
+		return err == nil && pod.UID != oldUID && len(pod.Status.ContainerStatuses) == 1 && pod.Status.ContainerStatuses[0].State.Running != nil, "gw-0 not recreated"
+	})
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		tg := gwd.Status.Targets[0]
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
+	})
+	if _, err := os.Stat(filepath.Join(volume, marker.Filename)); !os.IsNotExist(err) {
+		t.Errorf("our marker is still on the volume: %v", err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		state := inside(t, pod, "cat /opt/data/gateway_state.json")
+		return strings.Contains(state, `"gateway_state":"running"`), "the new pod is held: " + state
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +21,14 @@ func main() {
 	interval := flag.Duration("interval", time.Second, "how often each gateway checks its marker (upstream: 1s)")
 	turn := flag.Duration("turn-duration", 5*time.Second, "how long an in-flight turn takes")
 	epoch := flag.String("pretend-epoch", "", "pretend to be this instantiation instead of this host's (tests stale markers)")
+	runAs := flag.String("run-as", "", "UID:GID to drop to once started as root, as the upstream image's init starts the gateway as uid 10000")
 	flag.Parse()
+	if *runAs != "" {
+		if err := dropTo(*runAs); err != nil {
+			fmt.Fprintln(os.Stderr, "gatewaysim: --run-as:", err)
+			os.Exit(2)
+		}
+	}
 	if *homes == "" {
 		fmt.Fprintln(os.Stderr, "--homes is required")
 		os.Exit(2)
@@ -29,4 +38,22 @@ func main() {
 	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch})
 	fmt.Fprintf(os.Stderr, "gatewaysim: serving %s as epoch %s\n", *homes, sim.Epoch())
 	sim.Run(ctx, *interval, func(err error) { fmt.Fprintln(os.Stderr, "gatewaysim:", err) })
+}
+
+// dropTo makes every thread of this process run as uid:gid, with no
+// supplementary groups.
+func dropTo(uidGID string) error {
+	u, g, ok := strings.Cut(uidGID, ":")
+	uid, err1 := strconv.Atoi(u)
+	gid, err2 := strconv.Atoi(g)
+	if !ok || err1 != nil || err2 != nil {
+		return fmt.Errorf("%q is not UID:GID", uidGID)
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return err
+	}
+	return syscall.Setuid(uid)
 }
