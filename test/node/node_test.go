@@ -373,3 +373,29 @@ func TestARecreatedPodOnADurableVolumeIsNotDrained(t *testing.T) {
 		return strings.Contains(state, `"gateway_state":"running"`), "the new pod is held: " + state
 	})
 }
+
+// A container without sh cannot run the in-container program: its target
+// fails with the runtime's own words, naming sh, and the drain says which
+// pod blocks it.
+func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	gatewayPod(t, ns, "no-sh", func(p *corev1.Pod) { // the pause image: one static binary, nothing else
+		p.Spec.Containers[0].Image, p.Spec.Containers[0].Args = "pause:dev", nil
+	})
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		if len(gwd.Status.Targets) == 0 {
+			return false, "no targets yet"
+		}
+		tg := gwd.Status.Targets[0]
+		drained := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained)
+		return tg.State == drainv1.TargetFailed && strings.Contains(tg.Message, `"sh"`) && strings.Contains(tg.Message, "not found") &&
+			drained != nil && strings.Contains(drained.Message, "no-sh (Failed"), fmt.Sprintf("target %s: %s", tg.State, tg.Message)
+	})
+}
