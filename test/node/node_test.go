@@ -105,6 +105,58 @@ func inside(t *testing.T, pod *corev1.Pod, script string) string {
 	return strings.TrimSpace(out)
 }
 
+// newDrain creates a GatewayDrain "d" of every gateway of namespace ns.
+func newDrain(t *testing.T, ns string) *drainv1.GatewayDrain {
+	t.Helper()
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(context.Background(), gwd); err != nil {
+		t.Fatal(err)
+	}
+	return gwd
+}
+
+// drainAll drains every gateway of namespace ns and waits for Drained.
+func drainAll(t *testing.T, ns string) *drainv1.GatewayDrain {
+	t.Helper()
+	gwd := newDrain(t, ns)
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
+	})
+	return gwd
+}
+
+// waitRestarted waits until the kubelet has restarted pod's gateway once.
+func waitRestarted(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), pod)
+		cs := pod.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].RestartCount == 1 && cs[0].State.Running != nil, fmt.Sprintf("not restarted: %+v", cs)
+	})
+}
+
+// waitRestartedAndCleared waits until the drain's one target is Restarted
+// and its marker removed from the new instantiation.
+func waitRestartedAndCleared(t *testing.T, gwd *drainv1.GatewayDrain) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), gwd)
+		tg := gwd.Status.Targets[0]
+		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
+	})
+}
+
+// waitRunsFree waits until pod's gateway holds no marker and runs.
+func waitRunsFree(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		state := inside(t, pod, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
+		return !strings.HasPrefix(state, "marker") && strings.Contains(state, `"gateway_state":"running"`), pod.Name + " is held: " + state
+	})
+}
+
 // epochInside computes the epoch in the container by upstream's recipe.
 const epochInside = `read -r b < /proc/sys/kernel/random/boot_id; s=$(cat /proc/1/stat); set -- ${s##*)}; echo "$b:${20}"`
 
@@ -133,15 +185,7 @@ func TestDrainRealContainers(t *testing.T) {
 		t.Fatalf("containers share epochs: %v", epochs)
 	}
 
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
-	})
+	gwd := drainAll(t, ns)
 	for _, p := range pods {
 		epoch := inside(t, p, epochInside)
 		found := marker.Parse([]byte(inside(t, p, "cat /opt/data/.drain_request.json")))
@@ -164,10 +208,7 @@ func TestDrainRealContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range pods {
-		testenv.Eventually(t, time.Minute, func() (bool, string) {
-			state := inside(t, p, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
-			return !strings.HasPrefix(state, "marker") && strings.Contains(state, `"gateway_state":"running"`), p.Name + ": " + state
-		})
+		waitRunsFree(t, p)
 	}
 }
 
@@ -177,41 +218,21 @@ func TestDrainRealContainers(t *testing.T) {
 // the operator, whose drain was already Drained, ends that target's drain
 // and removes its marker.
 func TestARestartedContainerEndsItsDrain(t *testing.T) {
-	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
 	pod := gatewayPod(t, ns, "gw-0", func(p *corev1.Pod) { // HERMES_HOME outlives the container
 		p.Spec.Volumes = []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "home", MountPath: "/opt/data"}}
 	})
 	before := inside(t, pod, epochInside)
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
-	})
+	gwd := drainAll(t, ns)
 
 	_, _ = lc.Run("kubectl", "-n", ns, "exec", pod.Name, "--", "kill", "1") // the exec dies with the container
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
-		cs := pod.Status.ContainerStatuses
-		return len(cs) == 1 && cs[0].RestartCount == 1 && cs[0].State.Running != nil, fmt.Sprintf("not restarted: %+v", cs)
-	})
+	waitRestarted(t, pod)
 	if after := inside(t, pod, epochInside); after == before {
 		t.Errorf("the restarted container kept its epoch %s", after)
 	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		tg := gwd.Status.Targets[0]
-		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
-	})
-	state := inside(t, pod, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
-	if strings.HasPrefix(state, "marker") || !strings.Contains(state, `"gateway_state":"running"`) {
-		t.Errorf("the new instantiation is held: %s", state)
-	}
+	waitRestartedAndCleared(t, gwd)
+	waitRunsFree(t, pod)
 }
 
 // The readiness gate is honoured by the real kubelet: the pod is Ready only
@@ -239,11 +260,7 @@ func TestTheKubeletFollowsTheReadinessGate(t *testing.T) {
 	}
 	ready(true)
 
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
+	gwd := newDrain(t, ns)
 	ready(false)
 	patch := client.MergeFrom(gwd.DeepCopy())
 	gwd.Spec.Action = drainv1.ActionCancel
@@ -258,7 +275,6 @@ func TestTheKubeletFollowsTheReadinessGate(t *testing.T) {
 // the operator can end the drain of the new instantiation, and it does: it
 // removes its marker from the volume.
 func TestSharedProcessNamespaceKeepsTheEpochAndTheOperatorClears(t *testing.T) {
-	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
 	pod := gatewayPod(t, ns, "gw-0", func(p *corev1.Pod) {
 		p.Spec.ShareProcessNamespace = ptr.To(true)
@@ -269,35 +285,16 @@ func TestSharedProcessNamespaceKeepsTheEpochAndTheOperatorClears(t *testing.T) {
 		t.Fatalf("PID 1 is %q, want the pause process", comm)
 	}
 	before := inside(t, pod, epochInside)
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
-	})
+	gwd := drainAll(t, ns)
 
 	// The gateway is no longer PID 1: stop it by name.
 	_, _ = lc.Run("kubectl", "-n", ns, "exec", pod.Name, "--", "sh", "-c", "kill $(pidof gatewaysim)")
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
-		cs := pod.Status.ContainerStatuses
-		return len(cs) == 1 && cs[0].RestartCount == 1 && cs[0].State.Running != nil, fmt.Sprintf("not restarted: %+v", cs)
-	})
+	waitRestarted(t, pod)
 	if after := inside(t, pod, epochInside); after != before {
 		t.Errorf("the epoch changed with a shared process namespace: %s -> %s", before, after)
 	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		tg := gwd.Status.Targets[0]
-		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
-	})
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		state := inside(t, pod, `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
-		return !strings.HasPrefix(state, "marker") && strings.Contains(state, `"gateway_state":"running"`), "the new instantiation is held: " + state
-	})
+	waitRestartedAndCleared(t, gwd)
+	waitRunsFree(t, pod)
 }
 
 // A StatefulSet pod recreated on a durable volume (hostPath: the volume
@@ -343,15 +340,7 @@ func TestARecreatedPodOnADurableVolumeIsNotDrained(t *testing.T) {
 		})
 	}
 	running()
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
-	})
+	gwd := drainAll(t, ns)
 	oldUID := pod.UID
 	if err := lc.Client.Delete(ctx, pod); err != nil {
 		t.Fatal(err)
@@ -360,11 +349,7 @@ func TestARecreatedPodOnADurableVolumeIsNotDrained(t *testing.T) {
 		err := lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
 		return err == nil && pod.UID != oldUID && len(pod.Status.ContainerStatuses) == 1 && pod.Status.ContainerStatuses[0].State.Running != nil, "gw-0 not recreated"
 	})
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		tg := gwd.Status.Targets[0]
-		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
-	})
+	waitRestartedAndCleared(t, gwd)
 	if _, err := os.Stat(filepath.Join(volume, marker.Filename)); !os.IsNotExist(err) {
 		t.Errorf("our marker is still on the volume: %v", err)
 	}
@@ -383,11 +368,7 @@ func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
 	gatewayPod(t, ns, "no-sh", func(p *corev1.Pod) { // the pause image: one static binary, nothing else
 		p.Spec.Containers[0].Image, p.Spec.Containers[0].Args = "pause:dev", nil
 	})
-	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
-	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
-	if err := lc.Client.Create(ctx, gwd); err != nil {
-		t.Fatal(err)
-	}
+	gwd := newDrain(t, ns)
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
 		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
 		if len(gwd.Status.Targets) == 0 {
