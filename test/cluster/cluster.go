@@ -247,18 +247,7 @@ func (c *Cluster) startCommand(logName string, cmd *exec.Cmd) (*child, error) {
 // warmUp waits for the node to be Ready, then runs one pod through its
 // whole life (created, running, deleted).
 func (c *Cluster) warmUp(ctx context.Context) error {
-	nodeReady := func() bool {
-		var node corev1.Node
-		if err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName}, &node); err == nil {
-			for _, cond := range node.Status.Conditions {
-				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	if err := c.waitKwok(ctx, "node Ready", nodeReady); err != nil {
+	if err := c.waitKwok(ctx, "node Ready", func() bool { return c.nodeReady(ctx, NodeName) }); err != nil {
 		return err
 	}
 	// The API server taints a new node not-ready; the node lifecycle
@@ -297,19 +286,43 @@ func (c *Cluster) warmUp(ctx context.Context) error {
 
 // waitKwok polls done until it holds, kwok exits, or a minute passes.
 func (c *Cluster) waitKwok(ctx context.Context, what string, done func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return c.waitFor(ctx, what, time.Minute, c.kwok, done)
+}
+
+// waitFor polls done every 100 ms until it holds, or gives up after
+// timeout, or at once if the process p (when not nil) exits, quoting its log.
+func (c *Cluster) waitFor(ctx context.Context, what string, timeout time.Duration, p *child, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var exited chan struct{}
+	if p != nil {
+		exited = p.done
+	}
 	for !done() {
 		select {
-		case <-c.kwok.done:
-			log, _ := os.ReadFile(filepath.Join(c.Dir, c.kwok.name+".log"))
-			return fmt.Errorf("kwok exited waiting for %s: %s", what, head(log, 3000))
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(c.Dir, p.name+".log"))
+			return fmt.Errorf("%s exited waiting for %s: %s", p.name, what, head(log, 3000))
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
+}
+
+// nodeReady reports whether the node of this name is Ready.
+func (c *Cluster) nodeReady(ctx context.Context, name string) bool {
+	var node corev1.Node
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, &node); err != nil {
+		return false
+	}
+	for _, cond := range node.Status.Conditions {
+		if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop tears everything down: kwok and kube-controller-manager, then the

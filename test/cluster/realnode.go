@@ -10,9 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // RealNodeName is the real node's name and InternalIP: the API server
@@ -119,15 +116,16 @@ func (c *Cluster) startRealNode(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(cd, "config.toml"), []byte(fmt.Sprintf(containerdConfig, cd, runc)), 0o644); err != nil {
 		return err
 	}
-	if _, err := c.startIn(anchor, "containerd", "containerd", "--config", filepath.Join(cd, "config.toml")); err != nil {
+	containerd, err := c.startIn(anchor, "containerd", "containerd", "--config", filepath.Join(cd, "config.toml"))
+	if err != nil {
 		return err
 	}
 	c.ctr = func(args ...string) (string, error) {
 		out, err := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(anchor), "-m", "--", filepath.Join(c.Bin, "ctr"), "-a", filepath.Join(cd, "containerd.sock"), "-n", "k8s.io"}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	if err := waitFor(ctx, 30*time.Second, func() bool { _, err := c.ctr("version"); return err == nil }); err != nil {
-		return fmt.Errorf("containerd never answered: %w", err)
+	if err := c.waitFor(ctx, "containerd to answer", 30*time.Second, containerd, func() bool { _, err := c.ctr("version"); return err == nil }); err != nil {
+		return err
 	}
 	for _, image := range []string{"pause", "hermes-gateway-sim", "hermes-drain-operator"} {
 		if out, err := c.ctr("images", "import", filepath.Join(c.Bin, "images", image+".tar")); err != nil {
@@ -159,22 +157,13 @@ func (c *Cluster) startRealNode(ctx context.Context) error {
 	if err := os.WriteFile(config, []byte(fmt.Sprintf(kubeletConfig, dir, port, healthz)), 0o644); err != nil {
 		return err
 	}
-	if _, err := c.startIn(anchor, "kubelet", "kubelet", "--config", config, "--kubeconfig", kubeletKubeconfig,
+	kubelet, err := c.startIn(anchor, "kubelet", "kubelet", "--config", config, "--kubeconfig", kubeletKubeconfig,
 		"--root-dir", filepath.Join(dir, "kubelet", "root"), "--cert-dir", filepath.Join(dir, "kubelet", "certs"),
-		"--hostname-override", RealNodeName); err != nil {
+		"--hostname-override", RealNodeName)
+	if err != nil {
 		return err
 	}
-	return waitFor(ctx, 90*time.Second, func() bool {
-		var node corev1.Node
-		if err := c.Client.Get(ctx, client.ObjectKey{Name: RealNodeName}, &node); err == nil {
-			for _, cond := range node.Status.Conditions {
-				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-					return true
-				}
-			}
-		}
-		return false
-	})
+	return c.waitFor(ctx, "the real node Ready", 90*time.Second, kubelet, func() bool { return c.nodeReady(ctx, RealNodeName) })
 }
 
 // startAnchor starts the process that holds the node's private mount
@@ -186,7 +175,7 @@ func (c *Cluster) startAnchor(dir string) (int, error) {
 	}
 	pid := p.cmd.Process.Pid
 	// The namespace exists once unshare has exec'd sleep.
-	if err := waitFor(context.Background(), 10*time.Second, func() bool {
+	if err := c.waitFor(context.Background(), "the node's mount namespace", 10*time.Second, p, func() bool {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		return strings.TrimSpace(string(comm)) == "sleep"
 	}); err != nil {
@@ -270,20 +259,4 @@ func removeCgroup(dir string) {
 		}
 	}
 	_ = os.Remove(dir)
-}
-
-// waitFor polls done until it is true, ctx ends or timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, done func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !done() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
