@@ -180,10 +180,6 @@ type interposing struct {
 func newInterposing(t *testing.T, plantOn, foreign string) interposing {
 	dir := t.TempDir()
 	for _, cmd := range []string{"ln", "mv", "rm", "sync"} {
-		real, err := exec.LookPath(cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
 		shim := fmt.Sprintf(`#!/bin/sh
 echo "%[1]s $*" >> "$SHIM_LOG"
 case " $PLANT_ON " in *" %[1]s "*)
@@ -193,7 +189,7 @@ case " $PLANT_ON " in *" %[1]s "*)
 	fi
 esac
 exec %[3]s "$@"
-`, cmd, mustLookPath(t, "mv"), real)
+`, cmd, mustLookPath(t, "mv"), mustLookPath(t, cmd))
 		if err := os.WriteFile(filepath.Join(dir, cmd), []byte(shim), 0o755); err != nil {
 			t.Fatal(err)
 		}
