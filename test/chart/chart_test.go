@@ -232,6 +232,30 @@ func TestHardenedAndHighlyAvailable(t *testing.T) {
 	}
 }
 
+// On a node without a pod network the operator runs in the node's network,
+// its servers on one address, with the API server's address given.
+func TestHostNetworkListensOnTheBindAddress(t *testing.T) {
+	spec := deployment(t, render(t, "hostNetwork=true", "bindAddress=127.0.0.1", "healthProbePort=18081",
+		"env[0].name=KUBERNETES_SERVICE_HOST", "env[0].value=127.0.0.1"))
+	if spec["hostNetwork"] != true || spec["dnsPolicy"] != "ClusterFirstWithHostNet" {
+		t.Errorf("hostNetwork %v, dnsPolicy %v", spec["hostNetwork"], spec["dnsPolicy"])
+	}
+	c := spec["containers"].([]any)[0].(map[string]any)
+	args := toStrings(c["args"])
+	for _, want := range []string{"--health-probe-bind-address=127.0.0.1:18081", "--metrics-bind-address=127.0.0.1:8443"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	env := c["env"].([]any)
+	if len(env) != 2 || !reflect.DeepEqual(env[1], map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}) {
+		t.Errorf("env %v: want GOMEMLIMIT, then the value's variable", env)
+	}
+	if spec := deployment(t, render(t)); spec["hostNetwork"] != nil || spec["dnsPolicy"] != nil {
+		t.Errorf("by default: hostNetwork %v, dnsPolicy %v", spec["hostNetwork"], spec["dnsPolicy"])
+	}
+}
+
 // A pod selector reaches the manager as one argument, spaces and all.
 func TestPodSelectorIsOneArgument(t *testing.T) {
 	for set, want := range map[string]string{
@@ -274,6 +298,9 @@ func TestWrongValuesFailAtInstall(t *testing.T) {
 		"image.pullPolicy=Sometimes":   "/image/pullPolicy",
 		"leaderElection.enabled=maybe": "/leaderElection/enabled",
 		"unknownValue=1":               "unknownValue",
+		"bindAddress=localhost":        "/bindAddress",
+		"hostNetwork=yes":              "/hostNetwork",
+		"env[0].value=x":               "/env/0",
 	} {
 		out, err := helm("template", "hdo", chart, "--kube-version", "1.36.3", "--set", set)
 		if err == nil || !strings.Contains(out, want) {
@@ -296,7 +323,7 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false"}} {
+	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false", "hostNetwork=true", "bindAddress=127.0.0.1", "env[0].name=A", "env[0].value=b"}} {
 		args := []string{"template", "hdo", chart, "--namespace", "hermes-drain-system", "--kube-version", "1.36.3"}
 		for _, s := range set {
 			args = append(args, "--set", s)

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -102,6 +103,11 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 	// node's InternalIP, 127.0.0.1.
 	api := c.env.ControlPlane.GetAPIServer()
 	api.Configure().Set("kubelet-preferred-address-types", "InternalIP")
+	if opts.RealNode {
+		// Real pods get a ServiceAccount token as in any cluster (envtest
+		// turns the admission plugin off): the operator runs as a pod there.
+		api.Configure().Disable("disable-admission-plugins")
+	}
 	// Certificates in a folder of ours, which envtest does not remove on
 	// stop, so that RestartAPIServer brings back the same serving and client
 	// CAs and every kubeconfig stays valid.
@@ -142,10 +148,21 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 	}
 	// The controllers the tests need: EndpointSlices (Services show which
 	// gateways are ready), Deployments and StatefulSets (the Helm chart,
-	// rollouts), and the garbage collector; and a scheduler.
-	if _, err := c.start("kube-controller-manager", "kube-controller-manager", "--kubeconfig", c.Kubeconfig,
-		"--controllers=endpointslice,deployment,replicaset,statefulset,garbagecollector",
-		"--leader-elect=false", "--secure-port=0"); err != nil {
+	// rollouts), and the garbage collector; and a scheduler. On the real
+	// node also each namespace's default ServiceAccount and the
+	// kube-root-ca.crt ConfigMap, which a pod's token volume needs.
+	controllers := []string{"endpointslice", "deployment", "replicaset", "statefulset", "garbagecollector"}
+	kcmArgs := []string{"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0"}
+	if opts.RealNode {
+		rootCA := filepath.Join(dir, "apiserver", "serving-ca.crt")
+		if err := os.WriteFile(rootCA, c.Config.CAData, 0o644); err != nil {
+			return nil, err
+		}
+		controllers = append(controllers, "serviceaccount-controller", "root-ca-certificate-publisher-controller")
+		kcmArgs = append(kcmArgs, "--root-ca-file", rootCA)
+	}
+	kcmArgs = append(kcmArgs, "--controllers="+strings.Join(controllers, ","))
+	if _, err := c.start("kube-controller-manager", "kube-controller-manager", kcmArgs...); err != nil {
 		return nil, err
 	}
 	if _, err := c.start("kube-scheduler", "kube-scheduler", "--kubeconfig", c.Kubeconfig,
@@ -244,24 +261,30 @@ func (c *Cluster) startCommand(logName string, cmd *exec.Cmd) (*child, error) {
 	return p, nil
 }
 
+// untaint lifts the not-ready taint the API server puts on a new node,
+// doing the part of the node lifecycle controller (which this cluster does
+// not run) once the node is Ready, so that the scheduler places pods.
+func (c *Cluster) untaint(ctx context.Context, name string) error {
+	var node corev1.Node
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, &node); err != nil {
+		return err
+	}
+	if len(node.Spec.Taints) == 0 {
+		return nil
+	}
+	patch := client.MergeFrom(node.DeepCopy())
+	node.Spec.Taints = nil
+	return c.Client.Patch(ctx, &node, patch)
+}
+
 // warmUp waits for the node to be Ready, then runs one pod through its
 // whole life (created, running, deleted).
 func (c *Cluster) warmUp(ctx context.Context) error {
 	if err := c.waitKwok(ctx, "node Ready", func() bool { return c.nodeReady(ctx, NodeName) }); err != nil {
 		return err
 	}
-	// The API server taints a new node not-ready; the node lifecycle
-	// controller, which this cluster does not run, would lift it once the
-	// node is Ready. Do its part, so that the scheduler places pods.
-	var node corev1.Node
-	if err := c.Client.Get(ctx, client.ObjectKey{Name: NodeName}, &node); err != nil {
+	if err := c.untaint(ctx, NodeName); err != nil {
 		return err
-	}
-	if len(node.Spec.Taints) > 0 {
-		node.Spec.Taints = nil
-		if err := c.Client.Update(ctx, &node); err != nil {
-			return err
-		}
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kwok-warm-up"},

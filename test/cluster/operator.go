@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,4 +125,56 @@ func (c *Cluster) ImpersonatingKubeconfig(namespace, name string) (string, error
 	}
 	path := filepath.Join(c.Dir, "kubeconfig-"+namespace+"-"+name)
 	return path, clientcmd.WriteToFile(*cfg, path)
+}
+
+// OperatorRelease and OperatorNamespace are where InstallOperator installs
+// the chart.
+const (
+	OperatorRelease   = "hdo"
+	OperatorNamespace = "hermes-drain-system"
+)
+
+// InstallOperator installs the Helm chart onto the real node with `helm
+// install --wait`: the operator runs as a pod from the image `make image`
+// built, with the chart's RBAC only (its ServiceAccount's token). The node
+// has no pod network, so the pod runs in the node's network, its servers on
+// free loopback ports, and reaches the API server at its loopback address.
+// set adds `--set` values.
+func (c *Cluster) InstallOperator(set ...string) error {
+	api, err := url.Parse(c.Config.Host)
+	if err != nil {
+		return err
+	}
+	probes, err := freePort()
+	if err != nil {
+		return err
+	}
+	metrics, err := freePort()
+	if err != nil {
+		return err
+	}
+	args := []string{"install", OperatorRelease, filepath.Join(RepoRoot(), "charts", "hermes-drain-operator"),
+		"-n", OperatorNamespace, "--create-namespace", "--wait", "--timeout", "120s",
+		"--set", "image.repository=docker.io/library/hermes-drain-operator,image.tag=dev,image.pullPolicy=Never",
+		"--set", fmt.Sprintf("hostNetwork=true,bindAddress=127.0.0.1,healthProbePort=%d,metrics.port=%d", probes, metrics),
+		"--set", "env[0].name=KUBERNETES_SERVICE_HOST,env[1].name=KUBERNETES_SERVICE_PORT",
+		"--set-string", "env[0].value=" + api.Hostname() + ",env[1].value=" + api.Port(),
+	}
+	for _, v := range set {
+		args = append(args, "--set", v)
+	}
+	if out, err := c.Run("helm", args...); err != nil {
+		state, _ := c.Run("kubectl", "get", "events,pods", "-A")
+		return fmt.Errorf("%w: %s\n%s", err, out, state)
+	}
+	return nil
+}
+
+// OperatorLog is the last lines of the installed operator's log.
+func (c *Cluster) OperatorLog() string {
+	out, err := c.Run("kubectl", "-n", OperatorNamespace, "logs", "deploy/"+OperatorRelease+"-hermes-drain-operator", "--tail=60")
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, out)
+	}
+	return out
 }

@@ -163,7 +163,10 @@ func (c *Cluster) startRealNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.waitFor(ctx, "the real node Ready", 90*time.Second, kubelet, func() bool { return c.nodeReady(ctx, RealNodeName) })
+	if err := c.waitFor(ctx, "the real node Ready", 90*time.Second, kubelet, func() bool { return c.nodeReady(ctx, RealNodeName) }); err != nil {
+		return err
+	}
+	return c.untaint(ctx, RealNodeName)
 }
 
 // startAnchor starts the process that holds the node's private mount

@@ -43,7 +43,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 	})
 
 	start := time.Now()
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/upgrade", "--timeout=60s")
+	kubectlWait(t, ns, "upgrade", "Drained", "60s")
 	t.Logf("kubectl wait returned after %s", time.Since(start).Round(time.Millisecond))
 	for _, g := range gws {
 		st, err := gatewaysim.ReadState(g.Home)
@@ -62,7 +62,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 	}
 
 	cancelDrain(t, ns, "upgrade")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "gwd/upgrade", "--timeout=60s")
+	kubectlWait(t, ns, "upgrade", "Ready", "60s")
 	waitReleased(t, gws, "cancel")
 }
 
@@ -71,7 +71,7 @@ func TestDeleteWithFinalizerReleases(t *testing.T) {
 	ns := namespace(t)
 	gws := gateways(t, ns, 2, 0)
 	apply(t, ns, "d")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	kubectlWait(t, ns, "d", "Drained", "60s")
 	mustKubectl(t, "-n", ns, "delete", "gwd", "d", "--timeout=60s")
 	waitReleased(t, gws, "delete")
 }
@@ -82,8 +82,8 @@ func TestDeadlineReleases(t *testing.T) {
 	ns := namespace(t)
 	gws := gateways(t, ns, 2, 0)
 	apply(t, ns, "d", "timeout: 1m")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Stalled", "gwd/d", "--timeout=120s")
+	kubectlWait(t, ns, "d", "Drained", "60s")
+	kubectlWait(t, ns, "d", "Stalled", "120s")
 	got := getDrain(t, ns, "d")
 	if r := conditionReason(got, drainv1.ConditionDrained); r != "False/"+drainv1.ReasonDeadlineExceeded {
 		t.Errorf("Drained is %s", r)
@@ -117,7 +117,7 @@ func TestRecreatedPodMidDrainIsDrainedToo(t *testing.T) {
 	if o, ok := marker.Parse(gws[0].Marker()).Origin(); !ok || o.PodUID != string(target(got, "gw-0").PodUID) {
 		t.Errorf("the marker is not the new instantiation's: %s", gws[0].Marker())
 	}
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	kubectlWait(t, ns, "d", "Drained", "60s")
 }
 
 func TestContainerRestartEndsItsDrain(t *testing.T) {
@@ -125,7 +125,7 @@ func TestContainerRestartEndsItsDrain(t *testing.T) {
 	ns := namespace(t)
 	gws := gateways(t, ns, 1, 0)
 	apply(t, ns, "d")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	kubectlWait(t, ns, "d", "Drained", "60s")
 	if err := gws[0].RestartContainer(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestForeignMarkerIsNeverRemoved(t *testing.T) {
 		t.Errorf("conflict message %q", msg)
 	}
 	cancelDrain(t, ns, "d")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Ready", "gwd/d", "--timeout=60s")
+	kubectlWait(t, ns, "d", "Ready", "60s")
 	if m := gws[0].Marker(); string(m) != dashboard {
 		t.Errorf("the dashboard's marker changed: %q", m)
 	}
@@ -202,7 +202,7 @@ func TestBrokenExecFailsThatTargetOnlyAndRecovers(t *testing.T) {
 	if err := os.MkdirAll(gws[1].Home, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/d", "--timeout=60s")
+	kubectlWait(t, ns, "d", "Drained", "60s")
 }
 
 func TestHostileValuesLandByteExactAndNeverExecute(t *testing.T) {

@@ -66,6 +66,17 @@ func mustKubectl(t *testing.T, args ...string) string {
 	return out
 }
 
+// kubectlWait waits for a condition as rollout automation does, with kubectl
+// wait, and quotes the drain's status when the wait times out.
+func kubectlWait(t *testing.T, ns, name, condition, timeout string) {
+	t.Helper()
+	args := []string{"-n", ns, "wait", "--for=condition=" + condition, "gwd/" + name, "--timeout=" + timeout}
+	if out, err := kubectl(args...); err != nil {
+		b, _ := json.Marshal(getDrain(t, ns, name).Status)
+		t.Fatalf("kubectl %s: %v: %s\nstatus %s", strings.Join(args, " "), err, out, b)
+	}
+}
+
 func cancelDrain(t *testing.T, ns, name string) {
 	t.Helper()
 	mustKubectl(t, "-n", ns, "patch", "gwd", name, "--type=merge", "-p", `{"spec":{"action":"Cancel"}}`)

@@ -64,7 +64,7 @@ func TestRolloutRecipe(t *testing.T) {
 
 	// 1. Drain, and wait until every gateway is drained.
 	apply(t, ns, "upgrade")
-	mustKubectl(t, "-n", ns, "wait", "--for=condition=Drained", "gwd/upgrade", "--timeout=60s")
+	kubectlWait(t, ns, "upgrade", "Drained", "60s")
 	for _, g := range gws {
 		if m := g.Marker(); m == nil {
 			t.Fatalf("%s: drained without a marker", g.Name)

@@ -2,7 +2,9 @@
 // kubelet with containerd and runc on this machine (test/cluster's
 // RealNode), gateways running from the test gateway image (busybox and the
 // simulator, as uid 10000, HERMES_HOME /opt/data), pods/exec through the
-// real kubelet into each container's own PID namespace.
+// real kubelet into each container's own PID namespace, and the operator
+// itself a pod from its image, installed by `helm install --wait` with the
+// chart's RBAC only.
 package node
 
 import (
@@ -39,7 +41,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
-	if lc, err = cluster.Start(context.Background(), dir, cluster.Options{RealNode: true}); err != nil {
+	if lc, err = cluster.Start(context.Background(), dir, cluster.Options{RealNode: true, WithoutOperatorCRDs: true}); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the real node:", err)
 		if lc != nil {
 			lc.Stop()
@@ -48,19 +50,17 @@ func run(m *testing.M) int {
 	}
 	defer lc.Stop()
 	fmt.Fprintf(os.Stderr, "real node up in %s\n", time.Since(start).Round(100*time.Millisecond))
-	bin, err := cluster.BuildManager(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	start = time.Now()
+	if err := lc.InstallOperator("pollInterval=200ms,idlePollInterval=1s"); err != nil {
+		fmt.Fprintln(os.Stderr, "helm install:", err)
 		return 1
 	}
-	mgr, err := lc.StartManager(bin, "manager", lc.Kubeconfig, "--poll-interval=200ms", "--idle-poll-interval=1s",
-		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	fmt.Fprintf(os.Stderr, "operator installed by helm in %s\n", time.Since(start).Round(100*time.Millisecond))
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- operator log:\n%s\n", lc.OperatorLog())
 	}
-	defer mgr.Stop()
-	return m.Run()
+	return code
 }
 
 // gatewayPod runs the test gateway image on the real node; mutate may
@@ -159,6 +159,34 @@ func waitRunsFree(t *testing.T, pod *corev1.Pod) {
 
 // epochInside computes the epoch in the container by upstream's recipe.
 const epochInside = `read -r b < /proc/sys/kernel/random/boot_id; s=$(cat /proc/1/stat); set -- ${s##*)}; echo "$b:${20}"`
+
+// Every drain here is made by the operator as a user runs it: a pod from
+// its image, installed by `helm install --wait`, acting with its chart
+// ServiceAccount's token. (No operator runs on the host.)
+func TestTheOperatorIsAPodFromItsImage(t *testing.T) {
+	var pods corev1.PodList
+	if err := lc.Client.List(context.Background(), &pods, client.InNamespace(cluster.OperatorNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 {
+		t.Fatalf("%d operator pods, want 1", len(pods.Items))
+	}
+	p := pods.Items[0]
+	c := p.Status.ContainerStatuses
+	if len(c) != 1 || !c[0].Ready || c[0].Image != "docker.io/library/hermes-drain-operator:dev" {
+		t.Errorf("operator container %+v", c)
+	}
+	if p.Spec.ServiceAccountName != cluster.OperatorRelease+"-hermes-drain-operator" {
+		t.Errorf("service account %q", p.Spec.ServiceAccountName)
+	}
+	mounted := false
+	for _, m := range p.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount"
+	}
+	if !mounted {
+		t.Errorf("no ServiceAccount token mounted: %+v", p.Spec.Containers[0].VolumeMounts)
+	}
+}
 
 // A drain through the real kubelet: each container gets a marker stamped
 // with its own epoch (its own PID 1, distinct per pod, equal to what a
