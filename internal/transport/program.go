@@ -75,9 +75,9 @@ func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...st
 	}
 	// A complete result stands even if the stream reported an error on close:
 	// some exec paths lose the exit status and report a generic failure.
-	if obs.Outcome == "error" {
+	if obs.Outcome == errorOutcome {
 		result = "container"
-		return obs.Observation, fmt.Errorf("in container: %s", obs.errMessage)
+		return obs.Observation, containerError(obs.errMessage)
 	}
 	result = string(obs.Outcome)
 	return obs.Observation, nil
@@ -189,11 +189,10 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		return r, unexpected("no proc line")
 	}
 	if pid, stat, _ := strings.Cut(proc, " "); pid != "-" {
-		n, err := strconv.ParseInt(pid, 10, 64)
-		if err != nil {
-			return r, unexpected("proc line")
+		// A PID too large to be one (a hostile state file's) names no process.
+		if n, err := strconv.ParseInt(pid, 10, 64); err == nil {
+			r.GatewayProcess = Process{PID: n, Stat: stat}
 		}
-		r.GatewayProcess = Process{PID: n, Stat: stat}
 	}
 	if l, ok := line(); !ok || l != "end "+nonce {
 		return r, unexpected("no end")

@@ -1,0 +1,180 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// implementations are every way the three calls run: program.sh under each
+// shell it must run on, and in this process (the agent).
+func implementations(t *testing.T, proc string) map[string]Transport {
+	t.Helper()
+	all := map[string]Transport{"in-process": InProcess{ProcRoot: proc}}
+	for shell, sh := range shells(t) {
+		all[shell] = NewProgram(sh, proc)
+	}
+	return all
+}
+
+// call is one call of a conformance scenario.
+type call struct {
+	op    string // project, clear or read
+	owner string // the GatewayDrain's UID
+	// replaceable names a foreign marker the project may overwrite.
+	replaceable string
+}
+
+// stale is a dashboard's marker from an older instantiation.
+const stale = `{"action": "drain", "requested_at": "2026-01-01T00:00:00+00:00", "principal": "dashboard", "epoch": "old:1"}` + "\n\n"
+
+// Every implementation, given the same home, answers every call the same
+// way (outcome, epoch, home, both files, the state file's process, the
+// error) and leaves the same files behind: one contract, whichever way the
+// operator reaches a gateway.
+func TestEveryImplementationKeepsOneContract(t *testing.T) {
+	write := func(name, content string) func(string) error {
+		return func(home string) error { return os.WriteFile(filepath.Join(home, name), []byte(content), 0o644) }
+	}
+	link := func(name, target string) func(string) error {
+		return func(home string) error { return os.Symlink(target, filepath.Join(home, name)) }
+	}
+	fifo := func(name string) func(string) error {
+		return func(home string) error { return syscall.Mkfifo(filepath.Join(home, name), 0o644) }
+	}
+	dir := func(name string) func(string) error {
+		return func(home string) error { return os.Mkdir(filepath.Join(home, name), 0o755) }
+	}
+	lifecycle := []call{{op: "read"}, {op: "project", owner: "uid-1"}, {op: "project", owner: "uid-1"},
+		{op: "project", owner: "uid-2"}, {op: "clear", owner: "uid-2"}, {op: "clear", owner: "uid-1"}, {op: "clear", owner: "uid-1"}}
+	writeAndClear := []call{{op: "project", owner: "uid-1"}, {op: "clear", owner: "uid-1"}, {op: "read"}}
+	for name, tc := range map[string]struct {
+		setup []func(home string) error
+		home  string // "" for the scenario's own folder
+		calls []call
+	}{
+		"a lifecycle in an empty home": {calls: lifecycle},
+		"a lifecycle beside a state file": {setup: []func(string) error{write(marker.StateFilename, `{"gateway_state": "running", "active_agents": 2, "pid": 77}`+"\n")},
+			calls: lifecycle},
+		"a stale marker, named or not": {setup: []func(string) error{write(marker.Filename, stale)},
+			calls: []call{{op: "project", owner: "uid-1", replaceable: `{"other": 1}`}, {op: "project", owner: "uid-1", replaceable: stale}, {op: "clear", owner: "uid-1"}}},
+		"an empty marker":                  {setup: []func(string) error{write(marker.Filename, "")}, calls: writeAndClear},
+		"a marker that is a directory":     {setup: []func(string) error{dir(marker.Filename)}, calls: writeAndClear},
+		"a marker that is a FIFO":          {setup: []func(string) error{fifo(marker.Filename)}, calls: writeAndClear},
+		"a marker linked to /dev/zero":     {setup: []func(string) error{link(marker.Filename, "/dev/zero")}, calls: writeAndClear},
+		"a marker linked to a file":        {setup: []func(string) error{write("elsewhere", "precious"), link(marker.Filename, "elsewhere")}, calls: writeAndClear},
+		"a dangling link as marker":        {setup: []func(string) error{link(marker.Filename, "nowhere")}, calls: writeAndClear},
+		"a huge marker":                    {setup: []func(string) error{write(marker.Filename, strings.Repeat("x", 1<<20))}, calls: writeAndClear},
+		"a state file that is a FIFO":      {setup: []func(string) error{fifo(marker.StateFilename)}, calls: writeAndClear},
+		"a state file linked elsewhere":    {setup: []func(string) error{write("elsewhere", `{"pid": 77}`), link(marker.StateFilename, "elsewhere")}, calls: writeAndClear},
+		"a state file naming a dead PID":   {setup: []func(string) error{write(marker.StateFilename, `{"gateway_state":"draining","pid":  4242}`)}, calls: writeAndClear},
+		"a state file naming a huge PID":   {setup: []func(string) error{write(marker.StateFilename, `{"pid": 99999999999999999999999}`)}, calls: writeAndClear},
+		"a state file naming no digits":    {setup: []func(string) error{write(marker.StateFilename, `{"pid": "x"}`)}, calls: writeAndClear},
+		"a missing home":                   {home: "/nonexistent/home", calls: writeAndClear},
+		"a relative home":                  {home: "data", calls: writeAndClear},
+		"the root as home":                 {home: "/", calls: []call{{op: "read"}}},
+		"a home that is a file":            {home: "/etc/hostname", calls: writeAndClear},
+		"hostile values stay data (owner)": {calls: []call{{op: "project", owner: `$(touch pwned)"; '` + "`x`"}, {op: "clear", owner: `$(touch pwned)"; '` + "`x`"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			proc := fakeProc(t, bootID, statLine("init", "42"))
+			if err := os.MkdirAll(filepath.Join(proc, "77"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(proc, "77", "stat"), []byte(statLine("gateway", "4711")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			var wantName string
+			for impl, tr := range implementations(t, proc) {
+				home := t.TempDir()
+				for _, setup := range tc.setup {
+					if err := setup(home); err != nil {
+						t.Fatal(err)
+					}
+				}
+				target := home
+				if tc.home != "" {
+					target = tc.home
+				}
+				got := runCalls(t, tr, target, tc.calls)
+				got = append(got, "files: "+listing(t, home))
+				for i := range got {
+					got[i] = strings.ReplaceAll(got[i], home, "HOME")
+				}
+				if want == nil {
+					want, wantName = got, impl
+					continue
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s and %s differ:\n%s\n--- vs ---\n%s", impl, wantName, strings.Join(got, "\n"), strings.Join(want, "\n"))
+				}
+			}
+		})
+	}
+}
+
+// runCalls runs the calls and describes what each saw.
+func runCalls(t *testing.T, tr Transport, home string, calls []call) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var seen []string
+	for _, c := range calls {
+		var obs Observation
+		var err error
+		switch c.op {
+		case "project":
+			req := request(c.owner, "me")
+			req.Replaceable = []byte(c.replaceable)
+			obs, err = tr.Project(ctx, Pod{}, home, req)
+		case "clear":
+			obs, err = tr.Clear(ctx, Pod{}, home, c.owner)
+		default:
+			obs, err = tr.Read(ctx, Pod{}, home)
+		}
+		seen = append(seen, fmt.Sprintf("%s %s: %s epoch=%s home=%s marker=%s state=%s proc=%+v err=%v", c.op, c.owner,
+			obs.Outcome, obs.Epoch, obs.Home, describe(obs.Marker), describe(obs.GatewayState), obs.GatewayProcess, err))
+	}
+	return seen
+}
+
+func describe(f File) string {
+	if f.Data == nil {
+		return string(f.State)
+	}
+	return fmt.Sprintf("%s(%d bytes %q)", f.State, len(f.Data), marker.Shorten(string(f.Data), 300))
+}
+
+// listing is every name in home with its type, mode and content.
+func listing(t *testing.T, home string) string {
+	t.Helper()
+	entries, err := os.ReadDir(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		path := filepath.Join(home, e.Name())
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc := e.Name() + " " + fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, _ := os.ReadFile(path)
+			desc += fmt.Sprintf(" %d bytes %x", len(b), bytes.TrimSpace(b[:min(len(b), 64)]))
+		}
+		out = append(out, desc)
+	}
+	return strings.Join(out, "; ")
+}

@@ -1,0 +1,296 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// InProcess implements Transport in this process, on a HERMES_HOME the
+// process can open itself: the agent beside a gateway, and its command line
+// inside a gateway's container. It keeps program.sh's contract exactly (the
+// same outcomes, reports, refusals and messages: the conformance tests run
+// both on the same homes), with system calls in place of commands. Every
+// name inside the home is reached from the home's descriptor and never
+// through a symbolic link; the home itself may be one, as for `cd -P`.
+// The Pod argument is ignored.
+type InProcess struct {
+	// ProcRoot is where /proc is ("/proc" except in tests).
+	ProcRoot string
+}
+
+var _ Transport = InProcess{}
+
+func (p InProcess) Project(ctx context.Context, _ Pod, home string, req ProjectRequest) (Observation, error) {
+	prefix, suffix, err := marker.Render(req.Marker)
+	if err != nil {
+		return Observation{}, err
+	}
+	token := marker.OwnerToken(req.Marker.Origin.GatewayDrainUID)
+	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
+	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.project(token, replaceable, prefix, suffix) })
+}
+
+func (p InProcess) Clear(ctx context.Context, _ Pod, home string, ownerUID string) (Observation, error) {
+	token := marker.OwnerToken(ownerUID)
+	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.clear(token) })
+}
+
+func (p InProcess) Read(ctx context.Context, _ Pod, home string) (Observation, error) {
+	return p.call(ctx, home, func(*homeDir) (Outcome, string) { return Read, "" })
+}
+
+// errorOutcome is the word program.sh reports when it refused or failed.
+const errorOutcome Outcome = "error"
+
+// containerError is how both implementations report a refusal or failure
+// in the gateway's HERMES_HOME.
+func containerError(msg string) error { return fmt.Errorf("in container: %s", msg) }
+
+func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Outcome, string)) (Observation, error) {
+	if err := ctx.Err(); err != nil {
+		return Observation{}, err
+	}
+	if home == "" {
+		home = os.Getenv("HERMES_HOME")
+	}
+	if home == "" {
+		home = "/opt/data"
+	}
+	h := &homeDir{fd: -1, path: home, nonce: newNonce(), proc: p.ProcRoot, epoch: ProcEpoch(p.ProcRoot)}
+	outcome, msg := h.open()
+	if outcome == "" {
+		outcome, msg = act(h)
+	}
+	obs := h.report(outcome)
+	h.close()
+	if outcome == errorOutcome {
+		return obs, containerError(msg)
+	}
+	return obs, nil
+}
+
+// ProcEpoch is the epoch of the container whose /proc is at procRoot, as
+// the gateway computes it.
+func ProcEpoch(procRoot string) string {
+	boot, _ := os.ReadFile(procRoot + "/sys/kernel/random/boot_id")
+	stat, _ := os.ReadFile(procRoot + "/1/stat")
+	line, _, _ := strings.Cut(string(stat), "\n")
+	return marker.Epoch(string(boot), line)
+}
+
+// homeDir is one call's HERMES_HOME, held open by descriptor.
+type homeDir struct {
+	fd    int
+	path  string
+	nonce string
+	proc  string
+	epoch string
+}
+
+func (h *homeDir) newName() string { return marker.Filename + "." + h.nonce + ".new" }
+func (h *homeDir) oldName() string { return marker.Filename + "." + h.nonce + ".old" }
+func (h *homeDir) in(name string) string {
+	return h.path + "/" + name
+}
+
+// open enters HERMES_HOME once, as program.sh's `cd -P` does.
+func (h *homeDir) open() (Outcome, string) {
+	if len(h.path) < 2 || h.path[0] != '/' {
+		return errorOutcome, "HERMES_HOME " + h.path + " is not an absolute path"
+	}
+	fd, err := unix.Open(h.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil && unix.Faccessat(fd, ".", unix.X_OK, 0) != nil {
+		unix.Close(fd)
+		err = unix.EACCES
+	}
+	if err != nil {
+		return errorOutcome, "HERMES_HOME " + h.path + " is not a directory"
+	}
+	h.fd = fd
+	return "", ""
+}
+
+func (h *homeDir) close() {
+	if h.fd >= 0 {
+		unix.Close(h.fd)
+	}
+}
+
+// what says a file state in program.sh's words.
+func what(kind FileState) string {
+	switch kind {
+	case FileIrregular:
+		return "a symbolic link or not a regular file"
+	case FileDirectory:
+		return "a directory"
+	case FileUnreadable:
+		return "unreadable: cannot read it"
+	}
+	return string(kind)
+}
+
+// maxFile bounds what is read of a file, as program.sh's maxFile does.
+const maxFile = 64 << 10
+
+// load reads name if it is a regular file and not a symbolic link, at most
+// maxFile bytes, with trailing newlines dropped as the shell's $(...) drops
+// them. The file is opened without following a link and without blocking
+// (a FIFO swapped in cannot hold the call), then checked again through the
+// descriptor: it must be the very file that was looked at.
+func (h *homeDir) load(name string) (FileState, []byte) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return FileAbsent, nil
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		return FileDirectory, nil
+	default:
+		return FileIrregular, nil
+	}
+	fd, err := unix.Openat(h.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return FileIrregular, nil
+	}
+	if err != nil {
+		return FileUnreadable, nil
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var opened unix.Stat_t
+	if unix.Fstat(fd, &opened) != nil || opened.Mode&unix.S_IFMT != unix.S_IFREG || opened.Dev != st.Dev || opened.Ino != st.Ino {
+		return FileIrregular, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFile))
+	if err != nil {
+		return FileUnreadable, nil
+	}
+	return FilePresent, []byte(strings.TrimRight(string(data), "\n"))
+}
+
+func (h *homeDir) exists(name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+func (h *homeDir) project(token, replaceable, prefix, suffix string) (Outcome, string) {
+	if strings.Trim(h.epoch, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz:-") != "" {
+		return errorOutcome, "epoch " + h.epoch + " has unexpected characters"
+	}
+	word := Written
+	switch kind, text := h.load(marker.Filename); {
+	case kind == FilePresent && strings.Contains(string(text), token):
+		word = Refreshed
+	case kind == FilePresent && replaceable != "" && string(text) == replaceable:
+		word = Replaced
+	case kind == FilePresent:
+		return Foreign, ""
+	case kind != FileAbsent:
+		return errorOutcome, h.in(marker.Filename) + " is " + what(kind) + ": refusing to replace it"
+	}
+	if !h.writeNew(prefix + h.epoch + suffix) {
+		return errorOutcome, "cannot write " + h.in(marker.Filename) + ": cannot create a file in " + h.path + " (read-only or full?)"
+	}
+	if word == Written {
+		// Created, never replaced: the link fails if a marker appeared
+		// since it was read, which is then left alone.
+		if unix.Linkat(h.fd, h.newName(), h.fd, marker.Filename, 0) != nil {
+			if h.exists(marker.Filename) {
+				return Foreign, ""
+			}
+			return errorOutcome, "cannot create " + h.in(marker.Filename)
+		}
+		return word, ""
+	}
+	if unix.Renameat(h.fd, h.newName(), h.fd, marker.Filename) != nil {
+		return errorOutcome, "cannot replace " + h.in(marker.Filename)
+	}
+	return word, ""
+}
+
+// writeNew writes text to a file of a name no one can have planted, created
+// exclusively, and flushes it to disk before it is put in place.
+func (h *homeDir) writeNew(text string) bool {
+	fd, err := unix.Openat(h.fd, h.newName(), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(fd), h.newName())
+	defer f.Close()
+	if f.Chmod(0o644) != nil {
+		return false
+	}
+	_, err = io.WriteString(f, text)
+	return err == nil && f.Sync() == nil
+}
+
+func (h *homeDir) clear(token string) (Outcome, string) {
+	kind, text := h.load(marker.Filename)
+	switch {
+	case kind == FileAbsent:
+		return Absent, ""
+	case kind != FilePresent:
+		return errorOutcome, h.in(marker.Filename) + " is " + what(kind) + ": refusing to remove it"
+	case !strings.Contains(string(text), token):
+		return Foreign, ""
+	}
+	// Taken away under a private name and checked again before it is
+	// removed: a marker someone wrote since the read is put back.
+	if unix.Renameat(h.fd, marker.Filename, h.fd, h.oldName()) != nil {
+		return errorOutcome, "cannot remove " + h.in(marker.Filename)
+	}
+	if kind, text := h.load(h.oldName()); kind == FilePresent && strings.Contains(string(text), token) {
+		if unix.Unlinkat(h.fd, h.oldName(), 0) != nil {
+			return errorOutcome, "cannot remove " + h.in(h.oldName())
+		}
+		return Cleared, ""
+	}
+	_ = unix.Linkat(h.fd, h.oldName(), h.fd, marker.Filename, 0)
+	_ = unix.Unlinkat(h.fd, h.oldName(), 0)
+	return Foreign, ""
+}
+
+// report is what program.sh prints after acting: the marker and the state
+// file as they are now, and the process the state file names.
+func (h *homeDir) report(outcome Outcome) Observation {
+	obs := Observation{Outcome: outcome, Epoch: h.epoch, Home: h.path,
+		Marker: File{State: FileAbsent}, GatewayState: File{State: FileAbsent}}
+	if h.fd < 0 {
+		return obs // nothing was looked at: the outcome says why
+	}
+	if h.exists(h.newName()) {
+		_ = unix.Unlinkat(h.fd, h.newName(), 0)
+	}
+	obs.Marker.State, obs.Marker.Data = h.load(marker.Filename)
+	obs.GatewayState.State, obs.GatewayState.Data = h.load(marker.StateFilename)
+	obs.GatewayProcess = h.process(string(obs.GatewayState.Data))
+	return obs
+}
+
+// process finds the process the state file names as its writer, as
+// program.sh's gateway_process does: the digits after the first "pid":.
+func (h *homeDir) process(state string) Process {
+	_, after, found := strings.Cut(state, `"pid":`)
+	if !found {
+		return Process{}
+	}
+	after = strings.TrimLeft(after, " \t")
+	digits := after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
+	pid, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return Process{}
+	}
+	stat, _ := os.ReadFile(h.proc + "/" + digits + "/stat")
+	line, _, _ := strings.Cut(string(stat), "\n")
+	return Process{PID: pid, Stat: strings.TrimSpace(line)}
+}
