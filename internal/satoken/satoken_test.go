@@ -1,0 +1,68 @@
+package satoken_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
+)
+
+func TestOnlyAValidTokenForTheAudienceSaysWhoseItIs(t *testing.T) {
+	now := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	issuer, err := satokentest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := satokentest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.AgentAudience, func() time.Time { return now })
+	good := satokentest.Token{Audience: satoken.AgentAudience, Namespace: "hermes-drain-system", Account: "operator",
+		PodName: "operator-0", PodUID: "pod-uid", Expiry: now.Add(10 * time.Minute)}
+
+	tok, err := issuer.Mint(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := v.Verify(context.Background(), tok)
+	if err != nil || id != (satoken.Identity{ServiceAccount: "hermes-drain-system/operator", PodName: "operator-0", PodUID: "pod-uid"}) {
+		t.Fatalf("a good token: %+v %v", id, err)
+	}
+
+	for name, tc := range map[string]struct {
+		mutate func(*satokentest.Token)
+		by     *satokentest.Issuer
+		want   string
+	}{
+		"another audience (the API server's)": {mutate: func(t *satokentest.Token) { t.Audience = "https://kubernetes.default.svc" }, want: "audience"},
+		"expired":                             {mutate: func(t *satokentest.Token) { t.Expiry = now.Add(-time.Second) }, want: "expired"},
+		"another issuer":                      {mutate: func(t *satokentest.Token) { t.Issuer = "https://evil.example" }, want: "different provider"},
+		"signed by another key":               {by: other, want: "signature"},
+		"not a ServiceAccount's":              {mutate: func(t *satokentest.Token) { t.Subject = "admin" }, want: "not a ServiceAccount token"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			spec := good
+			if tc.mutate != nil {
+				tc.mutate(&spec)
+			}
+			by := issuer
+			if tc.by != nil {
+				by = tc.by
+			}
+			tok, err := by.Mint(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id, err := v.Verify(context.Background(), tok); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("accepted as %+v, or refused for another reason: %v (want %q)", id, err, tc.want)
+			}
+		})
+	}
+	if _, err := v.Verify(context.Background(), "not.a.token"); err == nil {
+		t.Error("garbage accepted")
+	}
+}
