@@ -1,0 +1,287 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+const operatorSA = "hermes-drain-system/operator"
+
+// fixture is an agent serving a fresh home, and an issuer of the tokens it
+// trusts.
+type fixture struct {
+	t      *testing.T
+	home   string
+	issuer *satokentest.Issuer
+	server *Server
+	http   *httptest.Server
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	issuer, err := satokentest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("agent-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Home, opts.Operators, opts.TokenFile = home, []string{operatorSA}, tokenFile
+	s, err := New(opts, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.AgentAudience, nil), testr.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, home: home, issuer: issuer, server: s, http: httptest.NewServer(s.Handler())}
+	t.Cleanup(f.http.Close)
+	return f
+}
+
+func (f *fixture) token(mutate func(*satokentest.Token)) string {
+	f.t.Helper()
+	spec := satokentest.Token{Audience: satoken.AgentAudience, Namespace: "hermes-drain-system", Account: "operator",
+		PodName: "operator-0", PodUID: "op-uid", Expiry: time.Now().Add(10 * time.Minute)}
+	if mutate != nil {
+		mutate(&spec)
+	}
+	tok, err := f.issuer.Mint(spec)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return tok
+}
+
+// post sends a call as the operator's client does, with the given token,
+// nonce and time.
+func (f *fixture) post(op, token, nonce string, at time.Time, call transport.AgentCall) (int, transport.AgentReply, http.Header) {
+	f.t.Helper()
+	body, _ := json.Marshal(call)
+	req, _ := http.NewRequest(http.MethodPost, f.http.URL+transport.AgentPathPrefix+op, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set(transport.HeaderNonce, nonce)
+	req.Header.Set(transport.HeaderTime, at.UTC().Format(time.RFC3339Nano))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reply transport.AgentReply
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return resp.StatusCode, reply, resp.Header
+}
+
+var nonces int
+
+func nonce() string {
+	nonces++
+	return fmt.Sprintf("nonce-%016d", nonces)
+}
+
+func projectCall(owner string) transport.AgentCall {
+	return transport.AgentCall{Marker: &marker.Request{Principal: "operator", RequestedAt: time.Now(),
+		Origin: marker.Origin{GatewayDrainUID: owner, GatewayDrain: "ns/d", Pod: "ns/gw-0", Container: "gateway"}}}
+}
+
+// Only the operator, with a valid token for the agent and a fresh request,
+// is served.
+func TestOnlyTheOperatorIsServed(t *testing.T) {
+	f := newFixture(t)
+	f.server.shared = true
+	replayed := nonce()
+	if code, reply, hdr := f.post("read", f.token(nil), replayed, time.Now(), transport.AgentCall{}); code != http.StatusOK || reply.Error != "" || reply.Observation.Home != f.home || hdr.Get(transport.HeaderAgentToken) != "agent-token" {
+		t.Fatalf("the operator's read: %d %+v, agent token %q", code, reply, hdr.Get(transport.HeaderAgentToken))
+	}
+	for name, tc := range map[string]struct {
+		token string
+		nonce string
+		at    time.Time
+		want  int
+	}{
+		"no token":             {"", nonce(), time.Now(), http.StatusUnauthorized},
+		"another audience":     {f.token(func(t *satokentest.Token) { t.Audience = satoken.OperatorAudience }), nonce(), time.Now(), http.StatusUnauthorized},
+		"expired":              {f.token(func(t *satokentest.Token) { t.Expiry = time.Now().Add(-time.Minute) }), nonce(), time.Now(), http.StatusUnauthorized},
+		"another identity":     {f.token(func(t *satokentest.Token) { t.Namespace = "team-a" }), nonce(), time.Now(), http.StatusForbidden},
+		"replayed":             {f.token(nil), replayed, time.Now(), http.StatusUnauthorized},
+		"sent two minutes ago": {f.token(nil), nonce(), time.Now().Add(-2 * time.Minute), http.StatusUnauthorized},
+		"no nonce":             {f.token(nil), "", time.Now(), http.StatusUnauthorized},
+	} {
+		for _, op := range []string{"project", "clear", "read"} {
+			n := tc.nonce
+			if name != "replayed" {
+				n = fmt.Sprintf("%s-%s", op, tc.nonce)
+				if tc.nonce == "" {
+					n = ""
+				}
+			}
+			if code, _, _ := f.post(op, tc.token, n, tc.at, projectCall("uid-1")); code != tc.want {
+				t.Errorf("%s: %s answered %d, want %d", name, op, code, tc.want)
+			}
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(f.home, marker.Filename)); !os.IsNotExist(err) {
+		t.Errorf("a refused call wrote a marker: %v", err)
+	}
+}
+
+// Without a shared PID namespace the agent's /proc/1 is its own container's:
+// it refuses to stamp a marker with that epoch, and says why.
+func TestNoMarkerWithAnEpochThatIsNotTheGateways(t *testing.T) {
+	f := newFixture(t)
+	if f.server.shared {
+		t.Skip("this test process shares a pod's PID namespace")
+	}
+	_, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1"))
+	if !strings.Contains(reply.Error, "shareProcessNamespace: true") || reply.Observation.Marker.State != transport.FileAbsent {
+		t.Fatalf("project: %+v", reply)
+	}
+	if _, reply, _ = f.post("clear", f.token(nil), nonce(), time.Now(), transport.AgentCall{OwnerUID: "uid-1"}); reply.Error != "" || reply.Observation.Outcome != transport.Absent {
+		t.Errorf("clear must still work: %+v", reply)
+	}
+}
+
+func TestAHomeOtherThanTheAgentsIsRefused(t *testing.T) {
+	f := newFixture(t)
+	f.server.shared = true
+	call := projectCall("uid-1")
+	call.Home = "/data/hermes"
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), call); !strings.Contains(reply.Error, "mount the gateway's HERMES_HOME at the same path") {
+		t.Fatalf("project: %+v", reply)
+	}
+	call.Home = f.home
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), call); reply.Error != "" || reply.Observation.Outcome != transport.Written {
+		t.Fatalf("project naming the agent's own home: %+v", reply)
+	}
+}
+
+// startGateway starts a process that plays the gateway and writes its
+// state file naming itself, as upstream's gateway does.
+func startGateway(t *testing.T, home, state string) *exec.Cmd {
+	t.Helper()
+	gw := exec.Command("sleep", "600")
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Process.Kill(); _ = gw.Wait() })
+	p, _, err := readProc("/proc", gw.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := fmt.Sprintf(`{"gateway_state": %q, "active_agents": 0, "pid": %d, "start_time": %s}`, state, p.PID, p.Start)
+	if err := os.WriteFile(filepath.Join(home, marker.StateFilename), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return gw
+}
+
+// The marker goes the instant the gateway it was written for ends, with no
+// operator in the path (NS-570 under a shared PID namespace).
+func TestTheMarkerGoesWithTheGatewayItWasWrittenFor(t *testing.T) {
+	f := newFixture(t)
+	f.server.shared = true
+	gw := startGateway(t, f.home, marker.StateRunning)
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1")); reply.Error != "" || reply.Observation.Outcome != transport.Written {
+		t.Fatalf("project: %+v", reply)
+	}
+	if err := gw.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = gw.Wait()
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		_, err := os.Lstat(filepath.Join(f.home, marker.Filename))
+		return os.IsNotExist(err), fmt.Sprintf("marker still there after its gateway ended: %v", err)
+	})
+}
+
+// A marker written before the gateway ran (or found when the agent starts)
+// is guarded once a gateway writes its state; someone else's marker is
+// never removed.
+func TestAMarkerWrittenBeforeTheGatewayIsGuardedOnceItRuns(t *testing.T) {
+	f := newFixture(t)
+	f.server.shared = true
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1")); reply.Observation.Outcome != transport.Written {
+		t.Fatalf("project: %+v", reply)
+	}
+	gw := startGateway(t, f.home, marker.StateDraining)
+	f.server.ready.refresh(context.Background()) // as the watch does on the new state file
+	_ = gw.Process.Kill()
+	_ = gw.Wait()
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		_, err := os.Lstat(filepath.Join(f.home, marker.Filename))
+		return os.IsNotExist(err), fmt.Sprintf("marker still there after its gateway ended: %v", err)
+	})
+
+	dashboard := `{"action": "drain", "principal": "dashboard", "epoch": "x:1"}`
+	if err := os.WriteFile(filepath.Join(f.home, marker.Filename), []byte(dashboard), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gw = startGateway(t, f.home, marker.StateDraining)
+	f.server.ready.refresh(context.Background())
+	_ = gw.Process.Kill()
+	_ = gw.Wait()
+	f.server.ready.refresh(context.Background())
+	if b, err := os.ReadFile(filepath.Join(f.home, marker.Filename)); err != nil || string(b) != dashboard {
+		t.Errorf("someone else's marker: %q %v", b, err)
+	}
+}
+
+// The probe follows gateway_state.json as it changes, with no request
+// reading the file.
+func TestTheProbeFollowsTheGatewaysState(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = f.server.ready.run(ctx) }()
+	probe := httptest.NewServer(f.server.ProbeHandler())
+	defer probe.Close()
+	code := func() (int, string) {
+		resp, err := http.Get(probe.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	waitCode := func(want int) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+			got, body := code()
+			return got == want, fmt.Sprintf("/readyz %d %q, want %d", got, body, want)
+		})
+	}
+	waitCode(http.StatusServiceUnavailable) // no state file yet
+	gw := startGateway(t, f.home, marker.StateRunning)
+	waitCode(http.StatusOK)
+	startGateway(t, f.home, marker.StateDraining)
+	waitCode(http.StatusServiceUnavailable)
+	startGateway(t, f.home, marker.StateRunning)
+	waitCode(http.StatusOK)
+	_ = gw // the state names the last one started
+}
