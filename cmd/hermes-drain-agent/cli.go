@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// cliOwner owns the markers this command writes: the operator takes them
+// for another drain's (it replaces one only when its epoch is stale), and
+// `cancel` removes only these.
+const cliOwner = "hermes-drain-agent"
+
+type cliFlags struct {
+	home, principal, output string
+	wait                    bool
+	timeout                 time.Duration
+}
+
+func command(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	var f cliFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.home, "home", "", "HERMES_HOME (default $HERMES_HOME, else /opt/data)")
+	switch name {
+	case "drain":
+		fs.StringVar(&f.principal, "principal", "hermes-drain-agent", "who asks, as the marker and the gateway's logs show it")
+		fs.BoolVar(&f.wait, "wait", false, "wait until the gateway is draining with no turn in flight")
+		fs.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
+	case "status":
+		fs.StringVar(&f.output, "o", "", `"json" for data`)
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments %q\n", fs.Args())
+		return exitError
+	}
+	calls := transport.InProcess{ProcRoot: "/proc"}
+	switch name {
+	case "drain":
+		return drain(ctx, calls, f, stdout, stderr)
+	case "cancel":
+		obs, err := calls.Clear(ctx, transport.Pod{}, f.home, cliOwner)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitError
+		}
+		if obs.Outcome == transport.Foreign {
+			fmt.Fprintf(stderr, "the marker in %s is not this command's: %s; cancel it where it was made\n", obs.Home, whose(obs.Marker.Data))
+			return exitRefused
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", obs.Home, map[transport.Outcome]string{transport.Cleared: "drain withdrawn", transport.Absent: "no drain to withdraw"}[obs.Outcome])
+		return exitOK
+	default:
+		obs, err := calls.Read(ctx, transport.Pod{}, f.home)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitError
+		}
+		return printStatus(obs, f.output, stdout, stderr)
+	}
+}
+
+func drain(ctx context.Context, calls transport.InProcess, f cliFlags, stdout, stderr io.Writer) int {
+	// The epoch is computed from this process's /proc/1: it is the
+	// gateway's only where the gateway's processes are visible.
+	before, err := calls.Read(ctx, transport.Pod{}, f.home)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
+	if _, problem := before.GatewayStateNow(); problem != nil && problem.Definite {
+		fmt.Fprintf(stderr, "%s; if the gateway runs, it is not in this PID namespace: run this in the gateway's container (or one sharing its PID namespace), or the marker's epoch would not be the gateway's\n", problem.Message)
+		return exitRefused
+	}
+	host, _ := os.Hostname()
+	obs, err := calls.Project(ctx, transport.Pod{}, f.home, transport.ProjectRequest{Marker: marker.Request{
+		Principal: f.principal, RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: cliOwner, Pod: host},
+	}})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitError
+	}
+	if obs.Outcome == transport.Foreign {
+		fmt.Fprintf(stderr, "a drain is already requested in %s: %s\n", obs.Home, whose(obs.Marker.Data))
+		return exitRefused
+	}
+	fmt.Fprintf(stdout, "%s: drain requested (epoch %s)\n", obs.Home, obs.Epoch)
+	if !f.wait {
+		return exitOK
+	}
+	deadline := time.Now().Add(f.timeout)
+	for {
+		obs, err := calls.Read(ctx, transport.Pod{}, f.home)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitError
+		}
+		st, problem := obs.GatewayStateNow()
+		switch {
+		case problem == nil && st.DrainComplete():
+			fmt.Fprintf(stdout, "%s: drained, no turn in flight\n", obs.Home)
+			return exitOK
+		case obs.Marker.State != transport.FilePresent:
+			fmt.Fprintf(stderr, "%s: the drain was withdrawn meanwhile\n", obs.Home)
+			return exitRefused
+		case time.Now().After(deadline):
+			fmt.Fprintf(stderr, "%s: not drained after %s: %s\n", obs.Home, f.timeout, gatewayWords(st, problem))
+			return exitRefused
+		}
+		select {
+		case <-ctx.Done():
+			return exitError
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// whose says who wrote a marker.
+func whose(data []byte) string {
+	found := marker.Parse(data)
+	if origin, ok := found.Origin(); ok && origin.GatewayDrain != "" {
+		return fmt.Sprintf("GatewayDrain %s (principal %q)", origin.GatewayDrain, marker.Shorten(found.Principal(), 80))
+	}
+	if found.Corrupt() {
+		return "a marker that is not JSON"
+	}
+	return fmt.Sprintf("principal %q", marker.Shorten(found.Principal(), 80))
+}
+
+func gatewayWords(st marker.GatewayState, problem *transport.StateProblem) string {
+	if problem != nil {
+		return problem.Message
+	}
+	return fmt.Sprintf("the gateway is %s with %d turns in flight", st.State, st.ActiveAgents)
+}
+
+// status is `status -o json`.
+type status struct {
+	Home    string         `json:"home"`
+	Epoch   string         `json:"epoch"`
+	Marker  *markerStatus  `json:"marker"`
+	Gateway *gatewayStatus `json:"gateway"`
+}
+
+type markerStatus struct {
+	State    transport.FileState `json:"state"`
+	Whose    string              `json:"whose,omitempty"`
+	Honoured bool                `json:"honoured"`
+}
+
+type gatewayStatus struct {
+	State        string `json:"state,omitempty"`
+	ActiveAgents int32  `json:"activeAgents"`
+	Problem      string `json:"problem,omitempty"`
+}
+
+func printStatus(obs transport.Observation, output string, stdout, stderr io.Writer) int {
+	s := status{Home: obs.Home, Epoch: obs.Epoch, Marker: &markerStatus{State: obs.Marker.State}}
+	if obs.Marker.State == transport.FilePresent {
+		s.Marker.Whose = whose(obs.Marker.Data)
+		s.Marker.Honoured = marker.Parse(obs.Marker.Data).Honoured(obs.Epoch, time.Now())
+	}
+	st, problem := obs.GatewayStateNow()
+	s.Gateway = &gatewayStatus{State: st.State, ActiveAgents: st.ActiveAgents}
+	if problem != nil {
+		s.Gateway.Problem = problem.Message
+	}
+	switch output {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s)
+	case "":
+		fmt.Fprintf(stdout, "HERMES_HOME  %s\nepoch        %s\n", s.Home, s.Epoch)
+		switch {
+		case s.Marker.State == transport.FileAbsent:
+			fmt.Fprintln(stdout, "marker       none")
+		case s.Marker.State != transport.FilePresent:
+			fmt.Fprintf(stdout, "marker       %s (never read)\n", s.Marker.State)
+		case s.Marker.Honoured:
+			fmt.Fprintf(stdout, "marker       honoured: a drain by %s\n", s.Marker.Whose)
+		default:
+			fmt.Fprintf(stdout, "marker       ignored (another instantiation's, or expired): by %s\n", s.Marker.Whose)
+		}
+		fmt.Fprintf(stdout, "gateway      %s\n", gatewayWords(st, problem))
+	default:
+		fmt.Fprintf(stderr, "-o %q: only json\n", output)
+		return exitError
+	}
+	return exitOK
+}
