@@ -65,15 +65,17 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager binary into bin/.
+build: ## Build the manager and agent binaries into bin/.
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
+	$(GO_BUILD) -o $(BIN)/hermes-drain-agent ./cmd/hermes-drain-agent
 
 .PHONY: image
-image: test-packages ## Write the operator, pause and test-gateway images as tarballs into bin/images (no Docker engine needed).
+image: test-packages ## Write the operator, agent, pause and test-gateway images as tarballs into bin/images (no Docker engine needed).
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
+	$(GO_BUILD) -o $(BIN)/hermes-drain-agent ./cmd/hermes-drain-agent
 	$(GO_BUILD) -o $(BIN)/pause ./hack/pause
 	$(GO_BUILD) -o $(BIN)/gatewaysim ./test/gatewaysim/cmd/gatewaysim
-	go run ./hack/image --out $(BIN)/images --manager $(BIN)/manager --pause $(BIN)/pause \
+	go run ./hack/image --out $(BIN)/images --manager $(BIN)/manager --agent $(BIN)/hermes-drain-agent --pause $(BIN)/pause \
 		--gatewaysim $(BIN)/gatewaysim --busybox "$$(command -v busybox)"
 
 .PHONY: demo

@@ -2,7 +2,7 @@
 // `ctr images import` (or `docker load`, `kind load image-archive`) takes,
 // without a Docker engine: static binaries laid onto an empty base.
 //
-//	go run ./hack/image --out DIR --manager BIN --pause BIN --gatewaysim BIN --busybox BIN
+//	go run ./hack/image --out DIR --manager BIN --agent BIN --pause BIN --gatewaysim BIN --busybox BIN
 //
 // It writes DIR/hermes-drain-operator.tar (the operator, as in Dockerfile),
 // DIR/pause.tar (the real node's sandbox) and DIR/hermes-gateway-sim.tar (a
@@ -41,6 +41,14 @@ const (
 	operatorUser = "65532:65532"
 )
 
+// The agent's image: the sidecar, and the command line a gateway image may
+// copy. It runs as distroless's nonroot user unless the pod names the
+// gateway's (docs/agent.md).
+const (
+	agentName   = "hermes-drain-agent"
+	agentBinary = "/hermes-drain-agent"
+)
+
 // The test gateway's image.
 const (
 	gatewayName = "hermes-gateway-sim"
@@ -61,23 +69,30 @@ type file struct {
 	link     string // a symbolic link's target
 }
 
+// binaries are the static binaries the images hold.
+type binaries struct {
+	manager, agent, pause, gatewaysim, busybox string
+}
+
 func main() {
 	out := flag.String("out", "bin/images", "where to write the tarballs")
-	manager := flag.String("manager", "", "the static manager binary")
-	pause := flag.String("pause", "", "the static pause binary")
-	sim := flag.String("gatewaysim", "", "the static gateway simulator binary")
-	busybox := flag.String("busybox", "/usr/bin/busybox", "a static busybox (Debian package busybox-static)")
+	var b binaries
+	flag.StringVar(&b.manager, "manager", "", "the static manager binary")
+	flag.StringVar(&b.agent, "agent", "", "the static hermes-drain-agent binary")
+	flag.StringVar(&b.pause, "pause", "", "the static pause binary")
+	flag.StringVar(&b.gatewaysim, "gatewaysim", "", "the static gateway simulator binary")
+	flag.StringVar(&b.busybox, "busybox", "/usr/bin/busybox", "a static busybox (Debian package busybox-static)")
 	flag.Parse()
-	if err := run(*out, *manager, *pause, *sim, *busybox); err != nil {
+	if err := run(*out, b); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("wrote %s/{%s,pause,%s}.tar (tag %s)\n", *out, operatorName, gatewayName, Tag)
+	fmt.Printf("wrote %s/{%s,%s,pause,%s}.tar (tag %s)\n", *out, operatorName, agentName, gatewayName, Tag)
 }
 
-func run(out, manager, pause, sim, busybox string) error {
-	if manager == "" || pause == "" || sim == "" {
-		return fmt.Errorf("--manager, --pause and --gatewaysim are required")
+func run(out string, b binaries) error {
+	if b.manager == "" || b.agent == "" || b.pause == "" || b.gatewaysim == "" {
+		return fmt.Errorf("--manager, --agent, --pause and --gatewaysim are required")
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
@@ -87,11 +102,13 @@ func run(out, manager, pause, sim, busybox string) error {
 		files  []file
 		config v1.Config
 	}{
-		{operatorName, []file{{path: operatorBinary, mode: 0o755, source: manager}},
+		{operatorName, []file{{path: operatorBinary, mode: 0o755, source: b.manager}},
 			v1.Config{Entrypoint: []string{operatorBinary}, User: operatorUser}},
-		{"pause", []file{{path: "/pause", mode: 0o755, source: pause}},
+		{agentName, []file{{path: agentBinary, mode: 0o755, source: b.agent}},
+			v1.Config{Entrypoint: []string{agentBinary}, User: operatorUser}},
+		{"pause", []file{{path: "/pause", mode: 0o755, source: b.pause}},
 			v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}},
-		{gatewayName, gatewayFiles(sim, busybox), v1.Config{
+		{gatewayName, gatewayFiles(b), v1.Config{
 			Entrypoint: []string{"/usr/local/bin/gatewaysim", "--homes", gatewayHome},
 			User:       gatewayUser,
 			Env:        []string{"HERMES_HOME=" + gatewayHome, "PATH=/usr/local/bin:/bin"},
@@ -115,14 +132,16 @@ func run(out, manager, pause, sim, busybox string) error {
 	return nil
 }
 
-// gatewayFiles is busybox with its applets, the simulator, and a HERMES_HOME
-// owned by the gateway's user, as in the upstream image.
-func gatewayFiles(sim, busybox string) []file {
+// gatewayFiles is busybox with its applets, the simulator, the agent's
+// command line (for a person or a preStop hook), and a HERMES_HOME owned by
+// the gateway's user, as in the upstream image.
+func gatewayFiles(b binaries) []file {
 	files := []file{
 		{path: "/bin", mode: 0o755},
-		{path: "/bin/busybox", mode: 0o755, source: busybox},
+		{path: "/bin/busybox", mode: 0o755, source: b.busybox},
 		{path: "/tmp", mode: 0o1777},
-		{path: "/usr/local/bin/gatewaysim", mode: 0o755, source: sim},
+		{path: "/usr/local/bin/gatewaysim", mode: 0o755, source: b.gatewaysim},
+		{path: "/usr/local/bin/hermes-drain-agent", mode: 0o755, source: b.agent},
 		{path: "/opt/data", mode: 0o755, uid: 10000, gid: 10000},
 	}
 	for _, applet := range busyboxApplets {

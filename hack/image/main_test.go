@@ -63,8 +63,8 @@ func TestImagesHoldWhatTheyClaim(t *testing.T) {
 		return p
 	}
 	out := filepath.Join(dir, "images")
-	manager, pause, sim, busybox := bin("manager"), bin("pause"), bin("gatewaysim"), bin("busybox")
-	if err := run(out, manager, pause, sim, busybox); err != nil {
+	bins := binaries{manager: bin("manager"), agent: bin("agent"), pause: bin("pause"), gatewaysim: bin("gatewaysim"), busybox: bin("busybox")}
+	if err := run(out, bins); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -74,9 +74,10 @@ func TestImagesHoldWhatTheyClaim(t *testing.T) {
 		files      map[string]string // path -> "mode uid" or "-> target"
 	}{
 		{operatorName, operatorBinary, operatorUser, map[string]string{"manager": "755 0"}},
+		{agentName, agentBinary, operatorUser, map[string]string{"hermes-drain-agent": "755 0"}},
 		{"pause", "/pause", "65535:65535", map[string]string{"pause": "755 0"}},
 		{gatewayName, "/usr/local/bin/gatewaysim", gatewayUser, map[string]string{
-			"usr/local/bin/gatewaysim": "755 0", "bin/busybox": "755 0", "bin/sh": "-> busybox",
+			"usr/local/bin/gatewaysim": "755 0", "usr/local/bin/hermes-drain-agent": "755 0", "bin/busybox": "755 0", "bin/sh": "-> busybox",
 			"bin/head": "-> busybox", "bin/sync": "-> busybox", "bin/ln": "-> busybox",
 			"opt/data/": "755 10000", "tmp/": "1777 0",
 		}},
@@ -124,10 +125,10 @@ func TestImagesHoldWhatTheyClaim(t *testing.T) {
 	}
 
 	again := filepath.Join(dir, "again")
-	if err := run(again, manager, pause, sim, busybox); err != nil {
+	if err := run(again, bins); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{operatorName, "pause", gatewayName} {
+	for _, name := range []string{operatorName, agentName, "pause", gatewayName} {
 		a, _ := os.ReadFile(filepath.Join(out, name+".tar"))
 		b, _ := os.ReadFile(filepath.Join(again, name+".tar"))
 		if string(a) != string(b) {
