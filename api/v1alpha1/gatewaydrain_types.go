@@ -24,6 +24,11 @@ const (
 // anyone make the operator write into any pod of the namespace.
 const GatewayLabel = "drain.hermes.dev/gateway"
 
+// AgentPortName names the container port on which a pod declares its
+// hermes-drain-agent (normally a native sidecar): the operator then calls
+// the agent there instead of using pods/exec (docs/agent.md).
+const AgentPortName = "hermes-drain"
+
 // ContainerAnnotation names the gateway container on a pod when spec.container is empty.
 const ContainerAnnotation = "drain.hermes.dev/container"
 

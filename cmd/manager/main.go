@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -31,6 +32,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -47,6 +49,8 @@ type flags struct {
 	podSelector             labels.Selector
 	maxConcurrentReconciles int
 	execTimeout             time.Duration
+	exec                    bool
+	agentTokenFile          string
 	drain                   gatewaydrain.Options
 	readiness               podreadiness.Options
 	orphans                 orphans.Options
@@ -72,6 +76,8 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	})
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "GatewayDrains reconciled at once")
 	fs.DurationVar(&f.execTimeout, "exec-timeout", 30*time.Second, "bound on one call into a gateway container")
+	fs.BoolVar(&f.exec, "exec", true, "reach gateways without an agent through pods/exec (false: only pods that declare a hermes-drain-agent are reached)")
+	fs.StringVar(&f.agentTokenFile, "agent-token-file", "", `the operator's projected ServiceAccount token for agents (audience hermes-drain-agent); "": pods' agents are not called`)
 	f.drain.BindFlags(fs)
 	f.readiness.BindFlags(fs)
 	f.orphans.BindFlags(fs)
@@ -135,11 +141,10 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	runner, err := transport.NewExecRunner(cfg, f.execTimeout)
+	tr, err := newTransport(ctx, cfg, mgr.GetClient(), f)
 	if err != nil {
 		return err
 	}
-	tr := transport.NewProgram(runner, "/proc")
 	recorder := mgr.GetEventRecorder("hermes-drain-operator")
 	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the cache indexes: %w", err)
@@ -164,6 +169,30 @@ func run(ctx context.Context, f flags) error {
 	}
 	ctrl.Log.Info("starting", "watchNamespaces", f.watchNamespaces, "podSelector", f.podSelector, "leaderElection", f.leaderElect)
 	return mgr.Start(ctx)
+}
+
+// newTransport reaches each gateway through its pod's agent when the pod
+// declares one, else through pods/exec (unless --exec=false).
+func newTransport(ctx context.Context, cfg *rest.Config, pods client.Reader, f flags) (*transport.Router, error) {
+	router := &transport.Router{Pods: pods}
+	if f.exec {
+		runner, err := transport.NewExecRunner(cfg, f.execTimeout)
+		if err != nil {
+			return nil, err
+		}
+		router.Exec = transport.NewProgram(runner, "/proc")
+	}
+	if f.agentTokenFile != "" {
+		issuer, keys, err := satoken.FromAPIServer(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("agents prove who they are with tokens the API server's keys verify: %w", err)
+		}
+		router.Agent = transport.NewAgent(f.agentTokenFile, satoken.NewVerifier(issuer, keys, satoken.OperatorAudience, nil), f.execTimeout)
+	}
+	if router.Exec == nil && router.Agent == nil {
+		return nil, errors.New("--exec=false needs --agent-token-file: no gateway could be reached")
+	}
+	return router, nil
 }
 
 // cacheOptions keeps in memory only what the reconcilers read: pods trimmed

@@ -105,3 +105,19 @@ func GateCondition(pod *corev1.Pod) *corev1.PodCondition {
 	}
 	return nil
 }
+
+// AgentPort is the port of the pod's hermes-drain-agent (the container
+// port named drainv1.AgentPortName, in a native sidecar or a container), 0
+// when the pod declares none.
+func AgentPort(pod *corev1.Pod) int32 {
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, port := range c.Ports {
+				if port.Name == drainv1.AgentPortName && port.Protocol != corev1.ProtocolUDP {
+					return port.ContainerPort
+				}
+			}
+		}
+	}
+	return 0
+}

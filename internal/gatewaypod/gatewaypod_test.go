@@ -82,6 +82,11 @@ func TestResolution(t *testing.T) {
 // What the reconcilers read of a pod is the same before and after Trim.
 func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 	full := pod()
+	full.Status.PodIP = "127.0.0.5"
+	full.Spec.InitContainers = []corev1.Container{
+		{Name: "setup", Image: "busybox"},
+		{Name: "agent", Image: "hermes-drain-agent", Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8080}, {Name: drainv1.AgentPortName, ContainerPort: 9443}}},
+	}
 	out, _ := Trim(full)
 	trimmed := out.(*corev1.Pod)
 	for name, read := range map[string]func(*corev1.Pod) any{
@@ -93,6 +98,7 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 		"readiness":  func(p *corev1.Pod) any { return [2]any{p.Spec.ReadinessGates, GateCondition(p)} },
 		"phase":      func(p *corev1.Pod) any { return p.Status.Phase },
 		"containers": func(p *corev1.Pod) any { return len(p.Spec.Containers) },
+		"agent":      func(p *corev1.Pod) any { return [2]any{AgentPort(p), p.Status.PodIP} },
 	} {
 		got, want := read(trimmed), read(full)
 		if name == "status" {
@@ -104,7 +110,7 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 		}
 	}
 	if trimmed.Spec.Volumes != nil || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" ||
-		len(trimmed.Status.Conditions) != 1 {
+		len(trimmed.Status.Conditions) != 1 || len(trimmed.Spec.InitContainers) != 1 || len(trimmed.Spec.InitContainers[0].Ports) != 1 {
 		t.Errorf("Trim kept what nothing reads: %+v", trimmed)
 	}
 }

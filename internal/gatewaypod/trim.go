@@ -10,7 +10,8 @@ import (
 // Trim is a cache transform that keeps only what the reconcilers read of a
 // pod: its identity, labels (selectors), the container annotation, its
 // containers' names and HERMES_HOME, readiness gates, phase, our readiness
-// gate's condition and container states. Everything else (volumes, images,
+// gate's condition and container states, and where its agent listens (the
+// agent's port and the pod's IP). Everything else (volumes, images,
 // resources, most annotations, the other conditions, managed fields...) is
 // dropped before it reaches the cache, so the operator's memory grows with
 // the number of pods, not their size.
@@ -28,7 +29,10 @@ func Trim(obj any) (any, error) {
 			Labels: pod.Labels,
 		},
 		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName, ReadinessGates: pod.Spec.ReadinessGates},
-		Status: corev1.PodStatus{Phase: pod.Status.Phase},
+		Status: corev1.PodStatus{Phase: pod.Status.Phase, PodIP: pod.Status.PodIP},
+	}
+	if port := AgentPort(pod); port != 0 {
+		trimmed.Spec.InitContainers = []corev1.Container{{Name: "hermes-drain-agent", Ports: []corev1.ContainerPort{{Name: drainv1.AgentPortName, ContainerPort: port}}}}
 	}
 	if c, ok := pod.Annotations[drainv1.ContainerAnnotation]; ok {
 		trimmed.Annotations = map[string]string{drainv1.ContainerAnnotation: c}

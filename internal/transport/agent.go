@@ -1,0 +1,128 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
+)
+
+// Agent calls the hermes-drain-agent beside a gateway over HTTPS on the
+// pod's IP: no pods/exec, no API server in the path. The operator proves
+// who it is with its projected token (audience hermes-drain-agent); the
+// agent proves it is the agent of the pod meant with its own pod-bound
+// token in every reply, checked here against the pod's name and UID. The
+// agent's certificate is made at its start and is not checked against a
+// CA (there is none to check it against); the reply's token is what
+// authenticates it (docs/agent.md: what this stops and what it does not).
+type Agent struct {
+	token    satoken.File
+	verifier *satoken.Verifier
+	client   *http.Client
+}
+
+// NewAgent returns a client that sends the token in tokenFile, accepts
+// replies whose token verifier accepts (audience hermes-drain-operator),
+// and bounds each call by timeout.
+func NewAgent(tokenFile string, verifier *satoken.Verifier, timeout time.Duration) *Agent {
+	return &Agent{token: satoken.File{Path: tokenFile}, verifier: verifier, client: &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			// The agent is authenticated by its token, not its certificate.
+			TLSClientConfig:     &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}, //nolint:gosec // see above
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     time.Minute,
+		},
+	}}
+}
+
+// AgentEndpoint is where a pod's agent listens, and which pod it must prove
+// to be.
+type AgentEndpoint struct {
+	Pod  Pod
+	UID  string
+	Addr string // host:port
+}
+
+// maxReply bounds a reply: an observation holds two files of at most 64
+// KiB, base64-encoded, and a few fields.
+const maxReply = 1 << 20
+
+// Call makes one of the three calls.
+func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call AgentCall) (_ Observation, err error) {
+	result := "transport"
+	defer func(start time.Time) {
+		callSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		calls.WithLabelValues(op, result).Inc()
+	}(time.Now())
+
+	token, err := a.token.Token()
+	if err != nil {
+		return Observation{}, fmt.Errorf("the operator's token for agents: %w", err)
+	}
+	body, err := json.Marshal(call)
+	if err != nil {
+		return Observation{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ep.Addr+AgentPathPrefix+op, bytes.NewReader(body))
+	if err != nil {
+		return Observation{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set(HeaderNonce, newNonce())
+	req.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
+	if err != nil {
+		return Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, resp.Status, marker.Shorten(strings.TrimSpace(string(data)), 300))
+	}
+	if err := a.isAgentOf(ctx, ep, resp.Header.Get(HeaderAgentToken)); err != nil {
+		result = "unauthenticated"
+		return Observation{}, err
+	}
+	var reply AgentReply
+	if len(data) > maxReply || json.Unmarshal(data, &reply) != nil {
+		result = "output"
+		return Observation{}, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Shorten(string(data), 200))
+	}
+	if reply.Error != "" {
+		result = "container"
+		return reply.Observation, errors.New(reply.Error)
+	}
+	result = string(reply.Observation.Outcome)
+	return reply.Observation, nil
+}
+
+// isAgentOf checks that the reply came from the agent of ep's pod: its
+// token is valid for the operator and bound to that very pod.
+func (a *Agent) isAgentOf(ctx context.Context, ep AgentEndpoint, token string) error {
+	if token == "" {
+		return fmt.Errorf("the agent at %s sent no token: it cannot be told from another server at that address", ep.Addr)
+	}
+	id, err := a.verifier.Verify(ctx, token)
+	if err != nil {
+		return fmt.Errorf("the agent at %s: its token was refused: %w", ep.Addr, err)
+	}
+	ns, _, _ := strings.Cut(id.ServiceAccount, "/")
+	if ns != ep.Pod.Namespace || id.PodName != ep.Pod.Name || id.PodUID != ep.UID {
+		return fmt.Errorf("the server at %s speaks for pod %s/%s (uid %s), not for %s/%s (uid %s): a stale address?", ep.Addr, ns, id.PodName, id.PodUID, ep.Pod.Namespace, ep.Pod.Name, ep.UID)
+	}
+	return nil
+}

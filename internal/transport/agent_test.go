@@ -1,0 +1,215 @@
+package transport_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/agent"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
+)
+
+// sharedProc is a /proc as a sidecar sees it in a pod that shares its PID
+// namespace: PID 1 is the pause process, and this process's container was
+// started from outside the namespace.
+func sharedProc(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	stat := func(pid int, start string) string {
+		return fmt.Sprintf("%d (p) S 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 %s 0 0\n", pid, start)
+	}
+	for path, content := range map[string]string{
+		"sys/kernel/random/boot_id":         "boot\n",
+		"1/stat":                            stat(1, "42"),
+		strconv.Itoa(os.Getpid()) + "/stat": stat(os.Getpid(), "99"),
+	} {
+		p := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// agentPod is a gateway pod whose agent listens at addr.
+func agentPod(addr string) *corev1.Pod {
+	host, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "gw-0", UID: "pod-uid"},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: "agent", Ports: []corev1.ContainerPort{{Name: drainv1.AgentPortName, ContainerPort: int32(n)}}}},
+			Containers:     []corev1.Container{{Name: "gateway"}},
+		},
+		Status: corev1.PodStatus{PodIP: host},
+	}
+}
+
+type agentFixture struct {
+	home      string
+	issuer    *satokentest.Issuer
+	agentTok  string // the agent's token file
+	router    *transport.Router
+	fallback  *recording
+	operatorT string // the operator's token file
+}
+
+// recording is an exec Transport that only records that it was called.
+type recording struct{ calls []string }
+
+func (r *recording) Project(context.Context, transport.Pod, string, transport.ProjectRequest) (transport.Observation, error) {
+	r.calls = append(r.calls, "project")
+	return transport.Observation{Outcome: transport.Written}, nil
+}
+func (r *recording) Clear(context.Context, transport.Pod, string, string) (transport.Observation, error) {
+	r.calls = append(r.calls, "clear")
+	return transport.Observation{Outcome: transport.Cleared}, nil
+}
+func (r *recording) Read(context.Context, transport.Pod, string) (transport.Observation, error) {
+	r.calls = append(r.calls, "read")
+	return transport.Observation{Outcome: transport.Read}, nil
+}
+
+func mint(t *testing.T, issuer *satokentest.Issuer, path string, tok satokentest.Token) {
+	t.Helper()
+	tok.Expiry = time.Now().Add(10 * time.Minute)
+	raw, err := issuer.Mint(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newAgentFixture runs a real agent (TLS, as served) beside a home, and a
+// Router that knows its pod.
+func newAgentFixture(t *testing.T, pods ...*corev1.Pod) *agentFixture {
+	t.Helper()
+	issuer, err := satokentest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &agentFixture{home: t.TempDir(), issuer: issuer, fallback: &recording{},
+		agentTok: filepath.Join(t.TempDir(), "agent-token"), operatorT: filepath.Join(t.TempDir(), "operator-token")}
+	mint(t, issuer, f.agentTok, satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-a", Account: "gateway", PodName: "gw-0", PodUID: "pod-uid"})
+	mint(t, issuer, f.operatorT, satokentest.Token{Audience: satoken.AgentAudience, Namespace: "hermes-drain-system", Account: "operator"})
+
+	opts := agent.DefaultOptions()
+	opts.Home, opts.Operators, opts.TokenFile, opts.ProcRoot = f.home, []string{"hermes-drain-system/operator"}, f.agentTok, sharedProc(t)
+	a, err := agent.New(opts, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.AgentAudience, nil), testr.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(a.Handler())
+	t.Cleanup(srv.Close)
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	objs := []*corev1.Pod{agentPod(addr)}
+	objs = append(objs, pods...)
+	builder := fake.NewClientBuilder()
+	for _, p := range objs {
+		builder = builder.WithObjects(p)
+	}
+	f.router = &transport.Router{Pods: builder.Build(), Exec: f.fallback,
+		Agent: transport.NewAgent(f.operatorT, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.OperatorAudience, nil), 5*time.Second)}
+	return f
+}
+
+var gw0 = transport.Pod{Namespace: "team-a", Name: "gw-0", Container: "gateway"}
+
+func projectRequest() transport.ProjectRequest {
+	return transport.ProjectRequest{Marker: marker.Request{Principal: "op", RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: "uid-1"}}}
+}
+
+// A pod that declares its agent is reached through it, with no exec: the
+// marker lands with the gateway's epoch (the pause process's), and clears.
+func TestAPodWithAnAgentIsReachedThroughIt(t *testing.T) {
+	f := newAgentFixture(t)
+	ctx := context.Background()
+	obs, err := f.router.Project(ctx, gw0, "", projectRequest())
+	if err != nil || obs.Outcome != transport.Written || obs.Epoch != "boot:42" || obs.Home != f.home {
+		t.Fatalf("project: %+v %v", obs, err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(f.home, marker.Filename))
+	if !marker.Parse(raw).Honoured("boot:42", time.Now()) {
+		t.Errorf("marker %s", raw)
+	}
+	if obs, err := f.router.Read(ctx, gw0, ""); err != nil || obs.Outcome != transport.Read || obs.Marker.State != transport.FilePresent {
+		t.Errorf("read: %+v %v", obs, err)
+	}
+	if obs, err := f.router.Clear(ctx, gw0, "", "uid-1"); err != nil || obs.Outcome != transport.Cleared {
+		t.Errorf("clear: %+v %v", obs, err)
+	}
+	if len(f.fallback.calls) != 0 {
+		t.Errorf("exec was used: %v", f.fallback.calls)
+	}
+}
+
+// The reply must come from the agent of the very pod meant: a server at a
+// stale address (the pod's IP now someone else's) is not believed.
+func TestOnlyThePodsOwnAgentIsBelieved(t *testing.T) {
+	for name, tc := range map[string]struct {
+		token satokentest.Token
+		want  string
+	}{
+		"another pod's agent":     {satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-a", Account: "gateway", PodName: "gw-0", PodUID: "old-uid"}, "not for team-a/gw-0 (uid pod-uid)"},
+		"another namespace":       {satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-b", Account: "gateway", PodName: "gw-0", PodUID: "pod-uid"}, "speaks for pod team-b/gw-0"},
+		"a token for the agent's": {satokentest.Token{Audience: satoken.AgentAudience, Namespace: "team-a", Account: "gateway", PodName: "gw-0", PodUID: "pod-uid"}, "token was refused"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newAgentFixture(t)
+			mint(t, f.issuer, f.agentTok, tc.token)
+			if _, err := f.router.Read(context.Background(), gw0, ""); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("read: %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTheAgentRefusesAnOperatorItDoesNotKnow(t *testing.T) {
+	f := newAgentFixture(t)
+	mint(t, f.issuer, f.operatorT, satokentest.Token{Audience: satoken.AgentAudience, Namespace: "team-a", Account: "intruder"})
+	if _, err := f.router.Project(context.Background(), gw0, "", projectRequest()); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("project: %v, want a refusal", err)
+	}
+	if _, err := os.Lstat(filepath.Join(f.home, marker.Filename)); !os.IsNotExist(err) {
+		t.Errorf("a marker was written: %v", err)
+	}
+}
+
+// A pod without an agent goes through exec, or, with exec off, fails with
+// a message that says why.
+func TestAPodWithoutAnAgentGoesThroughExecIfAllowed(t *testing.T) {
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "gw-1", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway"}}}}
+	f := newAgentFixture(t, plain)
+	gw1 := transport.Pod{Namespace: "team-a", Name: "gw-1", Container: "gateway"}
+	if obs, err := f.router.Read(context.Background(), gw1, ""); err != nil || obs.Outcome != transport.Read || len(f.fallback.calls) != 1 {
+		t.Errorf("read through exec: %+v %v %v", obs, err, f.fallback.calls)
+	}
+	f.router.Exec = nil
+	if _, err := f.router.Read(context.Background(), gw1, ""); err == nil || !strings.Contains(err.Error(), "runs without pods/exec") {
+		t.Errorf("read with exec off: %v", err)
+	}
+	if _, err := f.router.Read(context.Background(), transport.Pod{Namespace: "team-a", Name: "gone"}, ""); err == nil {
+		t.Error("a pod that is not there was reached")
+	}
+}
