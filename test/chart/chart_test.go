@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -186,6 +187,45 @@ func TestRBACIsTheCodesAndLeastPrivilege(t *testing.T) {
 	}
 }
 
+// With exec off (a fleet that runs the agent everywhere), no rule grants
+// pods/exec and the manager is told so; otherwise the rules are the code's.
+func TestExecOffGrantsNoExec(t *testing.T) {
+	for _, set := range [][]string{{"exec.enabled=false"}, {"exec.enabled=false", "watchNamespaces={team-a}"}} {
+		objs := render(t, set...)
+		for _, o := range objs {
+			if (o.GetKind() == "Role" || o.GetKind() == "ClusterRole") && grants(o, "pods/exec") {
+				t.Errorf("%v: %s %s grants pods/exec", set, o.GetKind(), o.GetName())
+			}
+		}
+		args := toStrings(deployment(t, objs)["containers"].([]any)[0].(map[string]any)["args"])
+		if !slices.Contains(args, "--exec=false") {
+			t.Errorf("%v: args %q", set, args)
+		}
+	}
+	if out, err := helm("template", "hdo", chart, "--kube-version", "1.36.3", "--set", "exec.enabled=false,agent.enabled=false"); err == nil || !strings.Contains(out, "could reach no gateway") {
+		t.Errorf("exec and agent both off: %v %s", err, out)
+	}
+}
+
+// The operator's token for agents is a projected token for their audience
+// only, which the manager is pointed at; without the agent, none is mounted.
+func TestTheAgentTokenIsForAgentsOnly(t *testing.T) {
+	spec := deployment(t, render(t))
+	c := spec["containers"].([]any)[0].(map[string]any)
+	if !slices.Contains(toStrings(c["args"]), "--agent-token-file=/var/run/secrets/hermes-drain/token") {
+		t.Errorf("args %q", c["args"])
+	}
+	const want = "[map[name:agent-token projected:map[sources:[map[serviceAccountToken:map[audience:hermes-drain-agent expirationSeconds:600 path:token]]]]]]"
+	if fmt.Sprint(spec["volumes"]) != want {
+		t.Errorf("volumes %v", spec["volumes"])
+	}
+	spec = deployment(t, render(t, "agent.enabled=false"))
+	c = spec["containers"].([]any)[0].(map[string]any)
+	if spec["volumes"] != nil || c["volumeMounts"] != nil || strings.Contains(strings.Join(toStrings(c["args"]), " "), "agent-token") {
+		t.Errorf("agent off: volumes %v, args %v", spec["volumes"], c["args"])
+	}
+}
+
 func deployment(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
 	t.Helper()
 	d := ofKind(objs, "Deployment")
@@ -289,18 +329,19 @@ func toStrings(v any) []string {
 
 func TestWrongValuesFailAtInstall(t *testing.T) {
 	for set, want := range map[string]string{
-		"replicaCount=0":               "/replicaCount",
-		"replicaCount=two":             "/replicaCount",
-		"logging.level=verbose":        "/logging/level",
-		"pollInterval=soon":            "/pollInterval",
-		"watchNamespaces={Team_A}":     "/watchNamespaces/0",
-		"metrics.port=70000":           "/metrics/port",
-		"image.pullPolicy=Sometimes":   "/image/pullPolicy",
-		"leaderElection.enabled=maybe": "/leaderElection/enabled",
-		"unknownValue=1":               "unknownValue",
-		"bindAddress=localhost":        "/bindAddress",
-		"hostNetwork=yes":              "/hostNetwork",
-		"env[0].value=x":               "/env/0",
+		"replicaCount=0":                  "/replicaCount",
+		"replicaCount=two":                "/replicaCount",
+		"logging.level=verbose":           "/logging/level",
+		"pollInterval=soon":               "/pollInterval",
+		"watchNamespaces={Team_A}":        "/watchNamespaces/0",
+		"metrics.port=70000":              "/metrics/port",
+		"image.pullPolicy=Sometimes":      "/image/pullPolicy",
+		"leaderElection.enabled=maybe":    "/leaderElection/enabled",
+		"unknownValue=1":                  "unknownValue",
+		"bindAddress=localhost":           "/bindAddress",
+		"hostNetwork=yes":                 "/hostNetwork",
+		"env[0].value=x":                  "/env/0",
+		"agent.tokenExpirationSeconds=60": "/agent/tokenExpirationSeconds",
 	} {
 		out, err := helm("template", "hdo", chart, "--kube-version", "1.36.3", "--set", set)
 		if err == nil || !strings.Contains(out, want) {

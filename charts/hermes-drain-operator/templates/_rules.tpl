@@ -9,6 +9,7 @@ rules:
   - get
   - list
   - watch
+{{- if .Values.exec.enabled }}
 - apiGroups:
   - ""
   resources:
@@ -16,6 +17,7 @@ rules:
   verbs:
   - create
   - get
+{{- end }}
 - apiGroups:
   - ""
   resources:
