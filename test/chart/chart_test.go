@@ -280,6 +280,10 @@ func TestHostNetworkListensOnTheBindAddress(t *testing.T) {
 	if spec["hostNetwork"] != true || spec["dnsPolicy"] != "ClusterFirstWithHostNet" {
 		t.Errorf("hostNetwork %v, dnsPolicy %v", spec["hostNetwork"], spec["dnsPolicy"])
 	}
+	objs := render(t, "hostNetwork=true")
+	if d := ofKind(objs, "Deployment")[0]; fmt.Sprint(d.Object["spec"].(map[string]any)["strategy"]) != "map[rollingUpdate:map[maxSurge:0 maxUnavailable:1]]" {
+		t.Errorf("an upgrade must stop the pod holding the node's ports first: strategy %v", d.Object["spec"].(map[string]any)["strategy"])
+	}
 	c := spec["containers"].([]any)[0].(map[string]any)
 	args := toStrings(c["args"])
 	for _, want := range []string{"--health-probe-bind-address=127.0.0.1:18081", "--metrics-bind-address=127.0.0.1:8443"} {

@@ -211,7 +211,7 @@ func (c *Cluster) createNode(ctx context.Context) error {
 }
 
 func (c *Cluster) runKwok(attempt int) error {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
@@ -409,7 +409,8 @@ func (c *Cluster) RestartAPIServer() (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port free on loopback now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

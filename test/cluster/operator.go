@@ -127,6 +127,9 @@ func (c *Cluster) ImpersonatingKubeconfig(namespace, name string) (string, error
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
+// ChartPath is the operator's Helm chart.
+var ChartPath = filepath.Join(RepoRoot(), "charts", "hermes-drain-operator")
+
 // OperatorRelease and OperatorNamespace are where InstallOperator installs
 // the chart.
 const (
@@ -145,15 +148,15 @@ func (c *Cluster) InstallOperator(set ...string) error {
 	if err != nil {
 		return err
 	}
-	probes, err := freePort()
+	probes, err := FreePort()
 	if err != nil {
 		return err
 	}
-	metrics, err := freePort()
+	metrics, err := FreePort()
 	if err != nil {
 		return err
 	}
-	args := []string{"install", OperatorRelease, filepath.Join(RepoRoot(), "charts", "hermes-drain-operator"),
+	args := []string{"install", OperatorRelease, ChartPath,
 		"-n", OperatorNamespace, "--create-namespace", "--wait", "--timeout", "120s",
 		"--set", "image.repository=docker.io/library/hermes-drain-operator,image.tag=dev,image.pullPolicy=Never",
 		"--set", fmt.Sprintf("hostNetwork=true,bindAddress=127.0.0.1,healthProbePort=%d,metrics.port=%d", probes, metrics),

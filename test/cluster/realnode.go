@@ -145,11 +145,11 @@ func (c *Cluster) startRealNode(ctx context.Context) error {
 	if err := os.WriteFile(kubeletKubeconfig, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return err
 	}
-	healthz, err := freePort()
+	healthz, err := FreePort()
 	if err != nil {
 		return err
 	}

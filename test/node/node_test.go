@@ -95,10 +95,10 @@ func gatewayPod(t *testing.T, ns, name string, mutate ...func(*corev1.Pod)) *cor
 	return pod
 }
 
-// inside runs a shell command in the gateway container, as kubectl exec does.
+// inside runs a shell command in the gateway container (the pod's first), as kubectl exec does.
 func inside(t *testing.T, pod *corev1.Pod, script string) string {
 	t.Helper()
-	out, err := lc.Run("kubectl", "-n", pod.Namespace, "exec", pod.Name, "--", "sh", "-c", script)
+	out, err := lc.Run("kubectl", "-n", pod.Namespace, "exec", pod.Name, "-c", pod.Spec.Containers[0].Name, "--", "sh", "-c", script)
 	if err != nil {
 		t.Fatalf("exec in %s: %v: %s", pod.Name, err, out)
 	}
