@@ -7,9 +7,11 @@ import (
 
 // Every call into a container, by operation (project, clear, read) and
 // result: the outcome (written, refreshed, replaced, cleared, absent,
-// foreign, read) or the kind of failure (transport: the runner failed;
-// output: the report was unreadable; container: the program reported an
-// error). Marker writes and clears are the project and clear outcomes.
+// foreign, read) or the kind of failure (transport: the runner or the
+// agent's connection failed, or the agent refused us; output: the report
+// was unreadable; container: the program or the agent reported an error;
+// unauthenticated: the reply was not from the agent of that pod). Marker
+// writes and clears are the project and clear outcomes.
 var (
 	calls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hermes_drain_transport_calls_total",
