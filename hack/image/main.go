@@ -41,12 +41,13 @@ const (
 	operatorUser = "65532:65532"
 )
 
-// The agent's image: the sidecar, and the command line a gateway image may
-// copy. It runs as distroless's nonroot user unless the pod names the
+// The agent's image (Dockerfile's stage "agent" too): the sidecar, and the
+// command line a gateway image may copy. It runs as distroless's nonroot user unless the pod names the
 // gateway's (docs/agent.md).
 const (
-	agentName   = "hermes-drain-agent"
-	agentBinary = "/hermes-drain-agent"
+	agentName    = "hermes-drain-agent"
+	agentPackage = "./cmd/hermes-drain-agent"
+	agentBinary  = "/hermes-drain-agent"
 )
 
 // The test gateway's image.

@@ -13,40 +13,44 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// Dockerfile and this program describe the same operator image: the same
-// package built static to the same path, run as the same user.
+// Dockerfile and this program describe the same images: the operator (the
+// final stage) and the agent (stage "agent"), each its package built static
+// to the same path, run as the same user.
 func TestDockerfileMatches(t *testing.T) {
 	raw, err := os.ReadFile("../../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var final []string // the last stage's instructions
-	build := ""
+	stages := map[string][]string{} // by name; the final stage is ""
+	var builds []string
+	name := ""
 	for _, line := range strings.Split(string(raw), "\n") {
 		line = strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(line, "FROM "):
-			final = nil
+			_, name, _ = strings.Cut(line, " AS ")
+			stages[name] = nil
 		case strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build"):
-			build = line
+			builds = append(builds, line)
 		}
 		if line != "" && !strings.HasPrefix(line, "#") {
-			final = append(final, line)
+			stages[name] = append(stages[name], line)
 		}
 	}
-	for _, want := range []string{
-		"FROM scratch",
-		"COPY --from=build " + operatorBinary + " " + operatorBinary,
-		"USER " + operatorUser,
-		`ENTRYPOINT ["` + operatorBinary + `"]`,
-	} {
-		if !slices.Contains(final, want) {
-			t.Errorf("Dockerfile's final stage lacks %q: %q", want, final)
+	for _, im := range []struct{ stage, binary, pkg string }{{"", operatorBinary, operatorPackage}, {"agent", agentBinary, agentPackage}} {
+		for _, want := range []string{
+			"COPY --from=build " + im.binary + " " + im.binary,
+			"USER " + operatorUser,
+			`ENTRYPOINT ["` + im.binary + `"]`,
+		} {
+			if !slices.Contains(stages[im.stage], want) || !strings.HasPrefix(stages[im.stage][0], "FROM scratch") {
+				t.Errorf("Dockerfile's stage %q lacks %q or is not from scratch: %q", im.stage, want, stages[im.stage])
+			}
 		}
-	}
-	for _, want := range []string{"CGO_ENABLED=0", "-o " + operatorBinary, operatorPackage} {
-		if !strings.Contains(build, want) {
-			t.Errorf("Dockerfile's build %q lacks %q", build, want)
+		if !slices.ContainsFunc(builds, func(b string) bool {
+			return strings.Contains(b, "CGO_ENABLED=0") && strings.Contains(b, "-o "+im.binary+" ") && strings.HasSuffix(b, im.pkg)
+		}) {
+			t.Errorf("Dockerfile builds no static %s from %s: %q", im.binary, im.pkg, builds)
 		}
 	}
 }
