@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -102,11 +101,7 @@ func TestAgents(t *testing.T) {
 		}
 		gwd := drainAll(t, ns)
 		for _, p := range pods {
-			epoch := inside(t, p, epochInside)
-			found := marker.Parse([]byte(inside(t, p, "cat /opt/data/.drain_request.json")))
-			if found.EpochValue() != epoch || !found.Honoured(epoch, time.Now()) {
-				t.Errorf("%s: marker epoch %q, the gateway's %q", p.Name, found.EpochValue(), epoch)
-			}
+			checkMarkerHasItsEpoch(t, p)
 			testenv.Eventually(t, time.Minute, func() (bool, string) { return !podReady(t, p), p.Name + " still Ready while draining" })
 		}
 		cancel(t, gwd)

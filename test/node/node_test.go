@@ -160,6 +160,17 @@ func waitRunsFree(t *testing.T, pod *corev1.Pod) {
 // epochInside computes the epoch in the container by upstream's recipe.
 const epochInside = `read -r b < /proc/sys/kernel/random/boot_id; s=$(cat /proc/1/stat); set -- ${s##*)}; echo "$b:${20}"`
 
+// checkMarkerHasItsEpoch checks that pod's gateway holds a marker stamped
+// with the epoch a process in its container computes, which it honours.
+func checkMarkerHasItsEpoch(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	epoch := inside(t, pod, epochInside)
+	found := marker.Parse([]byte(inside(t, pod, "cat /opt/data/.drain_request.json")))
+	if found.EpochValue() != epoch || !found.Honoured(epoch, time.Now()) {
+		t.Errorf("%s: marker epoch %q, the gateway container's %q", pod.Name, found.EpochValue(), epoch)
+	}
+}
+
 // Every drain here is made by the operator as a user runs it: a pod from
 // its image, installed by `helm install --wait`, acting with its chart
 // ServiceAccount's token. (No operator runs on the host.)
@@ -215,11 +226,7 @@ func TestDrainRealContainers(t *testing.T) {
 
 	gwd := drainAll(t, ns)
 	for _, p := range pods {
-		epoch := inside(t, p, epochInside)
-		found := marker.Parse([]byte(inside(t, p, "cat /opt/data/.drain_request.json")))
-		if found.EpochValue() != epoch || !found.Honoured(epoch, time.Now()) {
-			t.Errorf("%s: marker epoch %q, the container's %q", p.Name, found.EpochValue(), epoch)
-		}
+		checkMarkerHasItsEpoch(t, p)
 		if st, err := marker.ParseGatewayState([]byte(inside(t, p, "cat /opt/data/gateway_state.json"))); err != nil || !st.DrainComplete() {
 			t.Errorf("%s: the gateway inside is not drained: %+v %v", p.Name, st, err)
 		}
