@@ -43,6 +43,9 @@ func (g *guard) bind(owner string, writer int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if writer <= 0 {
+		if g.owner == owner {
+			return // keep what is known of this owner's gateway
+		}
 		g.release()
 		g.owner, g.pending = owner, true
 		return
