@@ -89,9 +89,32 @@ func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error
 	if err := g.c.Client.Create(ctx, pod); err != nil {
 		return err
 	}
-	return g.waitPod(ctx, "running", func(p *corev1.Pod, err error) bool {
+	if err := g.waitPod(ctx, "running", func(p *corev1.Pod, err error) bool {
 		return err == nil && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0
-	})
+	}); err != nil {
+		return err
+	}
+	return g.waitExec(ctx)
+}
+
+// waitExec waits until kwok runs execs in the pod. kwok learns of the Exec
+// rule through a watch, and under load it has answered "no exec found" for
+// tens of seconds after the rule was created: a test would then wait on the
+// operator's backoff instead of on what it tests.
+func (g *Gateway) waitExec(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		out, err := g.c.Run("kubectl", "-n", g.Namespace, "exec", g.Name, "-c", GatewayContainer, "--", "true")
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kwok does not exec in %s/%s: %w: %s", g.Namespace, g.Name, err, out)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Marker is the drain marker in the gateway's HERMES_HOME, nil if there is none.

@@ -66,15 +66,21 @@ func freePort() int {
 	return port
 }
 
-// setOperator upgrades the operator's release with values, and waits for
-// its new pod.
+// setOperator upgrades the operator's release with values, and waits until
+// its new pod is ready. (helm's --wait counts the old pod, which the
+// hostNetwork rollout replaces only after it has stopped.)
 func setOperator(t *testing.T, values string) {
 	t.Helper()
 	if out, err := lc.Run("helm", "upgrade", cluster.OperatorRelease, cluster.ChartPath, "-n", cluster.OperatorNamespace,
-		"--reuse-values", "--set", values, "--wait", "--timeout", "120s"); err != nil {
+		"--reuse-values", "--set", values); err != nil {
 		t.Fatalf("helm upgrade --set %s: %v: %s", values, err, out)
 	}
+	if out, err := lc.Run("kubectl", "-n", cluster.OperatorNamespace, "rollout", "status", operatorDeployment, "--timeout=120s"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
 }
+
+const operatorDeployment = "deploy/" + cluster.OperatorRelease + "-hermes-drain-operator"
 
 // podReady reads pod again and says whether it is Ready.
 func podReady(t *testing.T, pod *corev1.Pod) bool {
@@ -149,8 +155,7 @@ func cancel(t *testing.T, gwd *drainv1.GatewayDrain) {
 // scaleOperator sets the operator's replicas and waits until that many run.
 func scaleOperator(t *testing.T, replicas int) {
 	t.Helper()
-	deploy := "deploy/" + cluster.OperatorRelease + "-hermes-drain-operator"
-	if out, err := lc.Run("kubectl", "-n", cluster.OperatorNamespace, "scale", deploy, "--replicas="+strconv.Itoa(replicas)); err != nil {
+	if out, err := lc.Run("kubectl", "-n", cluster.OperatorNamespace, "scale", operatorDeployment, "--replicas="+strconv.Itoa(replicas)); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {

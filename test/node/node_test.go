@@ -176,15 +176,15 @@ func checkMarkerHasItsEpoch(t *testing.T, pod *corev1.Pod) {
 // ServiceAccount's token. (No operator runs on the host.)
 func TestTheOperatorIsAPodFromItsImage(t *testing.T) {
 	var pods corev1.PodList
-	if err := lc.Client.List(context.Background(), &pods, client.InNamespace(cluster.OperatorNamespace)); err != nil {
-		t.Fatal(err)
-	}
-	if len(pods.Items) != 1 {
-		t.Fatalf("%d operator pods, want 1", len(pods.Items))
-	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		if err := lc.Client.List(context.Background(), &pods, client.InNamespace(cluster.OperatorNamespace)); err != nil {
+			return false, err.Error()
+		}
+		return len(pods.Items) == 1 && podReadyNow(&pods.Items[0]), fmt.Sprintf("%d operator pods, want 1 Ready", len(pods.Items))
+	})
 	p := pods.Items[0]
 	c := p.Status.ContainerStatuses
-	if len(c) != 1 || !c[0].Ready || c[0].Image != "docker.io/library/hermes-drain-operator:dev" {
+	if len(c) != 1 || c[0].Image != "docker.io/library/hermes-drain-operator:dev" {
 		t.Errorf("operator container %+v", c)
 	}
 	if p.Spec.ServiceAccountName != cluster.OperatorRelease+"-hermes-drain-operator" {
