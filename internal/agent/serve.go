@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -20,18 +21,29 @@ import (
 // Run serves the operator's calls and the kubelet's probes, and watches the
 // gateway, until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	probes := &http.Server{Addr: s.opts.ProbeListen, Handler: s.ProbeHandler(), ReadHeaderTimeout: 5 * time.Second}
+	l, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ready.run(ctx) })
+	g.Go(func() error { return s.ServeCalls(ctx, l) })
+	g.Go(func() error { return serveUntil(ctx, probes, probes.ListenAndServe) })
+	return g.Wait()
+}
+
+// ServeCalls serves only the operator's calls (HTTPS) on l until ctx ends:
+// what the scale simulation runs for each of thousands of pods in one
+// process (test/cluster's agent farm).
+func (s *Server) ServeCalls(ctx context.Context, l net.Listener) error {
 	cert, err := selfSigned()
 	if err != nil {
 		return err
 	}
-	calls := &http.Server{Addr: s.opts.Listen, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	calls := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}}
-	probes := &http.Server{Addr: s.opts.ProbeListen, Handler: s.ProbeHandler(), ReadHeaderTimeout: 5 * time.Second}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.ready.run(ctx) })
-	g.Go(func() error { return serveUntil(ctx, calls, func() error { return calls.ListenAndServeTLS("", "") }) })
-	g.Go(func() error { return serveUntil(ctx, probes, probes.ListenAndServe) })
-	return g.Wait()
+	return serveUntil(ctx, calls, func() error { return calls.ServeTLS(l, "", "") })
 }
 
 func serveUntil(ctx context.Context, srv *http.Server, serve func() error) error {

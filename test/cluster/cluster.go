@@ -7,6 +7,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"fmt"
@@ -55,6 +56,8 @@ type Cluster struct {
 	ctr    func(args ...string) (string, error)
 	// apiLog is the API server's output, across restarts.
 	apiLog *os.File
+	// podCIDR is Options.PodCIDR.
+	podCIDR string
 }
 
 // child is a process of the cluster's (kwok, kube-controller-manager).
@@ -78,6 +81,12 @@ type Options struct {
 	// RealNode runs a real kubelet with containerd and runc (node
 	// RealNodeName) instead of kwok: `make node-tools image` first.
 	RealNode bool
+	// PodCIDR is where kwok gives pods their IPs (default 10.0.0.0/24, as
+	// kwok's own default). One inside 127.0.0.0/8 lets one process serve every
+	// pod's agent on the pod's own IP without leaving loopback; but the API
+	// server refuses loopback addresses in EndpointSlices, so Services then
+	// list no endpoints.
+	PodCIDR string
 }
 
 // Start brings the cluster up with its state in dir (which must exist) and
@@ -89,7 +98,7 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 			return nil, fmt.Errorf("no %s in %s: run `make cluster-tools`", b, bin)
 		}
 	}
-	c = &Cluster{Dir: dir, Bin: bin}
+	c = &Cluster{Dir: dir, Bin: bin, podCIDR: cmp.Or(opts.PodCIDR, "10.0.0.0/24")}
 	crds := []string{filepath.Join(RepoRoot(), "test", "cluster", "crds")}
 	if !opts.WithoutOperatorCRDs {
 		crds = append(crds, testenv.OperatorCRDs())
@@ -227,6 +236,7 @@ func (c *Cluster) runKwok(attempt int) error {
 		"--node-port", fmt.Sprint(port),
 		"--server-address", fmt.Sprintf("127.0.0.1:%d", port),
 		"--enable-crds", "Exec",
+		"--cidr", c.podCIDR,
 	)
 	c.kwok = kwok
 	return err

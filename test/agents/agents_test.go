@@ -1,0 +1,105 @@
+// Package agents drives the operator, with no pods/exec at all, through
+// gateways' agents on the local simulated cluster: kwok gives pods IPs
+// inside 127.0.0.0/8, and one process serves every pod's agent on its own
+// pod IP with the agent's own server code (test/cluster's agent farm),
+// authenticated with tokens the API server issued.
+package agents
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+)
+
+const operator = "hermes-drain-system/operator"
+
+var lc *cluster.Cluster
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	var stop func()
+	var err error
+	if lc, _, stop, err = cluster.StartWithGateways(ctx, cluster.Options{PodCIDR: "127.1.0.0/16"}, gatewaysim.Options{TurnDuration: time.Second}, 100*time.Millisecond); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stop()
+	token, err := lc.OperatorToken(ctx, "hermes-drain-system", "operator")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	bin, err := cluster.BuildManager(lc.Dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := lc.StartManager(bin, "manager", lc.Kubeconfig, "--exec=false", "--agent-token-file="+token,
+		"--poll-interval=200ms", "--idle-poll-interval=1s")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	mgr.Stop()
+	if code != 0 {
+		log, _ := os.ReadFile(mgr.Log)
+		fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB):\n%s\n", log[max(0, len(log)-4096):])
+	}
+	return code
+}
+
+// An operator with no pods/exec drains gateways through their agents, each
+// marker stamped with the gateway's epoch, and cancel clears them.
+func TestDrainThroughAgentsWithoutExec(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	gws, err := lc.CreateGateways(ctx, ns, 20, map[string]string{"app": "hermes-gateway"}, cluster.WithAgent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.ServeAgents(ctx, operator, gws); err != nil {
+		t.Fatal(err)
+	}
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained)
+		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("not Drained: %+v", c)
+	})
+	for _, g := range gws {
+		if found := marker.Parse(g.Marker()); !found.Honoured(gatewaysim.HostEpoch(), time.Now()) {
+			t.Errorf("%s: marker %s not honoured by its gateway", g.Name, g.Marker())
+		}
+	}
+	patch := client.MergeFrom(gwd.DeepCopy())
+	gwd.Spec.Action = drainv1.ActionCancel
+	if err := lc.Client.Patch(ctx, gwd, patch); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gws {
+		testenv.Eventually(t, time.Minute, func() (bool, string) {
+			st, err := gatewaysim.ReadState(g.Home)
+			return g.Marker() == nil && err == nil && st.State == marker.StateRunning, fmt.Sprintf("%s still held: %s %+v", g.Name, g.Marker(), st)
+		})
+	}
+}

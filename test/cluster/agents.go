@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/agent"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
+)
+
+// AgentPort is the port every simulated agent listens on, on its pod's IP.
+const AgentPort = 9443
+
+// GatewayAccount is the ServiceAccount simulated agent pods run as.
+const GatewayAccount = "gateway"
+
+// WithAgent makes a gateway pod declare its agent (the hermes-drain port)
+// and run as GatewayAccount, whose pod-bound tokens the farm's agents send.
+func WithAgent(p *corev1.Pod) {
+	p.Spec.ServiceAccountName = GatewayAccount
+	p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: drainv1.AgentPortName, ContainerPort: AgentPort})
+}
+
+// OperatorToken makes the ServiceAccount namespace/name and writes a token
+// of it for agents (audience hermes-drain-agent) to a file, for a manager's
+// --agent-token-file.
+func (c *Cluster) OperatorToken(ctx context.Context, namespace, name string) (string, error) {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return "", err
+	}
+	if err := c.ensureAccount(ctx, cs, namespace, name); err != nil {
+		return "", err
+	}
+	tok, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: []string{satoken.AgentAudience}, ExpirationSeconds: ptr.To(int64(3600)),
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(c.Dir, "operator-token-"+namespace+"-"+name)
+	return path, os.WriteFile(path, []byte(tok.Status.Token), 0o600)
+}
+
+func (c *Cluster) ensureAccount(ctx context.Context, cs kubernetes.Interface, namespace, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	if _, err := cs.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// ServeAgents plays the hermes-drain-agent sidecar of every gateway in gws
+// (created WithAgent): for each, the agent's own server code serves the
+// operator's calls on the pod's IP (kwok's, inside 127.0.0.0/8: see
+// Options.PodCIDR), on the pod's HERMES_HOME folder, allowing the operator
+// ServiceAccount namespace/name, and answering with a token bound to that
+// pod. It runs until ctx ends. Readiness is not simulated: each sidecar
+// would need its own inotify instance, of which a user gets 128.
+func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gateway) error {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	issuer, keys, err := satoken.FromAPIServer(ctx, c.Config)
+	if err != nil {
+		return err
+	}
+	verifier := satoken.NewVerifier(issuer, keys, satoken.AgentAudience, nil)
+	proc, err := c.sharedProc()
+	if err != nil {
+		return err
+	}
+	for _, g := range gws {
+		if err := c.ensureAccount(ctx, cs, g.Namespace, GatewayAccount); err != nil {
+			return err
+		}
+		pod, err := g.Pod(ctx)
+		if err != nil {
+			return err
+		}
+		if ip := net.ParseIP(pod.Status.PodIP); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("pod %s/%s has IP %q: an agent may only listen on loopback (start the cluster with a PodCIDR inside 127.0.0.0/8)", g.Namespace, g.Name, pod.Status.PodIP)
+		}
+		tok, err := cs.CoreV1().ServiceAccounts(g.Namespace).CreateToken(ctx, GatewayAccount, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			Audiences: []string{satoken.OperatorAudience}, ExpirationSeconds: ptr.To(int64(3600)),
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("a token bound to %s/%s: %w", g.Namespace, g.Name, err)
+		}
+		tokenFile := filepath.Join(c.Dir, "agent-token-"+g.Namespace+"-"+g.Name)
+		if err := os.WriteFile(tokenFile, []byte(tok.Status.Token), 0o600); err != nil {
+			return err
+		}
+		opts := agent.DefaultOptions()
+		opts.Home, opts.Operators, opts.TokenFile, opts.ProcRoot = g.Home, []string{operator}, tokenFile, proc
+		opts.Listen = net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(AgentPort))
+		s, err := agent.New(opts, verifier, logr.Discard())
+		if err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			return err
+		}
+		go func() { _ = s.ServeCalls(ctx, l) }()
+	}
+	return nil
+}
+
+// sharedProc is a /proc for the farm's agents as a sidecar sees it in a pod
+// that shares its PID namespace: this host's boot id and PID 1 (so the
+// epoch is the one the gateway simulators, in this process, compute), and
+// this process, which plays every gateway, as a container's first process
+// (its parent outside the namespace).
+func (c *Cluster) sharedProc() (string, error) {
+	root := filepath.Join(c.Dir, "agent-proc")
+	self := strconv.Itoa(os.Getpid())
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return "", err
+	}
+	// Field 4, the parent, is the first after the state, after the last ')'.
+	line := string(stat)
+	i := strings.LastIndexByte(line, ')')
+	fields := strings.Fields(line[i+1:])
+	if i < 0 || len(fields) < 2 {
+		return "", errors.New("/proc/self/stat: unexpected " + line)
+	}
+	fields[1] = "0"
+	files := map[string]string{self + "/stat": line[:i+1] + " " + strings.Join(fields, " ") + "\n"}
+	for _, name := range []string{"sys/kernel/random/boot_id", "1/stat"} {
+		b, err := os.ReadFile("/proc/" + name)
+		if err != nil {
+			return "", err
+		}
+		files[name] = string(b)
+	}
+	for name, content := range files {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return root, nil
+}
