@@ -213,3 +213,17 @@ func TestAPodWithoutAnAgentGoesThroughExecIfAllowed(t *testing.T) {
 		t.Error("a pod that is not there was reached")
 	}
 }
+
+// An operator with no token for agents reaches a pod with an agent through
+// exec, when it may.
+func TestWithoutATokenForAgentsExecServes(t *testing.T) {
+	f := newAgentFixture(t)
+	f.router.Agent = nil
+	if obs, err := f.router.Read(context.Background(), gw0, ""); err != nil || obs.Outcome != transport.Read || len(f.fallback.calls) != 1 {
+		t.Errorf("read through exec: %+v %v %v", obs, err, f.fallback.calls)
+	}
+	f.router.Exec = nil
+	if _, err := f.router.Read(context.Background(), gw0, ""); err == nil || !strings.Contains(err.Error(), "no token for agents") {
+		t.Errorf("read with neither: %v", err)
+	}
+}

@@ -14,7 +14,8 @@ import (
 )
 
 // Router is the operator's Transport: each call goes to the pod's agent
-// when the pod declares one, else through Exec.
+// when the pod declares one and the operator has a token for agents, else
+// through Exec.
 type Router struct {
 	// Pods reads pods (the manager's cache).
 	Pods client.Reader
@@ -66,14 +67,15 @@ func (r *Router) route(ctx context.Context, pod Pod) (ep AgentEndpoint, viaAgent
 	}
 	port := gatewaypod.AgentPort(&p)
 	switch {
-	case port == 0 && r.Exec == nil:
-		return ep, false, fmt.Errorf("pod %s/%s declares no hermes-drain-agent (a container port named %q) and this operator runs without pods/exec", p.Namespace, p.Name, drainv1.AgentPortName)
-	case port == 0:
-		return ep, false, nil
-	case r.Agent == nil:
-		return ep, false, fmt.Errorf("pod %s/%s declares a hermes-drain-agent but this operator has no token for agents (--agent-token-file)", p.Namespace, p.Name)
-	case p.Status.PodIP == "":
+	case port != 0 && r.Agent != nil && p.Status.PodIP == "":
 		return ep, false, fmt.Errorf("pod %s/%s has no IP yet to reach its hermes-drain-agent", p.Namespace, p.Name)
+	case port != 0 && r.Agent != nil:
+	case r.Exec != nil:
+		return ep, false, nil // no agent, or no token for agents: exec
+	case port == 0:
+		return ep, false, fmt.Errorf("pod %s/%s declares no hermes-drain-agent (a container port named %q) and this operator runs without pods/exec", p.Namespace, p.Name, drainv1.AgentPortName)
+	default:
+		return ep, false, fmt.Errorf("pod %s/%s declares a hermes-drain-agent, but this operator has no token for agents (--agent-token-file) and runs without pods/exec", p.Namespace, p.Name)
 	}
 	return AgentEndpoint{Pod: pod, UID: string(p.UID), Addr: net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(port)))}, true, nil
 }

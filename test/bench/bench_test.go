@@ -26,9 +26,10 @@ const (
 	kubectlParallel   = "kubectl exec, xargs -P 16"
 	clientGo          = "client-go parallel exec"
 	theOperator       = "operator"
+	throughAgents     = "operator, through agents"
 )
 
-var contenders = []string{kubectlSequential, kubectlParallel, clientGo, theOperator}
+var contenders = []string{kubectlSequential, kubectlParallel, clientGo, theOperator, throughAgents}
 
 // sizeResult is everything measured for one fleet size.
 type sizeResult struct {
@@ -56,6 +57,11 @@ type sizeResult struct {
 	GateDown, GateUp []time.Duration
 	// Memory is the manager's through this size's runs.
 	Memory cluster.Memory
+	// DrainedAgents, RequestsPerTargetAgents and MemoryAgents are the same
+	// for the operator with no pods/exec, through the pods' agents.
+	DrainedAgents           []time.Duration
+	RequestsPerTargetAgents []float64
+	MemoryAgents            cluster.Memory
 	// MemoryPods is how many pods the namespace held for the next two
 	// figures, each a fresh manager's, from its start to the end of a drain
 	// of the N gateways: caching every pod, and with --pod-selector.
@@ -90,11 +96,16 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	r := &sizeResult{N: n, Markers: map[string][]time.Duration{}, SeqSample: min(n, cfg.seqSample)}
 	ns := fmt.Sprintf("bench-%d", n)
 	created := time.Now()
-	gws, err := fleet(ctx, ns, n)
+	gws, err := fleet(ctx, ns, n, cluster.WithAgent)
 	if err != nil {
 		return nil, err
 	}
 	defer removeFleet(ctx, ns)
+	agents, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	if err := lc.ServeAgents(agents, operatorAccount, gws); err != nil {
+		return nil, err
+	}
 	t.Logf("N=%d: fleet running after %s", n, time.Since(created).Round(time.Millisecond))
 	if cfg.memLimit != "" {
 		t.Setenv("GOMEMLIMIT", cfg.memLimit) // for the processes started from here on: the manager, kubectl
@@ -192,11 +203,15 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	t.Logf("N=%d: gate to False p50 %s p99 %s; to True p50 %s p99 %s", n,
 		percentile(r.GateDown, 50), percentile(r.GateDown, 99), percentile(r.GateUp, 50), percentile(r.GateUp, 99))
 
+	m.Stop() // one manager at a time
+	if err := drainThroughAgents(t, cfg, kube, r, gws); err != nil {
+		return nil, fmt.Errorf("through agents: %w", err)
+	}
+
 	if cfg.memoryPods > n {
 		if err := parkPods(ctx, ns, cfg.memoryPods-n); err != nil {
 			return nil, err
 		}
-		m.Stop() // one manager at a time
 		r.MemoryPods = cfg.memoryPods
 		if r.MemoryAllPods, err = drainMemory(ctx, kube, gws, "manager-all-pods"); err != nil {
 			return nil, err
@@ -209,6 +224,30 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 			mib(r.MemoryAllPods.Peak), mib(r.MemorySelected.Peak), selector)
 	}
 	return r, nil
+}
+
+// drainThroughAgents has a manager with no pods/exec drain gws through
+// their agents, cfg.runs times.
+func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *sizeResult, gws []*cluster.Gateway) error {
+	ctx := context.Background()
+	m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-agents-%d", r.N), lc.Kubeconfig, "--exec=false", "--agent-token-file="+operatorToken)
+	if err != nil {
+		return err
+	}
+	defer m.Stop()
+	for run := range cfg.runs {
+		op, err := operatorDrain(ctx, kube, gws)
+		if err != nil {
+			return err
+		}
+		r.Markers[throughAgents] = append(r.Markers[throughAgents], op.markers)
+		r.DrainedAgents = append(r.DrainedAgents, op.drained)
+		r.RequestsPerTargetAgents = append(r.RequestsPerTargetAgents, op.requests.total()/float64(r.N))
+		t.Logf("N=%d run %d: %-26s %s, Drained after %s; per target: %s", r.N, run+1, throughAgents,
+			op.markers.Round(time.Millisecond), op.drained.Round(time.Millisecond), op.requests.perTarget(r.N))
+	}
+	r.MemoryAgents, err = m.Memory()
+	return err
 }
 
 // drainMemory starts a manager with args, has it drain gws and returns its

@@ -26,9 +26,14 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
+// operatorAccount is the ServiceAccount the agents allow; operatorToken is
+// a file with its token for agents.
+const operatorAccount = "hermes-drain-system/operator"
+
 var (
-	lc         *cluster.Cluster
-	managerBin string
+	lc            *cluster.Cluster
+	managerBin    string
+	operatorToken string
 	// changes records when each simulated gateway changed state.
 	changes = &stateLog{}
 )
@@ -44,11 +49,17 @@ func run(m *testing.M) int {
 	var err error
 	// Upstream's gateway reads its marker once a second.
 	simOpts := gatewaysim.Options{TurnDuration: turnDuration, OnChange: changes.record}
-	if lc, _, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{}, simOpts, time.Second); err != nil {
+	// Pod IPs on loopback: one process serves every pod's agent on its IP.
+	if lc, _, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{PodCIDR: "127.1.0.0/16"}, simOpts, time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer stop()
+	ns, name, _ := strings.Cut(operatorAccount, "/")
+	if operatorToken, err = lc.OperatorToken(context.Background(), ns, name); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if managerBin, err = cluster.BuildManager(lc.Dir); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

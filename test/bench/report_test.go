@@ -90,6 +90,12 @@ func markdown(cfg config, results []*sizeResult) string {
 			r.IdleExecsPerMinute, percentile(r.GateDown, 50), percentile(r.GateDown, 99),
 			percentile(r.GateUp, 50), percentile(r.GateUp, 99))
 	}
+	b.WriteString("\n### The operator through agents (no pods/exec)\n\n")
+	b.WriteString("| N | every marker | Drained, no turns | API requests per target | peak RSS |\n|---|---|---|---|---|\n")
+	for _, r := range results {
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %s |\n", r.N, median(r.Markers[throughAgents]), median(r.DrainedAgents),
+			medianFloat(r.RequestsPerTargetAgents), mib(r.MemoryAgents.Peak))
+	}
 	b.WriteString("\n### The manager's memory\n\n")
 	b.WriteString("Peak RSS (VmHWM), and of it the executable's own pages (RssFile: code and read-only data, clean and reclaimable).\n\n")
 	b.WriteString("| pods in the namespace | gateways drained | cached | peak RSS | of which the binary |\n|---|---|---|---|---|\n")
@@ -117,7 +123,7 @@ func mib(bytes int64) string { return fmt.Sprintf("%.0f MiB", float64(bytes)/(1<
 // contender.
 func plot(results []*sizeResult) string {
 	const w, h, left, right, top, bottom = 640, 400, 70, 210, 20, 50
-	colours := map[string]string{kubectlSequential: "#d62728", kubectlParallel: "#ff7f0e", clientGo: "#2ca02c", theOperator: "#1f77b4"}
+	colours := map[string]string{kubectlSequential: "#d62728", kubectlParallel: "#ff7f0e", clientGo: "#2ca02c", theOperator: "#1f77b4", throughAgents: "#9467bd"}
 	minN, maxN, minT, maxT := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, r := range results {
 		minN, maxN = math.Min(minN, float64(r.N)), math.Max(maxN, float64(r.N))

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -94,9 +93,6 @@ func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error
 		return err == nil && p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) > 0
 	}); err != nil {
 		return err
-	}
-	if gatewaypod.AgentPort(pod) != 0 {
-		return nil // reached through its agent, never exec
 	}
 	return g.waitExec(ctx)
 }
