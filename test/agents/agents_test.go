@@ -54,13 +54,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	code := m.Run()
-	mgr.Stop()
-	if code != 0 {
-		log, _ := os.ReadFile(mgr.Log)
-		fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB):\n%s\n", log[max(0, len(log)-4096):])
-	}
-	return code
+	return mgr.RunTests(m)
 }
 
 // An operator with no pods/exec drains gateways through their agents, each

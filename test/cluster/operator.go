@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -62,6 +63,18 @@ func (c *Cluster) StartManager(bin, logName, kubeconfig string, args ...string) 
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	return m, nil
+}
+
+// RunTests runs a test package's tests while the manager runs, then stops
+// it; when a test failed it prints the end of the manager's log.
+func (m *Manager) RunTests(tests *testing.M) int {
+	code := tests.Run()
+	m.Stop()
+	if code != 0 {
+		log, _ := os.ReadFile(m.Log)
+		fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB):\n%s\n", log[max(0, len(log)-4096):])
+	}
+	return code
 }
 
 // Stop asks the manager to shut down gracefully and waits for it.

@@ -50,13 +50,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	code := m.Run()
-	mgr.Stop()
-	if code != 0 {
-		log, _ := os.ReadFile(mgr.Log)
-		fmt.Fprintf(os.Stderr, "--- manager log (last 4 KiB):\n%s\n", tail(log, 4096))
-	}
-	return code
+	return mgr.RunTests(m)
 }
 
 // kubectl runs the pinned kubectl against the cluster.
@@ -65,11 +59,4 @@ func kubectl(args ...string) (string, error) { return lc.Run("kubectl", args...)
 func namespace(t *testing.T) string {
 	t.Helper()
 	return testenv.CreateNamespace(t, k8s)
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }
