@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,7 +26,19 @@ import (
 
 const operator = "hermes-drain-system/operator"
 
-var lc *cluster.Cluster
+var (
+	lc  *cluster.Cluster
+	mgr *cluster.Manager
+)
+
+// fleetSize is AGENTS_N, 20 by default: how many gateways the test drains
+// (the benchmark measures large fleets; this can check one by hand).
+func fleetSize() int {
+	if n, err := strconv.Atoi(os.Getenv("AGENTS_N")); err == nil && n > 0 {
+		return n
+	}
+	return 20
+}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -48,7 +61,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	mgr, err := lc.StartManager(bin, "manager", lc.Kubeconfig, "--exec=false", "--agent-token-file="+token,
+	mgr, err = lc.StartManager(bin, "manager", lc.Kubeconfig, "--exec=false", "--agent-token-file="+token,
 		"--poll-interval=200ms", "--idle-poll-interval=1s")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -63,7 +76,7 @@ func TestDrainThroughAgentsWithoutExec(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := testenv.CreateNamespace(t, lc.Client)
-	gws, err := lc.CreateGateways(ctx, ns, 20, map[string]string{"app": "hermes-gateway"}, cluster.WithAgent)
+	gws, err := lc.CreateGateways(ctx, ns, fleetSize(), map[string]string{"app": "hermes-gateway"}, cluster.WithAgent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,14 +85,20 @@ func TestDrainThroughAgentsWithoutExec(t *testing.T) {
 	}
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
 	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
+	start := time.Now()
 	if err := lc.Client.Create(ctx, gwd); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
+	testenv.Eventually(t, 5*time.Minute, func() (bool, string) {
 		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
 		c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained)
 		return c != nil && c.Status == metav1.ConditionTrue, fmt.Sprintf("not Drained: %+v", c)
 	})
+	mem, err := mgr.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d gateways Drained through agents after %s; manager peak RSS %d MiB", len(gws), time.Since(start).Round(time.Millisecond), mem.Peak>>20)
 	for _, g := range gws {
 		if found := marker.Parse(g.Marker()); !found.Honoured(gatewaysim.HostEpoch(), time.Now()) {
 			t.Errorf("%s: marker %s not honoured by its gateway", g.Name, g.Marker())
