@@ -34,7 +34,7 @@ type guard struct {
 	owner   string
 	pending bool
 	watched proc
-	stop    chan struct{}
+	stop    *stopper
 }
 
 // bind guards owner's marker, written while writer ran in the gateway's
@@ -62,9 +62,15 @@ func (g *guard) bind(owner string, writer int) {
 	if g.owner == owner && g.stop != nil && g.watched == first {
 		return // already watching
 	}
+	stop, err := newStopper()
+	if err != nil {
+		g.log.Error(err, "cannot guard the marker; the operator will end a stale drain")
+		g.release()
+		return
+	}
 	g.release()
-	g.owner, g.watched, g.stop = owner, first, make(chan struct{})
-	go g.watch(owner, first, g.stop)
+	g.owner, g.watched, g.stop = owner, first, stop
+	go g.watch(owner, first, stop)
 }
 
 // pendingOwner is the owner whose marker waits for a gateway to guard, or "".
@@ -95,14 +101,15 @@ func (g *guard) unbind(owner string) {
 
 func (g *guard) release() {
 	if g.stop != nil {
-		close(g.stop)
+		g.stop.stop()
 	}
 	g.owner, g.pending, g.watched, g.stop = "", false, proc{}, nil
 }
 
 // watch waits until p exits, then clears owner's marker unless the guard
 // moved on meanwhile.
-func (g *guard) watch(owner string, p proc, stop chan struct{}) {
+func (g *guard) watch(owner string, p proc, stop *stopper) {
+	defer stop.close()
 	if g.waitExit(p, stop) {
 		return
 	}
@@ -118,8 +125,10 @@ func (g *guard) watch(owner string, p proc, stop chan struct{}) {
 	}
 }
 
-// waitExit returns when p has exited (false) or stop was closed (true).
-func (g *guard) waitExit(p proc, stop chan struct{}) (stopped bool) {
+// waitExit returns when p has exited (false) or stop was called (true). It
+// sleeps in poll(2) on p's pidfd and stop's eventfd: nothing runs while it
+// waits.
+func (g *guard) waitExit(p proc, stop *stopper) (stopped bool) {
 	fd, err := unix.PidfdOpen(p.PID, 0)
 	if err != nil {
 		return false // gone already
@@ -130,22 +139,49 @@ func (g *guard) waitExit(p proc, stop chan struct{}) (stopped bool) {
 	if !alive(g.procRoot, p) {
 		return false
 	}
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(stop.fd), Events: unix.POLLIN}}
 	for {
-		select {
-		case <-stop:
+		_, err := unix.Poll(fds, -1)
+		switch {
+		case fds[1].Revents != 0:
 			return true
-		default:
-		}
-		n, err := unix.Poll(fds, 500)
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		case fds[0].Revents != 0:
+			return false
+		case err != nil && !errors.Is(err, unix.EINTR):
 			if !alive(g.procRoot, p) {
 				return false
 			}
 			time.Sleep(500 * time.Millisecond) // poll(2) failed: check again later
 		}
-		if n > 0 {
-			return false
-		}
 	}
+}
+
+// stopper wakes a watch sleeping in poll(2): an eventfd it polls beside
+// the pidfd.
+type stopper struct {
+	mu sync.Mutex
+	fd int // -1 once closed
+}
+
+func newStopper() (*stopper, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	return &stopper{fd: fd}, nil
+}
+
+func (s *stopper) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd >= 0 {
+		_, _ = unix.Write(s.fd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}
+}
+
+func (s *stopper) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unix.Close(s.fd)
+	s.fd = -1
 }

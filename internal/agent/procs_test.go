@@ -3,8 +3,14 @@ package agent
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
 // fakeTree writes a /proc whose processes have the given parents.
@@ -50,5 +56,33 @@ func TestWhoSharesThePodsPIDNamespace(t *testing.T) {
 	}
 	if _, err := containerOf(proc, 99); err == nil {
 		t.Error("a missing process has a container")
+	}
+}
+
+// A guard that lets go of a marker stops watching its gateway at once (its
+// watch leaves poll(2)), and that gateway's end then clears nothing.
+func TestALetGoGuardStopsWatching(t *testing.T) {
+	cleared := make(chan string, 1)
+	g := &guard{procRoot: "/proc", log: testr.New(t), clear: func(owner string) { cleared <- owner }}
+	gw := exec.Command("sleep", "600")
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = gw.Process.Kill(); _ = gw.Wait() }()
+	g.bind("uid-1", gw.Process.Pid)
+	stop := g.stop
+	if stop == nil {
+		t.Fatal("nothing guarded")
+	}
+	g.unbind("uid-1")
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		stop.mu.Lock()
+		defer stop.mu.Unlock()
+		return stop.fd == -1, "the watch still runs"
+	})
+	_ = gw.Process.Kill()
+	_ = gw.Wait()
+	if len(cleared) != 0 {
+		t.Errorf("a marker let go of was cleared: %s", <-cleared)
 	}
 }
