@@ -90,9 +90,13 @@ func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gatew
 	if err != nil {
 		return err
 	}
+	accounts := map[string]bool{} // namespaces whose GatewayAccount exists
 	for _, g := range gws {
-		if err := c.ensureAccount(ctx, cs, g.Namespace, GatewayAccount); err != nil {
-			return err
+		if !accounts[g.Namespace] {
+			if err := c.ensureAccount(ctx, cs, g.Namespace, GatewayAccount); err != nil {
+				return err
+			}
+			accounts[g.Namespace] = true
 		}
 		pod, err := g.Pod(ctx)
 		if err != nil {

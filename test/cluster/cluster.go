@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 //go:embed kwok-stages.yaml
@@ -58,6 +59,8 @@ type Cluster struct {
 	apiLog *os.File
 	// podCIDR is Options.PodCIDR.
 	podCIDR string
+	// exec runs commands in pods through pods/exec, as the operator does.
+	exec *transport.ExecRunner
 }
 
 // child is a process of the cluster's (kwok, kube-controller-manager).
@@ -141,6 +144,9 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 		}
 	}()
 	if c.Client, err = client.New(c.Config, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	if c.exec, err = transport.NewExecRunner(c.Config, 10*time.Second); err != nil {
 		return nil, err
 	}
 	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)

@@ -17,6 +17,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // GatewayContainer is the gateway container's name in fixture pods.
@@ -105,13 +106,13 @@ func (g *Gateway) waitExec(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		out, err := g.c.Run("kubectl", "-n", g.Namespace, "exec", g.Name, "-c", GatewayContainer, "--", "true")
+		_, err := g.c.exec.Run(ctx, transport.Pod{Namespace: g.Namespace, Name: g.Name, Container: GatewayContainer}, []string{"true"})
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kwok does not exec in %s/%s: %w: %s", g.Namespace, g.Name, err, out)
+			return fmt.Errorf("kwok does not exec in %s/%s: %w", g.Namespace, g.Name, err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
