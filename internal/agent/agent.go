@@ -50,11 +50,7 @@ type Options struct {
 
 // DefaultOptions are the agent's defaults.
 func DefaultOptions() Options {
-	home := os.Getenv("HERMES_HOME")
-	if home == "" {
-		home = "/opt/data"
-	}
-	return Options{Home: home, Listen: ":9443", ProbeListen: ":9444", Window: time.Minute, ProcRoot: "/proc",
+	return Options{Home: marker.OwnHome(), Listen: ":9443", ProbeListen: ":9444", Window: time.Minute, ProcRoot: "/proc",
 		TokenFile: "/var/run/secrets/hermes-drain/token"}
 }
 

@@ -1,10 +1,20 @@
 package marker
 
 import (
+	"cmp"
 	"errors"
+	"os"
 	"strings"
 	"unicode"
 )
+
+// DefaultHome is upstream's HERMES_HOME in its image.
+const DefaultHome = "/opt/data"
+
+// OwnHome is the HERMES_HOME of the container this process runs in: its
+// HERMES_HOME environment variable, else DefaultHome (as program.sh, run
+// through exec, takes it from the container's environment).
+func OwnHome() string { return cmp.Or(os.Getenv("HERMES_HOME"), DefaultHome) }
 
 // MaxHomeLength bounds a HERMES_HOME path (the CRD enforces the same).
 const MaxHomeLength = 512

@@ -60,10 +60,7 @@ func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Ou
 		return Observation{}, err
 	}
 	if home == "" {
-		home = os.Getenv("HERMES_HOME")
-	}
-	if home == "" {
-		home = "/opt/data"
+		home = marker.OwnHome()
 	}
 	h := &homeDir{fd: -1, path: home, nonce: newNonce(), proc: p.ProcRoot, epoch: ProcEpoch(p.ProcRoot)}
 	outcome, msg := h.open()
