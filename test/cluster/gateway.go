@@ -48,7 +48,15 @@ func (g *Gateway) Prepare(ctx context.Context) error {
 	if err := os.MkdirAll(g.Home, 0o755); err != nil {
 		return err
 	}
-	execRule := &unstructured.Unstructured{Object: map[string]any{
+	if err := g.c.Client.Create(ctx, g.execRule()); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the Exec rule: %w", err)
+	}
+	return nil
+}
+
+// execRule is kwok's rule that runs the pod's execs in its folder.
+func (g *Gateway) execRule() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "kwok.x-k8s.io/v1alpha1",
 		"kind":       "Exec",
 		"metadata":   map[string]any{"name": g.Name, "namespace": g.Namespace},
@@ -56,10 +64,6 @@ func (g *Gateway) Prepare(ctx context.Context) error {
 			"local": map[string]any{"workDir": g.Home},
 		}}},
 	}}
-	if err := g.c.Client.Create(ctx, execRule); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating the Exec rule: %w", err)
-	}
-	return nil
 }
 
 // Create prepares the folder and Exec rule, creates the pod (declared a
@@ -100,15 +104,26 @@ func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error
 
 // waitExec waits until kwok runs execs in the pod. kwok learns of the Exec
 // rule through a watch, and under load it has answered "no exec found" for
-// tens of seconds after the rule was created: a test would then wait on the
-// operator's backoff instead of on what it tests.
+// over a minute after the rule was created: a test would then wait on the
+// operator's backoff instead of on what it tests. A rule kwok still does not
+// know after 10 s is created again, which its watch sees as a new rule.
 func (g *Gateway) waitExec(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	recreate := time.Now().Add(10 * time.Second)
 	for {
 		_, err := g.c.exec.Run(ctx, transport.Pod{Namespace: g.Namespace, Name: g.Name, Container: GatewayContainer}, []string{"true"})
 		if err == nil {
 			return nil
+		}
+		if time.Now().After(recreate) {
+			recreate = time.Now().Add(10 * time.Second)
+			if err := g.c.Client.Delete(ctx, g.execRule()); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+			if err := g.c.Client.Create(ctx, g.execRule()); err != nil {
+				return fmt.Errorf("creating the Exec rule again: %w", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
