@@ -222,7 +222,9 @@ type Target struct {
 	// Failures counts consecutive failed attempts; it sets the retry backoff.
 	// +optional
 	Failures int32 `json:"failures,omitempty"`
-	// Message says what blocks this target, or the last error.
+	// Message says what blocks this target, or the last error (at most
+	// MaxTargetMessage bytes and "...").
+	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Message string `json:"message,omitempty"`
 }
@@ -276,10 +278,13 @@ type GatewayDrainStatus struct {
 	// Progress is "drained/targets", for printing.
 	// +optional
 	Progress string `json:"progress,omitempty"`
-	// Targets lists the instantiations this drain was taken for.
-	// +listType=atomic
+	// TargetSlices is how many TargetSlices hold this drain's targets (the
+	// instantiations it was taken for), each labelled with GatewayDrainLabel.
+	// The targets are not listed here, so that this status stays small
+	// however many gateways the drain holds; the conditions name the pods
+	// that block it.
 	// +optional
-	Targets []Target `json:"targets,omitempty"`
+	TargetSlices int32 `json:"targetSlices,omitempty"`
 }
 
 // GatewayDrain asks the operator to drain the Hermes gateways its selector picks:
@@ -292,6 +297,7 @@ type GatewayDrainStatus struct {
 // +kubebuilder:printcolumn:name="Drained",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="the name must be at most 63 characters: it labels the drain's TargetSlices"
 type GatewayDrain struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -309,5 +315,5 @@ type GatewayDrainList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&GatewayDrain{}, &GatewayDrainList{})
+	SchemeBuilder.Register(&GatewayDrain{}, &GatewayDrainList{}, &TargetSlice{}, &TargetSliceList{})
 }

@@ -97,6 +97,34 @@ func TestAdmissionRefusesBadSpecs(t *testing.T) {
 	}
 }
 
+// A GatewayDrain's name labels its TargetSlices: longer than a label value
+// may be, it is refused.
+func TestAdmissionRefusesALongName(t *testing.T) {
+	err := env.Client.Create(context.Background(), gatewayDrain(env.Namespace(t), strings.Repeat("n", 64), with("selector", selector)))
+	if err == nil || !strings.Contains(err.Error(), "the name must be at most 63 characters") {
+		t.Fatalf("a 64-character name: %v, want it refused", err)
+	}
+}
+
+// A TargetSlice holds at most MaxTargetsPerSlice targets.
+func TestAdmissionBoundsATargetSlice(t *testing.T) {
+	ns := env.Namespace(t)
+	slice := func(n int) *drainv1.TargetSlice {
+		s := &drainv1.TargetSlice{Targets: []drainv1.Target{}}
+		s.Namespace, s.Name, s.Count = ns, fmt.Sprintf("s-%d", n), int32(n)
+		for i := range n {
+			s.Targets = append(s.Targets, drainv1.Target{PodName: fmt.Sprintf("gw-%d", i), PodUID: "u", Container: "gateway", State: drainv1.TargetPending})
+		}
+		return s
+	}
+	if err := env.Client.Create(context.Background(), slice(drainv1.MaxTargetsPerSlice)); err != nil {
+		t.Errorf("a full slice refused: %v", err)
+	}
+	if err := env.Client.Create(context.Background(), slice(drainv1.MaxTargetsPerSlice+1)); err == nil || !strings.Contains(err.Error(), "must have at most 500 items") {
+		t.Errorf("a slice of %d targets: %v, want it refused", drainv1.MaxTargetsPerSlice+1, err)
+	}
+}
+
 func TestAdmissionAcceptsEdgeCasesAndDefaults(t *testing.T) {
 	ns := env.Namespace(t)
 	cases := map[string]spec{
@@ -109,6 +137,11 @@ func TestAdmissionAcceptsEdgeCasesAndDefaults(t *testing.T) {
 		"compound timeout":   with("timeout", "1h30m"),
 		"cancel at creation": with("action", "Cancel"),
 	}
+	t.Run("a name of 63 characters", func(t *testing.T) {
+		if err := env.Client.Create(context.Background(), gatewayDrain(ns, strings.Repeat("n", 63), with("selector", selector))); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+	})
 	for name, s := range cases {
 		t.Run(name, func(t *testing.T) {
 			u := gatewayDrain(ns, strings.ToLower(strings.ReplaceAll(name, " ", "-")), s)

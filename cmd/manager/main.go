@@ -153,7 +153,7 @@ func run(ctx context.Context, f flags) error {
 	if err := mgr.Add(orphaned); err != nil {
 		return fmt.Errorf("setting up the orphaned marker sweep: %w", err)
 	}
-	drains := &gatewaydrain.Reconciler{Client: mgr.GetClient(), Transport: tr, Recorder: recorder, Options: f.drain, Clock: clock.RealClock{}, Orphans: orphaned}
+	drains := &gatewaydrain.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Transport: tr, Recorder: recorder, Options: f.drain, Clock: clock.RealClock{}, Orphans: orphaned}
 	if err := drains.SetupWithManager(mgr, f.maxConcurrentReconciles); err != nil {
 		return fmt.Errorf("setting up the GatewayDrain controller: %w", err)
 	}

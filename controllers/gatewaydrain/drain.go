@@ -20,6 +20,9 @@ const (
 // targets, with its defaults resolved.
 type drain struct {
 	gwd *drainv1.GatewayDrain
+	// targets are the drain's targets, in the order they joined (its
+	// TargetSlices hold them).
+	targets []drainv1.Target
 	// now is this reconcile's time.
 	now time.Time
 	// withdrawn says why the drain no longer stands, or "" while it does.
@@ -30,8 +33,8 @@ type drain struct {
 	budget atomic.Int32
 }
 
-func newDrain(gwd *drainv1.GatewayDrain, now time.Time, budget int) *drain {
-	d := &drain{gwd: gwd, now: now, withdrawn: withdrawal(gwd, now)}
+func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, budget int) *drain {
+	d := &drain{gwd: gwd, targets: targets, now: now, withdrawn: withdrawal(gwd, now)}
 	d.budget.Store(int32(budget))
 	return d
 }
@@ -65,7 +68,7 @@ func timeout(gwd *drainv1.GatewayDrain) time.Duration {
 // passed. It stays true: a timeout raised afterwards does not drain again
 // (create a new GatewayDrain). A drain without targets stays NoTargets.
 func deadlineExceeded(gwd *drainv1.GatewayDrain, now time.Time) bool {
-	return gwd.Status.DeadlineExceeded || gwd.Status.StartedAt != nil && len(gwd.Status.Targets) > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
+	return gwd.Status.DeadlineExceeded || gwd.Status.StartedAt != nil && gwd.Status.TargetSlices > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
 }
 
 // following reports whether the drain still follows its selector: it

@@ -71,7 +71,7 @@ func TestPodRecreatedDuringCancel(t *testing.T) {
 			t.Errorf("%s: marker left: %s", g.name, g.marker())
 		}
 	}
-	if s := target(got, "gw-0").State; s != drainv1.TargetRestarted && s != drainv1.TargetReleased {
+	if s := got.Target("gw-0").State; s != drainv1.TargetRestarted && s != drainv1.TargetReleased {
 		t.Errorf("gw-0 is %s", s)
 	}
 }
@@ -95,7 +95,7 @@ func TestSpecEditsRacingStatusWrites(t *testing.T) {
 	for _, g := range gws {
 		g.setState(marker.StateDraining, 0)
 	}
-	got := waitFor(t, gwd, "Drained at the last generation", func(d *drainv1.GatewayDrain) bool {
+	got := waitFor(t, gwd, "Drained at the last generation", func(d *observed) bool {
 		return condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained)(d) && d.Status.Counts.Drained == 5
 	})
 	if got.Spec.Timeout.Duration != 79*time.Minute || got.Status.ObservedGeneration != got.Generation {

@@ -8,11 +8,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
-func metaCondition(g *drainv1.GatewayDrain, typ string) metav1.Condition {
+func metaCondition(g *observed, typ string) metav1.Condition {
 	if c := meta.FindStatusCondition(g.Status.Conditions, typ); c != nil {
 		return *c
 	}

@@ -37,10 +37,11 @@ func TestDrainUntilDrainedThenCancel(t *testing.T) {
 		g.setState(marker.StateDraining, 0)
 	}
 	gws[1].setState(marker.StateDraining, 2)
-	got := waitFor(t, gwd, "gw-1 draining with 2 agents", func(g *drainv1.GatewayDrain) bool {
-		tg := target(g, "gw-1")
+	got := waitFor(t, gwd, "gw-1 draining with 2 agents", func(g *observed) bool {
+		tg := g.Target("gw-1")
 		return tg.State == drainv1.TargetDraining && tg.ActiveAgents != nil && *tg.ActiveAgents == 2 && tg.GatewayState == "draining" &&
-			target(g, "gw-0").State == drainv1.TargetDrained && target(g, "gw-2").State == drainv1.TargetDrained
+			g.Target("gw-0").State == drainv1.TargetDrained && g.Target("gw-2").State == drainv1.TargetDrained &&
+			g.Status.Counts.Drained == 2 // the status counts what the slices hold a moment after them
 	})
 	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-1 (Draining: gateway draining: 2 active agents)") {
 		t.Errorf("Drained condition %+v should name gw-1 and its agents", c)
@@ -54,7 +55,7 @@ func TestDrainUntilDrainedThenCancel(t *testing.T) {
 	if !condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonDrained)(got) || !condition(drainv1.ConditionReconciling, metav1.ConditionFalse, drainv1.ReasonSucceeded)(got) {
 		t.Errorf("conditions %+v", got.Status.Conditions)
 	}
-	for _, tg := range got.Status.Targets {
+	for _, tg := range got.Targets {
 		if tg.Epoch != nativeEpoch || tg.MarkerWrittenAt == nil || tg.StartedAt == nil || tg.HermesHome == "" {
 			t.Errorf("target %+v lacks its instantiation facts", tg)
 		}
@@ -143,7 +144,7 @@ func TestDeadlineWithdrawsTheDrain(t *testing.T) {
 	if g.marker() != nil {
 		t.Errorf("marker survived the deadline: %s", g.marker())
 	}
-	if !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(got) || target(got, "gw-0").State != drainv1.TargetReleased ||
+	if !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(got) || got.Target("gw-0").State != drainv1.TargetReleased ||
 		!got.Status.DeadlineExceeded {
 		t.Errorf("after the deadline: %+v", got.Status)
 	}
@@ -153,8 +154,8 @@ func TestDeadlineWithdrawsTheDrain(t *testing.T) {
 	// clock back before the deadline: the latch is a status field.
 	offset.Store(0)
 	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 24 * time.Hour} })
-	waitFor(t, gwd, "observed the new generation", func(d *drainv1.GatewayDrain) bool { return d.Status.ObservedGeneration == d.Generation })
-	if g.marker() != nil || !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(get(t, gwd)) {
+	waitFor(t, gwd, "observed the new generation", func(d *observed) bool { return d.Status.ObservedGeneration == d.Generation })
+	if g.marker() != nil || !condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonDeadlineExceeded)(observe(t, gwd)) {
 		t.Errorf("a raised timeout re-drained: marker %s", g.marker())
 	}
 }
@@ -163,16 +164,16 @@ func TestKeepAliveRewritesRequestedAt(t *testing.T) {
 	ns := env.Namespace(t)
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
-	written := waitFor(t, gwd, "marker written", func(d *drainv1.GatewayDrain) bool {
-		return len(d.Status.Targets) == 1 && d.Status.Targets[0].MarkerWrittenAt != nil
-	}).Status.Targets[0].MarkerWrittenAt.Time
+	written := waitFor(t, gwd, "marker written", func(d *observed) bool {
+		return len(d.Targets) == 1 && d.Targets[0].MarkerWrittenAt != nil
+	}).Targets[0].MarkerWrittenAt.Time
 	first := marker.Parse(g.marker())
 
 	offset.Store(int64(21 * time.Minute)) // past the 20 min refresh, within the 1 h upstream expiry
 	t.Cleanup(func() { offset.Store(0) })
 	g.setState(marker.StateRunning, 1) // fresh updated_at; keeps the target polled
-	got := waitFor(t, gwd, "marker rewritten", func(d *drainv1.GatewayDrain) bool {
-		return d.Status.Targets[0].MarkerWrittenAt.After(written.Add(20 * time.Minute))
+	got := waitFor(t, gwd, "marker rewritten", func(d *observed) bool {
+		return d.Targets[0].MarkerWrittenAt.After(written.Add(20 * time.Minute))
 	})
 	again := marker.Parse(g.marker())
 	was, _ := first.RequestedAt()
@@ -180,7 +181,7 @@ func TestKeepAliveRewritesRequestedAt(t *testing.T) {
 	if now.Sub(was) < 20*time.Minute || again.Principal() != first.Principal() || again.EpochValue() != nativeEpoch {
 		t.Errorf("rewritten marker %s should keep its identity and renew requested_at (was %s)", g.marker(), was)
 	}
-	if !again.Honoured(nativeEpoch, got.Status.Targets[0].MarkerWrittenAt.Add(50*time.Minute)) {
+	if !again.Honoured(nativeEpoch, got.Targets[0].MarkerWrittenAt.Add(50*time.Minute)) {
 		t.Errorf("the rewritten marker expires with the old one")
 	}
 }
@@ -201,14 +202,14 @@ func TestAfterDrainedARecreatedPodIsNotDrainedAndLosesOurStaleMarker(t *testing.
 	// StatefulSet-style: same name, new UID, same HERMES_HOME (a durable volume).
 	// The host's epoch does not change, so only the operator can clear it.
 	a.recreate()
-	got := waitFor(t, gwd, "gw-0 restarted and cleaned", func(d *drainv1.GatewayDrain) bool {
-		tg := target(d, "gw-0")
+	got := waitFor(t, gwd, "gw-0 restarted and cleaned", func(d *observed) bool {
+		tg := d.Target("gw-0")
 		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
 	})
 	if a.marker() != nil {
 		t.Errorf("stale marker left on the new instantiation: %s", a.marker())
 	}
-	if tg := target(got, "gw-0"); tg.PodUID != oldUID || !strings.Contains(tg.Message, "pod recreated") {
+	if tg := got.Target("gw-0"); tg.PodUID != oldUID || !strings.Contains(tg.Message, "pod recreated") {
 		t.Errorf("target %+v should keep the old instantiation and say why it is over", tg)
 	}
 	if !condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained)(got) {
@@ -226,15 +227,15 @@ func TestAfterDrainedARestartedContainerIsNotDrainedEvenWithTheSameEpoch(t *test
 
 	// As with shareProcessNamespace: the container restarts, the epoch stays.
 	g.restartContainer()
-	got := waitFor(t, gwd, "restarted and cleaned", func(d *drainv1.GatewayDrain) bool {
-		tg := target(d, "gw-0")
+	got := waitFor(t, gwd, "restarted and cleaned", func(d *observed) bool {
+		tg := d.Target("gw-0")
 		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
 	})
 	if g.marker() != nil {
 		t.Errorf("marker left on the restarted container: %s", g.marker())
 	}
-	if !strings.Contains(target(got, "gw-0").Message, "restarted") {
-		t.Errorf("message %q", target(got, "gw-0").Message)
+	if !strings.Contains(got.Target("gw-0").Message, "restarted") {
+		t.Errorf("message %q", got.Target("gw-0").Message)
 	}
 }
 
@@ -249,8 +250,8 @@ func TestUntilDrainedNewInstantiationsAreDrainedToo(t *testing.T) {
 	a.waitHonoured(true)
 
 	a.restartContainer() // OOM-killed or liveness: it serves turns again
-	got := waitFor(t, gwd, "the new instantiation is a target", func(d *drainv1.GatewayDrain) bool {
-		tg := target(d, "gw-0")
+	got := waitFor(t, gwd, "the new instantiation is a target", func(d *observed) bool {
+		tg := d.Target("gw-0")
 		return tg.RestartCount == 1 && tg.AddedAt != nil && tg.MarkerWrittenAt != nil
 	})
 	if o, _ := marker.Parse(a.marker()).Origin(); o.RestartCount != 1 {
@@ -261,8 +262,8 @@ func TestUntilDrainedNewInstantiationsAreDrainedToo(t *testing.T) {
 	}
 
 	late := newGateway(t, ns, "gw-late")
-	got = waitFor(t, gwd, "the late pod is a target", func(d *drainv1.GatewayDrain) bool {
-		return len(d.Status.Targets) == 2 && target(d, "gw-late").AddedAt != nil
+	got = waitFor(t, gwd, "the late pod is a target", func(d *observed) bool {
+		return len(d.Targets) == 2 && d.Target("gw-late").AddedAt != nil
 	})
 	late.waitHonoured(true)
 	waitEvent(t, gwd, "TargetsAdded")
@@ -277,9 +278,9 @@ func TestUntilDrainedNewInstantiationsAreDrainedToo(t *testing.T) {
 	// From the first Drained on, the targets are frozen.
 	later := newGateway(t, ns, "gw-later")
 	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Hour} })
-	got = waitFor(t, gwd, "reconciled again", func(d *drainv1.GatewayDrain) bool { return d.Status.ObservedGeneration == d.Generation })
-	if len(got.Status.Targets) != 2 || later.marker() != nil {
-		t.Errorf("a pod that started after Drained became a target: %+v, marker %s", got.Status.Targets, later.marker())
+	got = waitFor(t, gwd, "reconciled again", func(d *observed) bool { return d.Status.ObservedGeneration == d.Generation })
+	if len(got.Targets) != 2 || later.marker() != nil {
+		t.Errorf("a pod that started after Drained became a target: %+v, marker %s", got.Targets, later.marker())
 	}
 }
 
@@ -291,11 +292,11 @@ func TestNoTargetsAndInvalidSelectorsStall(t *testing.T) {
 	// A pod that starts later is not drained, even when the drain is reconciled again.
 	late := newGateway(t, ns, "gw-late")
 	patchSpec(t, none, func(d *drainv1.GatewayDrain) { d.Spec.Timeout = &metav1.Duration{Duration: 3 * time.Hour} })
-	got := waitFor(t, none, "reconciled again", func(d *drainv1.GatewayDrain) bool {
+	got := waitFor(t, none, "reconciled again", func(d *observed) bool {
 		return d.Status.ObservedGeneration == d.Generation && condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonNoTargets)(d)
 	})
-	if len(got.Status.Targets) != 0 || late.marker() != nil {
-		t.Errorf("a pod that started later was drained: %+v, marker %s", got.Status.Targets, late.marker())
+	if len(got.Targets) != 0 || late.marker() != nil {
+		t.Errorf("a pod that started later was drained: %+v, marker %s", got.Targets, late.marker())
 	}
 
 	bad := newGatewayDrain(t, ns, "bad", func(d *drainv1.GatewayDrain) {
@@ -351,7 +352,7 @@ func TestStateFileLivenessIgnoresOtherClocks(t *testing.T) {
 	offset.Store(int64(3 * time.Minute))
 	t.Cleanup(func() { offset.Store(0) })
 	got := waitFor(t, gwd, "not Drained", condition(drainv1.ConditionDrained, metav1.ConditionFalse, drainv1.ReasonProgressing))
-	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "has not changed for") {
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "has not changed for") {
 		t.Errorf("message %q should say the state file stopped changing", msg)
 	}
 	g.setStateAt(marker.StateDraining, 0, time.Now().Add(-3*time.Hour+time.Minute)) // it writes again

@@ -39,8 +39,8 @@ func TestAnOldMarkerIsReplacedOnlyIfTheGatewayIgnoresIt(t *testing.T) {
 	honoured.setState(marker.StateDraining, 0) // an older gateway, without the 1-hour expiry
 	ignored.writeMarker(old)                   // a newer one: expired, so it runs
 	gwd := newGatewayDrain(t, ns, "d")
-	waitFor(t, gwd, "old marker held, ignored one replaced", func(d *drainv1.GatewayDrain) bool {
-		return target(d, "gw-0").State == drainv1.TargetConflict && target(d, "gw-1").MarkerWrittenAt != nil
+	waitFor(t, gwd, "old marker held, ignored one replaced", func(d *observed) bool {
+		return d.Target("gw-0").State == drainv1.TargetConflict && d.Target("gw-1").MarkerWrittenAt != nil
 	})
 	if string(honoured.marker()) != old {
 		t.Errorf("a marker the gateway honours was replaced by %s", honoured.marker())
@@ -59,7 +59,7 @@ func TestForeignLiveMarkerIsLeftAlone(t *testing.T) {
 	gwd := newGatewayDrain(t, ns, "d")
 
 	got := waitFor(t, gwd, "conflict", targetState("gw-0", drainv1.TargetConflict))
-	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
 		t.Errorf("conflict message %q should name the holder", msg)
 	}
 	other.waitHonoured(true)
@@ -99,7 +99,7 @@ func TestSecondDrainOfTheSamePodIsAConflict(t *testing.T) {
 	g.waitHonoured(true)
 	second := newGatewayDrain(t, ns, "second")
 	got := waitFor(t, second, "conflict", targetState("gw-0", drainv1.TargetConflict))
-	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "GatewayDrain "+ns+"/first") {
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "GatewayDrain "+ns+"/first") {
 		t.Errorf("message %q should name the GatewayDrain holding the pod", msg)
 	}
 	// Cancelling the second leaves the first's marker alone.
@@ -119,11 +119,11 @@ func TestTransportFailureIsPerTargetAndRecovers(t *testing.T) {
 	gwd := newGatewayDrain(t, ns, "d")
 	fine.waitHonoured(true)
 	fine.setState(marker.StateDraining, 0)
-	got := waitFor(t, gwd, "broken failed, fine drained", func(d *drainv1.GatewayDrain) bool {
-		return target(d, "gw-broken").State == drainv1.TargetFailed && target(d, "gw-broken").Failures >= 2 &&
-			target(d, "gw-fine").State == drainv1.TargetDrained
+	got := waitFor(t, gwd, "broken failed, fine drained", func(d *observed) bool {
+		return d.Target("gw-broken").State == drainv1.TargetFailed && d.Target("gw-broken").Failures >= 2 &&
+			d.Target("gw-fine").State == drainv1.TargetDrained
 	})
-	if msg := target(got, "gw-broken").Message; !strings.Contains(msg, "is not a directory") {
+	if msg := got.Target("gw-broken").Message; !strings.Contains(msg, "is not a directory") {
 		t.Errorf("failure message %q should say why", msg)
 	}
 	waitEvent(t, gwd, "TargetFailed")
@@ -144,8 +144,10 @@ func TestAHomeThePodDoesNotDeclareIsNeverWritten(t *testing.T) {
 	g := newGateway(t, ns, "gw-0")
 	elsewhere := t.TempDir()
 	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) { d.Spec.HermesHome = elsewhere })
-	got := waitFor(t, gwd, "failed", targetState("gw-0", drainv1.TargetFailed))
-	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "cannot point elsewhere") {
+	got := waitFor(t, gwd, "failed, and counted", func(d *observed) bool {
+		return d.Target("gw-0").State == drainv1.TargetFailed && d.Status.Counts.Failed == 1
+	})
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "cannot point elsewhere") {
 		t.Errorf("message %q", msg)
 	}
 	if c := meta.FindStatusCondition(got.Status.Conditions, drainv1.ConditionDrained); c == nil || c.Status != metav1.ConditionFalse {
@@ -169,8 +171,10 @@ func TestMissingContainerFailsWithAMessage(t *testing.T) {
 	ns := env.Namespace(t)
 	newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) { d.Spec.Container = "hermes" })
-	got := waitFor(t, gwd, "failed", targetState("gw-0", drainv1.TargetFailed))
-	if msg := target(got, "gw-0").Message; !strings.Contains(msg, `no container "hermes"`) {
+	got := waitFor(t, gwd, "failed, and counted", func(d *observed) bool {
+		return d.Target("gw-0").State == drainv1.TargetFailed && d.Status.Counts.Failed == 1
+	})
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, `no container "hermes"`) {
 		t.Errorf("message %q", msg)
 	}
 }
@@ -201,9 +205,9 @@ func TestOnlyPodsThatDeclareThemselvesGatewaysAreTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	gwd := newGatewayDrain(t, ns, "d")
-	got := waitFor(t, gwd, "started", func(d *drainv1.GatewayDrain) bool { return d.Status.StartedAt != nil })
-	if len(got.Status.Targets) != 1 || got.Status.Targets[0].PodName != "gw-0" || got.Status.NotGateways != 1 {
-		t.Errorf("targets %+v, notGateways %d: want only gw-0 and one skipped", got.Status.Targets, got.Status.NotGateways)
+	got := waitFor(t, gwd, "started", func(d *observed) bool { return d.Status.StartedAt != nil })
+	if len(got.Targets) != 1 || got.Targets[0].PodName != "gw-0" || got.Status.NotGateways != 1 {
+		t.Errorf("targets %+v, notGateways %d: want only gw-0 and one skipped", got.Targets, got.Status.NotGateways)
 	}
 	waitEvent(t, gwd, "NotGateways")
 	g.waitHonoured(true)

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +32,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
@@ -40,10 +42,6 @@ const Finalizer = "drain.hermes.dev/release-markers"
 
 // batchSize times the concurrency is how many targets one reconcile talks to.
 const batchSize = 4
-
-// targetPodIndex indexes GatewayDrains by the names of their target pods, so
-// a pod event wakes only the drains that target it.
-const targetPodIndex = "status.targets.podName"
 
 // Options tune how often targets are talked to.
 type Options struct {
@@ -107,6 +105,9 @@ func (o Options) Validate() error {
 // Reconciler reconciles GatewayDrains.
 type Reconciler struct {
 	client.Client
+	// APIReader reads what the cache may not hold yet: a TargetSlice the
+	// last reconcile created.
+	APIReader client.Reader
 	Transport transport.Transport
 	Recorder  events.EventRecorder
 	Options
@@ -119,6 +120,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/status,verbs=get;update
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/finalizers,verbs=update
+// +kubebuilder:rbac:groups=drain.hermes.dev,resources=targetslices,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -141,9 +143,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}
 
+	loaded, err := r.loadTargets(ctx, gwd)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	before := gwd.DeepCopy()
 	now := r.Clock.Now()
-	d := newDrain(gwd, now, batchSize*max(r.Concurrency, 1))
+	d := newDrain(gwd, loaded.targets(), now, batchSize*max(r.Concurrency, 1))
 	var stalled *stall
 	var released bool // deleted, its finalizer removed: the object is gone
 	defer func() {
@@ -152,22 +158,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 		computeStatus(gwd, d, stalled)
 		recordMetrics(gwd)
-		if apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
-			return
+		// The targets first, then the status that counts them: a status
+		// never describes targets that were not written. Each write is
+		// locked by the resourceVersion that was read: a reconcile that
+		// read a stale cache cannot overwrite newer targets or a newer
+		// status; it retries on fresh data.
+		werr := r.saveTargets(ctx, gwd, loaded, d.targets)
+		if werr == nil && !apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
+			if werr = r.Status().Update(ctx, gwd); werr == nil {
+				r.recordTransitions(before, gwd)
+			}
 		}
-		// The whole status in one write, locked by the resourceVersion that
-		// was read: a reconcile that read a stale cache cannot overwrite a
-		// newer status; it retries on fresh data. A merge patch would send
-		// the targets list whole as well, and computing it costs ten times
-		// the CPU and memory of the write (16 ms and 7 MB at 1000 targets).
-		perr := r.Status().Update(ctx, gwd)
 		switch {
-		case apierrors.IsConflict(perr):
+		case apierrors.IsConflict(werr) || apierrors.IsAlreadyExists(werr):
 			result, err = ctrl.Result{RequeueAfter: r.RetryBase}, nil
-		case perr != nil && err == nil:
-			err = perr
-		case perr == nil:
-			r.recordTransitions(before, gwd)
+		case werr != nil && err == nil:
+			err = werr
 		}
 	}()
 
@@ -176,14 +182,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		// on a stale cache cannot take another one (its write conflicts),
 		// and a crash cannot leave a marker on a pod the status forgot.
 		// Writing it wakes the next reconcile, which acts on it.
-		stalled, err = r.chooseTargets(ctx, gwd, now)
+		stalled, err = r.chooseTargets(ctx, d)
 		return ctrl.Result{}, err
 	}
-	if d.following() && len(gwd.Status.Targets) > 0 {
+	if d.following() && len(d.targets) > 0 {
 		// Until it is first Drained the drain follows its selector. New
 		// targets are written before anything is done to them, as the
 		// snapshot is; writing them wakes the next reconcile.
-		if added, err := r.followSelector(ctx, gwd, now); err != nil || added {
+		if added, err := r.followSelector(ctx, d); err != nil || added {
 			return ctrl.Result{}, err
 		}
 	}
@@ -192,7 +198,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	}
 	if d.withdrawn == withdrawnDeleted {
-		released, err = r.finalize(ctx, gwd, now)
+		released, err = r.finalize(ctx, d, loaded)
 		if err != nil || released {
 			return ctrl.Result{}, err
 		}
@@ -207,7 +213,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 // stepTargets steps every target, a bounded number at a time, and returns the
 // earliest time one wants to be looked at again.
 func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, error) {
-	targets := d.gwd.Status.Targets
+	targets := d.targets
 	if len(targets) == 0 {
 		return time.Time{}, nil
 	}
@@ -246,13 +252,16 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 			defer func() { <-sem }()
 			before := t.State
 			stepped[i], nexts[i] = r.step(ctx, d, t, pods[i])
+			// An error can quote what a container printed: bounded, so a
+			// TargetSlice stays within its size.
+			stepped[i].Message = marker.Shorten(stepped[i].Message, drainv1.MaxTargetMessage)
 			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
 				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
 			}
 		})
 	}
 	wg.Wait()
-	d.gwd.Status.Targets = stepped
+	d.targets = stepped
 	var next time.Time
 	for _, n := range nexts {
 		next = earliest(next, n)
@@ -261,22 +270,27 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 }
 
 // finalize lets a deleted GatewayDrain go once its markers are withdrawn, or
-// once ReleaseTimeout has passed, saying what was left behind. It reports
-// whether it let go: the object is then gone, with no status to write.
-func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (bool, error) {
+// once ReleaseTimeout has passed, saying what was left behind: it deletes
+// the drain's TargetSlices, then its finalizer. It reports whether it let
+// go: the object is then gone, with no status to write.
+func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices) (bool, error) {
+	gwd := d.gwd
 	var left []drainv1.Target
-	for _, t := range gwd.Status.Targets {
+	for _, t := range d.targets {
 		if !done(t, true) {
 			left = append(left, t)
 		}
 	}
 	giveUpAt := gwd.DeletionTimestamp.Add(r.ReleaseTimeout)
-	if len(left) > 0 && now.Before(giveUpAt) {
+	if len(left) > 0 && d.now.Before(giveUpAt) {
 		return false, nil
 	}
 	if len(left) > 0 {
 		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
 			"deleted after %s without removing the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
+	}
+	if err := r.deleteSlices(ctx, loaded); err != nil {
+		return false, err
 	}
 	patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(gwd, Finalizer)
@@ -287,14 +301,14 @@ func (r *Reconciler) finalize(ctx context.Context, gwd *drainv1.GatewayDrain, no
 	return true, nil
 }
 
-// SetupIndexes registers the cache index both reconcilers look drains up
-// by (DrainsTargeting). It is called once, before either is set up: without
-// it every lookup fails, and the readiness reconciler would poll every
-// gated pod every second instead of waiting for its drain.
+// SetupIndexes registers the cache index both reconcilers find a pod's
+// TargetSlices by. It is called once, before either is set up: without it
+// every lookup fails, and the readiness reconciler would poll every gated
+// pod every second instead of waiting for its drain.
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &drainv1.GatewayDrain{}, targetPodIndex, func(o client.Object) []string {
+	return mgr.GetFieldIndexer().IndexField(ctx, &drainv1.TargetSlice{}, slicePodIndex, func(o client.Object) []string {
 		var names []string
-		for _, t := range o.(*drainv1.GatewayDrain).Status.Targets {
+		for _, t := range o.(*drainv1.TargetSlice).Targets {
 			names = append(names, t.PodName)
 		}
 		return names
@@ -303,7 +317,8 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 
 // SetupWithManager registers the reconciler: GatewayDrains, and the pods
 // they target (a restart or recreation must be noticed at once). It needs
-// SetupIndexes.
+// SetupIndexes. It does not watch TargetSlices: only it writes them, and
+// each write is followed by a status write, which wakes it.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&drainv1.GatewayDrain{}).
@@ -314,26 +329,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles 
 		Complete(r)
 }
 
-// DrainsTargeting lists the GatewayDrains that target a pod of this name,
-// through the index SetupIndexes registers. They are the cache's own
-// objects, not copies (a drain of 1000 targets is a large object, and every
-// pod event and gate read asks): callers must not modify them.
-func DrainsTargeting(ctx context.Context, c client.Reader, namespace, pod string) ([]drainv1.GatewayDrain, error) {
-	var list drainv1.GatewayDrainList
-	err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{targetPodIndex: pod}, client.UnsafeDisableDeepCopy)
-	return list.Items, err
-}
-
-// drainsTargeting maps a pod to the GatewayDrains that target a pod of its name.
+// drainsTargeting maps a pod to the GatewayDrains whose slices hold a pod of its name.
 func (r *Reconciler) drainsTargeting(ctx context.Context, pod client.Object) []reconcile.Request {
-	drains, err := DrainsTargeting(ctx, r.Client, pod.GetNamespace(), pod.GetName())
+	held, err := targetSlicesOf(ctx, r.Client, pod.GetNamespace(), pod.GetName())
 	if err != nil {
-		log.FromContext(ctx).Error(err, "listing GatewayDrains for a pod", "pod", pod.GetName())
+		log.FromContext(ctx).Error(err, "listing TargetSlices for a pod", "pod", pod.GetName())
 		return nil
 	}
-	reqs := make([]reconcile.Request, 0, len(drains))
-	for _, gwd := range drains {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&gwd)})
+	reqs := make([]reconcile.Request, 0, len(held))
+	for _, s := range held {
+		if owner := metav1.GetControllerOf(&s); owner != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: s.Namespace, Name: owner.Name}})
+		}
 	}
 	return reqs
 }

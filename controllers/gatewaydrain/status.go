@@ -21,8 +21,8 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	st := &gwd.Status
 	st.ObservedGeneration = gwd.Generation
 	st.DeadlineExceeded = st.DeadlineExceeded || d.withdrawn == withdrawnDeadline
-	st.Counts = drainv1.TargetCounts{Targets: int32(len(st.Targets))}
-	for _, t := range st.Targets {
+	st.Counts = drainv1.TargetCounts{Targets: int32(len(d.targets))}
+	for _, t := range d.targets {
 		*countOf(&st.Counts, t.State)++
 		if t.AddedAt != nil {
 			st.Counts.Added++
@@ -31,7 +31,7 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
 
 	var blocking []drainv1.Target
-	for _, t := range st.Targets {
+	for _, t := range d.targets {
 		if !done(t, d.withdrawn != "") {
 			blocking = append(blocking, t)
 		}
@@ -45,7 +45,7 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 			Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: gwd.Generation,
 		})
 	}
-	if stalled == nil && st.StartedAt != nil && len(st.Targets) == 0 {
+	if stalled == nil && st.StartedAt != nil && len(d.targets) == 0 {
 		// The snapshot is empty, for good: a pod that starts later is not drained.
 		msg := "no running gateway pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"
 		if st.NotGateways > 0 {
@@ -54,7 +54,7 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 		stalled = &stall{drainv1.ReasonNoTargets, msg}
 	}
 	busy := len(blocking) > 0
-	waiting := waitingMessage(blocking, len(st.Targets))
+	waiting := waitingMessage(blocking, len(d.targets))
 
 	switch {
 	case stalled != nil && d.withdrawn == "":

@@ -59,8 +59,7 @@ func TestComputeStatusConditions(t *testing.T) {
 			if tc.stalled == nil {
 				gwd.Status.StartedAt = &started
 			}
-			gwd.Status.Targets = tc.targets
-			computeStatus(gwd, &drain{gwd: gwd, withdrawn: tc.withdrawn}, tc.stalled)
+			computeStatus(gwd, &drain{gwd: gwd, targets: tc.targets, withdrawn: tc.withdrawn}, tc.stalled)
 			got := want{}
 			for typ, into := range map[string]*string{
 				drainv1.ConditionDrained: &got.drained, drainv1.ConditionReady: &got.ready,

@@ -68,7 +68,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
 	drained := transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
-	d := newDrain(gwd, now, 10)
+	d := newDrain(gwd, nil, now, 10)
 	prefix, suffix, err := marker.Render(d.request(target, now, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		{"written, none read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: transport.File{State: transport.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
 	} {
 		r := &Reconciler{Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
-		got, _ := r.stepDrain(context.Background(), newDrain(gwd, now, 10), target, now)
+		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, 10), target, now)
 		if got.State != tc.want {
 			t.Errorf("%s: %s (%s), want %s", tc.name, got.State, got.Message, tc.want)
 		}

@@ -70,6 +70,7 @@ func run(m *testing.M) int {
 	}
 	r := &gatewaydrain.Reconciler{
 		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
 		Transport: transport.NewProgram(runner, "/proc"),
 		Recorder:  mgr.GetEventRecorder("gatewaydrain"),
 		Options: gatewaydrain.Options{
@@ -303,39 +304,43 @@ func get(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
 	return got
 }
 
-// waitFor waits until the drain's status satisfies cond.
-func waitFor(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*drainv1.GatewayDrain) bool) *drainv1.GatewayDrain {
+// observed is a drain as the tests look at it: the object and its targets.
+type observed = testenv.Drain
+
+func observe(t *testing.T, gwd *drainv1.GatewayDrain) *observed {
 	t.Helper()
-	var got *drainv1.GatewayDrain
+	got, err := testenv.GetDrain(context.Background(), k8s, client.ObjectKeyFromObject(gwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// waitFor waits until the drain's status and targets satisfy cond.
+func waitFor(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*observed) bool) *observed {
+	t.Helper()
+	var got *observed
 	testenv.Eventually(t, wait, func() (bool, string) {
-		got = get(t, gwd)
+		got = observe(t, gwd)
 		b, _ := json.MarshalIndent(got.Status, "", "  ")
-		return cond(got), what + "; status: " + string(b)
+		tj, _ := json.MarshalIndent(got.Targets, "", "  ")
+		return cond(got), what + "; status: " + string(b) + "; targets: " + string(tj)
 	})
 	return got
 }
 
 // condition reports whether a condition has this status and reason, for
 // the current generation (what `kubectl wait --for=condition=...` checks).
-func condition(typ string, status metav1.ConditionStatus, reason string) func(*drainv1.GatewayDrain) bool {
-	return func(g *drainv1.GatewayDrain) bool {
+func condition(typ string, status metav1.ConditionStatus, reason string) func(*observed) bool {
+	return func(g *observed) bool {
 		c := meta.FindStatusCondition(g.Status.Conditions, typ)
 		return c != nil && c.Status == status && c.Reason == reason && c.ObservedGeneration == g.Generation &&
 			g.Status.ObservedGeneration == g.Generation
 	}
 }
 
-func target(gwd *drainv1.GatewayDrain, pod string) drainv1.Target {
-	for _, t := range gwd.Status.Targets {
-		if t.PodName == pod {
-			return t
-		}
-	}
-	return drainv1.Target{}
-}
-
-func targetState(pod string, state drainv1.TargetState) func(*drainv1.GatewayDrain) bool {
-	return func(g *drainv1.GatewayDrain) bool { return target(g, pod).State == state }
+func targetState(pod string, state drainv1.TargetState) func(*observed) bool {
+	return func(g *observed) bool { return g.Target(pod).State == state }
 }
 
 func patchSpec(t *testing.T, gwd *drainv1.GatewayDrain, mutate func(*drainv1.GatewayDrain)) {

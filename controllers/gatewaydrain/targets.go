@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,7 +83,8 @@ func comingBack(pod *corev1.Pod) bool {
 
 // chooseTargets takes the snapshot: the pods that match the selector and run
 // now are the drain's targets, for good.
-func (r *Reconciler) chooseTargets(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (*stall, error) {
+func (r *Reconciler) chooseTargets(ctx context.Context, d *drain) (*stall, error) {
+	gwd := d.gwd
 	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
 	if err != nil {
 		return &stall{drainv1.ReasonInvalidSelector, "invalid selector: " + err.Error()}, nil
@@ -103,9 +103,9 @@ func (r *Reconciler) chooseTargets(ctx context.Context, gwd *drainv1.GatewayDrai
 			len(notGateways), drainv1.GatewayLabel, drainv1.ReadinessGate, someOf(len(notGateways), ", ", func(i int) string { return notGateways[i] }))
 	}
 	slices.SortFunc(targets, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
-	started := metav1.NewTime(now)
-	deadline := metav1.NewTime(now.Add(timeout(gwd)))
-	gwd.Status.StartedAt, gwd.Status.Deadline, gwd.Status.Targets = &started, &deadline, targets
+	started := metav1.NewTime(d.now)
+	deadline := metav1.NewTime(d.now.Add(timeout(gwd)))
+	gwd.Status.StartedAt, gwd.Status.Deadline, d.targets = &started, &deadline, targets
 	if len(targets) > 0 { // an empty snapshot is reported as NoTargets by computeStatus
 		r.event(gwd, corev1.EventTypeNormal, "DrainStarted", "draining %d targets: %s", len(targets), podNames(targets))
 	}
@@ -134,8 +134,10 @@ func (r *Reconciler) matching(ctx context.Context, gwd *drainv1.GatewayDrain, se
 
 // followSelector adds the gateway pods that match the selector and run a
 // new instantiation: a pod that appeared, or a target's pod whose container
-// restarted or that was recreated. It reports whether it added any.
-func (r *Reconciler) followSelector(ctx context.Context, gwd *drainv1.GatewayDrain, now time.Time) (bool, error) {
+// restarted or that was recreated (in its old place). It reports whether it
+// added any.
+func (r *Reconciler) followSelector(ctx context.Context, d *drain) (bool, error) {
+	gwd := d.gwd
 	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
 	if err != nil {
 		return false, err // parsed when the targets were chosen: cannot happen
@@ -145,30 +147,31 @@ func (r *Reconciler) followSelector(ctx context.Context, gwd *drainv1.GatewayDra
 		return false, err
 	}
 	index := map[string]int{}
-	for i, t := range gwd.Status.Targets {
+	for i, t := range d.targets {
 		index[t.PodName] = i
 	}
-	added := metav1.NewTime(now)
+	added := metav1.NewTime(d.now)
 	var names []string
 	for _, pod := range pods {
 		i, known := index[pod.Name]
-		if known && instantiationOver(&gwd.Status.Targets[i], pod) == "" {
+		if known && instantiationOver(&d.targets[i], pod) == "" {
 			continue
 		}
 		t := newTarget(gwd, pod)
 		t.AddedAt = &added
 		if known {
-			gwd.Status.Targets[i] = t
+			d.targets[i] = t
 			names = append(names, pod.Name+" (new instantiation)")
 		} else {
-			gwd.Status.Targets = append(gwd.Status.Targets, t)
+			d.targets = append(d.targets, t)
 			names = append(names, pod.Name)
 		}
 	}
 	if len(names) == 0 {
 		return false, nil
 	}
-	slices.SortFunc(gwd.Status.Targets, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
+	// Appended, not sorted in: every target stays in the TargetSlice it
+	// was written to.
 	r.event(gwd, corev1.EventTypeNormal, "TargetsAdded", "not yet drained, so following the selector: draining %s too", someOf(len(names), ", ", func(i int) string { return names[i] }))
 	return true, nil
 }

@@ -95,26 +95,23 @@ func TestReadsGoWhereTheGateIsAboutToChange(t *testing.T) {
 	}
 }
 
-func TestADrainWakesTheReadsOfWhatChanged(t *testing.T) {
-	base := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Action: drainv1.ActionDrain}}
-	base.Status.Targets = []drainv1.Target{{PodName: "gw-0", State: drainv1.TargetPending}, {PodName: "gw-1", State: drainv1.TargetPending}}
-	base.Status.Conditions = []metav1.Condition{{Type: drainv1.ConditionDrained, Status: metav1.ConditionFalse, Reason: "Progressing"}}
+func TestASliceWakesTheReadsOfWhatChanged(t *testing.T) {
+	base := &drainv1.TargetSlice{Targets: []drainv1.Target{{PodName: "gw-0", State: drainv1.TargetPending}, {PodName: "gw-1", State: drainv1.TargetPending}}}
 	now := metav1.Now()
 	all := []string{"gw-0", "gw-1"}
 	for _, tc := range []struct {
 		name   string
-		change func(*drainv1.GatewayDrain)
+		change func(*drainv1.TargetSlice)
 		want   []string
 	}{
-		{"nothing of the targets", func(g *drainv1.GatewayDrain) { g.Status.Progress = "0/2" }, nil},
-		{"one marker written", func(g *drainv1.GatewayDrain) {
-			g.Status.Targets[1].State, g.Status.Targets[1].MarkerWrittenAt = drainv1.TargetDraining, &now
+		{"nothing of the targets", func(s *drainv1.TargetSlice) { s.Labels = map[string]string{"a": "b"} }, nil},
+		{"one marker written", func(s *drainv1.TargetSlice) {
+			s.Targets[1].State, s.Targets[1].MarkerWrittenAt = drainv1.TargetDraining, &now
 		}, []string{"gw-1"}},
-		{"one gateway read draining", func(g *drainv1.GatewayDrain) { g.Status.Targets[0].GatewayState = marker.StateDraining }, []string{"gw-0"}},
-		{"a read that changed nothing", func(g *drainv1.GatewayDrain) { g.Status.Targets[0].LastAttemptTime = &now }, nil},
-		{"cancelled", func(g *drainv1.GatewayDrain) { g.Spec.Action = drainv1.ActionCancel }, all},
-		{"deleted", func(g *drainv1.GatewayDrain) { g.DeletionTimestamp = &now }, all},
-		{"deadline passed", func(g *drainv1.GatewayDrain) { g.Status.Conditions[0].Reason = drainv1.ReasonDeadlineExceeded }, all},
+		{"one gateway read draining", func(s *drainv1.TargetSlice) { s.Targets[0].GatewayState = marker.StateDraining }, []string{"gw-0"}},
+		{"a read that changed nothing", func(s *drainv1.TargetSlice) { s.Targets[0].LastAttemptTime = &now }, nil},
+		{"a pod recreated", func(s *drainv1.TargetSlice) { s.Targets[0].PodUID = "new" }, []string{"gw-0"}},
+		{"a target joined", func(s *drainv1.TargetSlice) { s.Targets = append(s.Targets, drainv1.Target{PodName: "gw-2"}) }, []string{"gw-2"}},
 	} {
 		n := base.DeepCopy()
 		tc.change(n)
@@ -123,6 +120,30 @@ func TestADrainWakesTheReadsOfWhatChanged(t *testing.T) {
 		}
 	}
 	if got := changedTargets(nil, base); !slices.Equal(got, all) {
-		t.Errorf("a new or deleted drain wakes %v, want all of %v", got, all)
+		t.Errorf("a new or deleted slice wakes %v, want all of %v", got, all)
+	}
+}
+
+// A drain that turns wakes the reads of all its targets.
+func TestADrainThatTurnsWakesEveryRead(t *testing.T) {
+	base := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Action: drainv1.ActionDrain}}
+	base.Status.Conditions = []metav1.Condition{{Type: drainv1.ConditionDrained, Status: metav1.ConditionFalse, Reason: "Progressing"}}
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		change func(*drainv1.GatewayDrain)
+		want   bool
+	}{
+		{"progress", func(g *drainv1.GatewayDrain) { g.Status.Progress = "1/2" }, false},
+		{"cancelled", func(g *drainv1.GatewayDrain) { g.Spec.Action = drainv1.ActionCancel }, true},
+		{"deleted", func(g *drainv1.GatewayDrain) { g.DeletionTimestamp = &now }, true},
+		{"deadline passed", func(g *drainv1.GatewayDrain) { g.Status.Conditions[0].Reason = drainv1.ReasonDeadlineExceeded }, true},
+		{"drained", func(g *drainv1.GatewayDrain) { g.Status.Conditions[0].Reason = drainv1.ReasonDrained }, true},
+	} {
+		n := base.DeepCopy()
+		tc.change(n)
+		if got := turned(base, n); got != tc.want {
+			t.Errorf("%s: turned %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -153,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	r.succeeded(pod)
-	target, err := r.standingTarget(ctx, pod, now)
+	target, err := gatewaydrain.StandingTarget(ctx, r.Client, pod, now)
 	if err != nil {
 		return ctrl.Result{RequeueAfter: r.FastInterval}, nil // look often rather than miss a drain
 	}
@@ -232,23 +232,6 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 	return nil
 }
 
-// standingTarget is the pod's entry in a GatewayDrain that still stands and
-// still drains this instantiation, or nil.
-func (r *Reconciler) standingTarget(ctx context.Context, pod *corev1.Pod, now time.Time) (*drainv1.Target, error) {
-	drains, err := gatewaydrain.DrainsTargeting(ctx, r.Client, pod.Namespace, pod.Name)
-	for i := range drains {
-		if !gatewaydrain.Stands(&drains[i], now) {
-			continue
-		}
-		for _, t := range drains[i].Status.Targets {
-			if t.PodName == pod.Name && t.PodUID == pod.UID && t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased {
-				return &t, nil
-			}
-		}
-	}
-	return nil, err
-}
-
 // failed counts one more failed read of a pod and says since when its reads
 // have failed.
 func (r *Reconciler) failed(pod *corev1.Pod, now time.Time) failing {
@@ -291,15 +274,16 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 
 // SetupWithManager registers the reconciler for gated pods. A pod is looked
 // at at once when it appears or its containers change (a new pod must not
-// wait for its gate: it gates rollouts), and when a GatewayDrain targeting
-// it turns or changes its entry; otherwise on its own schedule. Our own
-// condition writes do not wake it.
+// wait for its gate: it gates rollouts), when a GatewayDrain targeting it
+// turns, and when its entry in a TargetSlice changes; otherwise on its own
+// schedule. Our own condition writes do not wake it.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podreadiness").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 1)}).
 		For(&corev1.Pod{}, builder.WithPredicates(gatedPod, containersChanged)).
-		Watches(&drainv1.GatewayDrain{}, drainEvents).
+		Watches(&drainv1.TargetSlice{}, sliceEvents).
+		Watches(&drainv1.GatewayDrain{}, r.drainTurns()).
 		Complete(r)
 }
 
@@ -312,49 +296,78 @@ var containersChanged = predicate.Funcs{
 	},
 }
 
-// drainEvents wakes the reads a GatewayDrain's change calls for: every
-// target's when the drain turns (created, deleted, cancelled, its deadline
-// passed, its targets taken), otherwise only those of the targets whose
-// entry changed (a marker written or removed, a new state read). A drain's
-// progress writes, one per batch, wake only the pods they are about.
-var drainEvents = handler.Funcs{
+// sliceEvents wakes the reads of the targets whose entry a TargetSlice
+// write changed (taken, a marker written or removed, a new state read), or
+// of all its targets when it appears or goes. A drain's progress writes,
+// one per batch, wake only the pods they are about.
+var sliceEvents = handler.Funcs{
 	CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		enqueue(q, e.Object, changedTargets(nil, e.Object.(*drainv1.GatewayDrain)))
+		enqueue(q, e.Object.GetNamespace(), changedTargets(nil, e.Object.(*drainv1.TargetSlice)))
 	},
 	UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		enqueue(q, e.ObjectNew, changedTargets(e.ObjectOld.(*drainv1.GatewayDrain), e.ObjectNew.(*drainv1.GatewayDrain)))
+		enqueue(q, e.ObjectNew.GetNamespace(), changedTargets(e.ObjectOld.(*drainv1.TargetSlice), e.ObjectNew.(*drainv1.TargetSlice)))
 	},
 	DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		enqueue(q, e.Object, changedTargets(nil, e.Object.(*drainv1.GatewayDrain)))
+		enqueue(q, e.Object.GetNamespace(), changedTargets(nil, e.Object.(*drainv1.TargetSlice)))
 	},
 }
 
-func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], gwd client.Object, pods []string) {
-	for _, pod := range pods {
-		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: gwd.GetNamespace(), Name: pod}})
+// drainTurns wakes the reads of every target of a GatewayDrain that turns:
+// cancelled, deleted, its deadline passed or Drained.
+func (r *Reconciler) drainTurns() handler.Funcs {
+	return handler.Funcs{
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			old, n := e.ObjectOld.(*drainv1.GatewayDrain), e.ObjectNew.(*drainv1.GatewayDrain)
+			if !turned(old, n) {
+				return
+			}
+			targets, err := gatewaydrain.ListTargets(ctx, r.Client, n)
+			if err != nil {
+				log.FromContext(ctx).Error(err, "listing the targets of a GatewayDrain that turned", "gatewaydrain", n.Name)
+			}
+			var pods []string
+			for _, t := range targets {
+				pods = append(pods, t.PodName)
+			}
+			enqueue(q, n.Namespace, pods)
+		},
 	}
 }
 
-// changedTargets names the targets of n whose gates may have to follow the
-// change from old (nil: every target).
-func changedTargets(old, n *drainv1.GatewayDrain) []string {
-	turned := old == nil || len(old.Status.Targets) != len(n.Status.Targets) || old.Spec.Action != n.Spec.Action ||
-		!old.DeletionTimestamp.Equal(n.DeletionTimestamp) || drainedReason(old) != drainedReason(n)
+func enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], namespace string, pods []string) {
+	for _, pod := range pods {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: namespace, Name: pod}})
+	}
+}
+
+// changedTargets names the targets of slice n whose gates may have to
+// follow the change from old (nil: every target).
+func changedTargets(old, n *drainv1.TargetSlice) []string {
 	before := map[string]drainv1.Target{}
-	if !turned {
-		for _, t := range old.Status.Targets {
+	if old != nil {
+		for _, t := range old.Targets {
 			before[t.PodName] = t
 		}
 	}
 	var pods []string
-	for _, t := range n.Status.Targets {
+	for _, t := range n.Targets {
 		b, seen := before[t.PodName]
-		if turned || !seen || b.State != t.State || b.GatewayState != t.GatewayState ||
+		delete(before, t.PodName)
+		if !seen || b.PodUID != t.PodUID || b.State != t.State || b.GatewayState != t.GatewayState ||
 			!b.MarkerWrittenAt.Equal(t.MarkerWrittenAt) || !b.MarkerRemovedAt.Equal(t.MarkerRemovedAt) {
 			pods = append(pods, t.PodName)
 		}
 	}
+	for pod := range before { // no longer in this slice
+		pods = append(pods, pod)
+	}
 	return pods
+}
+
+// turned reports whether a drain turned between old and n: cancelled,
+// deleted, its deadline passed or Drained.
+func turned(old, n *drainv1.GatewayDrain) bool {
+	return old.Spec.Action != n.Spec.Action || !old.DeletionTimestamp.Equal(n.DeletionTimestamp) || drainedReason(old) != drainedReason(n)
 }
 
 func drainedReason(gwd *drainv1.GatewayDrain) string {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -113,8 +115,12 @@ func follow(ctx context.Context, lc *cluster.Cluster, gws []*cluster.Gateway, wh
 	for {
 		gwd := &drainv1.GatewayDrain{}
 		err := lc.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: drainName}, gwd)
+		var targets []drainv1.Target
 		if err == nil {
-			table := render(gwd, gws, what)
+			targets, err = gatewaydrain.ListTargets(ctx, lc.Client, gwd)
+		}
+		if err == nil {
+			table := render(gwd, targets, gws, what)
 			if table != last {
 				if tty {
 					fmt.Print("\033[H\033[2J")
@@ -134,7 +140,7 @@ func follow(ctx context.Context, lc *cluster.Cluster, gws []*cluster.Gateway, wh
 	}
 }
 
-func render(gwd *drainv1.GatewayDrain, gws []*cluster.Gateway, what string) string {
+func render(gwd *drainv1.GatewayDrain, targets []drainv1.Target, gws []*cluster.Gateway, what string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nGatewayDrain %s/%s  action=%s  drained %s  (%s)\n", gwd.Namespace, gwd.Name, gwd.Spec.Action, gwd.Status.Progress, what)
 	for _, typ := range []string{drainv1.ConditionDrained, drainv1.ConditionReady, drainv1.ConditionReconciling, drainv1.ConditionStalled} {
@@ -143,10 +149,10 @@ func render(gwd *drainv1.GatewayDrain, gws []*cluster.Gateway, what string) stri
 		}
 	}
 	fmt.Fprintf(&b, "\n  %-18s %-10s %-8s %-10s %-7s %s\n", "POD", "TARGET", "MARKER", "GATEWAY", "AGENTS", "OPERATOR SAYS")
-	for i, t := range gwd.Status.Targets {
+	for _, t := range targets {
 		// The last three columns are the gateway's own files, read now.
 		onDisk, state, agents := "absent", "-", "-"
-		if i < len(gws) {
+		if i := slices.IndexFunc(gws, func(g *cluster.Gateway) bool { return g.Name == t.PodName }); i >= 0 {
 			if _, err := os.Stat(filepath.Join(gws[i].Home, ".drain_request.json")); err == nil {
 				onDisk = "present"
 			}

@@ -49,7 +49,7 @@ func TestAPIServerRestartMidDrain(t *testing.T) {
 	t.Logf("API server away for %s; targets then pending/draining/drained %d/%d/%d", outage.Round(time.Millisecond), before.Pending, before.Draining, before.Drained)
 
 	back := time.Now()
-	var got *drainv1.GatewayDrain
+	var got *testenv.Drain
 	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
 		got = get(t, gwd)
 		return meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", got.Status.Counts)
@@ -57,7 +57,7 @@ func TestAPIServerRestartMidDrain(t *testing.T) {
 	t.Logf("Drained %s after the API server was back", time.Since(back).Round(time.Millisecond))
 	checkDrained(t, gws, got)
 
-	if err := lc.Client.Delete(context.Background(), got); err != nil {
+	if err := lc.Client.Delete(context.Background(), got.GatewayDrain); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, time.Minute, func() (bool, string) {

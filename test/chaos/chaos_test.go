@@ -38,8 +38,8 @@ const (
 var phases = []string{phaseSnapshot, phaseProjecting, phaseDraining, phaseCancelling, phaseDeleting}
 
 // progress counts a drain's targets with a marker written and released.
-func progress(d *drainv1.GatewayDrain) (written, released int, drained bool) {
-	for _, t := range d.Status.Targets {
+func progress(d *testenv.Drain) (written, released int, drained bool) {
+	for _, t := range d.Targets {
 		if t.MarkerWrittenAt != nil {
 			written++
 		}
@@ -51,13 +51,13 @@ func progress(d *drainv1.GatewayDrain) (written, released int, drained bool) {
 }
 
 // phaseOf tells which phase d is in, "" for none of them (or gone).
-func phaseOf(d *drainv1.GatewayDrain) string {
+func phaseOf(d *testenv.Drain) string {
 	if d == nil {
 		return ""
 	}
 	st := d.Status
 	written, released, drained := progress(d)
-	releasing := released > 0 && released < len(st.Targets)
+	releasing := released > 0 && released < len(d.Targets)
 	switch {
 	case !d.DeletionTimestamp.IsZero():
 		if releasing {
@@ -73,9 +73,9 @@ func phaseOf(d *drainv1.GatewayDrain) string {
 		}
 	case written == 0 && !drained:
 		return phaseSnapshot
-	case written > 0 && written < len(st.Targets):
+	case written > 0 && written < len(d.Targets):
 		return phaseProjecting
-	case written == len(st.Targets) && !drained:
+	case written == len(d.Targets) && !drained:
 		return phaseDraining
 	}
 	return ""
@@ -107,7 +107,7 @@ func TestKilledManagerLosesNoDrain(t *testing.T) {
 		for _, p := range []string{phaseSnapshot, phaseProjecting, phaseDraining} {
 			k.killIn(gwd, p)
 		}
-		var got *drainv1.GatewayDrain
+		var got *testenv.Drain
 		testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
 			got = get(t, gwd)
 			return meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("%s not Drained: %+v", name, got.Status.Counts)
@@ -117,7 +117,7 @@ func TestKilledManagerLosesNoDrain(t *testing.T) {
 		if round%2 == 0 {
 			patch := client.MergeFrom(got.DeepCopy())
 			got.Spec.Action = drainv1.ActionCancel
-			if err := lc.Client.Patch(ctx, got, patch); err != nil {
+			if err := lc.Client.Patch(ctx, got.GatewayDrain, patch); err != nil {
 				t.Fatal(err)
 			}
 			k.killIn(gwd, phaseCancelling)
@@ -126,7 +126,7 @@ func TestKilledManagerLosesNoDrain(t *testing.T) {
 			})
 			checkNoMarkers(t, gws)
 		}
-		if err := lc.Client.Delete(ctx, got); err != nil {
+		if err := lc.Client.Delete(ctx, got.GatewayDrain); err != nil {
 			t.Fatal(err)
 		}
 		if round%2 == 1 {
@@ -180,7 +180,7 @@ func (k *killer) stop() {
 
 // reached reports whether the drain (nil: gone) has reached phase p or
 // gone past it.
-func reached(d *drainv1.GatewayDrain, p string) bool {
+func reached(d *testenv.Drain, p string) bool {
 	if d == nil {
 		return true
 	}
@@ -191,13 +191,13 @@ func reached(d *drainv1.GatewayDrain, p string) bool {
 	case phaseProjecting:
 		return written > 0 || drained
 	case phaseDraining:
-		return (written > 0 && written == len(d.Status.Targets)) || drained
+		return (written > 0 && written == len(d.Targets)) || drained
 	}
 	return released > 0 || allReleased(d)
 }
 
 // allReleased reports whether a withdrawn drain has released every target.
-func allReleased(d *drainv1.GatewayDrain) bool {
+func allReleased(d *testenv.Drain) bool {
 	c := meta.FindStatusCondition(d.Status.Conditions, drainv1.ConditionReady)
 	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == drainv1.ReasonReleased
 }
@@ -226,10 +226,10 @@ func (k *killer) killIn(gwd *drainv1.GatewayDrain, p string) {
 }
 
 // lookup reads the drain again, nil once it is gone.
-func lookup(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
+func lookup(t *testing.T, gwd *drainv1.GatewayDrain) *testenv.Drain {
 	t.Helper()
-	got := &drainv1.GatewayDrain{}
-	if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), got); err != nil {
+	got, err := testenv.GetDrain(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -72,10 +73,10 @@ func addTurns(t *testing.T, gws []*cluster.Gateway) {
 }
 
 // get reads the drain again.
-func get(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
+func get(t *testing.T, gwd *drainv1.GatewayDrain) *testenv.Drain {
 	t.Helper()
-	got := &drainv1.GatewayDrain{}
-	if err := lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), got); err != nil {
+	got, err := testenv.GetDrain(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+	if err != nil {
 		t.Fatal(err)
 	}
 	return got
@@ -83,13 +84,13 @@ func get(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
 
 // checkDrained checks that every gateway is a target once, drained, and
 // holds a marker of this drain for its current pod.
-func checkDrained(t *testing.T, gws []*cluster.Gateway, got *drainv1.GatewayDrain) {
+func checkDrained(t *testing.T, gws []*cluster.Gateway, got *testenv.Drain) {
 	t.Helper()
 	if int(got.Status.Counts.Targets) != len(gws) || int(got.Status.Counts.Drained) != len(gws) {
 		t.Errorf("targets lost or not drained: %+v", got.Status.Counts)
 	}
 	seen := map[string]bool{}
-	for _, tg := range got.Status.Targets {
+	for _, tg := range got.Targets {
 		if seen[tg.PodName] {
 			t.Errorf("%s is a target twice", tg.PodName)
 		}

@@ -96,31 +96,43 @@ func TestLint(t *testing.T) {
 	}
 }
 
-func TestCRDIsControllerGensOutput(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(root, "config", "crd", "bases", "drain.hermes.dev_gatewaydrains.yaml"))
+func TestCRDsAreControllerGensOutput(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := decode(t, string(raw))[0]
+	want := map[string]*unstructured.Unstructured{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crd := decode(t, string(raw))[0]
+		want[crd.GetName()] = crd
+	}
 	crds := ofKind(render(t), "CustomResourceDefinition")
-	if len(crds) != 1 {
-		t.Fatalf("%d CRDs rendered", len(crds))
+	if len(crds) != len(want) || len(want) != 2 {
+		t.Fatalf("%d CRDs rendered, %d generated: want GatewayDrain and TargetSlice", len(crds), len(want))
 	}
-	got := crds[0].DeepCopy()
-	ann := got.GetAnnotations()
-	if ann["helm.sh/resource-policy"] != "keep" {
-		t.Errorf("the CRD is not kept on uninstall: %v", ann)
-	}
-	delete(ann, "helm.sh/resource-policy")
-	got.SetAnnotations(ann)
-	if !reflect.DeepEqual(got.Object, want.Object) {
-		t.Errorf("the chart's CRD differs from controller-gen's output: run `make generate`")
+	for _, crd := range crds {
+		got := crd.DeepCopy()
+		ann := got.GetAnnotations()
+		if ann["helm.sh/resource-policy"] != "keep" {
+			t.Errorf("%s is not kept on uninstall: %v", got.GetName(), ann)
+		}
+		delete(ann, "helm.sh/resource-policy")
+		got.SetAnnotations(ann)
+		if w := want[got.GetName()]; w == nil || !reflect.DeepEqual(got.Object, w.Object) {
+			t.Errorf("the chart's %s differs from controller-gen's output: run `make generate`", got.GetName())
+		}
 	}
 	if n := len(ofKind(render(t, "crds.install=false"), "CustomResourceDefinition")); n != 0 {
 		t.Errorf("crds.install=false still renders %d CRDs", n)
 	}
-	if ann := ofKind(render(t, "crds.keep=false"), "CustomResourceDefinition")[0].GetAnnotations(); ann["helm.sh/resource-policy"] != "" {
-		t.Errorf("crds.keep=false still keeps: %v", ann)
+	for _, crd := range ofKind(render(t, "crds.keep=false"), "CustomResourceDefinition") {
+		if ann := crd.GetAnnotations(); ann["helm.sh/resource-policy"] != "" {
+			t.Errorf("crds.keep=false still keeps %s: %v", crd.GetName(), ann)
+		}
 	}
 }
 

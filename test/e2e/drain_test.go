@@ -37,8 +37,8 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 		waitSim(t, g, marker.StateDraining)
 	}
 	// Before the turns finish, status shows them in flight.
-	waitDrain(t, ns, "upgrade", "active agents visible", func(d *drainv1.GatewayDrain) bool {
-		tg := target(d, "gw-0")
+	waitDrain(t, ns, "upgrade", "active agents visible", func(d *testenv.Drain) bool {
+		tg := d.Target("gw-0")
 		return tg.GatewayState == marker.StateDraining && tg.ActiveAgents != nil && *tg.ActiveAgents > 0
 	})
 
@@ -52,7 +52,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 		}
 	}
 	got := getDrain(t, ns, "upgrade")
-	for _, tg := range got.Status.Targets {
+	for _, tg := range got.Targets {
 		if tg.State != drainv1.TargetDrained || tg.GatewayState != marker.StateDraining || tg.ActiveAgents == nil || *tg.ActiveAgents != 0 {
 			t.Errorf("target %+v", tg)
 		}
@@ -85,10 +85,10 @@ func TestDeadlineReleases(t *testing.T) {
 	kubectlWait(t, ns, "d", "Drained", "60s")
 	kubectlWait(t, ns, "d", "Stalled", "120s")
 	got := getDrain(t, ns, "d")
-	if r := conditionReason(got, drainv1.ConditionDrained); r != "False/"+drainv1.ReasonDeadlineExceeded {
+	if r := conditionReason(got.GatewayDrain, drainv1.ConditionDrained); r != "False/"+drainv1.ReasonDeadlineExceeded {
 		t.Errorf("Drained is %s", r)
 	}
-	waitDrain(t, ns, "d", "released", func(d *drainv1.GatewayDrain) bool { return d.Status.Counts.Released == 2 })
+	waitDrain(t, ns, "d", "released", func(d *testenv.Drain) bool { return d.Status.Counts.Released == 2 })
 	waitReleased(t, gws, "the deadline")
 }
 
@@ -103,18 +103,18 @@ func TestRecreatedPodMidDrainIsDrainedToo(t *testing.T) {
 	}
 	apply(t, ns, "d")
 	waitSim(t, gws[0], marker.StateDraining)
-	oldUID := target(waitDrain(t, ns, "d", "gw-0 drained", func(d *drainv1.GatewayDrain) bool {
-		return target(d, "gw-0").State == drainv1.TargetDrained
-	}), "gw-0").PodUID
+	oldUID := waitDrain(t, ns, "d", "gw-0 drained", func(d *testenv.Drain) bool {
+		return d.Target("gw-0").State == drainv1.TargetDrained
+	}).Target("gw-0").PodUID
 
 	if err := gws[0].Recreate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := waitDrain(t, ns, "d", "gw-0's new instantiation drained", func(d *drainv1.GatewayDrain) bool {
-		tg := target(d, "gw-0")
+	got := waitDrain(t, ns, "d", "gw-0's new instantiation drained", func(d *testenv.Drain) bool {
+		tg := d.Target("gw-0")
 		return tg.PodUID != oldUID && tg.AddedAt != nil && tg.State == drainv1.TargetDrained
 	})
-	if o, ok := marker.Parse(gws[0].Marker()).Origin(); !ok || o.PodUID != string(target(got, "gw-0").PodUID) {
+	if o, ok := marker.Parse(gws[0].Marker()).Origin(); !ok || o.PodUID != string(got.Target("gw-0").PodUID) {
 		t.Errorf("the marker is not the new instantiation's: %s", gws[0].Marker())
 	}
 	kubectlWait(t, ns, "d", "Drained", "60s")
@@ -129,8 +129,8 @@ func TestContainerRestartEndsItsDrain(t *testing.T) {
 	if err := gws[0].RestartContainer(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitDrain(t, ns, "d", "restarted", func(d *drainv1.GatewayDrain) bool {
-		tg := target(d, "gw-0")
+	waitDrain(t, ns, "d", "restarted", func(d *testenv.Drain) bool {
+		tg := d.Target("gw-0")
 		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
 	})
 	if m := gws[0].Marker(); m != nil {
@@ -148,8 +148,8 @@ func TestForeignMarkerIsNeverRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply(t, ns, "d")
-	got := waitDrain(t, ns, "d", "conflict", func(d *drainv1.GatewayDrain) bool { return target(d, "gw-0").State == drainv1.TargetConflict })
-	if msg := target(got, "gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
+	got := waitDrain(t, ns, "d", "conflict", func(d *testenv.Drain) bool { return d.Target("gw-0").State == drainv1.TargetConflict })
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
 		t.Errorf("conflict message %q", msg)
 	}
 	cancelDrain(t, ns, "d")
@@ -180,18 +180,18 @@ func TestBrokenExecFailsThatTargetOnlyAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply(t, ns, "d")
-	got := waitDrain(t, ns, "d", "two failed, one drained", func(d *drainv1.GatewayDrain) bool {
-		return target(d, "gw-0").State == drainv1.TargetFailed && target(d, "gw-1").State == drainv1.TargetFailed &&
-			target(d, "gw-2").State == drainv1.TargetDrained
+	got := waitDrain(t, ns, "d", "two failed, one drained", func(d *testenv.Drain) bool {
+		return d.Target("gw-0").State == drainv1.TargetFailed && d.Target("gw-1").State == drainv1.TargetFailed &&
+			d.Target("gw-2").State == drainv1.TargetDrained
 	})
 	for _, pod := range []string{"gw-0", "gw-1"} {
-		if msg := target(got, pod).Message; msg == "" {
+		if msg := got.Target(pod).Message; msg == "" {
 			t.Errorf("%s failed without a message", pod)
 		} else {
 			t.Logf("%s: %s", pod, msg)
 		}
 	}
-	if !strings.Contains(conditionReason(got, drainv1.ConditionDrained), "False") {
+	if !strings.Contains(conditionReason(got.GatewayDrain, drainv1.ConditionDrained), "False") {
 		t.Errorf("Drained with failed targets")
 	}
 

@@ -82,33 +82,24 @@ func cancelDrain(t *testing.T, ns, name string) {
 	mustKubectl(t, "-n", ns, "patch", "gwd", name, "--type=merge", "-p", `{"spec":{"action":"Cancel"}}`)
 }
 
-func getDrain(t *testing.T, ns, name string) *drainv1.GatewayDrain {
+func getDrain(t *testing.T, ns, name string) *testenv.Drain {
 	t.Helper()
-	gwd := &drainv1.GatewayDrain{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, gwd); err != nil {
+	gwd, err := testenv.GetDrain(context.Background(), k8s, client.ObjectKey{Namespace: ns, Name: name})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return gwd
 }
 
-func waitDrain(t *testing.T, ns, name, what string, cond func(*drainv1.GatewayDrain) bool) *drainv1.GatewayDrain {
+func waitDrain(t *testing.T, ns, name, what string, cond func(*testenv.Drain) bool) *testenv.Drain {
 	t.Helper()
-	var gwd *drainv1.GatewayDrain
+	var gwd *testenv.Drain
 	testenv.Eventually(t, wait, func() (bool, string) {
 		gwd = getDrain(t, ns, name)
 		b, _ := json.Marshal(gwd.Status)
 		return cond(gwd), what + "; status " + string(b)
 	})
 	return gwd
-}
-
-func target(gwd *drainv1.GatewayDrain, pod string) drainv1.Target {
-	for _, t := range gwd.Status.Targets {
-		if t.PodName == pod {
-			return t
-		}
-	}
-	return drainv1.Target{}
 }
 
 func conditionReason(gwd *drainv1.GatewayDrain, typ string) string {

@@ -75,10 +75,10 @@ func TestRolloutRecipe(t *testing.T) {
 	mustKubectl(t, "-n", ns, "rollout", "status", "statefulset/gw", "--timeout=90s")
 	// 3. The drain completed by itself: every target's instantiation is
 	// over, the new ones are not drained, and no marker of ours is left.
-	got := waitDrain(t, ns, "upgrade", "all restarted", func(d *drainv1.GatewayDrain) bool {
+	got := waitDrain(t, ns, "upgrade", "all restarted", func(d *testenv.Drain) bool {
 		return d.Status.Counts.Restarted == replicas
 	})
-	if r := conditionReason(got, drainv1.ConditionDrained); r != "True/"+drainv1.ReasonDrained {
+	if r := conditionReason(got.GatewayDrain, drainv1.ConditionDrained); r != "True/"+drainv1.ReasonDrained {
 		t.Errorf("Drained is %s after the rollout", r)
 	}
 	for _, g := range gws {

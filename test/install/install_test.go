@@ -121,11 +121,12 @@ func drain(t *testing.T, ns string) *drainv1.GatewayDrain {
 	return gwd
 }
 
-func waitDrain(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*drainv1.GatewayDrain) bool) *drainv1.GatewayDrain {
+func waitDrain(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*testenv.Drain) bool) *testenv.Drain {
 	t.Helper()
-	got := &drainv1.GatewayDrain{}
+	var got *testenv.Drain
 	testenv.Eventually(t, wait, func() (bool, string) {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), got); err != nil {
+		var err error
+		if got, err = testenv.GetDrain(context.Background(), k8s, client.ObjectKeyFromObject(gwd)); err != nil {
 			return false, err.Error()
 		}
 		return cond(got), fmt.Sprintf("%s; status %+v", what, got.Status)
@@ -172,10 +173,10 @@ func testMissingExecPermission(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Stop()
-	got := waitDrain(t, drain(t, ns), "Failed: forbidden", func(d *drainv1.GatewayDrain) bool {
-		return len(d.Status.Targets) == 1 && d.Status.Targets[0].State == drainv1.TargetFailed
+	got := waitDrain(t, drain(t, ns), "Failed: forbidden", func(d *testenv.Drain) bool {
+		return len(d.Targets) == 1 && d.Targets[0].State == drainv1.TargetFailed
 	})
-	if msg := got.Status.Targets[0].Message; !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "pods/exec") {
+	if msg := got.Targets[0].Message; !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "pods/exec") {
 		t.Errorf("the failure should name the missing permission: %q", msg)
 	}
 }
@@ -224,7 +225,7 @@ func testFailoverWithChartRBAC(t *testing.T) {
 	defer second.Stop()
 
 	gwd := drain(t, ns)
-	waitDrain(t, gwd, "some markers written", func(d *drainv1.GatewayDrain) bool {
+	waitDrain(t, gwd, "some markers written", func(d *testenv.Drain) bool {
 		return d.Status.Counts.Draining+d.Status.Counts.Drained > 0
 	})
 	first.Kill()
@@ -234,10 +235,10 @@ func testFailoverWithChartRBAC(t *testing.T) {
 	})
 	t.Logf("new leader %s after %s", leader(), time.Since(killedAt).Round(time.Millisecond))
 
-	got := waitDrain(t, gwd, "Drained", func(d *drainv1.GatewayDrain) bool {
+	got := waitDrain(t, gwd, "Drained", func(d *testenv.Drain) bool {
 		return meta.IsStatusConditionTrue(d.Status.Conditions, drainv1.ConditionDrained)
 	})
-	if len(got.Status.Targets) != len(gws) || got.Status.Counts.Drained != int32(len(gws)) {
+	if len(got.Targets) != len(gws) || got.Status.Counts.Drained != int32(len(gws)) {
 		t.Errorf("targets lost or not drained: %+v", got.Status.Counts)
 	}
 	for _, g := range gws {

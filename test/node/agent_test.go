@@ -133,11 +133,11 @@ func TestAgents(t *testing.T) {
 		gatewayPod(t, ns, "gw-0", withAgent(false))
 		gwd := newDrain(t, ns)
 		testenv.Eventually(t, time.Minute, func() (bool, string) {
-			_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), gwd)
-			if len(gwd.Status.Targets) != 1 {
-				return false, "no target yet"
+			got, err := testenv.GetDrain(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+			if err != nil || len(got.Targets) != 1 {
+				return false, fmt.Sprintf("no target yet (%v)", err)
 			}
-			tg := gwd.Status.Targets[0]
+			tg := got.Targets[0]
 			return strings.Contains(tg.Message, "shareProcessNamespace: true"), fmt.Sprintf("target %s: %s", tg.State, tg.Message)
 		})
 	})

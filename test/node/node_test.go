@@ -142,8 +142,11 @@ func waitRestarted(t *testing.T, pod *corev1.Pod) {
 func waitRestartedAndCleared(t *testing.T, gwd *drainv1.GatewayDrain) {
 	t.Helper()
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), gwd)
-		tg := gwd.Status.Targets[0]
+		got, err := testenv.GetDrain(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+		if err != nil || len(got.Targets) == 0 {
+			return false, fmt.Sprintf("no targets yet (%v)", err)
+		}
+		tg := got.Targets[0]
 		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil, fmt.Sprintf("target %s: %s", tg.State, tg.Message)
 	})
 }
@@ -231,7 +234,11 @@ func TestDrainRealContainers(t *testing.T) {
 			t.Errorf("%s: the gateway inside is not drained: %+v %v", p.Name, st, err)
 		}
 	}
-	for _, tg := range gwd.Status.Targets {
+	got, err := testenv.GetDrain(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range got.Targets {
 		if tg.HermesHome != "/opt/data" {
 			t.Errorf("%s: HERMES_HOME %q, want the image's /opt/data", tg.PodName, tg.HermesHome)
 		}
@@ -405,12 +412,12 @@ func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
 	})
 	gwd := newDrain(t, ns)
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
-		if len(gwd.Status.Targets) == 0 {
-			return false, "no targets yet"
+		got, err := testenv.GetDrain(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
+		if err != nil || len(got.Targets) == 0 {
+			return false, fmt.Sprintf("no targets yet (%v)", err)
 		}
-		tg := gwd.Status.Targets[0]
-		drained := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained)
+		tg := got.Targets[0]
+		drained := meta.FindStatusCondition(got.Status.Conditions, drainv1.ConditionDrained)
 		return tg.State == drainv1.TargetFailed && strings.Contains(tg.Message, `"sh"`) && strings.Contains(tg.Message, "not found") &&
 			drained != nil && strings.Contains(drained.Message, "no-sh (Failed"), fmt.Sprintf("target %s: %s", tg.State, tg.Message)
 	})

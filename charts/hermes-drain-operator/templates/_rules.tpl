@@ -47,6 +47,17 @@ rules:
   - get
   - update
 - apiGroups:
+  - drain.hermes.dev
+  resources:
+  - targetslices
+  verbs:
+  - create
+  - delete
+  - get
+  - list
+  - update
+  - watch
+- apiGroups:
   - events.k8s.io
   resources:
   - events

@@ -1,0 +1,185 @@
+package gatewaydrain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+)
+
+// A drain's targets live in its TargetSlices, not in its status: a status
+// listing 10,000 targets would pass the size etcd takes in one object. The
+// reconciler reads them all into a drain's targets, in the order they
+// joined, and writes back only the slices whose part changed.
+
+// slicePodIndex indexes TargetSlices by the names of their target pods, so
+// a pod event or a gate read finds the drains that target it.
+const slicePodIndex = "targets.podName"
+
+// loadedSlices are a drain's TargetSlices as read, by index.
+type loadedSlices map[int32]*drainv1.TargetSlice
+
+// targets concatenates the slices' targets in index order.
+func (l loadedSlices) targets() []drainv1.Target {
+	var targets []drainv1.Target
+	for _, i := range slices.Sorted(maps.Keys(l)) {
+		targets = append(targets, l[i].Targets...)
+	}
+	return targets
+}
+
+// ownedSlices lists the TargetSlices of gwd (labelled with its name and
+// owned by its UID: a drain deleted and created again under the same name
+// does not inherit the slices the first one left to the garbage collector).
+func ownedSlices(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain) (loadedSlices, error) {
+	var list drainv1.TargetSliceList
+	if err := c.List(ctx, &list, client.InNamespace(gwd.Namespace), client.MatchingLabels{drainv1.GatewayDrainLabel: gwd.Name}); err != nil {
+		return nil, err
+	}
+	owned := loadedSlices{}
+	for i := range list.Items {
+		s := &list.Items[i]
+		if metav1.IsControlledBy(s, gwd) {
+			owned[s.Index] = s
+		}
+	}
+	return owned, nil
+}
+
+// ListTargets returns a drain's targets, in the order they joined.
+func ListTargets(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain) ([]drainv1.Target, error) {
+	owned, err := ownedSlices(ctx, c, gwd)
+	return owned.targets(), err
+}
+
+// loadTargets reads the drain's slices from the cache, or from the API
+// server when the cache holds fewer than the status says were written (a
+// slice created by the last reconcile may not have reached the cache yet).
+func (r *Reconciler) loadTargets(ctx context.Context, gwd *drainv1.GatewayDrain) (loadedSlices, error) {
+	owned, err := ownedSlices(ctx, r.Client, gwd)
+	if err != nil || len(owned) >= int(gwd.Status.TargetSlices) {
+		return owned, err
+	}
+	owned, err = ownedSlices(ctx, r.APIReader, gwd)
+	if err == nil && len(owned) < int(gwd.Status.TargetSlices) && gwd.DeletionTimestamp.IsZero() {
+		r.event(gwd, corev1.EventTypeWarning, "TargetSlicesMissing", "%d of the drain's %d TargetSlices were deleted by someone else: the targets they held are no longer followed",
+			int(gwd.Status.TargetSlices)-len(owned), gwd.Status.TargetSlices)
+	}
+	return owned, err
+}
+
+// saveTargets writes the drain's targets into its slices, slice i holding
+// targets [i*MaxTargetsPerSlice, (i+1)*MaxTargetsPerSlice): a slice whose
+// part did not change is not written. Each write is locked by the
+// resourceVersion read, so a reconcile on a stale cache fails with a
+// conflict instead of writing over newer targets. It records the number of
+// slices in the status, which the caller writes next.
+func (r *Reconciler) saveTargets(ctx context.Context, gwd *drainv1.GatewayDrain, loaded loadedSlices, targets []drainv1.Target) error {
+	n := (len(targets) + drainv1.MaxTargetsPerSlice - 1) / drainv1.MaxTargetsPerSlice
+	var errs []error
+	for i := range int32(n) {
+		part := targets[int(i)*drainv1.MaxTargetsPerSlice : min(int(i+1)*drainv1.MaxTargetsPerSlice, len(targets))]
+		s, found := loaded[i]
+		if found && apiequality.Semantic.DeepEqual(s.Targets, part) {
+			continue
+		}
+		if !found {
+			s = &drainv1.TargetSlice{ObjectMeta: metav1.ObjectMeta{
+				Namespace: gwd.Namespace,
+				Name:      sliceName(gwd, i),
+				Labels:    map[string]string{drainv1.GatewayDrainLabel: gwd.Name},
+			}, Index: i}
+			if err := controllerutil.SetControllerReference(gwd, s, r.Scheme()); err != nil {
+				return err
+			}
+		}
+		s.Targets, s.Count = part, int32(len(part))
+		if found {
+			errs = append(errs, r.Update(ctx, s))
+		} else {
+			errs = append(errs, r.Create(ctx, s))
+		}
+	}
+	for i, s := range loaded {
+		if int(i) >= n {
+			errs = append(errs, client.IgnoreNotFound(r.Delete(ctx, s, client.Preconditions{UID: &s.UID})))
+		}
+	}
+	gwd.Status.TargetSlices = int32(n)
+	return errors.Join(errs...)
+}
+
+// sliceName is the drain's name (at most 63 characters, admission checks),
+// the start of its UID (a drain created again under the same name must not
+// meet the last one's slices that the garbage collector has not removed
+// yet) and the index.
+func sliceName(gwd *drainv1.GatewayDrain, i int32) string {
+	return fmt.Sprintf("%s-%.8s-%d", gwd.Name, gwd.UID, i)
+}
+
+// deleteSlices removes every slice of a drain that lets go.
+func (r *Reconciler) deleteSlices(ctx context.Context, loaded loadedSlices) error {
+	var errs []error
+	for _, s := range loaded {
+		errs = append(errs, client.IgnoreNotFound(r.Delete(ctx, s, client.Preconditions{UID: &s.UID})))
+	}
+	return errors.Join(errs...)
+}
+
+// targetSlicesOf lists the TargetSlices that hold a pod of this name,
+// through the index SetupIndexes registers. They are the cache's own
+// objects, not copies: callers must not modify them.
+func targetSlicesOf(ctx context.Context, c client.Reader, namespace, pod string) ([]drainv1.TargetSlice, error) {
+	var list drainv1.TargetSliceList
+	err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{slicePodIndex: pod}, client.UnsafeDisableDeepCopy)
+	return list.Items, err
+}
+
+// drainOf is the GatewayDrain a slice belongs to, from the cache, or nil
+// when it is gone or is another drain of the same name.
+func drainOf(ctx context.Context, c client.Reader, s *drainv1.TargetSlice) (*drainv1.GatewayDrain, error) {
+	owner := metav1.GetControllerOf(s)
+	if owner == nil {
+		return nil, nil
+	}
+	gwd := &drainv1.GatewayDrain{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: owner.Name}, gwd, client.UnsafeDisableDeepCopy)
+	if err != nil || gwd.UID != owner.UID {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return gwd, nil
+}
+
+// StandingTarget is the pod's entry in a GatewayDrain that still stands at
+// now and still drains this instantiation of the pod, or nil.
+func StandingTarget(ctx context.Context, c client.Reader, pod *corev1.Pod, now time.Time) (*drainv1.Target, error) {
+	held, err := targetSlicesOf(ctx, c, pod.Namespace, pod.Name)
+	if err != nil {
+		return nil, err
+	}
+	for i := range held {
+		for _, t := range held[i].Targets {
+			if t.PodName != pod.Name || t.PodUID != pod.UID || t.State == drainv1.TargetRestarted || t.State == drainv1.TargetReleased {
+				continue
+			}
+			gwd, err := drainOf(ctx, c, &held[i])
+			if err != nil {
+				return nil, err
+			}
+			if gwd != nil && Stands(gwd, now) {
+				return &t, nil
+			}
+		}
+	}
+	return nil, nil
+}
