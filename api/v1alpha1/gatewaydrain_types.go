@@ -223,7 +223,7 @@ type Target struct {
 	// +optional
 	Failures int32 `json:"failures,omitempty"`
 	// Message says what blocks this target, or the last error (at most
-	// MaxTargetMessage bytes and "...").
+	// MaxTargetMessage bytes, its middle elided).
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	Message string `json:"message,omitempty"`

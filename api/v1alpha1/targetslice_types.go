@@ -9,15 +9,16 @@ import (
 const GatewayDrainLabel = "drain.hermes.dev/gatewaydrain"
 
 // MaxTargetsPerSlice bounds a TargetSlice, as 1000 bounds an EndpointSlice.
-// A target takes about 0.5 KB, and 1.1 KB with every field at its largest
-// (its message at MaxTargetMessage), so a slice stays below 0.6 MB, well
+// A target takes about 0.5 KB, and 1.3 KB with every field at its largest
+// (its message at MaxTargetMessage), so a slice stays below 0.7 MB, well
 // within the 1.5 MiB etcd takes in one object, and a change rewrites only
 // the slice that holds it.
 const MaxTargetsPerSlice = 500
 
 // MaxTargetMessage bounds a target's message in bytes (an error can quote
-// what a container printed), so that a TargetSlice's size is bounded too.
-const MaxTargetMessage = 400
+// what a container printed; its middle is dropped), so that a TargetSlice's
+// size is bounded too.
+const MaxTargetMessage = 600
 
 // TargetSlice holds some of a GatewayDrain's targets and what was last
 // observed of each. The operator writes TargetSlices and deletes them when

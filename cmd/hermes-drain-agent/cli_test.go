@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 func cli(args ...string) (int, string, string) {
@@ -38,7 +37,7 @@ func TestDrainStatusCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := marker.Parse(raw)
-	if !found.Honoured(transport.ProcEpoch("/proc"), time.Now()) || found.Principal() != "alice" {
+	if !found.Honoured(marker.ProcEpoch("/proc"), time.Now()) || found.Principal() != "alice" {
 		t.Errorf("the marker %s is not honoured by this instantiation", raw)
 	}
 	if code, out, _ := cli("status", "--home", home); code != exitOK || !strings.Contains(out, `marker       honoured: a drain by principal "alice"`) {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
 // bigTarget is a target with every field as large as it gets in practice:
@@ -41,7 +42,7 @@ func bigTarget(i int) drainv1.Target {
 		MarkerWrittenAt: &now,
 		LastAttemptTime: &now,
 		Failures:        1,
-		Message:         strings.Repeat("m", drainv1.MaxTargetMessage) + "...",
+		Message:         marker.Elide(strings.Repeat("m", 2*drainv1.MaxTargetMessage), drainv1.MaxTargetMessage),
 	}
 }
 

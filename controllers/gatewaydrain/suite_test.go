@@ -30,7 +30,6 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
-	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
 var (
@@ -60,7 +59,7 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	k8s = env.Client
-	nativeEpoch = gatewaysim.HostEpoch()
+	nativeEpoch = marker.ProcEpoch("/proc")
 
 	ctrl.SetLogger(logr.Discard())
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
@@ -164,17 +163,23 @@ type gateway struct {
 	name string
 	home string
 	pod  *corev1.Pod
+	// mutate changes the pod before it is created.
+	mutate func(*corev1.Pod)
 }
 
-func newGateway(t *testing.T, ns, name string) *gateway {
+func newGateway(t *testing.T, ns, name string, mutate ...func(*corev1.Pod)) *gateway {
 	t.Helper()
-	return newGatewayAt(t, ns, name, filepath.Join(t.TempDir(), name))
+	return newGatewayAt(t, ns, name, filepath.Join(t.TempDir(), name), mutate...)
 }
 
 // newGatewayAt is newGateway with its HERMES_HOME at home.
-func newGatewayAt(t *testing.T, ns, name, home string) *gateway {
+func newGatewayAt(t *testing.T, ns, name, home string, mutate ...func(*corev1.Pod)) *gateway {
 	t.Helper()
-	g := &gateway{t: t, ns: ns, name: name, home: home}
+	g := &gateway{t: t, ns: ns, name: name, home: home, mutate: func(p *corev1.Pod) {
+		for _, m := range mutate {
+			m(p)
+		}
+	}}
 	if err := os.MkdirAll(g.home, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +199,7 @@ func (g *gateway) create() {
 			{Name: "sidecar", Image: "other"},
 		}},
 	}
+	g.mutate(g.pod)
 	if err := k8s.Create(context.Background(), g.pod); err != nil {
 		g.t.Fatal(err)
 	}
@@ -208,6 +214,19 @@ func (g *gateway) setContainer(restarts int32, started time.Time) {
 		Name: "gateway", Ready: true, RestartCount: restarts, Image: "hermes", ImageID: "hermes",
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
 	}}}
+	if err := k8s.Status().Update(context.Background(), g.pod); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// stopContainer writes a gateway container that stopped and waits to be
+// restarted, in a pod that still runs (a crash loop).
+func (g *gateway) stopContainer() {
+	g.t.Helper()
+	cs := g.pod.Status.ContainerStatuses[0]
+	cs.RestartCount++
+	cs.Ready, cs.State = false, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	g.pod.Status.ContainerStatuses[0] = cs
 	if err := k8s.Status().Update(context.Background(), g.pod); err != nil {
 		g.t.Fatal(err)
 	}
@@ -241,10 +260,29 @@ func (g *gateway) setState(state string, agents int) {
 // updated does.
 func (g *gateway) setStateAt(state string, agents int, updated time.Time) {
 	g.t.Helper()
-	b, _ := json.Marshal(map[string]any{
+	g.writeState(map[string]any{
 		"gateway_state": state, "active_agents": agents, "kind": "hermes-gateway",
 		"updated_at": updated.UTC().Format(marker.TimeLayout),
 	})
+}
+
+// setStateBy writes gateway_state.json as the process pid (on this host)
+// does: it names itself with its pid and start_time.
+func (g *gateway) setStateBy(pid int, state string, agents int) {
+	g.t.Helper()
+	start := "1"
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		start, _ = marker.ProcStatStartTime(string(stat))
+	}
+	g.writeState(map[string]any{
+		"gateway_state": state, "active_agents": agents, "kind": "hermes-gateway",
+		"updated_at": time.Now().UTC().Format(marker.TimeLayout), "pid": pid, "start_time": start,
+	})
+}
+
+func (g *gateway) writeState(fields map[string]any) {
+	g.t.Helper()
+	b, _ := json.Marshal(fields)
 	if err := os.WriteFile(filepath.Join(g.home, marker.StateFilename), b, 0o644); err != nil {
 		g.t.Fatal(err)
 	}

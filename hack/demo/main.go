@@ -23,6 +23,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -160,11 +161,7 @@ func render(gwd *drainv1.GatewayDrain, targets []drainv1.Target, gws []*cluster.
 				state, agents = st.State, fmt.Sprint(st.ActiveAgents)
 			}
 		}
-		msg := t.Message
-		if len(msg) > 60 {
-			msg = msg[:57] + "..."
-		}
-		fmt.Fprintf(&b, "  %-18s %-10s %-8s %-10s %-7s %s\n", t.PodName, t.State, onDisk, state, agents, msg)
+		fmt.Fprintf(&b, "  %-18s %-10s %-8s %-10s %-7s %s\n", t.PodName, t.State, onDisk, state, agents, marker.Shorten(t.Message, 57))
 	}
 	return b.String()
 }

@@ -62,7 +62,7 @@ func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Ou
 	if home == "" {
 		home = marker.OwnHome()
 	}
-	h := &homeDir{fd: -1, path: home, nonce: newNonce(), proc: p.ProcRoot, epoch: ProcEpoch(p.ProcRoot)}
+	h := &homeDir{fd: -1, path: home, nonce: newNonce(), proc: p.ProcRoot, epoch: marker.ProcEpoch(p.ProcRoot)}
 	outcome, msg := h.open()
 	if outcome == "" {
 		outcome, msg = act(h)
@@ -73,15 +73,6 @@ func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Ou
 		return obs, containerError(msg)
 	}
 	return obs, nil
-}
-
-// ProcEpoch is the epoch of the container whose /proc is at procRoot, as
-// the gateway computes it.
-func ProcEpoch(procRoot string) string {
-	boot, _ := os.ReadFile(procRoot + "/sys/kernel/random/boot_id")
-	stat, _ := os.ReadFile(procRoot + "/1/stat")
-	line, _, _ := strings.Cut(string(stat), "\n")
-	return marker.Epoch(string(boot), line)
 }
 
 // homeDir is one call's HERMES_HOME, held open by descriptor.

@@ -90,10 +90,7 @@ const maxErrorLength = 512
 // whole command line (the program text and the marker) back in their error.
 func readable(err error, argv []string) error {
 	msg := strings.Replace(err.Error(), strings.Join(argv[2:], " "), "<hermes-drain "+argv[4]+">", 1)
-	if len(msg) > maxErrorLength {
-		msg = msg[:maxErrorLength/3] + " … " + msg[len(msg)-maxErrorLength*2/3:]
-	}
-	return errors.New(msg)
+	return errors.New(marker.Elide(msg, maxErrorLength))
 }
 
 func newNonce() string {

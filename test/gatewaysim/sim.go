@@ -61,18 +61,11 @@ type gateway struct {
 func New(opts Options) *Sim {
 	epoch := opts.Epoch
 	if epoch == "" {
-		epoch = HostEpoch()
+		epoch = marker.ProcEpoch("/proc")
 	}
 	self, _ := os.ReadFile("/proc/self/stat")
 	start, _ := marker.ProcStatStartTime(string(self))
 	return &Sim{opts: opts, epoch: epoch, startTime: start, gateways: map[string]*gateway{}}
-}
-
-// HostEpoch is this host's epoch, by upstream's recipe.
-func HostEpoch() string {
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	stat, _ := os.ReadFile("/proc/1/stat")
-	return marker.Epoch(string(boot), string(stat))
 }
 
 // Epoch is the epoch the simulated gateways compare markers with.
