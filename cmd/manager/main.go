@@ -87,9 +87,19 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	if err := fs.Parse(args); err != nil {
 		return f, opts, err
 	}
+	var leaseOrder error // client-go's leader election refuses other orders, at start
+	if f.leaseDuration <= f.renewDeadline || float64(f.renewDeadline) <= 1.2*float64(f.retryPeriod) {
+		leaseOrder = fmt.Errorf("--leader-elect-lease-duration %s must exceed --leader-elect-renew-deadline %s, which must exceed 1.2 × --leader-elect-retry-period %s",
+			f.leaseDuration, f.renewDeadline, f.retryPeriod)
+	}
 	return f, opts, errors.Join(
 		options.AtLeastOne("--max-concurrent-reconciles", f.maxConcurrentReconciles),
 		options.PositiveDuration("--exec-timeout", f.execTimeout),
+		options.PositiveDuration("--graceful-shutdown-timeout", f.gracefulShutdownTimeout),
+		options.PositiveDuration("--leader-elect-lease-duration", f.leaseDuration),
+		options.PositiveDuration("--leader-elect-renew-deadline", f.renewDeadline),
+		options.PositiveDuration("--leader-elect-retry-period", f.retryPeriod),
+		leaseOrder,
 		f.drain.Validate(), f.readiness.Validate(), f.orphans.Validate())
 }
 

@@ -67,6 +67,7 @@ func TestBadFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
 		"--exec-concurrency=0", "--poll-interval=0s", "--idle-poll-interval=-1s", "--refresh-interval=0s",
 		"--refresh-interval=55m", "--release-timeout=-5m", "--readiness-fast-interval=0s", "--readiness-interval=0s",
 		"--readiness-keep-last-for=0s", "--readiness-concurrency=-1", "--orphan-sweep-interval=0s", "--exec-timeout=0s", "--max-concurrent-reconciles=0",
+		"--graceful-shutdown-timeout=0s", "--leader-elect-retry-period=-1s", "--leader-elect-renew-deadline=20s",
 	} {
 		flag, _, _ := strings.Cut(arg, "=")
 		if _, _, err := parseFlags([]string{arg}); err == nil || !strings.Contains(err.Error(), flag+" ") {

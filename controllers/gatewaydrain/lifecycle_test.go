@@ -3,12 +3,13 @@ package gatewaydrain_test
 import (
 	"context"
 	"fmt"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -357,4 +358,56 @@ func TestStateFileLivenessIgnoresOtherClocks(t *testing.T) {
 	}
 	g.setStateAt(marker.StateDraining, 0, time.Now().Add(-3*time.Hour+time.Minute)) // it writes again
 	waitFor(t, gwd, "Drained again", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+}
+
+// A gateway container that stopped in a pod that still runs (a crash loop)
+// holds the drain as Pending until its new instantiation runs, which is
+// then drained too: the gap between the two is not a Drained (item B8).
+func TestAStoppedContainerHoldsTheDrainUntilItRunsAgain(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	g.stopContainer()
+	got := waitFor(t, gwd, "pending", func(d *observed) bool {
+		return d.Target("gw-0").State == drainv1.TargetPending && d.Status.Counts.Pending == 1
+	})
+	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "waiting for its new instantiation") {
+		t.Errorf("message %q should say it waits for the container to run again", msg)
+	}
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse {
+		t.Errorf("Drained %+v while the gateway is between instantiations", c)
+	}
+
+	g.setContainer(1, time.Now())
+	g.waitHonoured(true)
+	g.setState(marker.StateDraining, 0)
+	got = waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	if tg := got.Target("gw-0"); tg.RestartCount != 1 || tg.AddedAt == nil {
+		t.Errorf("target %+v: want the new instantiation, added", tg)
+	}
+}
+
+// A state file that says draining with no agents confirms nothing when the
+// process that wrote it is gone: a gateway SIGKILLed mid-drain never makes
+// the drain Drained (item B9).
+func TestADeadGatewaysStateFileNeverConfirmsADrain(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	g.setStateBy(gone.Process.Pid, marker.StateDraining, 0)
+	got := waitFor(t, gwd, "draining, its writer gone", func(d *observed) bool {
+		tg := d.Target("gw-0")
+		return tg.State == drainv1.TargetDraining && strings.Contains(tg.Message, "is gone") && d.Status.Counts.Draining == 1
+	})
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse {
+		t.Errorf("Drained %+v on a dead gateway's word", c)
+	}
+	g.setStateBy(os.Getpid(), marker.StateDraining, 0) // a live process writes it
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
 }

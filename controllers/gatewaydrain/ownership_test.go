@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,17 +34,26 @@ func dashboardMarkerAt(epoch string, requested time.Time) string {
 // read decides (item B7).
 func TestAnOldMarkerIsReplacedOnlyIfTheGatewayIgnoresIt(t *testing.T) {
 	ns := env.Namespace(t)
-	honoured, ignored := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
+	honoured, ignored, unnoticed := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1"), newGateway(t, ns, "gw-2")
 	old := dashboardMarkerAt(nativeEpoch, time.Now().Add(-3*time.Hour))
 	honoured.writeMarker(old)
 	honoured.setState(marker.StateDraining, 0) // an older gateway, without the 1-hour expiry
 	ignored.writeMarker(old)                   // a newer one: expired, so it runs
+	// A marker the dashboard wrote a moment after the gateway last wrote
+	// its state: still "running", because the gateway has not looked yet.
+	unnoticed.setStateAt(marker.StateRunning, 0, time.Now().Add(-time.Second))
+	fresh := dashboardMarkerAt(nativeEpoch, time.Now())
+	unnoticed.writeMarker(fresh)
 	gwd := newGatewayDrain(t, ns, "d")
-	waitFor(t, gwd, "old marker held, ignored one replaced", func(d *observed) bool {
-		return d.Target("gw-0").State == drainv1.TargetConflict && d.Target("gw-1").MarkerWrittenAt != nil
+	waitFor(t, gwd, "old marker held, ignored one replaced, fresh one held", func(d *observed) bool {
+		return d.Target("gw-0").State == drainv1.TargetConflict && d.Target("gw-1").MarkerWrittenAt != nil &&
+			d.Target("gw-2").State == drainv1.TargetConflict
 	})
 	if string(honoured.marker()) != old {
 		t.Errorf("a marker the gateway honours was replaced by %s", honoured.marker())
+	}
+	if string(unnoticed.marker()) != fresh {
+		t.Errorf("a marker the gateway has not looked at yet was replaced by %s", unnoticed.marker())
 	}
 	if o, ok := marker.Parse(ignored.marker()).Origin(); !ok || o.GatewayDrain != ns+"/d" {
 		t.Errorf("the marker the gateway ignores was not replaced: %s", ignored.marker())
@@ -136,6 +146,28 @@ func TestTransportFailureIsPerTargetAndRecovers(t *testing.T) {
 	broken.waitHonoured(true)
 }
 
+// A HERMES_HOME in the pod's env that is not a valid home is never sent to
+// the pod: no call is made into it, its target fails saying why, and it
+// blocks the drain until the pod goes (item B6).
+func TestAnInvalidHomeInThePodIsNeverSent(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0", func(p *corev1.Pod) { p.Spec.Containers[0].Env[0].Value = "/opt/../etc" })
+	gwd := newGatewayDrain(t, ns, "d")
+	got := waitFor(t, gwd, "failed, and counted", func(d *observed) bool {
+		return d.Target("gw-0").State == drainv1.TargetFailed && d.Status.Counts.Failed == 1
+	})
+	tg := got.Target("gw-0")
+	if tg.Unreachable == "" || tg.HermesHome != "" || !strings.Contains(tg.Message, "will not write") {
+		t.Errorf("target %+v: want it unreachable, with no home recorded and a message saying so", tg)
+	}
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-0 (Failed") {
+		t.Errorf("Drained %+v should be held by gw-0", c)
+	}
+	if n := runner.callsTo(ns + "/" + g.name); n != 0 {
+		t.Errorf("%d calls into a pod whose home is invalid", n)
+	}
+}
+
 // A pod that declares its HERMES_HOME cannot be pointed elsewhere by a
 // GatewayDrain, and a home that is not valid is never sent to the pod: the
 // target fails, says why, and blocks the drain (items B6, B11).
@@ -204,13 +236,18 @@ func TestOnlyPodsThatDeclareThemselvesGatewaysAreTargets(t *testing.T) {
 	if err := k8s.Update(context.Background(), plain.pod); err != nil {
 		t.Fatal(err)
 	}
+	gated := newGateway(t, ns, "gw-gated", func(p *corev1.Pod) { // declared by its readiness gate alone
+		delete(p.Labels, drainv1.GatewayLabel)
+		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
+	})
 	gwd := newGatewayDrain(t, ns, "d")
 	got := waitFor(t, gwd, "started", func(d *observed) bool { return d.Status.StartedAt != nil })
-	if len(got.Targets) != 1 || got.Targets[0].PodName != "gw-0" || got.Status.NotGateways != 1 {
-		t.Errorf("targets %+v, notGateways %d: want only gw-0 and one skipped", got.Targets, got.Status.NotGateways)
+	if len(got.Targets) != 2 || got.Targets[0].PodName != "gw-0" || got.Targets[1].PodName != "gw-gated" || got.Status.NotGateways != 1 {
+		t.Errorf("targets %+v, notGateways %d: want gw-0 and gw-gated, and one skipped", got.Targets, got.Status.NotGateways)
 	}
 	waitEvent(t, gwd, "NotGateways")
 	g.waitHonoured(true)
+	gated.waitHonoured(true)
 	if plain.marker() != nil {
 		t.Errorf("a pod that is not a gateway got a marker: %s", plain.marker())
 	}

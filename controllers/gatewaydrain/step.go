@@ -92,12 +92,15 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 
 // gatewayIgnores reports whether the gateway, as this very read shows it,
 // ignores a foreign marker, which may then be replaced by ours: its epoch is
-// definitely another instantiation's, or the gateway reports that it accepts
-// turns with the marker in place. Age alone never counts: an older gateway
-// honours a marker of any age, and the age would be judged on the operator's
-// clock. Another GatewayDrain's marker is replaced only on an epoch
-// mismatch: the gateway may not have noticed it yet (it looks once a
-// second), and that drain removes its own markers.
+// definitely another instantiation's, or the gateway reports that it
+// accepts turns in a state it wrote well after the marker was requested.
+// Age alone never counts: an older gateway honours a marker of any age, and
+// the age would be judged on the operator's clock. The two times compared
+// here are both the gateway host's (the dashboard and the in-container CLI
+// write requested_at there, as upstream's own expiry assumes), and the
+// margin covers the gateway's once-a-second look: a marker written a moment
+// ago is not yet noticed, not ignored. Another GatewayDrain's marker is
+// replaced only on an epoch mismatch: that drain removes its own markers.
 func gatewayIgnores(found marker.Found, obs transport.Observation) bool {
 	if found.EpochMismatch(obs.Epoch) {
 		return true
@@ -106,8 +109,17 @@ func gatewayIgnores(found marker.Found, obs transport.Observation) bool {
 		return false
 	}
 	st, problem := obs.GatewayStateNow()
-	return problem == nil && st.AcceptsTurns()
+	if problem != nil || !st.AcceptsTurns() {
+		return false
+	}
+	requested, ok := found.RequestedAt()
+	updated, err := marker.ParseTime(st.UpdatedAt)
+	return ok && err == nil && updated.After(requested.Add(noticeMargin))
 }
+
+// noticeMargin is how long after a marker is requested the gateway has
+// surely looked at it (it looks once a second).
+const noticeMargin = 3 * time.Second
 
 // conflict records that someone else's marker holds the target. If that is
 // the marker of a GatewayDrain that no longer exists, it is removed, and

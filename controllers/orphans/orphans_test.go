@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -105,7 +106,9 @@ func TestTheSweepRemovesOnlyOrphanedMarkers(t *testing.T) {
 	markOf(t, plain, plainHome, "gone", "uid-of-a-deleted-drain")
 
 	recorder := events.NewFakeRecorder(10)
-	r := &orphans.Remover{Cache: env.Client, API: env.Client, Transport: program, Recorder: recorder, Options: orphans.DefaultOptions()}
+	// A cache that has not seen any GatewayDrain yet: only the API server's
+	// "not found" may remove a marker.
+	r := &orphans.Remover{Cache: staleCache{env.Client}, API: env.Client, Transport: program, Recorder: recorder, Options: orphans.DefaultOptions()}
 	if err := r.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +119,7 @@ func TestTheSweepRemovesOnlyOrphanedMarkers(t *testing.T) {
 	}{
 		{orphanHome, false, "its drain was deleted"},
 		{recreatedHome, false, "its drain was deleted and created again"},
-		{heldHome, true, "its drain exists"},
+		{heldHome, true, "its drain exists (the cache said not found, the API server did not)"},
 		{dashboardHome, true, "not an operator's"},
 		{gatedHome, true, "gated pods are read by the readiness reconciler, not swept"},
 		{plainHome, true, "not a gateway"},
@@ -137,4 +140,14 @@ func TestTheSweepRemovesOnlyOrphanedMarkers(t *testing.T) {
 	if err := r.Check(ctx, live, gated, gatedHome, obs); err != nil || hasMarker(gatedHome) {
 		t.Errorf("check on a read: %v, marker left %v", err, hasMarker(gatedHome))
 	}
+}
+
+// staleCache is a cache that has not seen any GatewayDrain yet.
+type staleCache struct{ client.Reader }
+
+func (c staleCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*drainv1.GatewayDrain); ok {
+		return apierrors.NewNotFound(drainv1.GroupVersion.WithResource("gatewaydrains").GroupResource(), key.Name)
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
 }

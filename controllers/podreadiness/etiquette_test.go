@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	testclock "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +21,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -337,5 +339,30 @@ func TestAStateFileThatStopsChangingTurnsTheGateUnknown(t *testing.T) {
 	reconcile(t, r, fetch(t, pod))
 	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonStateStalled {
 		t.Errorf("gate %+v, want Unknown/%s", c, transport.ReasonStateStalled)
+	}
+}
+
+// A gated pod's read removes a marker whose GatewayDrain no longer exists:
+// the readiness reads are how orphaned markers on gated gateways go (item B10).
+func TestAReadRemovesAnOrphanedMarker(t *testing.T) {
+	ns := env.Namespace(t)
+	r, _ := newReconciler()
+	recorder := events.NewFakeRecorder(1)
+	r.Orphans = &orphans.Remover{Cache: env.Client, API: env.Client, Transport: r.Transport, Recorder: recorder, Options: orphans.DefaultOptions()}
+	pod, home := gatedPod(t, ns, "gw", true)
+	target := transport.Pod{Namespace: ns, Name: pod.Name, Container: "gateway"}
+	req := transport.ProjectRequest{Marker: marker.Request{
+		Principal: "gatewaydrain/" + ns + "/gone", RequestedAt: time.Now(),
+		Origin: marker.Origin{GatewayDrainUID: "uid-of-a-deleted-drain", GatewayDrain: ns + "/gone", Pod: ns + "/" + pod.Name, Container: "gateway"},
+	}}
+	if obs, err := r.Transport.Project(context.Background(), target, home, req); err != nil || obs.Outcome != transport.Written {
+		t.Fatalf("writing a marker: %v %v", obs.Outcome, err)
+	}
+	reconcile(t, r, pod)
+	if _, err := os.Lstat(filepath.Join(home, marker.Filename)); !os.IsNotExist(err) {
+		t.Errorf("the orphaned marker is still there after a read (%v)", err)
+	}
+	if len(recorder.Events) != 1 {
+		t.Errorf("%d events, want one saying the orphaned marker was removed", len(recorder.Events))
 	}
 }

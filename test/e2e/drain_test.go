@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	corev1 "k8s.io/api/core/v1"
 	"os"
 	"path/filepath"
@@ -176,9 +177,11 @@ func TestBrokenExecFailsThatTargetOnlyAndRecovers(t *testing.T) {
 	if err := k8s.Delete(ctx, rule); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(gws[1].Home); err != nil {
-		t.Fatal(err)
-	}
+	// The simulator may be writing its state file into it meanwhile.
+	testenv.Eventually(t, wait, func() (bool, string) {
+		err := os.RemoveAll(gws[1].Home)
+		return err == nil, fmt.Sprintf("removing gw-1's folder: %v", err)
+	})
 	apply(t, ns, "d")
 	got := waitDrain(t, ns, "d", "two failed, one drained", func(d *testenv.Drain) bool {
 		return d.Target("gw-0").State == drainv1.TargetFailed && d.Target("gw-1").State == drainv1.TargetFailed &&
