@@ -369,12 +369,11 @@ func TestAStoppedContainerHoldsTheDrainUntilItRunsAgain(t *testing.T) {
 	gwd := newGatewayDrain(t, ns, "d")
 	g.waitHonoured(true)
 	g.stopContainer()
-	got := waitFor(t, gwd, "pending", func(d *observed) bool {
-		return d.Target("gw-0").State == drainv1.TargetPending && d.Status.Counts.Pending == 1
+	got := waitFor(t, gwd, "pending, waiting for the container to run again", func(d *observed) bool {
+		tg := d.Target("gw-0")
+		return tg.State == drainv1.TargetPending && strings.Contains(tg.Message, "waiting for its new instantiation") &&
+			d.Status.Counts.Pending == 1 && d.Status.Counts.Draining == 0
 	})
-	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "waiting for its new instantiation") {
-		t.Errorf("message %q should say it waits for the container to run again", msg)
-	}
 	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse {
 		t.Errorf("Drained %+v while the gateway is between instantiations", c)
 	}
