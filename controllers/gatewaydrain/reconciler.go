@@ -115,6 +115,9 @@ type Reconciler struct {
 	// Orphans, if set, removes a marker whose GatewayDrain no longer exists
 	// when it holds a target.
 	Orphans *orphans.Remover
+
+	// written are the TargetSlice versions this reconciler last wrote.
+	written sliceVersions
 }
 
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains,verbs=get;list;watch;patch
@@ -289,7 +292,7 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
 			"deleted after %s without removing the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
 	}
-	if err := r.deleteSlices(ctx, loaded); err != nil {
+	if err := r.deleteSlices(ctx, gwd, loaded); err != nil {
 		return false, err
 	}
 	patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})

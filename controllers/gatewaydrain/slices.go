@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -63,11 +65,14 @@ func ListTargets(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain
 }
 
 // loadTargets reads the drain's slices from the cache, or from the API
-// server when the cache holds fewer than the status says were written (a
-// slice created by the last reconcile may not have reached the cache yet).
+// server when the cache has not seen the last writes of this reconciler
+// yet: a slice it created or updated a moment ago (the drain's status
+// write, which wakes the next reconcile, comes through another informer).
+// Acting on a stale slice would redo its targets' calls and lose its write
+// to a conflict.
 func (r *Reconciler) loadTargets(ctx context.Context, gwd *drainv1.GatewayDrain) (loadedSlices, error) {
 	owned, err := ownedSlices(ctx, r.Client, gwd)
-	if err != nil || len(owned) >= int(gwd.Status.TargetSlices) {
+	if err != nil || len(owned) >= int(gwd.Status.TargetSlices) && r.written.seenIn(gwd.UID, owned) {
 		return owned, err
 	}
 	owned, err = ownedSlices(ctx, r.APIReader, gwd)
@@ -104,11 +109,16 @@ func (r *Reconciler) saveTargets(ctx context.Context, gwd *drainv1.GatewayDrain,
 			}
 		}
 		s.Targets, s.Count = part, int32(len(part))
+		var err error
 		if found {
-			errs = append(errs, r.Update(ctx, s))
+			err = r.Update(ctx, s)
 		} else {
-			errs = append(errs, r.Create(ctx, s))
+			err = r.Create(ctx, s)
 		}
+		if err == nil {
+			r.written.record(gwd.UID, i, s.ResourceVersion)
+		}
+		errs = append(errs, err)
 	}
 	for i, s := range loaded {
 		if int(i) >= n {
@@ -128,12 +138,52 @@ func sliceName(gwd *drainv1.GatewayDrain, i int32) string {
 }
 
 // deleteSlices removes every slice of a drain that lets go.
-func (r *Reconciler) deleteSlices(ctx context.Context, loaded loadedSlices) error {
+func (r *Reconciler) deleteSlices(ctx context.Context, gwd *drainv1.GatewayDrain, loaded loadedSlices) error {
+	r.written.forget(gwd.UID)
 	var errs []error
 	for _, s := range loaded {
 		errs = append(errs, client.IgnoreNotFound(r.Delete(ctx, s, client.Preconditions{UID: &s.UID})))
 	}
 	return errors.Join(errs...)
+}
+
+// sliceVersions remembers the resourceVersion of each TargetSlice this
+// reconciler last wrote, by drain and index: the expectations that tell a
+// cache that has not caught up with them. A new leader starts with none,
+// and reads what the cache holds.
+type sliceVersions struct {
+	mu      sync.Mutex
+	byDrain map[types.UID]map[int32]string
+}
+
+func (v *sliceVersions) record(drain types.UID, index int32, version string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.byDrain == nil {
+		v.byDrain = map[types.UID]map[int32]string{}
+	}
+	if v.byDrain[drain] == nil {
+		v.byDrain[drain] = map[int32]string{}
+	}
+	v.byDrain[drain][index] = version
+}
+
+func (v *sliceVersions) forget(drain types.UID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.byDrain, drain)
+}
+
+// seenIn reports whether the slices read hold every write remembered.
+func (v *sliceVersions) seenIn(drain types.UID, read loadedSlices) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for i, version := range v.byDrain[drain] {
+		if s, ok := read[i]; !ok || s.ResourceVersion != version {
+			return false
+		}
+	}
+	return true
 }
 
 // targetSlicesOf lists the TargetSlices that hold a pod of this name,

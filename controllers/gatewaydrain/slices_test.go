@@ -136,6 +136,10 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 		return v
 	}
 	before := versions()
+	var old drainv1.TargetSliceList
+	if err := c.List(ctx, &old); err != nil {
+		t.Fatal(err)
+	}
 
 	loaded, err := r.loadTargets(ctx, gwd)
 	if err != nil {
@@ -149,6 +153,19 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 	after := versions()
 	if after[0] != before[0] || after[2] != before[2] || after[1] == before[1] {
 		t.Errorf("resourceVersions %v -> %v: only slice 1 should be written", before, after)
+	}
+
+	// A cache that still holds the slices as they were before that write:
+	// the reconciler remembers what it wrote, and reads the API server.
+	var objs []client.Object
+	for i := range old.Items {
+		objs = append(objs, &old.Items[i])
+	}
+	stale := fake.NewClientBuilder().WithScheme(c.Scheme()).WithObjects(objs...).Build()
+	behind := &Reconciler{Client: stale, APIReader: c}
+	behind.written.record(gwd.UID, 1, after[1])
+	if loaded, err := behind.loadTargets(ctx, gwd); err != nil || loaded.targets()[700].State != drainv1.TargetDrained {
+		t.Errorf("a cache behind the reconciler's own write was believed (%v)", err)
 	}
 
 	loaded, _ = r.loadTargets(ctx, gwd)

@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr/testr"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -251,37 +254,53 @@ func TestAMarkerWrittenBeforeTheGatewayIsGuardedOnceItRuns(t *testing.T) {
 }
 
 // The probe follows gateway_state.json as it changes, with no request
-// reading the file.
+// reading the file, and says since when its answer holds; with no inotify
+// instance left it reads the home every second instead.
 func TestTheProbeFollowsTheGatewaysState(t *testing.T) {
-	f := newFixture(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = f.server.ready.run(ctx) }()
-	probe := httptest.NewServer(f.server.ProbeHandler())
-	defer probe.Close()
-	code := func() (int, string) {
-		resp, err := http.Get(probe.URL + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return resp.StatusCode, b.String()
-	}
-	waitCode := func(want int) {
-		t.Helper()
-		testenv.Eventually(t, 5*time.Second, func() (bool, string) {
-			got, body := code()
-			return got == want, fmt.Sprintf("/readyz %d %q, want %d", got, body, want)
+	for _, tc := range []struct {
+		name       string
+		newWatcher func() (*fsnotify.Watcher, error)
+	}{
+		{"watched", fsnotify.NewWatcher},
+		{"no inotify instance left", func() (*fsnotify.Watcher, error) { return nil, syscall.EMFILE }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.server.ready.newWatcher = tc.newWatcher
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = f.server.WatchGateway(ctx) }()
+			probe := httptest.NewServer(f.server.ProbeHandler())
+			defer probe.Close()
+			var since time.Time
+			waitCode := func(want int) {
+				t.Helper()
+				testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+					resp, err := http.Get(probe.URL + "/readyz")
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					if resp.StatusCode != want {
+						return false, fmt.Sprintf("/readyz %d %q, want %d", resp.StatusCode, b, want)
+					}
+					at, err := SinceOf(string(b))
+					if err != nil || !at.After(since) {
+						t.Fatalf("/readyz %q: since %s (%v), want a time after %s", b, at, err, since)
+					}
+					since = at
+					return true, ""
+				})
+			}
+			waitCode(http.StatusServiceUnavailable) // no state file yet
+			gw := startGateway(t, f.home, marker.StateRunning)
+			waitCode(http.StatusOK)
+			startGateway(t, f.home, marker.StateDraining)
+			waitCode(http.StatusServiceUnavailable)
+			startGateway(t, f.home, marker.StateRunning)
+			waitCode(http.StatusOK)
+			_ = gw // the state names the last one started
 		})
 	}
-	waitCode(http.StatusServiceUnavailable) // no state file yet
-	gw := startGateway(t, f.home, marker.StateRunning)
-	waitCode(http.StatusOK)
-	startGateway(t, f.home, marker.StateDraining)
-	waitCode(http.StatusServiceUnavailable)
-	startGateway(t, f.home, marker.StateRunning)
-	waitCode(http.StatusOK)
-	_ = gw // the state names the last one started
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 // that its writer is gone.
 const recheckEvery = time.Second
 
+const notReadYet = "not read yet"
+
 // readiness knows whether the gateway accepts turns, from
 // gateway_state.json, watched (inotify) rather than read per probe, so the
 // kubelet's probe costs nothing and follows a change within milliseconds.
@@ -29,6 +32,9 @@ type readiness struct {
 	// seen is told of every read (the guard adopts markers from it).
 	seen func(transport.Observation)
 
+	// newWatcher makes the inotify watcher (fsnotify.NewWatcher).
+	newWatcher func() (*fsnotify.Watcher, error)
+
 	mu    sync.Mutex
 	ready bool
 	why   string
@@ -37,18 +43,21 @@ type readiness struct {
 }
 
 func newReadiness(calls transport.InProcess, home string, log logr.Logger, seen func(transport.Observation)) *readiness {
-	return &readiness{calls: calls, home: home, log: log, seen: seen, why: "not read yet"}
+	return &readiness{calls: calls, home: home, log: log, seen: seen, why: notReadYet, changed: time.Now(), newWatcher: fsnotify.NewWatcher}
 }
 
-// run watches the home until ctx ends.
+// run watches the home until ctx ends. Where no inotify instance is left
+// (a user gets 128 per node, and every container of that uid shares them),
+// it reads the home every second instead: slower to notice, never wrong.
 func (r *readiness) run(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := r.watch()
 	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if err := w.Add(r.home); err != nil {
-		return fmt.Errorf("watching %s: %w", r.home, err)
+		r.log.Error(err, "cannot watch HERMES_HOME; reading it every second instead")
+	} else {
+		defer w.Close()
+		events, errs = w.Events, w.Errors
 	}
 	tick := time.NewTicker(recheckEvery)
 	defer tick.Stop()
@@ -57,16 +66,29 @@ func (r *readiness) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-w.Events:
+		case ev := <-events:
 			if name := ev.Name[len(r.home):]; name == "/"+marker.StateFilename || name == "/"+marker.Filename {
 				r.refresh(ctx)
 			}
-		case err := <-w.Errors:
+		case err := <-errs:
 			r.log.Error(err, "watching HERMES_HOME; reading it every second meanwhile")
 		case <-tick.C:
 			r.refresh(ctx)
 		}
 	}
+}
+
+// watch watches the home for changes of its files.
+func (r *readiness) watch() (*fsnotify.Watcher, error) {
+	w, err := r.newWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Add(r.home); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watching %s: %w", r.home, err)
+	}
+	return w, nil
 }
 
 // refresh reads the home and records whether the gateway accepts turns.
@@ -81,7 +103,7 @@ func (r *readiness) refresh(ctx context.Context) {
 		why = fmt.Sprintf("the gateway is %s (%d turns in flight)", st.State, st.ActiveAgents)
 	}
 	r.mu.Lock()
-	if ready != r.ready || r.changed.IsZero() {
+	if ready != r.ready || r.why == notReadYet {
 		r.changed = time.Now()
 		r.log.Info("readiness", "ready", ready, "why", why)
 	}
@@ -92,13 +114,28 @@ func (r *readiness) refresh(ctx context.Context) {
 	}
 }
 
+// serve answers a probe, saying since when the answer has held: a person
+// sees how long a gateway has been out, and the scale simulation measures
+// how soon the answer followed the gateway (SinceOf).
 func (r *readiness) serve(w http.ResponseWriter, _ *http.Request) {
 	r.mu.Lock()
-	ready, why := r.ready, r.why
+	ready, why, changed := r.ready, r.why, r.changed
 	r.mu.Unlock()
+	since := sinceMark + changed.UTC().Format(time.RFC3339Nano)
 	if !ready {
-		http.Error(w, why, http.StatusServiceUnavailable)
+		http.Error(w, why+since, http.StatusServiceUnavailable)
 		return
 	}
-	fmt.Fprintln(w, "the gateway accepts turns")
+	fmt.Fprintln(w, "the gateway accepts turns"+since)
+}
+
+const sinceMark = "; since "
+
+// SinceOf reads from a /readyz answer since when it has held.
+func SinceOf(body string) (time.Time, error) {
+	i := strings.LastIndex(body, sinceMark)
+	if i < 0 {
+		return time.Time{}, fmt.Errorf("no %q in %q", sinceMark, marker.Shorten(body, 200))
+	}
+	return time.Parse(time.RFC3339Nano, strings.TrimSpace(body[i+len(sinceMark):]))
 }

@@ -27,11 +27,15 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.ready.run(ctx) })
+	g.Go(func() error { return s.WatchGateway(ctx) })
 	g.Go(func() error { return s.ServeCalls(ctx, l) })
 	g.Go(func() error { return serveUntil(ctx, probes, probes.ListenAndServe) })
 	return g.Wait()
 }
+
+// WatchGateway keeps what /readyz answers current, from the gateway's
+// files, until ctx ends.
+func (s *Server) WatchGateway(ctx context.Context) error { return s.ready.run(ctx) }
 
 // ServeCalls serves only the operator's calls (HTTPS) on l until ctx ends:
 // what the scale simulation runs for each of thousands of pods in one

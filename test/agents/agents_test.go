@@ -40,7 +40,10 @@ func fleetSize() int {
 	return 20
 }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	cluster.ServeAgentFarmIfAsked() // a shard of the agent farm: serves, then exits
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	ctx := context.Background()

@@ -42,7 +42,10 @@ var (
 // in flight.
 const turnDuration = 3 * time.Second
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	cluster.ServeAgentFarmIfAsked() // a shard of the agent farm: serves, then exits
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	var stop func()

@@ -7,10 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,7 +20,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/internal/agent"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 )
 
@@ -74,100 +74,117 @@ func (c *Cluster) ensureAccount(ctx context.Context, cs kubernetes.Interface, na
 // operator's calls on the pod's IP (kwok's, inside 127.0.0.0/8: see
 // Options.PodCIDR), on the pod's HERMES_HOME folder, allowing the operator
 // ServiceAccount namespace/name, and answering with a token bound to that
-// pod. It runs until ctx ends. Readiness is not simulated: each sidecar
+// pod. The agents run in shards of at most farmShard per child process
+// (agentfarm.go) until ctx ends. Readiness is not simulated: each sidecar
 // would need its own inotify instance, of which a user gets 128.
 func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gateway) error {
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		return err
 	}
-	issuer, keys, err := satoken.FromAPIServer(ctx, c.Config)
-	if err != nil {
-		return err
-	}
-	verifier := satoken.NewVerifier(issuer, keys, satoken.AgentAudience, nil)
 	proc, err := c.sharedProc()
 	if err != nil {
 		return err
 	}
-	accounts := map[string]bool{} // namespaces whose GatewayAccount exists
-	for _, g := range gws {
-		if !accounts[g.Namespace] {
-			if err := c.ensureAccount(ctx, cs, g.Namespace, GatewayAccount); err != nil {
-				return err
-			}
-			accounts[g.Namespace] = true
-		}
-		pod, err := g.Pod(ctx)
-		if err != nil {
+	for ns := range namespacesOf(gws) {
+		if err := c.ensureAccount(ctx, cs, ns, GatewayAccount); err != nil {
 			return err
 		}
-		if ip := net.ParseIP(pod.Status.PodIP); ip == nil || !ip.IsLoopback() {
-			return fmt.Errorf("pod %s/%s has IP %q: an agent may only listen on loopback (start the cluster with a PodCIDR inside 127.0.0.0/8)", g.Namespace, g.Name, pod.Status.PodIP)
-		}
-		tok, err := cs.CoreV1().ServiceAccounts(g.Namespace).CreateToken(ctx, GatewayAccount, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-			Audiences: []string{satoken.OperatorAudience}, ExpirationSeconds: ptr.To(int64(3600)),
-			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("a token bound to %s/%s: %w", g.Namespace, g.Name, err)
-		}
-		tokenFile := filepath.Join(c.Dir, "agent-token-"+g.Namespace+"-"+g.Name)
-		if err := os.WriteFile(tokenFile, []byte(tok.Status.Token), 0o600); err != nil {
+	}
+	agents := make([]farmAgent, len(gws))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, gw := range gws {
+		g.Go(func() (err error) {
+			agents[i], err = c.farmAgent(gctx, cs, gw)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for shard := range slices.Chunk(agents, farmShard) {
+		spec := farmSpec{Kubeconfig: c.Kubeconfig, Operator: operator, ProcRoot: proc, Agents: shard}
+		if err := c.startFarmShard(ctx, spec); err != nil {
 			return err
 		}
-		opts := agent.DefaultOptions()
-		opts.Home, opts.Operators, opts.TokenFile, opts.ProcRoot = g.Home, []string{operator}, tokenFile, proc
-		opts.Listen = net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(AgentPort))
-		s, err := agent.New(opts, verifier, logr.Discard())
-		if err != nil {
-			return err
-		}
-		l, err := net.Listen("tcp", opts.Listen)
-		if err != nil {
-			return err
-		}
-		go func() { _ = s.ServeCalls(ctx, l) }()
 	}
 	return nil
+}
+
+func namespacesOf(gws []*Gateway) map[string]bool {
+	seen := map[string]bool{}
+	for _, g := range gws {
+		seen[g.Namespace] = true
+	}
+	return seen
+}
+
+// farmAgent prepares one gateway's agent: its address on the pod's IP and
+// a token bound to its pod.
+func (c *Cluster) farmAgent(ctx context.Context, cs kubernetes.Interface, g *Gateway) (farmAgent, error) {
+	pod, err := g.Pod(ctx)
+	if err != nil {
+		return farmAgent{}, err
+	}
+	if ip := net.ParseIP(pod.Status.PodIP); ip == nil || !ip.IsLoopback() {
+		return farmAgent{}, fmt.Errorf("pod %s/%s has IP %q: an agent may only listen on loopback (start the cluster with a PodCIDR inside 127.0.0.0/8)", g.Namespace, g.Name, pod.Status.PodIP)
+	}
+	tok, err := cs.CoreV1().ServiceAccounts(g.Namespace).CreateToken(ctx, GatewayAccount, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: []string{satoken.OperatorAudience}, ExpirationSeconds: ptr.To(int64(3600)),
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		return farmAgent{}, fmt.Errorf("a token bound to %s/%s: %w", g.Namespace, g.Name, err)
+	}
+	tokenFile := filepath.Join(c.Dir, "agent-token-"+g.Namespace+"-"+g.Name)
+	if err := os.WriteFile(tokenFile, []byte(tok.Status.Token), 0o600); err != nil {
+		return farmAgent{}, err
+	}
+	return farmAgent{Home: g.Home, Listen: net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(AgentPort)), TokenFile: tokenFile}, nil
 }
 
 // sharedProc is a /proc for the farm's agents as a sidecar sees it in a pod
 // that shares its PID namespace: this host's boot id and PID 1 (so the
 // epoch is the one the gateway simulators, in this process, compute), and
-// this process, which plays every gateway, as a container's first process
-// (its parent outside the namespace).
+// this process, which plays every gateway, as a container's first process.
+// Each farm shard adds itself the same way (it plays the agents' container).
 func (c *Cluster) sharedProc() (string, error) {
 	root := filepath.Join(c.Dir, "agent-proc")
-	self := strconv.Itoa(os.Getpid())
-	stat, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return "", err
-	}
-	// Field 4, the parent, is the first after the state, after the last ')'.
-	line := string(stat)
-	i := strings.LastIndexByte(line, ')')
-	fields := strings.Fields(line[i+1:])
-	if i < 0 || len(fields) < 2 {
-		return "", errors.New("/proc/self/stat: unexpected " + line)
-	}
-	fields[1] = "0"
-	files := map[string]string{self + "/stat": line[:i+1] + " " + strings.Join(fields, " ") + "\n"}
 	for _, name := range []string{"sys/kernel/random/boot_id", "1/stat"} {
 		b, err := os.ReadFile("/proc/" + name)
 		if err != nil {
 			return "", err
 		}
-		files[name] = string(b)
-	}
-	for name, content := range files {
-		path := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		if err := writeProcFile(root, name, string(b)); err != nil {
 			return "", err
 		}
 	}
-	return root, nil
+	return root, addContainerProcess(root)
+}
+
+// addContainerProcess writes this process into the /proc at root as a
+// container's first process: its parent (field 4, the first after the
+// state, after the last ')') outside the namespace.
+func addContainerProcess(root string) error {
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return err
+	}
+	line := string(stat)
+	i := strings.LastIndexByte(line, ')')
+	fields := strings.Fields(line[i+1:])
+	if i < 0 || len(fields) < 2 {
+		return errors.New("/proc/self/stat: unexpected " + line)
+	}
+	fields[1] = "0"
+	return writeProcFile(root, strconv.Itoa(os.Getpid())+"/stat", line[:i+1]+" "+strings.Join(fields, " ")+"\n")
+}
+
+func writeProcFile(root, name, content string) error {
+	path := filepath.Join(root, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(content), 0o644)
 }
