@@ -9,12 +9,14 @@ package satoken
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -38,15 +40,38 @@ type Identity struct {
 	PodUID  string
 }
 
-// Verifier verifies tokens for one audience.
+// Verifier verifies tokens for one audience. A token it verified is
+// remembered for a minute (and never past its expiry), as the API server's
+// own token cache does: a signature check costs more than the rest of a
+// call, and each side sends the same token until the kubelet rotates it.
 type Verifier struct {
 	oidc *oidc.IDTokenVerifier
+	now  func() time.Time
+
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]verified
 }
+
+type verified struct {
+	id    Identity
+	until time.Time
+}
+
+// rememberFor bounds how long a verified token is taken on trust; a key
+// the API server stops publishing stops counting within it.
+const rememberFor = time.Minute
+
+// maxRemembered bounds the verified tokens remembered (one per agent for
+// the operator): when it is reached, they are forgotten and verified again.
+const maxRemembered = 20000
 
 // NewVerifier verifies tokens of issuer, for audience, signed by keys.
 // now is the clock (nil: time.Now).
 func NewVerifier(issuer string, keys oidc.KeySet, audience string, now func() time.Time) *Verifier {
-	return &Verifier{oidc: oidc.NewVerifier(issuer, keys, &oidc.Config{
+	if now == nil {
+		now = time.Now
+	}
+	return &Verifier{now: now, verified: map[[sha256.Size]byte]verified{}, oidc: oidc.NewVerifier(issuer, keys, &oidc.Config{
 		ClientID:             audience,
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.ES256},
 		Now:                  now,
@@ -70,23 +95,49 @@ type kubernetesClaims struct {
 
 // Verify checks a token and says whose it is.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
-	tok, err := v.oidc.Verify(ctx, raw)
+	key, now := sha256.Sum256([]byte(raw)), v.now()
+	v.mu.Lock()
+	seen, ok := v.verified[key]
+	v.mu.Unlock()
+	if ok && now.Before(seen.until) {
+		return seen.id, nil
+	}
+	id, expiry, err := v.verify(ctx, raw)
 	if err != nil {
 		return Identity{}, err
 	}
+	v.mu.Lock()
+	if len(v.verified) >= maxRemembered {
+		clear(v.verified)
+	}
+	until := now.Add(rememberFor)
+	if expiry.Before(until) {
+		until = expiry
+	}
+	v.verified[key] = verified{id, until}
+	v.mu.Unlock()
+	return id, nil
+}
+
+// verify checks a token's signature and claims.
+func (v *Verifier) verify(ctx context.Context, raw string) (Identity, time.Time, error) {
+	tok, err := v.oidc.Verify(ctx, raw)
+	if err != nil {
+		return Identity{}, time.Time{}, err
+	}
 	var c kubernetesClaims
 	if err := tok.Claims(&c); err != nil {
-		return Identity{}, fmt.Errorf("token claims: %w", err)
+		return Identity{}, time.Time{}, fmt.Errorf("token claims: %w", err)
 	}
 	k := c.Kubernetes
 	if k.Namespace == "" || k.ServiceAccount.Name == "" || c.Subject != "system:serviceaccount:"+k.Namespace+":"+k.ServiceAccount.Name {
-		return Identity{}, fmt.Errorf("not a ServiceAccount token (subject %q)", c.Subject)
+		return Identity{}, time.Time{}, fmt.Errorf("not a ServiceAccount token (subject %q)", c.Subject)
 	}
 	id := Identity{ServiceAccount: k.Namespace + "/" + k.ServiceAccount.Name}
 	if k.Pod != nil {
 		id.PodName, id.PodUID = k.Pod.Name, k.Pod.UID
 	}
-	return id, nil
+	return id, tok.Expiry, nil
 }
 
 // FromAPIServer returns the issuer and the signing keys the API server

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
 )
@@ -65,4 +67,51 @@ func TestOnlyAValidTokenForTheAudienceSaysWhoseItIs(t *testing.T) {
 	if _, err := v.Verify(context.Background(), "not.a.token"); err == nil {
 		t.Error("garbage accepted")
 	}
+}
+
+// A verified token is remembered, but not past its expiry nor for more
+// than a minute.
+func TestAVerifiedTokenIsRememberedWithinBounds(t *testing.T) {
+	now := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	issuer, err := satokentest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingKeys{KeySet: issuer.Keys()}
+	v := satoken.NewVerifier(satokentest.IssuerURL, counting, satoken.AgentAudience, func() time.Time { return now })
+	tok, err := issuer.Mint(satokentest.Token{Audience: satoken.AgentAudience, Namespace: "ns", Account: "sa", Expiry: now.Add(90 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func() {
+		t.Helper()
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify()
+	verify()
+	if counting.n != 1 {
+		t.Errorf("%d signature checks for one token, want 1", counting.n)
+	}
+	now = now.Add(61 * time.Second) // remembered for a minute at most
+	verify()
+	if counting.n != 2 {
+		t.Errorf("%d signature checks after a minute, want 2", counting.n)
+	}
+	now = now.Add(30 * time.Second) // past its expiry
+	if _, err := v.Verify(context.Background(), tok); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("an expired token remembered: %v", err)
+	}
+}
+
+// countingKeys counts signature checks.
+type countingKeys struct {
+	oidc.KeySet
+	n int
+}
+
+func (k *countingKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	k.n++
+	return k.KeySet.VerifySignature(ctx, jwt)
 }

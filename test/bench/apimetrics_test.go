@@ -17,7 +17,7 @@ import (
 type apiRequests map[string]float64
 
 // drainResources are the resources the operator reads and writes.
-var drainResources = map[string]bool{"pods": true, "gatewaydrains": true, "events": true}
+var drainResources = map[string]bool{"pods": true, "gatewaydrains": true, "targetslices": true, "events": true}
 
 func scrapeAPIRequests(ctx context.Context, kube kubernetes.Interface) (apiRequests, error) {
 	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)

@@ -55,6 +55,9 @@ type sizeResult struct {
 	IdleExecsPerMinute float64
 	// GateDown and GateUp are per-pod gate flip latencies.
 	GateDown, GateUp []time.Duration
+	// ProbeDown and ProbeUp are per-pod latencies of the agents' /readyz:
+	// from the gateway's change of state to the agent's answer following it.
+	ProbeDown, ProbeUp []time.Duration
 	// Memory is the manager's through this size's runs.
 	Memory cluster.Memory
 	// DrainedAgents, RequestsPerTargetAgents and MemoryAgents are the same
@@ -101,9 +104,12 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		return nil, err
 	}
 	defer removeFleet(ctx, ns)
+	baselines := n <= cfg.baselinesUpTo
 	agents, stopAgents := context.WithCancel(ctx)
 	defer stopAgents()
-	if err := lc.ServeAgents(agents, operatorAccount, gws); err != nil {
+	// The agents' readiness (each reading its home every second where no
+	// inotify instance is left) is measured where the baselines are.
+	if err := lc.ServeAgents(agents, operatorAccount, gws, cluster.FarmOptions{Readiness: baselines}); err != nil {
 		return nil, err
 	}
 	t.Logf("N=%d: fleet running after %s", n, time.Since(created).Round(time.Millisecond))
@@ -150,24 +156,10 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 			t.Logf("N=%d run %d: %-26s %s", n, run+1, who, d.Round(time.Millisecond))
 			return clearMarkers(gws)
 		}
-		d, err := kubectlLoop(ctx, ns, names[:r.SeqSample], 1)
-		if err := record(kubectlSequential, d*time.Duration(n)/time.Duration(r.SeqSample), err); err != nil {
-			return nil, err
-		}
-		d, err = kubectlLoop(ctx, ns, names, 16)
-		if err := record(kubectlParallel, d, err); err != nil {
-			return nil, err
-		}
-		if run == 0 {
-			if r.ClientGoConcurrency, err = bestConcurrency(t, ctx, gws); err != nil {
+		if baselines {
+			if err := runBaselines(t, ctx, r, gws, names, run == 0, record); err != nil {
 				return nil, err
 			}
-		}
-		cpu := sampleCPU()
-		d, err = clientGoExec(ctx, gws, r.ClientGoConcurrency)
-		r.CPUClientGo = sampleCPU().since(cpu).perCall(n)
-		if err := record(clientGo, d, err); err != nil {
-			return nil, err
 		}
 
 		op, err := operatorDrain(ctx, kube, gws)
@@ -183,6 +175,9 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		t.Logf("N=%d run %d: %-26s %s, Drained after %s; per target: %s", n, run+1, theOperator,
 			op.markers.Round(time.Millisecond), op.drained.Round(time.Millisecond), r.Requests)
 
+		if !baselines {
+			continue
+		}
 		if err := handTurns(ctx, gws, 2); err != nil {
 			return nil, err
 		}
@@ -197,11 +192,13 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		return nil, err
 	}
 
-	if r.GateDown, r.GateUp, err = gateFlips(ctx, n); err != nil {
-		return nil, fmt.Errorf("readiness: %w", err)
+	if baselines {
+		if r.GateDown, r.GateUp, err = gateFlips(ctx, n); err != nil {
+			return nil, fmt.Errorf("readiness: %w", err)
+		}
+		t.Logf("N=%d: gate to False p50 %s p99 %s; to True p50 %s p99 %s", n,
+			percentile(r.GateDown, 50), percentile(r.GateDown, 99), percentile(r.GateUp, 50), percentile(r.GateUp, 99))
 	}
-	t.Logf("N=%d: gate to False p50 %s p99 %s; to True p50 %s p99 %s", n,
-		percentile(r.GateDown, 50), percentile(r.GateDown, 99), percentile(r.GateUp, 50), percentile(r.GateUp, 99))
 
 	m.Stop() // one manager at a time
 	if err := drainThroughAgents(t, cfg, kube, r, gws); err != nil {
@@ -226,6 +223,28 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	return r, nil
 }
 
+// runBaselines runs the kubectl and client-go contenders on gws once;
+// the first time, it finds client-go's best concurrency.
+func runBaselines(t *testing.T, ctx context.Context, r *sizeResult, gws []*cluster.Gateway, names []string, first bool, record func(string, time.Duration, error) error) error {
+	d, err := kubectlLoop(ctx, gws[0].Namespace, names[:r.SeqSample], 1)
+	if err := record(kubectlSequential, d*time.Duration(r.N)/time.Duration(r.SeqSample), err); err != nil {
+		return err
+	}
+	d, err = kubectlLoop(ctx, gws[0].Namespace, names, 16)
+	if err := record(kubectlParallel, d, err); err != nil {
+		return err
+	}
+	if first {
+		if r.ClientGoConcurrency, err = bestConcurrency(t, ctx, gws); err != nil {
+			return err
+		}
+	}
+	cpu := sampleCPU()
+	d, err = clientGoExec(ctx, gws, r.ClientGoConcurrency)
+	r.CPUClientGo = sampleCPU().since(cpu).perCall(r.N)
+	return record(clientGo, d, err)
+}
+
 // drainThroughAgents has a manager with no pods/exec drain gws through
 // their agents, cfg.runs times.
 func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *sizeResult, gws []*cluster.Gateway) error {
@@ -245,6 +264,13 @@ func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *
 		r.RequestsPerTargetAgents = append(r.RequestsPerTargetAgents, op.requests.total()/float64(r.N))
 		t.Logf("N=%d run %d: %-26s %s, Drained after %s; per target: %s", r.N, run+1, throughAgents,
 			op.markers.Round(time.Millisecond), op.drained.Round(time.Millisecond), op.requests.perTarget(r.N))
+	}
+	if r.N <= cfg.baselinesUpTo { // where the farm serves readiness
+		if r.ProbeDown, r.ProbeUp, err = probeFlips(ctx, gws); err != nil {
+			return fmt.Errorf("the agents' readiness: %w", err)
+		}
+		t.Logf("N=%d: agent's /readyz to not ready p50 %s p99 %s; to ready p50 %s p99 %s", r.N,
+			percentile(r.ProbeDown, 50), percentile(r.ProbeDown, 99), percentile(r.ProbeUp, 50), percentile(r.ProbeUp, 99))
 	}
 	r.MemoryAgents, err = m.Memory()
 	return err

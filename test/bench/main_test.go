@@ -79,10 +79,14 @@ type config struct {
 	idle       time.Duration // BENCH_IDLE: window in which idle pods must see no exec (5s)
 	out        string        // BENCH_OUT: folder for results.md, results.json and the plot ("": none)
 	memLimit   string        // BENCH_GOMEMLIMIT: the manager's GOMEMLIMIT ("": none, as the chart's default)
+	// BENCH_BASELINES_UP_TO: the largest N for the kubectl and client-go
+	// contenders, the drain with turns and the readiness flips (1000); above
+	// it, only the operator through exec and through agents run.
+	baselinesUpTo int
 }
 
 func configFromEnv() (config, error) {
-	cfg := config{runs: 1, seqSample: 100, idle: 5 * time.Second, out: os.Getenv("BENCH_OUT"), memLimit: os.Getenv("BENCH_GOMEMLIMIT")}
+	cfg := config{runs: 1, seqSample: 100, idle: 5 * time.Second, out: os.Getenv("BENCH_OUT"), memLimit: os.Getenv("BENCH_GOMEMLIMIT"), baselinesUpTo: 1000}
 	sizes := os.Getenv("BENCH_SIZES")
 	if sizes == "" {
 		sizes = "20"
@@ -94,7 +98,7 @@ func configFromEnv() (config, error) {
 		}
 		cfg.sizes = append(cfg.sizes, n)
 	}
-	for name, p := range map[string]*int{"BENCH_RUNS": &cfg.runs, "BENCH_SEQ_SAMPLE": &cfg.seqSample, "BENCH_MEMORY_PODS": &cfg.memoryPods} {
+	for name, p := range map[string]*int{"BENCH_RUNS": &cfg.runs, "BENCH_SEQ_SAMPLE": &cfg.seqSample, "BENCH_MEMORY_PODS": &cfg.memoryPods, "BENCH_BASELINES_UP_TO": &cfg.baselinesUpTo} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {

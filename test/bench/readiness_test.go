@@ -3,16 +3,25 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/agent"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
 // gateFlips drains n gated gateways and cancels the drain, and returns for
@@ -105,4 +114,103 @@ func gateLatencies(ctx context.Context, gates *stateLog, gws []*cluster.Gateway,
 		return true
 	})
 	return out, err
+}
+
+// probeFlips drains gws through their agents and deletes the drain, and
+// returns for each pod how long its agent's /readyz took to follow its
+// gateway: to not ready after the gateway started draining, and to ready
+// after it was running again. Each answer says since when it holds, so one
+// read after the flip measures it.
+func probeFlips(ctx context.Context, gws []*cluster.Gateway) (down, up []time.Duration, err error) {
+	urls := map[*cluster.Gateway]string{}
+	for _, g := range gws {
+		pod, err := g.Pod(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		urls[g] = "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(cluster.AgentProbePort)) + "/readyz"
+	}
+	// Each gateway must run first: one whose last drain's marker went and
+	// this drain's came within one of its looks never left draining.
+	if err := poll(ctx, time.Minute, "every gateway running", func() bool {
+		for _, g := range gws {
+			if st, err := gatewaysim.ReadState(g.Home); err != nil || st.State != marker.StateRunning {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return nil, nil, err
+	}
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: gws[0].Namespace, Name: "bench-probes"}}
+	gwd.Spec.Selector.MatchLabels = gatewayLabels
+	t0 := time.Now()
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		return nil, nil, err
+	}
+	if down, err = probeLatencies(ctx, gws, urls, marker.StateDraining, http.StatusServiceUnavailable, t0); err != nil {
+		return nil, nil, err
+	}
+	t1 := time.Now()
+	if err := deleteDrain(ctx, gwd, gws); err != nil {
+		return nil, nil, err
+	}
+	up, err = probeLatencies(ctx, gws, urls, marker.StateRunning, http.StatusOK, t1)
+	return down, up, err
+}
+
+// probeLatencies waits until every agent answers want, and returns for
+// each the time from its gateway's first change to state since t0 to the
+// answer's since.
+func probeLatencies(ctx context.Context, gws []*cluster.Gateway, urls map[*cluster.Gateway]string, state string, want int, t0 time.Time) ([]time.Duration, error) {
+	var mu sync.Mutex
+	var latencies []time.Duration
+	var last string // what the last pending agent answered
+	pending := slices.Clone(gws)
+	err := poll(ctx, 2*time.Minute, fmt.Sprintf("every agent answering %d", want), func() bool {
+		var still []*cluster.Gateway
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(32)
+		for _, gw := range pending {
+			g.Go(func() error {
+				changed, ok := changes.firstSince(gw.Home, state, t0)
+				since, code, err := probe(gctx, urls[gw])
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil || code != want || !ok || since.Before(changed) {
+					still = append(still, gw)
+					last = fmt.Sprintf("%s: gateway %s at %s (seen: %v); /readyz %d since %s (%v)", gw.Name, state, changed, ok, code, since, err)
+					return nil
+				}
+				latencies = append(latencies, since.Sub(changed))
+				return nil
+			})
+		}
+		_ = g.Wait()
+		pending = still
+		return len(pending) == 0
+	})
+	if err != nil {
+		err = fmt.Errorf("%w; %d agents pending, e.g. %s", err, len(pending), last)
+	}
+	return latencies, err
+}
+
+// probe reads an agent's /readyz: since when its answer holds, and the answer.
+func probe(ctx context.Context, url string) (time.Time, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	since, err := agent.SinceOf(string(body))
+	return since, resp.StatusCode, err
 }

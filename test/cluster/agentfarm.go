@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +42,9 @@ type farmSpec struct {
 	Operator string
 	// ProcRoot is the /proc the agents see (sharedProc).
 	ProcRoot string
-	Agents   []farmAgent
+	// Readiness: each agent also serves /readyz on AgentProbePort.
+	Readiness bool
+	Agents    []farmAgent
 }
 
 // farmAgent is one gateway's agent.
@@ -125,6 +129,15 @@ func serveFarmShard(specFile string) error {
 			return err
 		}
 		go func() { _ = s.ServeCalls(ctx, l) }()
+		if spec.Readiness {
+			host, _, _ := net.SplitHostPort(a.Listen)
+			probes, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(AgentProbePort)))
+			if err != nil {
+				return err
+			}
+			go func() { _ = s.WatchGateway(ctx) }()
+			go func() { _ = http.Serve(probes, s.ProbeHandler()) }()
+		}
 	}
 	fmt.Println(farmReady)
 	<-ctx.Done()

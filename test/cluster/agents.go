@@ -23,8 +23,18 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 )
 
-// AgentPort is the port every simulated agent listens on, on its pod's IP.
-const AgentPort = 9443
+// AgentPort is the port every simulated agent listens on, on its pod's IP,
+// and AgentProbePort where it serves /readyz.
+const (
+	AgentPort      = 9443
+	AgentProbePort = 9444
+)
+
+// FarmOptions say what the simulated agents do besides the operator's calls.
+type FarmOptions struct {
+	// Readiness: each agent watches its gateway and serves /readyz.
+	Readiness bool
+}
 
 // GatewayAccount is the ServiceAccount simulated agent pods run as.
 const GatewayAccount = "gateway"
@@ -75,9 +85,10 @@ func (c *Cluster) ensureAccount(ctx context.Context, cs kubernetes.Interface, na
 // Options.PodCIDR), on the pod's HERMES_HOME folder, allowing the operator
 // ServiceAccount namespace/name, and answering with a token bound to that
 // pod. The agents run in shards of at most farmShard per child process
-// (agentfarm.go) until ctx ends. Readiness is not simulated: each sidecar
-// would need its own inotify instance, of which a user gets 128.
-func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gateway) error {
+// (agentfarm.go) until ctx ends. With opts.Readiness each also watches its
+// gateway and serves /readyz on the pod's IP, port AgentProbePort (most of
+// them read their home every second: a user gets 128 inotify instances).
+func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gateway, opts FarmOptions) error {
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
 		return err
@@ -104,7 +115,7 @@ func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gatew
 		return err
 	}
 	for shard := range slices.Chunk(agents, farmShard) {
-		spec := farmSpec{Kubeconfig: c.Kubeconfig, Operator: operator, ProcRoot: proc, Agents: shard}
+		spec := farmSpec{Kubeconfig: c.Kubeconfig, Operator: operator, ProcRoot: proc, Readiness: opts.Readiness, Agents: shard}
 		if err := c.startFarmShard(ctx, spec); err != nil {
 			return err
 		}

@@ -55,7 +55,20 @@ type Sim struct {
 type gateway struct {
 	state string
 	turns []time.Time // when each in-flight turn finishes
+	// written is what was last written, and when.
+	written struct {
+		state  string
+		agents int
+		at     time.Time
+	}
 }
+
+// heartbeat is how often an unchanged state is written again (upstream:
+// about every 60 s; the operator calls a file stalled after 2 minutes
+// unchanged). A change is written at once. Upstream also rewrites
+// active_agents every second during a drain; writing only changes keeps
+// thousands of simulated gateways within one process's means.
+const heartbeat = 10 * time.Second
 
 // New returns a simulator.
 func New(opts Options) *Sim {
@@ -123,7 +136,10 @@ func (s *Sim) tick(home string, g *gateway, now time.Time) error {
 		}
 	}
 	g.turns = inFlight
-	return writeState(home, map[string]any{
+	if g.written.state == g.state && g.written.agents == len(g.turns) && now.Sub(g.written.at) < heartbeat {
+		return nil
+	}
+	err := writeState(home, map[string]any{
 		"kind":              "hermes-gateway",
 		"gateway_state":     g.state,
 		"active_agents":     len(g.turns),
@@ -134,6 +150,10 @@ func (s *Sim) tick(home string, g *gateway, now time.Time) error {
 		"restart_requested": false,
 		"platforms":         []string{},
 	})
+	if err == nil {
+		g.written.state, g.written.agents, g.written.at = g.state, len(g.turns), now
+	}
+	return err
 }
 
 // takeTurns reads and removes the control file.
