@@ -343,11 +343,11 @@ func get(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
 }
 
 // observed is a drain as the tests look at it: the object and its targets.
-type observed = testenv.Drain
+type observed = gatewaydrain.Observed
 
 func observe(t *testing.T, gwd *drainv1.GatewayDrain) *observed {
 	t.Helper()
-	got, err := testenv.GetDrain(context.Background(), k8s, client.ObjectKeyFromObject(gwd))
+	got, err := gatewaydrain.Observe(context.Background(), k8s, client.ObjectKeyFromObject(gwd))
 	if err != nil {
 		t.Fatal(err)
 	}

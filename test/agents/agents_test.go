@@ -83,9 +83,11 @@ func TestDrainThroughAgentsWithoutExec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lc.ServeAgents(ctx, operator, gws, cluster.FarmOptions{}); err != nil {
+	stopAgents, err := lc.ServeAgents(ctx, operator, gws, cluster.FarmOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer stopAgents()
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
 	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
 	start := time.Now()

@@ -105,13 +105,14 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	}
 	defer removeFleet(ctx, ns)
 	baselines := n <= cfg.baselinesUpTo
-	agents, stopAgents := context.WithCancel(ctx)
-	defer stopAgents()
-	// The agents' readiness (each reading its home every second where no
-	// inotify instance is left) is measured where the baselines are.
-	if err := lc.ServeAgents(agents, operatorAccount, gws, cluster.FarmOptions{Readiness: baselines}); err != nil {
+	// The agents serve no readiness until it is measured: most would read
+	// their home every second (no inotify instance left), which would cost
+	// the contenders the machine.
+	farm := &agentFarm{gws: gws}
+	if err := farm.serve(ctx, cluster.FarmOptions{}); err != nil {
 		return nil, err
 	}
+	defer farm.stop()
 	t.Logf("N=%d: fleet running after %s", n, time.Since(created).Round(time.Millisecond))
 	if cfg.memLimit != "" {
 		t.Setenv("GOMEMLIMIT", cfg.memLimit) // for the processes started from here on: the manager, kubectl
@@ -201,7 +202,7 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	}
 
 	m.Stop() // one manager at a time
-	if err := drainThroughAgents(t, cfg, kube, r, gws); err != nil {
+	if err := drainThroughAgents(t, cfg, kube, r, farm); err != nil {
 		return nil, fmt.Errorf("through agents: %w", err)
 	}
 
@@ -247,8 +248,9 @@ func runBaselines(t *testing.T, ctx context.Context, r *sizeResult, gws []*clust
 
 // drainThroughAgents has a manager with no pods/exec drain gws through
 // their agents, cfg.runs times.
-func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *sizeResult, gws []*cluster.Gateway) error {
+func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *sizeResult, farm *agentFarm) error {
 	ctx := context.Background()
+	gws := farm.gws
 	m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-agents-%d", r.N), lc.Kubeconfig, "--exec=false", "--agent-token-file="+operatorToken)
 	if err != nil {
 		return err
@@ -265,7 +267,10 @@ func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *
 		t.Logf("N=%d run %d: %-26s %s, Drained after %s; per target: %s", r.N, run+1, throughAgents,
 			op.markers.Round(time.Millisecond), op.drained.Round(time.Millisecond), op.requests.perTarget(r.N))
 	}
-	if r.N <= cfg.baselinesUpTo { // where the farm serves readiness
+	if r.N <= cfg.baselinesUpTo {
+		if err := farm.serve(ctx, cluster.FarmOptions{Readiness: true}); err != nil {
+			return err
+		}
 		if r.ProbeDown, r.ProbeUp, err = probeFlips(ctx, gws); err != nil {
 			return fmt.Errorf("the agents' readiness: %w", err)
 		}
@@ -273,6 +278,25 @@ func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *
 			percentile(r.ProbeDown, 50), percentile(r.ProbeDown, 99), percentile(r.ProbeUp, 50), percentile(r.ProbeUp, 99))
 	}
 	r.MemoryAgents, err = m.Memory()
+	return err
+}
+
+// agentFarm serves the agents of gws, and serves them again with other
+// options.
+type agentFarm struct {
+	gws  []*cluster.Gateway
+	stop func()
+}
+
+func (f *agentFarm) serve(ctx context.Context, opts cluster.FarmOptions) error {
+	if f.stop != nil {
+		f.stop()
+	}
+	stop, err := lc.ServeAgents(ctx, operatorAccount, f.gws, opts)
+	f.stop = stop
+	if stop == nil {
+		f.stop = func() {}
+	}
 	return err
 }
 

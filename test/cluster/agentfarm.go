@@ -55,14 +55,14 @@ const farmReady = "agent farm shard serving"
 
 // startFarmShard starts a child serving spec's agents and waits until they
 // listen. ctx ends it; it dies with this process too.
-func (c *Cluster) startFarmShard(ctx context.Context, spec farmSpec) error {
+func (c *Cluster) startFarmShard(ctx context.Context, spec farmSpec) (*child, error) {
 	f, err := os.CreateTemp(c.Dir, "agent-farm-*.json")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := json.NewEncoder(f).Encode(spec); err != nil {
 		f.Close()
-		return err
+		return nil, err
 	}
 	f.Close()
 	name := strings.TrimSuffix(filepath.Base(f.Name()), ".json")
@@ -70,9 +70,9 @@ func (c *Cluster) startFarmShard(ctx context.Context, spec farmSpec) error {
 	cmd.Env = append(os.Environ(), farmEnv+"="+f.Name())
 	p, err := c.startCommand(name, cmd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return c.waitFor(ctx, fmt.Sprintf("%d agents listening", len(spec.Agents)), 5*time.Minute, p, func() bool {
+	return p, c.waitFor(ctx, fmt.Sprintf("%d agents listening", len(spec.Agents)), 5*time.Minute, p, func() bool {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, name+".log"))
 		return strings.Contains(string(log), farmReady)
 	})

@@ -85,21 +85,24 @@ func (c *Cluster) ensureAccount(ctx context.Context, cs kubernetes.Interface, na
 // Options.PodCIDR), on the pod's HERMES_HOME folder, allowing the operator
 // ServiceAccount namespace/name, and answering with a token bound to that
 // pod. The agents run in shards of at most farmShard per child process
-// (agentfarm.go) until ctx ends. With opts.Readiness each also watches its
-// gateway and serves /readyz on the pod's IP, port AgentProbePort (most of
-// them read their home every second: a user gets 128 inotify instances).
-func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gateway, opts FarmOptions) error {
+// (agentfarm.go) until stop is called (it waits for them to exit, so that
+// their addresses are free again) or ctx ends. With opts.Readiness each also
+// watches its gateway and serves /readyz on the pod's IP, port
+// AgentProbePort (most of them read their home every second: a user gets 128
+// inotify instances, and those reads cost the machine, so a measurement
+// that does not need readiness leaves it off).
+func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gateway, opts FarmOptions) (stop func(), err error) {
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	proc, err := c.sharedProc()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for ns := range namespacesOf(gws) {
 		if err := c.ensureAccount(ctx, cs, ns, GatewayAccount); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	agents := make([]farmAgent, len(gws))
@@ -112,15 +115,28 @@ func (c *Cluster) ServeAgents(ctx context.Context, operator string, gws []*Gatew
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var shards []*child
+	stop = func() {
+		cancel()
+		for _, p := range shards {
+			<-p.done
+		}
 	}
 	for shard := range slices.Chunk(agents, farmShard) {
 		spec := farmSpec{Kubeconfig: c.Kubeconfig, Operator: operator, ProcRoot: proc, Readiness: opts.Readiness, Agents: shard}
-		if err := c.startFarmShard(ctx, spec); err != nil {
-			return err
+		p, err := c.startFarmShard(ctx, spec)
+		if p != nil {
+			shards = append(shards, p)
+		}
+		if err != nil {
+			stop()
+			return nil, err
 		}
 	}
-	return nil
+	return stop, nil
 }
 
 func namespacesOf(gws []*Gateway) map[string]bool {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
@@ -121,12 +122,12 @@ func drain(t *testing.T, ns string) *drainv1.GatewayDrain {
 	return gwd
 }
 
-func waitDrain(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*testenv.Drain) bool) *testenv.Drain {
+func waitDrain(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*gatewaydrain.Observed) bool) *gatewaydrain.Observed {
 	t.Helper()
-	var got *testenv.Drain
+	var got *gatewaydrain.Observed
 	testenv.Eventually(t, wait, func() (bool, string) {
 		var err error
-		if got, err = testenv.GetDrain(context.Background(), k8s, client.ObjectKeyFromObject(gwd)); err != nil {
+		if got, err = gatewaydrain.Observe(context.Background(), k8s, client.ObjectKeyFromObject(gwd)); err != nil {
 			return false, err.Error()
 		}
 		return cond(got), fmt.Sprintf("%s; status %+v", what, got.Status)
@@ -173,7 +174,7 @@ func testMissingExecPermission(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Stop()
-	got := waitDrain(t, drain(t, ns), "Failed: forbidden", func(d *testenv.Drain) bool {
+	got := waitDrain(t, drain(t, ns), "Failed: forbidden", func(d *gatewaydrain.Observed) bool {
 		return len(d.Targets) == 1 && d.Targets[0].State == drainv1.TargetFailed
 	})
 	if msg := got.Targets[0].Message; !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "pods/exec") {
@@ -225,7 +226,7 @@ func testFailoverWithChartRBAC(t *testing.T) {
 	defer second.Stop()
 
 	gwd := drain(t, ns)
-	waitDrain(t, gwd, "some markers written", func(d *testenv.Drain) bool {
+	waitDrain(t, gwd, "some markers written", func(d *gatewaydrain.Observed) bool {
 		return d.Status.Counts.Draining+d.Status.Counts.Drained > 0
 	})
 	first.Kill()
@@ -235,7 +236,7 @@ func testFailoverWithChartRBAC(t *testing.T) {
 	})
 	t.Logf("new leader %s after %s", leader(), time.Since(killedAt).Round(time.Millisecond))
 
-	got := waitDrain(t, gwd, "Drained", func(d *testenv.Drain) bool {
+	got := waitDrain(t, gwd, "Drained", func(d *gatewaydrain.Observed) bool {
 		return meta.IsStatusConditionTrue(d.Status.Conditions, drainv1.ConditionDrained)
 	})
 	if len(got.Targets) != len(gws) || got.Status.Counts.Drained != int32(len(gws)) {

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -133,7 +134,7 @@ func TestAgents(t *testing.T) {
 		gatewayPod(t, ns, "gw-0", withAgent(false))
 		gwd := newDrain(t, ns)
 		testenv.Eventually(t, time.Minute, func() (bool, string) {
-			got, err := testenv.GetDrain(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+			got, err := gatewaydrain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
 			if err != nil || len(got.Targets) != 1 {
 				return false, fmt.Sprintf("no target yet (%v)", err)
 			}
