@@ -72,7 +72,6 @@ func markdown(cfg config, results []*sizeResult) string {
 	for _, r := range results {
 		op := median(r.Markers[theOperator])
 		if len(r.Markers[clientGo]) == 0 { // above BENCH_BASELINES_UP_TO
-			fmt.Fprintf(&b, "| %d | - | - | - | %s | - | - |\n", r.N, op)
 			continue
 		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s (at %d) | %s | %.1fx faster | %.0f%% |\n", r.N,
@@ -89,6 +88,9 @@ func markdown(cfg config, results []*sizeResult) string {
 	b.WriteString("| N | Drained, no turns | Drained, 2 turns of " + turnDuration.String() + " | API requests per target | of which exec | exec/min on idle pods | gate → False p50 / p99 | gate → True p50 / p99 |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
+		if len(r.Drained) == 0 { // above BENCH_BASELINES_UP_TO
+			continue
+		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %.2f | %.0f | %s / %s | %s / %s |\n", r.N,
 			median(r.Drained), median(r.DrainedWithTurns), medianFloat(r.RequestsPerTarget), medianFloat(r.ExecsPerTarget),
 			r.IdleExecsPerMinute, percentile(r.GateDown, 50), percentile(r.GateDown, 99),
