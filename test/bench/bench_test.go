@@ -112,7 +112,7 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	if err := farm.serve(ctx, cluster.FarmOptions{}); err != nil {
 		return nil, err
 	}
-	defer farm.stop()
+	defer func() { farm.stop() }() // the farm serve last started
 	t.Logf("N=%d: fleet running after %s", n, time.Since(created).Round(time.Millisecond))
 	if cfg.memLimit != "" {
 		t.Setenv("GOMEMLIMIT", cfg.memLimit) // for the processes started from here on: the manager, kubectl
