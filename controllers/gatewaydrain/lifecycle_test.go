@@ -106,6 +106,11 @@ func TestDeleteRemovesMarkersThenTheObject(t *testing.T) {
 		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
 		return err != nil && g.marker() == nil, "object or marker still there"
 	})
+	// envtest runs no garbage collector: the drain removed its slices itself.
+	var left drainv1.TargetSliceList
+	if err := k8s.List(context.Background(), &left, client.InNamespace(ns)); err != nil || len(left.Items) != 0 {
+		t.Errorf("%d TargetSlices left by the deleted drain (%v)", len(left.Items), err)
+	}
 	testenv.Eventually(t, wait, func() (bool, string) {
 		_, targets := metric(t, "hermes_drain_gatewaydrain_targets", own)
 		_, conds := metric(t, "hermes_drain_gatewaydrain_condition", own)

@@ -292,9 +292,11 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
 			"deleted after %s without removing the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
 	}
-	if err := r.deleteSlices(ctx, gwd, loaded); err != nil {
+	// No targets left to hold: every slice goes.
+	if err := r.saveTargets(ctx, gwd, loaded, nil); err != nil {
 		return false, err
 	}
+	r.written.forget(gwd.UID)
 	patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(gwd, Finalizer)
 	if err := r.Patch(ctx, gwd, patch); client.IgnoreNotFound(err) != nil {

@@ -137,16 +137,6 @@ func sliceName(gwd *drainv1.GatewayDrain, i int32) string {
 	return fmt.Sprintf("%s-%.8s-%d", gwd.Name, gwd.UID, i)
 }
 
-// deleteSlices removes every slice of a drain that lets go.
-func (r *Reconciler) deleteSlices(ctx context.Context, gwd *drainv1.GatewayDrain, loaded loadedSlices) error {
-	r.written.forget(gwd.UID)
-	var errs []error
-	for _, s := range loaded {
-		errs = append(errs, client.IgnoreNotFound(r.Delete(ctx, s, client.Preconditions{UID: &s.UID})))
-	}
-	return errors.Join(errs...)
-}
-
 // sliceVersions remembers the resourceVersion of each TargetSlice this
 // reconciler last wrote, by drain and index: the expectations that tell a
 // cache that has not caught up with them. A new leader starts with none,
