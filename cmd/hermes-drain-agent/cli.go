@@ -9,8 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // cliOwner owns the markers this command writes: the operator takes them
@@ -44,24 +44,24 @@ func command(ctx context.Context, name string, args []string, stdout, stderr io.
 		fmt.Fprintf(stderr, "unexpected arguments %q\n", fs.Args())
 		return exitError
 	}
-	calls := transport.InProcess{ProcRoot: "/proc"}
+	local := calls.InProcess{ProcRoot: "/proc"}
 	switch name {
 	case "drain":
-		return drain(ctx, calls, f, stdout, stderr)
+		return drain(ctx, local, f, stdout, stderr)
 	case "cancel":
-		obs, err := calls.Clear(ctx, transport.Pod{}, f.home, cliOwner)
+		obs, err := local.Clear(ctx, calls.Pod{}, f.home, cliOwner)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitError
 		}
-		if obs.Outcome == transport.Foreign {
+		if obs.Outcome == calls.Foreign {
 			fmt.Fprintf(stderr, "the marker in %s is not this command's: %s; cancel it where it was made\n", obs.Home, whose(obs.Marker.Data))
 			return exitRefused
 		}
-		fmt.Fprintf(stdout, "%s: %s\n", obs.Home, map[transport.Outcome]string{transport.Cleared: "drain withdrawn", transport.Absent: "no drain to withdraw"}[obs.Outcome])
+		fmt.Fprintf(stdout, "%s: %s\n", obs.Home, map[calls.Outcome]string{calls.Cleared: "drain withdrawn", calls.Absent: "no drain to withdraw"}[obs.Outcome])
 		return exitOK
 	default:
-		obs, err := calls.Read(ctx, transport.Pod{}, f.home)
+		obs, err := local.Read(ctx, calls.Pod{}, f.home)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitError
@@ -70,10 +70,10 @@ func command(ctx context.Context, name string, args []string, stdout, stderr io.
 	}
 }
 
-func drain(ctx context.Context, calls transport.InProcess, f cliFlags, stdout, stderr io.Writer) int {
+func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stderr io.Writer) int {
 	// The epoch is computed from this process's /proc/1: it is the
 	// gateway's only where the gateway's processes are visible.
-	before, err := calls.Read(ctx, transport.Pod{}, f.home)
+	before, err := local.Read(ctx, calls.Pod{}, f.home)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError
@@ -83,14 +83,14 @@ func drain(ctx context.Context, calls transport.InProcess, f cliFlags, stdout, s
 		return exitRefused
 	}
 	host, _ := os.Hostname()
-	obs, err := calls.Project(ctx, transport.Pod{}, f.home, transport.ProjectRequest{Marker: marker.Request{
+	obs, err := local.Project(ctx, calls.Pod{}, f.home, calls.ProjectRequest{Marker: marker.Request{
 		Principal: f.principal, RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: cliOwner, Pod: host},
 	}})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitError
 	}
-	if obs.Outcome == transport.Foreign {
+	if obs.Outcome == calls.Foreign {
 		fmt.Fprintf(stderr, "a drain is already requested in %s: %s\n", obs.Home, whose(obs.Marker.Data))
 		return exitRefused
 	}
@@ -100,7 +100,7 @@ func drain(ctx context.Context, calls transport.InProcess, f cliFlags, stdout, s
 	}
 	deadline := time.Now().Add(f.timeout)
 	for {
-		obs, err := calls.Read(ctx, transport.Pod{}, f.home)
+		obs, err := local.Read(ctx, calls.Pod{}, f.home)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return exitError
@@ -110,7 +110,7 @@ func drain(ctx context.Context, calls transport.InProcess, f cliFlags, stdout, s
 		case problem == nil && st.DrainComplete():
 			fmt.Fprintf(stdout, "%s: drained, no turn in flight\n", obs.Home)
 			return exitOK
-		case obs.Marker.State != transport.FilePresent:
+		case obs.Marker.State != calls.FilePresent:
 			fmt.Fprintf(stderr, "%s: the drain was withdrawn meanwhile\n", obs.Home)
 			return exitRefused
 		case time.Now().After(deadline):
@@ -137,7 +137,7 @@ func whose(data []byte) string {
 	return fmt.Sprintf("principal %q", marker.Shorten(found.Principal(), 80))
 }
 
-func gatewayWords(st marker.GatewayState, problem *transport.StateProblem) string {
+func gatewayWords(st marker.GatewayState, problem *calls.StateProblem) string {
 	if problem != nil {
 		return problem.Message
 	}
@@ -153,9 +153,9 @@ type status struct {
 }
 
 type markerStatus struct {
-	State    transport.FileState `json:"state"`
-	Whose    string              `json:"whose,omitempty"`
-	Honoured bool                `json:"honoured"`
+	State    calls.FileState `json:"state"`
+	Whose    string          `json:"whose,omitempty"`
+	Honoured bool            `json:"honoured"`
 }
 
 type gatewayStatus struct {
@@ -164,9 +164,9 @@ type gatewayStatus struct {
 	Problem      string `json:"problem,omitempty"`
 }
 
-func printStatus(obs transport.Observation, output string, stdout, stderr io.Writer) int {
+func printStatus(obs calls.Observation, output string, stdout, stderr io.Writer) int {
 	s := status{Home: obs.Home, Epoch: obs.Epoch, Marker: &markerStatus{State: obs.Marker.State}}
-	if obs.Marker.State == transport.FilePresent {
+	if obs.Marker.State == calls.FilePresent {
 		s.Marker.Whose = whose(obs.Marker.Data)
 		s.Marker.Honoured = marker.Parse(obs.Marker.Data).Honoured(obs.Epoch, time.Now())
 	}
@@ -183,9 +183,9 @@ func printStatus(obs transport.Observation, output string, stdout, stderr io.Wri
 	case "":
 		fmt.Fprintf(stdout, "HERMES_HOME  %s\nepoch        %s\n", s.Home, s.Epoch)
 		switch {
-		case s.Marker.State == transport.FileAbsent:
+		case s.Marker.State == calls.FileAbsent:
 			fmt.Fprintln(stdout, "marker       none")
-		case s.Marker.State != transport.FilePresent:
+		case s.Marker.State != calls.FilePresent:
 			fmt.Fprintf(stdout, "marker       %s (never read)\n", s.Marker.State)
 		case s.Marker.Honoured:
 			fmt.Fprintf(stdout, "marker       honoured: a drain by %s\n", s.Marker.Whose)

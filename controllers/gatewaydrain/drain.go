@@ -5,8 +5,8 @@ import (
 	"time"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // Why a drain was withdrawn; "" while it stands.
@@ -83,8 +83,8 @@ func (d *drain) principal() string {
 	return "gatewaydrain/" + d.gwd.Namespace + "/" + d.gwd.Name
 }
 
-func (d *drain) pod(t drainv1.Target) transport.Pod {
-	return transport.Pod{Namespace: d.gwd.Namespace, Name: t.PodName, Container: t.Container}
+func (d *drain) pod(t drainv1.Target) calls.Pod {
+	return calls.Pod{Namespace: d.gwd.Namespace, Name: t.PodName, Container: t.Container}
 }
 
 // origin identifies this drain and the target's instantiation in the marker.
@@ -104,8 +104,8 @@ func (d *drain) origin(t drainv1.Target) marker.Origin {
 	return o
 }
 
-func (d *drain) request(t drainv1.Target, now time.Time, replaceable []byte) transport.ProjectRequest {
-	return transport.ProjectRequest{
+func (d *drain) request(t drainv1.Target, now time.Time, replaceable []byte) calls.ProjectRequest {
+	return calls.ProjectRequest{
 		Marker: marker.Request{
 			Principal:            d.principal(),
 			SuppressNotification: d.gwd.Spec.SuppressNotification,
@@ -118,8 +118,8 @@ func (d *drain) request(t drainv1.Target, now time.Time, replaceable []byte) tra
 
 // ours reports whether the marker read back is the one this drain wrote for
 // this instantiation, and the gateway honours it.
-func (d *drain) ours(t drainv1.Target, obs transport.Observation, now time.Time) bool {
-	if obs.Marker.State != transport.FilePresent {
+func (d *drain) ours(t drainv1.Target, obs calls.Observation, now time.Time) bool {
+	if obs.Marker.State != calls.FilePresent {
 		return false
 	}
 	found := marker.Parse(obs.Marker.Data)

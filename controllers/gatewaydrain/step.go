@@ -10,10 +10,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // step moves one target toward what the drain wants of it and returns the
@@ -52,7 +52,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		return t, next
 	}
 	pod := d.pod(t)
-	var obs transport.Observation
+	var obs calls.Observation
 	var err error
 	refreshDue := t.MarkerWrittenAt == nil || now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
 	if !refreshDue && t.State != drainv1.TargetFailed && t.State != drainv1.TargetConflict {
@@ -64,7 +64,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if err == nil {
 		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, nil))
 	}
-	if err == nil && obs.Outcome == transport.Foreign && !d.ours(t, obs, now) {
+	if err == nil && obs.Outcome == calls.Foreign && !d.ours(t, obs, now) {
 		found := marker.Parse(obs.Marker.Data)
 		if !gatewayIgnores(found, obs) {
 			return r.conflict(ctx, d, t, obs, now)
@@ -72,7 +72,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		// The gateway ignores this marker: it is dead weight from an earlier
 		// instantiation, and ours must take its place.
 		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, obs.Marker.Data))
-		if err == nil && obs.Outcome == transport.Replaced {
+		if err == nil && obs.Outcome == calls.Replaced {
 			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, found.Principal(), found.EpochValue())
 		}
@@ -101,7 +101,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 // margin covers the gateway's once-a-second look: a marker written a moment
 // ago is not yet noticed, not ignored. Another GatewayDrain's marker is
 // replaced only on an epoch mismatch: that drain removes its own markers.
-func gatewayIgnores(found marker.Found, obs transport.Observation) bool {
+func gatewayIgnores(found marker.Found, obs calls.Observation) bool {
 	if found.EpochMismatch(obs.Epoch) {
 		return true
 	}
@@ -124,7 +124,7 @@ const noticeMargin = 3 * time.Second
 // conflict records that someone else's marker holds the target. If that is
 // the marker of a GatewayDrain that no longer exists, it is removed, and
 // the next poll puts ours in its place.
-func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
 	if r.Orphans != nil {
 		if err := r.Orphans.Check(ctx, d.gwd, d.pod(t), t.HermesHome, obs); err != nil {
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", t.PodName)
@@ -151,7 +151,7 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *drain, t drainv1.Target
 	removed := metav1.NewTime(now)
 	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetReleased, &removed, 0
 	t.Message = "drain " + d.withdrawn + "; marker removed"
-	if obs.Outcome == transport.Foreign {
+	if obs.Outcome == calls.Foreign {
 		t.Message = fmt.Sprintf("drain %s; a marker of principal %q remains, not ours: left alone", d.withdrawn, marker.Parse(obs.Marker.Data).Principal())
 	}
 	return t, time.Time{}
@@ -188,7 +188,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 	}
 	removed := metav1.NewTime(now)
 	t.MarkerRemovedAt, t.Failures, t.Message = &removed, 0, why+"; not drained"
-	if obs.Outcome == transport.Cleared {
+	if obs.Outcome == calls.Cleared {
 		t.Message = why + "; removed our stale marker from the new instantiation, which is not drained"
 	}
 	return t, time.Time{}
@@ -197,7 +197,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 // observed records a target whose marker is ours and in place, and the
 // gateway's state as read: Drained once the gateway reports draining with no
 // active agents.
-func (r *Reconciler) observed(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) observed(t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
 	t, st, problem := r.read(t, obs, now)
 	t.Failures = 0
 	switch {
@@ -216,7 +216,7 @@ func (r *Reconciler) observed(t drainv1.Target, obs transport.Observation, now t
 
 // read copies what every call reads back into the target, and returns the
 // gateway's state or why it cannot be told.
-func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.Time) (drainv1.Target, marker.GatewayState, *transport.StateProblem) {
+func (r *Reconciler) read(t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, marker.GatewayState, *calls.StateProblem) {
 	attempt := metav1.NewTime(now)
 	t.LastAttemptTime, t.Epoch = &attempt, obs.Epoch
 	if t.HermesHome == "" && marker.ValidateHome(obs.Home) == nil {
@@ -229,7 +229,7 @@ func (r *Reconciler) read(t drainv1.Target, obs transport.Observation, now time.
 	}
 	agents := st.ActiveAgents
 	t.GatewayState, t.ActiveAgents = st.State, &agents
-	seen := transport.Progress{UpdatedAt: t.StateUpdatedAt}
+	seen := calls.Progress{UpdatedAt: t.StateUpdatedAt}
 	if t.StateSeenAt != nil {
 		seen.Since = t.StateSeenAt.Time
 	}
@@ -286,8 +286,8 @@ func (r *Reconciler) retryAt(t drainv1.Target) time.Time {
 	return t.LastAttemptTime.Add(retry.Delay(r.RetryBase, r.RetryMax, t.Failures))
 }
 
-func foreignMessage(f transport.File) string {
-	if f.State != transport.FilePresent {
+func foreignMessage(f calls.File) string {
+	if f.State != calls.FilePresent {
 		return fmt.Sprintf("the marker is %s; not ours: left alone", f.State)
 	}
 	found := marker.Parse(f.Data)

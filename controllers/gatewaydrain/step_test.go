@@ -9,8 +9,8 @@ import (
 	testclock "k8s.io/utils/clock/testing"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // When each target may be talked to again: the poll schedule while the
@@ -47,15 +47,15 @@ func TestNextAttempt(t *testing.T) {
 }
 
 // reportingTransport answers every call with the same observation.
-type reportingTransport struct{ obs transport.Observation }
+type reportingTransport struct{ obs calls.Observation }
 
-func (f reportingTransport) Project(context.Context, transport.Pod, string, transport.ProjectRequest) (transport.Observation, error) {
+func (f reportingTransport) Project(context.Context, calls.Pod, string, calls.ProjectRequest) (calls.Observation, error) {
 	return f.obs, nil
 }
-func (f reportingTransport) Clear(context.Context, transport.Pod, string, string) (transport.Observation, error) {
+func (f reportingTransport) Clear(context.Context, calls.Pod, string, string) (calls.Observation, error) {
 	return f.obs, nil
 }
-func (f reportingTransport) Read(context.Context, transport.Pod, string) (transport.Observation, error) {
+func (f reportingTransport) Read(context.Context, calls.Pod, string) (calls.Observation, error) {
 	return f.obs, nil
 }
 
@@ -67,22 +67,22 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 	now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
-	drained := transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
+	drained := calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
 	d := newDrain(gwd, nil, now, 10)
 	prefix, suffix, err := marker.Render(d.request(target, now, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := transport.File{State: transport.FilePresent, Data: []byte(prefix + "boot:1" + suffix)}
-	theirs := transport.File{State: transport.FilePresent, Data: []byte(`{"action":"drain","principal":"dashboard","epoch":"boot:1"}`)}
+	ours := calls.File{State: calls.FilePresent, Data: []byte(prefix + "boot:1" + suffix)}
+	theirs := calls.File{State: calls.FilePresent, Data: []byte(`{"action":"drain","principal":"dashboard","epoch":"boot:1"}`)}
 	for _, tc := range []struct {
 		name string
-		obs  transport.Observation
+		obs  calls.Observation
 		want drainv1.TargetState
 	}{
-		{"written, ours read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: ours, GatewayState: drained}, drainv1.TargetDrained},
-		{"written, theirs read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: theirs, GatewayState: drained}, drainv1.TargetConflict},
-		{"written, none read back", transport.Observation{Outcome: transport.Written, Epoch: "boot:1", Marker: transport.File{State: transport.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
+		{"written, ours read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: ours, GatewayState: drained}, drainv1.TargetDrained},
+		{"written, theirs read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: theirs, GatewayState: drained}, drainv1.TargetConflict},
+		{"written, none read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
 	} {
 		r := &Reconciler{Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
 		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, 10), target, now)

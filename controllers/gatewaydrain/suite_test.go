@@ -27,6 +27,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -133,7 +134,7 @@ func (f *faultyRunner) callsTo(pod string) int {
 	return f.calls[pod]
 }
 
-func (f *faultyRunner) Run(ctx context.Context, pod transport.Pod, argv []string) ([]byte, error) {
+func (f *faultyRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
 	key := pod.Namespace + "/" + pod.Name
 	f.mu.Lock()
 	f.calls[key]++

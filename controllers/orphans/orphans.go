@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
@@ -64,8 +65,8 @@ type Remover struct {
 // Check removes the marker obs found in the gateway at target if an operator
 // wrote it for a GatewayDrain of the pod's namespace that no longer exists.
 // regarding is what the event is about. Any other marker is left alone.
-func (r *Remover) Check(ctx context.Context, regarding runtime.Object, target transport.Pod, home string, obs transport.Observation) error {
-	if obs.Marker.State != transport.FilePresent {
+func (r *Remover) Check(ctx context.Context, regarding runtime.Object, target calls.Pod, home string, obs calls.Observation) error {
+	if obs.Marker.State != calls.FilePresent {
 		return nil
 	}
 	o, ours := marker.Parse(obs.Marker.Data).Origin()
@@ -83,7 +84,7 @@ func (r *Remover) Check(ctx context.Context, regarding runtime.Object, target tr
 	if err != nil {
 		return fmt.Errorf("removing the orphaned marker of GatewayDrain %s: %w", o.GatewayDrain, err)
 	}
-	if cleared.Outcome == transport.Cleared {
+	if cleared.Outcome == calls.Cleared {
 		orphansRemoved.Inc()
 		r.Recorder.Eventf(regarding, nil, corev1.EventTypeNormal, "OrphanedMarkerRemoved", "RemoveMarker",
 			"%s: removed the marker of GatewayDrain %s (uid %s), which no longer exists", target, o.GatewayDrain, o.GatewayDrainUID)
@@ -144,7 +145,7 @@ func (r *Remover) Sweep(ctx context.Context) error {
 		if err != nil {
 			continue // never sent to the pod
 		}
-		target := transport.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
+		target := calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
 		obs, err := r.Transport.Read(ctx, target, home)
 		if err == nil {
 			err = r.Check(ctx, pod, target, home, obs)

@@ -15,6 +15,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env)) }
 var program = transport.NewProgram(transport.LocalRunner{}, "/proc")
 
 // runningPod creates a running pod whose HERMES_HOME is a new folder.
-func runningPod(t *testing.T, ns, name string, gateway, gated bool) (transport.Pod, string) {
+func runningPod(t *testing.T, ns, name string, gateway, gated bool) (calls.Pod, string) {
 	t.Helper()
 	home := t.TempDir()
 	pod := &corev1.Pod{
@@ -55,17 +56,17 @@ func runningPod(t *testing.T, ns, name string, gateway, gated bool) (transport.P
 	if err := env.Client.Status().Update(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	return transport.Pod{Namespace: ns, Name: name, Container: "gateway"}, home
+	return calls.Pod{Namespace: ns, Name: name, Container: "gateway"}, home
 }
 
 // markOf writes the marker GatewayDrain ns/drain with this UID would write.
-func markOf(t *testing.T, pod transport.Pod, home, drain, uid string) {
+func markOf(t *testing.T, pod calls.Pod, home, drain, uid string) {
 	t.Helper()
-	req := transport.ProjectRequest{Marker: marker.Request{
+	req := calls.ProjectRequest{Marker: marker.Request{
 		Principal: "gatewaydrain/" + pod.Namespace + "/" + drain, RequestedAt: time.Now(),
 		Origin: marker.Origin{GatewayDrainUID: uid, GatewayDrain: pod.Namespace + "/" + drain, Pod: pod.Namespace + "/" + pod.Name, Container: pod.Container},
 	}}
-	if obs, err := program.Project(context.Background(), pod, home, req); err != nil || obs.Outcome != transport.Written {
+	if obs, err := program.Project(context.Background(), pod, home, req); err != nil || obs.Outcome != calls.Written {
 		t.Fatalf("writing a marker: %v %v", obs.Outcome, err)
 	}
 }

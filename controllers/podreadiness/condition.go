@@ -7,8 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // Reasons of the gate condition beyond the state-file problems of transport.
@@ -43,7 +43,7 @@ type verdict struct {
 // serving maps what was read from a gateway to "does this gateway accept
 // turns": True for running or degraded, False for any other state upstream
 // writes or when its writer is gone, Unknown when the state cannot be told.
-func serving(obs transport.Observation, readErr error) verdict {
+func serving(obs calls.Observation, readErr error) verdict {
 	if readErr != nil {
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonReadFailed, message: readErr.Error()}
 	}

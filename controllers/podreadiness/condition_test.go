@@ -12,20 +12,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 func TestServingMapsEveryGatewayState(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	fresh := now.Add(-5 * time.Second).Format(marker.TimeLayout)
-	file := func(state string, agents int) transport.Observation {
+	file := func(state string, agents int) calls.Observation {
 		data := `{"gateway_state":"` + state + `","active_agents":` + string(rune('0'+agents)) + `,"updated_at":"` + fresh + `"}`
-		return transport.Observation{GatewayState: transport.File{State: transport.FilePresent, Data: []byte(data)}}
+		return calls.Observation{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(data)}}
 	}
 	cases := []struct {
 		name    string
-		obs     transport.Observation
+		obs     calls.Observation
 		err     error
 		status  corev1.ConditionStatus
 		reason  string
@@ -38,14 +38,14 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 		{"stopped", file("stopped", 0), nil, corev1.ConditionFalse, "Stopped", "Stopped: 0 active agents"},
 		{"startup_failed", file("startup_failed", 0), nil, corev1.ConditionFalse, "StartupFailed", "StartupFailed: 0 active agents"},
 		{"a state upstream never writes", file("sleeping", 0), nil, corev1.ConditionUnknown, ReasonUnknownState, `gateway_state "sleeping" is not one upstream writes`},
-		{"missing file", transport.Observation{GatewayState: transport.File{State: transport.FileAbsent}}, nil, corev1.ConditionUnknown, transport.ReasonNoState, "gateway_state.json not found (gateway not started?)"},
-		{"a directory", transport.Observation{GatewayState: transport.File{State: transport.FileDirectory}}, nil, corev1.ConditionUnknown, transport.ReasonStateUnreadable, "gateway_state.json is directory"},
-		{"corrupt file", transport.Observation{GatewayState: transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":`)}}, nil, corev1.ConditionUnknown, transport.ReasonStateUnreadable, "gateway_state.json is not valid: unexpected end of JSON input"},
-		{"an old updated_at says nothing (another host's clock)", transport.Observation{GatewayState: transport.File{State: transport.FilePresent, Data: []byte(`{"gateway_state":"running","active_agents":0,"updated_at":"` + now.Add(-3*time.Hour).Format(marker.TimeLayout) + `"}`)}}, nil, corev1.ConditionTrue, "Running", "Running: 0 active agents"},
+		{"missing file", calls.Observation{GatewayState: calls.File{State: calls.FileAbsent}}, nil, corev1.ConditionUnknown, calls.ReasonNoState, "gateway_state.json not found (gateway not started?)"},
+		{"a directory", calls.Observation{GatewayState: calls.File{State: calls.FileDirectory}}, nil, corev1.ConditionUnknown, calls.ReasonStateUnreadable, "gateway_state.json is directory"},
+		{"corrupt file", calls.Observation{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":`)}}, nil, corev1.ConditionUnknown, calls.ReasonStateUnreadable, "gateway_state.json is not valid: unexpected end of JSON input"},
+		{"an old updated_at says nothing (another host's clock)", calls.Observation{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"running","active_agents":0,"updated_at":"` + now.Add(-3*time.Hour).Format(marker.TimeLayout) + `"}`)}}, nil, corev1.ConditionTrue, "Running", "Running: 0 active agents"},
 		{"writer alive", withWriter(file("running", 1), 42, "9000", statLine(42, "9000")), nil, corev1.ConditionTrue, "Running", "Running: 1 active agents"},
-		{"writer gone", withWriter(file("running", 1), 42, "9000", ""), nil, corev1.ConditionFalse, transport.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone: it is what a dead gateway left`},
-		{"writer's PID reused", withWriter(file("running", 1), 42, "9000", statLine(42, "9100")), nil, corev1.ConditionFalse, transport.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone (PID 42 now belongs to a process started at 9100, not 9000): it is what a dead gateway left`},
-		{"read failed", transport.Observation{}, errors.New("exec: connection refused"), corev1.ConditionUnknown, ReasonReadFailed, "exec: connection refused"},
+		{"writer gone", withWriter(file("running", 1), 42, "9000", ""), nil, corev1.ConditionFalse, calls.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone: it is what a dead gateway left`},
+		{"writer's PID reused", withWriter(file("running", 1), 42, "9000", statLine(42, "9100")), nil, corev1.ConditionFalse, calls.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone (PID 42 now belongs to a process started at 9100, not 9000): it is what a dead gateway left`},
+		{"read failed", calls.Observation{}, errors.New("exec: connection refused"), corev1.ConditionUnknown, ReasonReadFailed, "exec: connection refused"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,10 +59,10 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 
 // withWriter names a writer in obs's state file, and what the container's
 // /proc showed of that PID.
-func withWriter(obs transport.Observation, pid int64, start, stat string) transport.Observation {
+func withWriter(obs calls.Observation, pid int64, start, stat string) calls.Observation {
 	data := strings.TrimSuffix(string(obs.GatewayState.Data), "}")
 	obs.GatewayState.Data = []byte(fmt.Sprintf(`%s,"pid":%d,"start_time":%s}`, data, pid, start))
-	obs.GatewayProcess = transport.Process{PID: pid, Stat: stat}
+	obs.GatewayProcess = calls.Process{PID: pid, Stat: stat}
 	return obs
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
@@ -36,7 +37,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env)) }
 // countingRunner runs the program locally and counts the calls.
 type countingRunner struct{ calls atomic.Int32 }
 
-func (c *countingRunner) Run(ctx context.Context, pod transport.Pod, argv []string) ([]byte, error) {
+func (c *countingRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
 	c.calls.Add(1)
 	return transport.LocalRunner{}.Run(ctx, pod, argv)
 }
@@ -216,7 +217,7 @@ func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
 	}
 	first := reconcile(t, r, pod)
 	second := reconcile(t, r, pod)
-	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonNoState {
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != calls.ReasonNoState {
 		t.Errorf("gate %+v", c)
 	}
 	if !(second.RequeueAfter > first.RequeueAfter) {
@@ -226,7 +227,7 @@ func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
 
 type failingRunner struct{}
 
-func (failingRunner) Run(context.Context, transport.Pod, []string) ([]byte, error) {
+func (failingRunner) Run(context.Context, calls.Pod, []string) ([]byte, error) {
 	return nil, errors.New("injected: the API server is restarting")
 }
 
@@ -333,12 +334,12 @@ func TestAStateFileThatStopsChangingTurnsTheGateUnknown(t *testing.T) {
 		t.Fatalf("gate %+v: a skewed clock made the gateway look dead", c)
 	}
 	start := clk.Now()
-	clk.SetTime(start.Add(transport.StateStaleAfter + r.KeepLastFor + 2*time.Second))
+	clk.SetTime(start.Add(calls.StateStaleAfter + r.KeepLastFor + 2*time.Second))
 	reconcile(t, r, fetch(t, pod)) // first read seeing it stalled: the last status stands
-	clk.SetTime(start.Add(2*transport.StateStaleAfter + r.KeepLastFor + 4*time.Second))
+	clk.SetTime(start.Add(2*calls.StateStaleAfter + r.KeepLastFor + 4*time.Second))
 	reconcile(t, r, fetch(t, pod))
-	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != transport.ReasonStateStalled {
-		t.Errorf("gate %+v, want Unknown/%s", c, transport.ReasonStateStalled)
+	if c := gatewaypod.GateCondition(fetch(t, pod)); c == nil || c.Status != corev1.ConditionUnknown || c.Reason != calls.ReasonStateStalled {
+		t.Errorf("gate %+v, want Unknown/%s", c, calls.ReasonStateStalled)
 	}
 }
 
@@ -350,12 +351,12 @@ func TestAReadRemovesAnOrphanedMarker(t *testing.T) {
 	recorder := events.NewFakeRecorder(1)
 	r.Orphans = &orphans.Remover{Cache: env.Client, API: env.Client, Transport: r.Transport, Recorder: recorder, Options: orphans.DefaultOptions()}
 	pod, home := gatedPod(t, ns, "gw", true)
-	target := transport.Pod{Namespace: ns, Name: pod.Name, Container: "gateway"}
-	req := transport.ProjectRequest{Marker: marker.Request{
+	target := calls.Pod{Namespace: ns, Name: pod.Name, Container: "gateway"}
+	req := calls.ProjectRequest{Marker: marker.Request{
 		Principal: "gatewaydrain/" + ns + "/gone", RequestedAt: time.Now(),
 		Origin: marker.Origin{GatewayDrainUID: "uid-of-a-deleted-drain", GatewayDrain: ns + "/gone", Pod: ns + "/" + pod.Name, Container: "gateway"},
 	}}
-	if obs, err := r.Transport.Project(context.Background(), target, home, req); err != nil || obs.Outcome != transport.Written {
+	if obs, err := r.Transport.Project(context.Background(), target, home, req); err != nil || obs.Outcome != calls.Written {
 		t.Fatalf("writing a marker: %v %v", obs.Outcome, err)
 	}
 	reconcile(t, r, pod)

@@ -34,6 +34,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
@@ -108,7 +109,7 @@ type Reconciler struct {
 type memory struct {
 	uid types.UID // a pod recreated under the same name starts afresh
 	failing
-	progress transport.Progress
+	progress calls.Progress
 }
 
 // failing is a pod whose reads have failed or said nothing, in a row.
@@ -170,7 +171,7 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 	if err != nil {
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonInvalidHome, message: err.Error()}
 	}
-	target := transport.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
+	target := calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
 	obs, err := r.Transport.Read(ctx, target, home)
 	if err == nil && r.Orphans != nil {
 		if err := r.Orphans.Check(ctx, pod, target, home, obs); err != nil {
@@ -188,7 +189,7 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 
 // observe records a read of a pod's state file and says whether the file
 // has stopped changing.
-func (r *Reconciler) observe(pod *corev1.Pod, st marker.GatewayState, now time.Time) *transport.StateProblem {
+func (r *Reconciler) observe(pod *corev1.Pod, st marker.GatewayState, now time.Time) *calls.StateProblem {
 	return r.remember(pod, func(m *memory) { m.progress = m.progress.Observe(st, now) }).progress.Stalled(now)
 }
 

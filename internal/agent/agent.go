@@ -1,6 +1,6 @@
 // Package agent is the sidecar beside a gateway: it serves the operator's
 // three calls on the gateway's HERMES_HOME in this process
-// (transport.InProcess, the contract program.sh keeps over exec),
+// (calls.InProcess, the contract program.sh keeps over exec),
 // authenticated both ways with projected ServiceAccount tokens; it refuses
 // to stamp a marker with an epoch that is not the gateway's; it removes its
 // marker the instant the gateway container it was written for ends (guard);
@@ -22,10 +22,10 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // Options configure the agent's server.
@@ -86,7 +86,7 @@ func (o Options) Validate() error {
 // Server is a running agent.
 type Server struct {
 	opts      Options
-	calls     transport.InProcess
+	local     calls.InProcess
 	verifier  *satoken.Verifier
 	operators map[string]bool
 	fresh     *freshness
@@ -105,13 +105,13 @@ func New(opts Options, verifier *satoken.Verifier, log logr.Logger) (*Server, er
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, calls: transport.InProcess{ProcRoot: opts.ProcRoot}, verifier: verifier,
+	s := &Server{opts: opts, local: calls.InProcess{ProcRoot: opts.ProcRoot}, verifier: verifier,
 		operators: map[string]bool{}, fresh: newFreshness(opts.Window, time.Now), log: log}
 	for _, op := range opts.Operators {
 		s.operators[op] = true
 	}
 	s.guard = &guard{procRoot: opts.ProcRoot, log: log, clear: s.clearStale}
-	s.ready = newReadiness(s.calls, opts.Home, log, s.adopt)
+	s.ready = newReadiness(s.local, opts.Home, log, s.adopt)
 	shared, err := sharesPIDNamespace(opts.ProcRoot, os.Getpid())
 	switch {
 	case err != nil:
@@ -130,7 +130,7 @@ func New(opts Options, verifier *satoken.Verifier, log logr.Logger) (*Server, er
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, op := range []string{"project", "clear", "read"} {
-		mux.HandleFunc("POST "+transport.AgentPathPrefix+op, func(w http.ResponseWriter, r *http.Request) { s.serveCall(w, r, op) })
+		mux.HandleFunc("POST "+calls.AgentPathPrefix+op, func(w http.ResponseWriter, r *http.Request) { s.serveCall(w, r, op) })
 	}
 	return mux
 }
@@ -155,19 +155,19 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, op string) {
 		http.Error(w, err.Error(), status)
 		return
 	}
-	var call transport.AgentCall
+	var call calls.AgentCall
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxCall)).Decode(&call); err != nil {
 		http.Error(w, "the call is not valid JSON: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	obs, err := s.call(r.Context(), op, call)
-	reply := transport.AgentReply{Observation: obs}
+	reply := calls.AgentReply{Observation: obs}
 	if err != nil {
 		reply.Error = err.Error()
 	}
 	s.log.V(1).Info("call", "op", op, "by", who, "outcome", obs.Outcome, "error", reply.Error)
 	if tok, err := (satoken.File{Path: s.opts.TokenFile}).Token(); err == nil {
-		w.Header().Set(transport.HeaderAgentToken, tok)
+		w.Header().Set(calls.HeaderAgentToken, tok)
 	} else {
 		s.log.Error(err, "no token to show the operator; it will refuse this agent's replies")
 	}
@@ -189,45 +189,45 @@ func (s *Server) authenticate(r *http.Request) (who string, status int, err erro
 	if !s.operators[id.ServiceAccount] {
 		return id.ServiceAccount, http.StatusForbidden, fmt.Errorf("%s may not call this agent", id.ServiceAccount)
 	}
-	if err := s.fresh.check(r.Header.Get(transport.HeaderNonce), r.Header.Get(transport.HeaderTime)); err != nil {
+	if err := s.fresh.check(r.Header.Get(calls.HeaderNonce), r.Header.Get(calls.HeaderTime)); err != nil {
 		return id.ServiceAccount, http.StatusUnauthorized, err
 	}
 	return id.ServiceAccount, 0, nil
 }
 
 // call runs one call on the home this agent serves.
-func (s *Server) call(ctx context.Context, op string, c transport.AgentCall) (transport.Observation, error) {
+func (s *Server) call(ctx context.Context, op string, c calls.AgentCall) (calls.Observation, error) {
 	if c.Home != "" && c.Home != s.opts.Home {
-		return transport.Observation{}, fmt.Errorf("this agent serves HERMES_HOME %s, not %s: mount the gateway's HERMES_HOME at the same path in the agent", s.opts.Home, c.Home)
+		return calls.Observation{}, fmt.Errorf("this agent serves HERMES_HOME %s, not %s: mount the gateway's HERMES_HOME at the same path in the agent", s.opts.Home, c.Home)
 	}
 	switch op {
 	case "project":
 		if c.Marker == nil {
-			return transport.Observation{}, errors.New("project needs a marker")
+			return calls.Observation{}, errors.New("project needs a marker")
 		}
 		if !s.shared {
-			obs, _ := s.calls.Read(ctx, transport.Pod{}, s.opts.Home)
+			obs, _ := s.local.Read(ctx, calls.Pod{}, s.opts.Home)
 			return obs, errors.New("refusing to write a marker: " + s.notShared)
 		}
-		obs, err := s.calls.Project(ctx, transport.Pod{}, s.opts.Home, transport.ProjectRequest{Marker: *c.Marker, Replaceable: c.Replaceable})
-		if err == nil && obs.Outcome != transport.Foreign {
+		obs, err := s.local.Project(ctx, calls.Pod{}, s.opts.Home, calls.ProjectRequest{Marker: *c.Marker, Replaceable: c.Replaceable})
+		if err == nil && obs.Outcome != calls.Foreign {
 			s.guard.bind(c.Marker.Origin.GatewayDrainUID, liveWriter(obs))
 		}
 		return obs, err
 	case "clear":
-		obs, err := s.calls.Clear(ctx, transport.Pod{}, s.opts.Home, c.OwnerUID)
-		if err == nil && (obs.Outcome == transport.Cleared || obs.Outcome == transport.Absent) {
+		obs, err := s.local.Clear(ctx, calls.Pod{}, s.opts.Home, c.OwnerUID)
+		if err == nil && (obs.Outcome == calls.Cleared || obs.Outcome == calls.Absent) {
 			s.guard.unbind(c.OwnerUID)
 		}
 		return obs, err
 	default:
-		return s.calls.Read(ctx, transport.Pod{}, s.opts.Home)
+		return s.local.Read(ctx, calls.Pod{}, s.opts.Home)
 	}
 }
 
 // liveWriter is the PID of the running process gateway_state.json names as
 // its writer, or 0.
-func liveWriter(obs transport.Observation) int {
+func liveWriter(obs calls.Observation) int {
 	st, problem := obs.GatewayStateNow()
 	if problem != nil || st.PID <= 0 || obs.GatewayProcess.PID != st.PID || obs.GatewayProcess.Stat == "" {
 		return 0
@@ -239,9 +239,9 @@ func liveWriter(obs transport.Observation) int {
 // gateway was not known when it was written (or that the agent finds on
 // start, written before it restarted) is guarded as soon as a live gateway
 // writes its state.
-func (s *Server) adopt(obs transport.Observation) {
+func (s *Server) adopt(obs calls.Observation) {
 	writer := liveWriter(obs)
-	if writer == 0 || obs.Marker.State != transport.FilePresent {
+	if writer == 0 || obs.Marker.State != calls.FilePresent {
 		return
 	}
 	origin, ok := marker.Parse(obs.Marker.Data).Origin()
@@ -257,7 +257,7 @@ func (s *Server) adopt(obs transport.Observation) {
 func (s *Server) clearStale(owner string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	obs, err := s.calls.Clear(ctx, transport.Pod{}, s.opts.Home, owner)
+	obs, err := s.local.Clear(ctx, calls.Pod{}, s.opts.Home, owner)
 	if err != nil {
 		s.log.Error(err, "removing the marker of an ended gateway container")
 		return

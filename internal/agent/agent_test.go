@@ -19,11 +19,11 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr/testr"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 const operatorSA = "hermes-drain-system/operator"
@@ -76,21 +76,21 @@ func (f *fixture) token(mutate func(*satokentest.Token)) string {
 
 // post sends a call as the operator's client does, with the given token,
 // nonce and time.
-func (f *fixture) post(op, token, nonce string, at time.Time, call transport.AgentCall) (int, transport.AgentReply, http.Header) {
+func (f *fixture) post(op, token, nonce string, at time.Time, call calls.AgentCall) (int, calls.AgentReply, http.Header) {
 	f.t.Helper()
 	body, _ := json.Marshal(call)
-	req, _ := http.NewRequest(http.MethodPost, f.http.URL+transport.AgentPathPrefix+op, bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, f.http.URL+calls.AgentPathPrefix+op, bytes.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	req.Header.Set(transport.HeaderNonce, nonce)
-	req.Header.Set(transport.HeaderTime, at.UTC().Format(time.RFC3339Nano))
+	req.Header.Set(calls.HeaderNonce, nonce)
+	req.Header.Set(calls.HeaderTime, at.UTC().Format(time.RFC3339Nano))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var reply transport.AgentReply
+	var reply calls.AgentReply
 	if resp.StatusCode == http.StatusOK {
 		if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
 			f.t.Fatal(err)
@@ -106,8 +106,8 @@ func nonce() string {
 	return fmt.Sprintf("nonce-%016d", nonces)
 }
 
-func projectCall(owner string) transport.AgentCall {
-	return transport.AgentCall{Marker: &marker.Request{Principal: "operator", RequestedAt: time.Now(),
+func projectCall(owner string) calls.AgentCall {
+	return calls.AgentCall{Marker: &marker.Request{Principal: "operator", RequestedAt: time.Now(),
 		Origin: marker.Origin{GatewayDrainUID: owner, GatewayDrain: "ns/d", Pod: "ns/gw-0", Container: "gateway"}}}
 }
 
@@ -117,8 +117,8 @@ func TestOnlyTheOperatorIsServed(t *testing.T) {
 	f := newFixture(t)
 	f.server.shared = true
 	replayed := nonce()
-	if code, reply, hdr := f.post("read", f.token(nil), replayed, time.Now(), transport.AgentCall{}); code != http.StatusOK || reply.Error != "" || reply.Observation.Home != f.home || hdr.Get(transport.HeaderAgentToken) != "agent-token" {
-		t.Fatalf("the operator's read: %d %+v, agent token %q", code, reply, hdr.Get(transport.HeaderAgentToken))
+	if code, reply, hdr := f.post("read", f.token(nil), replayed, time.Now(), calls.AgentCall{}); code != http.StatusOK || reply.Error != "" || reply.Observation.Home != f.home || hdr.Get(calls.HeaderAgentToken) != "agent-token" {
+		t.Fatalf("the operator's read: %d %+v, agent token %q", code, reply, hdr.Get(calls.HeaderAgentToken))
 	}
 	for name, tc := range map[string]struct {
 		token string
@@ -160,10 +160,10 @@ func TestNoMarkerWithAnEpochThatIsNotTheGateways(t *testing.T) {
 		t.Skip("this test process shares a pod's PID namespace")
 	}
 	_, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1"))
-	if !strings.Contains(reply.Error, "shareProcessNamespace: true") || reply.Observation.Marker.State != transport.FileAbsent {
+	if !strings.Contains(reply.Error, "shareProcessNamespace: true") || reply.Observation.Marker.State != calls.FileAbsent {
 		t.Fatalf("project: %+v", reply)
 	}
-	if _, reply, _ = f.post("clear", f.token(nil), nonce(), time.Now(), transport.AgentCall{OwnerUID: "uid-1"}); reply.Error != "" || reply.Observation.Outcome != transport.Absent {
+	if _, reply, _ = f.post("clear", f.token(nil), nonce(), time.Now(), calls.AgentCall{OwnerUID: "uid-1"}); reply.Error != "" || reply.Observation.Outcome != calls.Absent {
 		t.Errorf("clear must still work: %+v", reply)
 	}
 }
@@ -177,7 +177,7 @@ func TestAHomeOtherThanTheAgentsIsRefused(t *testing.T) {
 		t.Fatalf("project: %+v", reply)
 	}
 	call.Home = f.home
-	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), call); reply.Error != "" || reply.Observation.Outcome != transport.Written {
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), call); reply.Error != "" || reply.Observation.Outcome != calls.Written {
 		t.Fatalf("project naming the agent's own home: %+v", reply)
 	}
 }
@@ -208,7 +208,7 @@ func TestTheMarkerGoesWithTheGatewayItWasWrittenFor(t *testing.T) {
 	f := newFixture(t)
 	f.server.shared = true
 	gw := startGateway(t, f.home, marker.StateRunning)
-	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1")); reply.Error != "" || reply.Observation.Outcome != transport.Written {
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1")); reply.Error != "" || reply.Observation.Outcome != calls.Written {
 		t.Fatalf("project: %+v", reply)
 	}
 	if err := gw.Process.Kill(); err != nil {
@@ -227,7 +227,7 @@ func TestTheMarkerGoesWithTheGatewayItWasWrittenFor(t *testing.T) {
 func TestAMarkerWrittenBeforeTheGatewayIsGuardedOnceItRuns(t *testing.T) {
 	f := newFixture(t)
 	f.server.shared = true
-	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1")); reply.Observation.Outcome != transport.Written {
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), projectCall("uid-1")); reply.Observation.Outcome != calls.Written {
 		t.Fatalf("project: %+v", reply)
 	}
 	gw := startGateway(t, f.home, marker.StateDraining)

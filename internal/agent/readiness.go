@@ -11,8 +11,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // recheckEvery is how often the home is read even when no file changed: a
@@ -26,11 +26,11 @@ const notReadYet = "not read yet"
 // gateway_state.json, watched (inotify) rather than read per probe, so the
 // kubelet's probe costs nothing and follows a change within milliseconds.
 type readiness struct {
-	calls transport.InProcess
+	local calls.InProcess
 	home  string
 	log   logr.Logger
 	// seen is told of every read (the guard adopts markers from it).
-	seen func(transport.Observation)
+	seen func(calls.Observation)
 
 	// newWatcher makes the inotify watcher (fsnotify.NewWatcher).
 	newWatcher func() (*fsnotify.Watcher, error)
@@ -42,8 +42,8 @@ type readiness struct {
 	changed time.Time
 }
 
-func newReadiness(calls transport.InProcess, home string, log logr.Logger, seen func(transport.Observation)) *readiness {
-	return &readiness{calls: calls, home: home, log: log, seen: seen, why: notReadYet, changed: time.Now(), newWatcher: fsnotify.NewWatcher}
+func newReadiness(local calls.InProcess, home string, log logr.Logger, seen func(calls.Observation)) *readiness {
+	return &readiness{local: local, home: home, log: log, seen: seen, why: notReadYet, changed: time.Now(), newWatcher: fsnotify.NewWatcher}
 }
 
 // run watches the home until ctx ends. Where no inotify instance is left
@@ -93,7 +93,7 @@ func (r *readiness) watch() (*fsnotify.Watcher, error) {
 
 // refresh reads the home and records whether the gateway accepts turns.
 func (r *readiness) refresh(ctx context.Context) {
-	obs, err := r.calls.Read(ctx, transport.Pod{}, r.home)
+	obs, err := r.local.Read(ctx, calls.Pod{}, r.home)
 	ready, why := false, ""
 	if err != nil {
 		why = err.Error()

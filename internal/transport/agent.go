@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 )
@@ -56,7 +57,7 @@ const maxIdleAgentConns = 128
 // AgentEndpoint is where a pod's agent listens, and which pod it must prove
 // to be.
 type AgentEndpoint struct {
-	Pod  Pod
+	Pod  calls.Pod
 	UID  string
 	Addr string // host:port
 }
@@ -66,49 +67,49 @@ type AgentEndpoint struct {
 const maxReply = 1 << 20
 
 // Call makes one of the three calls.
-func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call AgentCall) (_ Observation, err error) {
+func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call calls.AgentCall) (_ calls.Observation, err error) {
 	result := "transport"
 	defer func(start time.Time) {
 		callSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
-		calls.WithLabelValues(op, result).Inc()
+		callsTotal.WithLabelValues(op, result).Inc()
 	}(time.Now())
 
 	token, err := a.token.Token()
 	if err != nil {
-		return Observation{}, fmt.Errorf("the operator's token for agents: %w", err)
+		return calls.Observation{}, fmt.Errorf("the operator's token for agents: %w", err)
 	}
 	body, err := json.Marshal(call)
 	if err != nil {
-		return Observation{}, err
+		return calls.Observation{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ep.Addr+AgentPathPrefix+op, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ep.Addr+calls.AgentPathPrefix+op, bytes.NewReader(body))
 	if err != nil {
-		return Observation{}, err
+		return calls.Observation{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set(HeaderNonce, newNonce())
-	req.Header.Set(HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
+	req.Header.Set(calls.HeaderNonce, calls.NewNonce())
+	req.Header.Set(calls.HeaderTime, time.Now().UTC().Format(time.RFC3339Nano))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
 	if err != nil {
-		return Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, resp.Status, marker.Shorten(strings.TrimSpace(string(data)), 300))
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, resp.Status, marker.Shorten(strings.TrimSpace(string(data)), 300))
 	}
-	if err := a.isAgentOf(ctx, ep, resp.Header.Get(HeaderAgentToken)); err != nil {
+	if err := a.isAgentOf(ctx, ep, resp.Header.Get(calls.HeaderAgentToken)); err != nil {
 		result = "unauthenticated"
-		return Observation{}, err
+		return calls.Observation{}, err
 	}
-	var reply AgentReply
+	var reply calls.AgentReply
 	if len(data) > maxReply || json.Unmarshal(data, &reply) != nil {
 		result = "output"
-		return Observation{}, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Shorten(string(data), 200))
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Shorten(string(data), 200))
 	}
 	if reply.Error != "" {
 		result = "container"

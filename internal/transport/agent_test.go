@@ -19,6 +19,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/agent"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
@@ -76,17 +77,17 @@ type agentFixture struct {
 // recording is an exec Transport that only records that it was called.
 type recording struct{ calls []string }
 
-func (r *recording) Project(context.Context, transport.Pod, string, transport.ProjectRequest) (transport.Observation, error) {
+func (r *recording) Project(context.Context, calls.Pod, string, calls.ProjectRequest) (calls.Observation, error) {
 	r.calls = append(r.calls, "project")
-	return transport.Observation{Outcome: transport.Written}, nil
+	return calls.Observation{Outcome: calls.Written}, nil
 }
-func (r *recording) Clear(context.Context, transport.Pod, string, string) (transport.Observation, error) {
+func (r *recording) Clear(context.Context, calls.Pod, string, string) (calls.Observation, error) {
 	r.calls = append(r.calls, "clear")
-	return transport.Observation{Outcome: transport.Cleared}, nil
+	return calls.Observation{Outcome: calls.Cleared}, nil
 }
-func (r *recording) Read(context.Context, transport.Pod, string) (transport.Observation, error) {
+func (r *recording) Read(context.Context, calls.Pod, string) (calls.Observation, error) {
 	r.calls = append(r.calls, "read")
-	return transport.Observation{Outcome: transport.Read}, nil
+	return calls.Observation{Outcome: calls.Read}, nil
 }
 
 func mint(t *testing.T, issuer *satokentest.Issuer, path string, tok satokentest.Token) {
@@ -134,10 +135,10 @@ func newAgentFixture(t *testing.T, pods ...*corev1.Pod) *agentFixture {
 	return f
 }
 
-var gw0 = transport.Pod{Namespace: "team-a", Name: "gw-0", Container: "gateway"}
+var gw0 = calls.Pod{Namespace: "team-a", Name: "gw-0", Container: "gateway"}
 
-func projectRequest() transport.ProjectRequest {
-	return transport.ProjectRequest{Marker: marker.Request{Principal: "op", RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: "uid-1"}}}
+func projectRequest() calls.ProjectRequest {
+	return calls.ProjectRequest{Marker: marker.Request{Principal: "op", RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: "uid-1"}}}
 }
 
 // A pod that declares its agent is reached through it, with no exec: the
@@ -146,17 +147,17 @@ func TestAPodWithAnAgentIsReachedThroughIt(t *testing.T) {
 	f := newAgentFixture(t)
 	ctx := context.Background()
 	obs, err := f.router.Project(ctx, gw0, "", projectRequest())
-	if err != nil || obs.Outcome != transport.Written || obs.Epoch != "boot:42" || obs.Home != f.home {
+	if err != nil || obs.Outcome != calls.Written || obs.Epoch != "boot:42" || obs.Home != f.home {
 		t.Fatalf("project: %+v %v", obs, err)
 	}
 	raw, _ := os.ReadFile(filepath.Join(f.home, marker.Filename))
 	if !marker.Parse(raw).Honoured("boot:42", time.Now()) {
 		t.Errorf("marker %s", raw)
 	}
-	if obs, err := f.router.Read(ctx, gw0, ""); err != nil || obs.Outcome != transport.Read || obs.Marker.State != transport.FilePresent {
+	if obs, err := f.router.Read(ctx, gw0, ""); err != nil || obs.Outcome != calls.Read || obs.Marker.State != calls.FilePresent {
 		t.Errorf("read: %+v %v", obs, err)
 	}
-	if obs, err := f.router.Clear(ctx, gw0, "", "uid-1"); err != nil || obs.Outcome != transport.Cleared {
+	if obs, err := f.router.Clear(ctx, gw0, "", "uid-1"); err != nil || obs.Outcome != calls.Cleared {
 		t.Errorf("clear: %+v %v", obs, err)
 	}
 	if len(f.fallback.calls) != 0 {
@@ -201,15 +202,15 @@ func TestTheAgentRefusesAnOperatorItDoesNotKnow(t *testing.T) {
 func TestAPodWithoutAnAgentGoesThroughExecIfAllowed(t *testing.T) {
 	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "gw-1", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway"}}}}
 	f := newAgentFixture(t, plain)
-	gw1 := transport.Pod{Namespace: "team-a", Name: "gw-1", Container: "gateway"}
-	if obs, err := f.router.Read(context.Background(), gw1, ""); err != nil || obs.Outcome != transport.Read || len(f.fallback.calls) != 1 {
+	gw1 := calls.Pod{Namespace: "team-a", Name: "gw-1", Container: "gateway"}
+	if obs, err := f.router.Read(context.Background(), gw1, ""); err != nil || obs.Outcome != calls.Read || len(f.fallback.calls) != 1 {
 		t.Errorf("read through exec: %+v %v %v", obs, err, f.fallback.calls)
 	}
 	f.router.Exec = nil
 	if _, err := f.router.Read(context.Background(), gw1, ""); err == nil || !strings.Contains(err.Error(), "runs without pods/exec") {
 		t.Errorf("read with exec off: %v", err)
 	}
-	if _, err := f.router.Read(context.Background(), transport.Pod{Namespace: "team-a", Name: "gone"}, ""); err == nil {
+	if _, err := f.router.Read(context.Background(), calls.Pod{Namespace: "team-a", Name: "gone"}, ""); err == nil {
 		t.Error("a pod that is not there was reached")
 	}
 }
@@ -219,7 +220,7 @@ func TestAPodWithoutAnAgentGoesThroughExecIfAllowed(t *testing.T) {
 func TestWithoutATokenForAgentsExecServes(t *testing.T) {
 	f := newAgentFixture(t)
 	f.router.Agent = nil
-	if obs, err := f.router.Read(context.Background(), gw0, ""); err != nil || obs.Outcome != transport.Read || len(f.fallback.calls) != 1 {
+	if obs, err := f.router.Read(context.Background(), gw0, ""); err != nil || obs.Outcome != calls.Read || len(f.fallback.calls) != 1 {
 		t.Errorf("read through exec: %+v %v %v", obs, err, f.fallback.calls)
 	}
 	f.router.Exec = nil

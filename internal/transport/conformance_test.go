@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -19,7 +20,7 @@ import (
 // shell it must run on, and in this process (the agent).
 func implementations(t *testing.T, proc string) map[string]Transport {
 	t.Helper()
-	all := map[string]Transport{"in-process": InProcess{ProcRoot: proc}}
+	all := map[string]Transport{"in-process": calls.InProcess{ProcRoot: proc}}
 	for shell, sh := range shells(t) {
 		all[shell] = NewProgram(sh, proc)
 	}
@@ -124,23 +125,23 @@ func TestEveryImplementationKeepsOneContract(t *testing.T) {
 }
 
 // runCalls runs the calls and describes what each saw.
-func runCalls(t *testing.T, tr Transport, home string, calls []call) []string {
+func runCalls(t *testing.T, tr Transport, home string, steps []call) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var seen []string
-	for _, c := range calls {
-		var obs Observation
+	for _, c := range steps {
+		var obs calls.Observation
 		var err error
 		switch c.op {
 		case "project":
 			req := request(c.owner, "me")
 			req.Replaceable = []byte(c.replaceable)
-			obs, err = tr.Project(ctx, Pod{}, home, req)
+			obs, err = tr.Project(ctx, calls.Pod{}, home, req)
 		case "clear":
-			obs, err = tr.Clear(ctx, Pod{}, home, c.owner)
+			obs, err = tr.Clear(ctx, calls.Pod{}, home, c.owner)
 		default:
-			obs, err = tr.Read(ctx, Pod{}, home)
+			obs, err = tr.Read(ctx, calls.Pod{}, home)
 		}
 		seen = append(seen, fmt.Sprintf("%s %s: %s epoch=%s home=%s marker=%s state=%s proc=%+v err=%v", c.op, c.owner,
 			obs.Outcome, obs.Epoch, obs.Home, describe(obs.Marker), describe(obs.GatewayState), obs.GatewayProcess, err))
@@ -148,7 +149,7 @@ func runCalls(t *testing.T, tr Transport, home string, calls []call) []string {
 	return seen
 }
 
-func describe(f File) string {
+func describe(f calls.File) string {
 	if f.Data == nil {
 		return string(f.State)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ func NewExecRunner(config *rest.Config, timeout time.Duration) (*ExecRunner, err
 	return &ExecRunner{config: config, client: client, timeout: timeout}, nil
 }
 
-func (r *ExecRunner) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+func (r *ExecRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	req := r.client.CoreV1().RESTClient().Post().

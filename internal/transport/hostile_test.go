@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -39,7 +40,7 @@ type planting struct {
 	target string
 }
 
-func (p planting) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+func (p planting) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
 	home, nonce := argv[5], argv[7]
 	plant := `for n in tmp.$$ "$2.new" "$2.old"; do ln -s "$3" "$1/.drain_request.json.$n"; done; shift 3; exec "$@"`
 	return p.LocalRunner.Run(ctx, pod, append([]string{"sh", "-c", plant, "plant", home, nonce, p.target}, argv...))
@@ -57,7 +58,7 @@ func TestPlantedLinksAreNeverWrittenThrough(t *testing.T) {
 				t.Fatal(err)
 			}
 			home := t.TempDir()
-			_, err := NewProgram(planting{sh, precious}, proc).Project(ctx, Pod{}, home, request("uid-1", "me"))
+			_, err := NewProgram(planting{sh, precious}, proc).Project(ctx, calls.Pod{}, home, request("uid-1", "me"))
 			if err == nil || !strings.Contains(err.Error(), "cannot write") {
 				t.Errorf("project through planted links: %v, want a clear error", err)
 			}
@@ -68,7 +69,7 @@ func TestPlantedLinksAreNeverWrittenThrough(t *testing.T) {
 				t.Errorf("a marker appeared (%v): it can only be a planted link", err)
 			}
 			// With nothing planted the same home works at once.
-			if obs, err := NewProgram(sh, proc).Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+			if obs, err := NewProgram(sh, proc).Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written {
 				t.Errorf("project afterwards: %v %v", obs.Outcome, err)
 			}
 		})
@@ -106,7 +107,7 @@ func TestOnlyRegularFilesAreRead(t *testing.T) {
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
-					obs, err := p.Read(ctx, Pod{}, home)
+					obs, err := p.Read(ctx, calls.Pod{}, home)
 					if err != nil {
 						t.Fatalf("read: %v", err)
 					}
@@ -114,12 +115,12 @@ func TestOnlyRegularFilesAreRead(t *testing.T) {
 					if file == marker.StateFilename {
 						got = obs.GatewayState
 					}
-					if got.State != FileIrregular || got.Data != nil {
+					if got.State != calls.FileIrregular || got.Data != nil {
 						t.Errorf("read back as %s %q, want irregular and unread", got.State, got.Data)
 					}
-					for op, call := range map[string]func() (Observation, error){
-						"project": func() (Observation, error) { return p.Project(ctx, Pod{}, home, request("uid-1", "me")) },
-						"clear":   func() (Observation, error) { return p.Clear(ctx, Pod{}, home, "uid-1") },
+					for op, call := range map[string]func() (calls.Observation, error){
+						"project": func() (calls.Observation, error) { return p.Project(ctx, calls.Pod{}, home, request("uid-1", "me")) },
+						"clear":   func() (calls.Observation, error) { return p.Clear(ctx, calls.Pod{}, home, "uid-1") },
 					} {
 						_, err := call()
 						if file == marker.Filename && (err == nil || !strings.Contains(err.Error(), "not a regular file")) {
@@ -138,11 +139,11 @@ func TestOnlyRegularFilesAreRead(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(home, marker.Filename), []byte(huge), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			obs, err := p.Read(context.Background(), Pod{}, home)
-			if err != nil || obs.Marker.State != FilePresent || len(obs.Marker.Data) != 64<<10 {
+			obs, err := p.Read(context.Background(), calls.Pod{}, home)
+			if err != nil || obs.Marker.State != calls.FilePresent || len(obs.Marker.Data) != 64<<10 {
 				t.Errorf("read: %v %s %d bytes, want the first 64 KiB", err, obs.Marker.State, len(obs.Marker.Data))
 			}
-			if obs, err := p.Project(context.Background(), Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Foreign {
+			if obs, err := p.Project(context.Background(), calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Foreign {
 				t.Errorf("project over a huge foreign marker: %v %v, want it left alone", obs.Outcome, err)
 			}
 		})
@@ -155,7 +156,7 @@ func TestRunawayOutputIsAbortedAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := LocalRunner{}.Run(ctx, Pod{}, []string{"yes", strings.Repeat("y", 100)})
+	out, err := LocalRunner{}.Run(ctx, calls.Pod{}, []string{"yes", strings.Repeat("y", 100)})
 	if err == nil || len(out) > maxOutput+1 {
 		t.Fatalf("runaway output: %d bytes, %v", len(out), err)
 	}
@@ -207,7 +208,7 @@ func mustLookPath(t *testing.T, cmd string) string {
 
 func (s interposing) log() string { return filepath.Join(s.dir, "log") }
 
-func (s interposing) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+func (s interposing) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
 	env := []string{"env", "PATH=" + s.dir + ":" + os.Getenv("PATH"), "SHIM_LOG=" + s.log(), "PLANT_ON=" + s.plantOn, "PLANT_TEXT=" + s.foreign, "PLANT_HOME=" + argv[5], "dash"}
 	return LocalRunner{}.Run(ctx, pod, append(env, argv[1:]...))
 }
@@ -223,8 +224,8 @@ func TestAMarkerWrittenMeanwhileIsNeverDestroyed(t *testing.T) {
 	t.Run("project into an empty home", func(t *testing.T) {
 		home := t.TempDir()
 		shims := newInterposing(t, "ln mv", dashboardMarker)
-		obs, err := NewProgram(shims, proc).Project(ctx, Pod{}, home, request("uid-1", "me"))
-		if err != nil || obs.Outcome != Foreign {
+		obs, err := NewProgram(shims, proc).Project(ctx, calls.Pod{}, home, request("uid-1", "me"))
+		if err != nil || obs.Outcome != calls.Foreign {
 			t.Errorf("project: %v %v, want foreign", obs.Outcome, err)
 		}
 		if b, _ := os.ReadFile(filepath.Join(home, marker.Filename)); string(b) != dashboardMarker {
@@ -233,12 +234,12 @@ func TestAMarkerWrittenMeanwhileIsNeverDestroyed(t *testing.T) {
 	})
 	t.Run("clear of our marker", func(t *testing.T) {
 		home := t.TempDir()
-		if obs, err := NewProgram(LocalRunner{}, proc).Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+		if obs, err := NewProgram(LocalRunner{}, proc).Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written {
 			t.Fatalf("setup: %v %v", obs.Outcome, err)
 		}
 		shims := newInterposing(t, "mv rm", dashboardMarker)
-		obs, err := NewProgram(shims, proc).Clear(ctx, Pod{}, home, "uid-1")
-		if err != nil || obs.Outcome != Foreign {
+		obs, err := NewProgram(shims, proc).Clear(ctx, calls.Pod{}, home, "uid-1")
+		if err != nil || obs.Outcome != calls.Foreign {
 			t.Errorf("clear: %v %v, want foreign", obs.Outcome, err)
 		}
 		if b, _ := os.ReadFile(filepath.Join(home, marker.Filename)); string(b) != dashboardMarker {
@@ -258,8 +259,8 @@ func TestTheMarkerIsFlushedBeforeItIsPutInPlace(t *testing.T) {
 	home := t.TempDir()
 	shims := newInterposing(t, "", "")
 	p := NewProgram(shims, proc)
-	for _, want := range []Outcome{Written, Refreshed} {
-		if obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != want {
+	for _, want := range []calls.Outcome{calls.Written, calls.Refreshed} {
+		if obs, err := p.Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != want {
 			t.Fatalf("project: %v %v, want %s", obs.Outcome, err, want)
 		}
 	}
@@ -319,7 +320,7 @@ func TestTheGatewaysUserKeepsControlOfItsHome(t *testing.T) {
 				}
 			}
 
-			if obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+			if obs, err := p.Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written {
 				t.Fatalf("project: %v %v", obs.Outcome, err)
 			}
 			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
@@ -327,15 +328,15 @@ func TestTheGatewaysUserKeepsControlOfItsHome(t *testing.T) {
 			}
 			asHermes(`cat "$1" > /dev/null`) // the gateway reads it
 			asHermes(`rm "$1"`)              // the dashboard cancels
-			if obs, err := p.Read(ctx, Pod{}, home); err != nil || obs.Marker.State != FileAbsent {
+			if obs, err := p.Read(ctx, calls.Pod{}, home); err != nil || obs.Marker.State != calls.FileAbsent {
 				t.Fatalf("after the dashboard's cancel: %v %v", obs.Marker.State, err)
 			}
-			if obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+			if obs, err := p.Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written {
 				t.Fatalf("project again: %v %v", obs.Outcome, err)
 			}
 			// The dashboard replaces it atomically with its own.
 			asHermes(`printf '%s' '` + dashboardMarker + `' > "$1.tmp.$$" && mv -f "$1.tmp.$$" "$1"`)
-			if obs, err := p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Foreign {
+			if obs, err := p.Clear(ctx, calls.Pod{}, home, "uid-1"); err != nil || obs.Outcome != calls.Foreign {
 				t.Fatalf("clear after the dashboard's write: %v %v", obs.Outcome, err)
 			}
 			if b, _ := os.ReadFile(path); string(b) != dashboardMarker {
@@ -377,12 +378,12 @@ func TestTheStateFilesWriterIsLookedUp(t *testing.T) {
 				if err := os.WriteFile(filepath.Join(home, marker.StateFilename), []byte(state), 0o644); err != nil {
 					t.Fatal(err)
 				}
-				obs, err := p.Read(context.Background(), Pod{}, home)
+				obs, err := p.Read(context.Background(), calls.Pod{}, home)
 				if err != nil || obs.GatewayProcess.PID != int64(tc.pid) {
 					t.Fatalf("read: %+v %v", obs.GatewayProcess, err)
 				}
 				_, problem := obs.GatewayStateNow()
-				if gone := problem != nil && problem.Reason == ReasonGatewayGone; gone != tc.gone {
+				if gone := problem != nil && problem.Reason == calls.ReasonGatewayGone; gone != tc.gone {
 					t.Errorf("pid %s start %s: problem %+v, want gone %v", strconv.Itoa(tc.pid), tc.start, problem, tc.gone)
 				}
 			})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"os/exec"
 	"slices"
 	"strings"
@@ -18,7 +19,7 @@ type LocalRunner struct {
 	Shell []string
 }
 
-func (l LocalRunner) Run(ctx context.Context, _ Pod, argv []string) ([]byte, error) {
+func (l LocalRunner) Run(ctx context.Context, _ calls.Pod, argv []string) ([]byte, error) {
 	if len(l.Shell) > 0 && argv[0] == "sh" {
 		argv = append(slices.Clip(l.Shell), argv[1:]...)
 	}

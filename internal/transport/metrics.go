@@ -13,7 +13,7 @@ import (
 // unauthenticated: the reply was not from the agent of that pod). Marker
 // writes and clears are the project and clear outcomes.
 var (
-	calls = prometheus.NewCounterVec(prometheus.CounterOpts{
+	callsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hermes_drain_transport_calls_total",
 		Help: "Calls into gateway containers, by operation and result (outcome or failure kind).",
 	}, []string{"op", "result"})
@@ -25,5 +25,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(calls, callSeconds)
+	metrics.Registry.MustRegister(callsTotal, callSeconds)
 }

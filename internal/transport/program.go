@@ -3,15 +3,14 @@ package transport
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -37,47 +36,47 @@ func NewProgram(runner Runner, procRoot string) *Program {
 	return &Program{runner: runner, procRoot: procRoot}
 }
 
-func (p *Program) Project(ctx context.Context, pod Pod, home string, req ProjectRequest) (Observation, error) {
+func (p *Program) Project(ctx context.Context, pod calls.Pod, home string, req calls.ProjectRequest) (calls.Observation, error) {
 	prefix, suffix, err := marker.Render(req.Marker)
 	if err != nil {
-		return Observation{}, err
+		return calls.Observation{}, err
 	}
 	// The program compares with $(cat file), which drops trailing newlines.
 	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
 	return p.call(ctx, pod, "project", home, marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), replaceable, prefix, suffix)
 }
 
-func (p *Program) Clear(ctx context.Context, pod Pod, home string, ownerUID string) (Observation, error) {
+func (p *Program) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
 	return p.call(ctx, pod, "clear", home, marker.OwnerToken(ownerUID))
 }
 
-func (p *Program) Read(ctx context.Context, pod Pod, home string) (Observation, error) {
+func (p *Program) Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error) {
 	return p.call(ctx, pod, "read", home)
 }
 
-func (p *Program) call(ctx context.Context, pod Pod, op, home string, args ...string) (_ Observation, err error) {
+func (p *Program) call(ctx context.Context, pod calls.Pod, op, home string, args ...string) (_ calls.Observation, err error) {
 	result := "transport"
 	defer func(start time.Time) {
 		callSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
-		calls.WithLabelValues(op, result).Inc()
+		callsTotal.WithLabelValues(op, result).Inc()
 	}(time.Now())
 
-	nonce := newNonce()
+	nonce := calls.NewNonce()
 	argv := append([]string{"sh", "-c", program, "hermes-drain", op, home, p.procRoot, nonce}, args...)
 	out, runErr := p.runner.Run(ctx, pod, argv)
 	obs, parseErr := parseOutput(out, nonce)
 	if parseErr != nil {
 		if runErr != nil {
-			return Observation{}, readable(runErr, argv)
+			return calls.Observation{}, readable(runErr, argv)
 		}
 		result = "output"
-		return Observation{}, parseErr
+		return calls.Observation{}, parseErr
 	}
 	// A complete result stands even if the stream reported an error on close:
 	// some exec paths lose the exit status and report a generic failure.
-	if obs.Outcome == errorOutcome {
+	if obs.Outcome == calls.Failed {
 		result = "container"
-		return obs.Observation, containerError(obs.errMessage)
+		return obs.Observation, calls.ContainerError(obs.errMessage)
 	}
 	result = string(obs.Outcome)
 	return obs.Observation, nil
@@ -93,14 +92,8 @@ func readable(err error, argv []string) error {
 	return errors.New(marker.Elide(msg, maxErrorLength))
 }
 
-func newNonce() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 type parsed struct {
-	Observation
+	calls.Observation
 	errMessage string
 }
 
@@ -146,21 +139,21 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		return r, unexpected("no result")
 	}
 	word, msg, _ := strings.Cut(res, " ")
-	r.Outcome, r.errMessage = Outcome(word), msg
+	r.Outcome, r.errMessage = calls.Outcome(word), msg
 
 	fence := []byte("\n--" + nonce + "-- ")
 	for _, f := range []struct {
 		name string
-		into *File
+		into *calls.File
 	}{{"marker", &r.Marker}, {"state", &r.GatewayState}} {
 		l, ok := line()
 		state, found := strings.CutPrefix(l, "file "+f.name+" ")
 		if !ok || !found {
 			return r, unexpected("no " + f.name + " file")
 		}
-		f.into.State = FileState(state)
+		f.into.State = calls.FileState(state)
 		switch f.into.State {
-		case FilePresent:
+		case calls.FilePresent:
 			i := bytes.Index(rest, fence)
 			if i < 0 {
 				return r, unexpected("unterminated " + f.name + " file")
@@ -171,11 +164,11 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 			case "ok":
 				f.into.Data = bytes.Clone(data)
 			case "unreadable": // failed part way: what came is not the file
-				f.into.State = FileUnreadable
+				f.into.State = calls.FileUnreadable
 			default:
 				return r, unexpected("unterminated " + f.name + " file")
 			}
-		case FileAbsent, FileDirectory, FileIrregular, FileUnreadable:
+		case calls.FileAbsent, calls.FileDirectory, calls.FileIrregular, calls.FileUnreadable:
 		default:
 			return r, unexpected("file state " + state)
 		}
@@ -188,7 +181,7 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 	if pid, stat, _ := strings.Cut(proc, " "); pid != "-" {
 		// A PID too large to be one (a hostile state file's) names no process.
 		if n, err := strconv.ParseInt(pid, 10, 64); err == nil {
-			r.GatewayProcess = Process{PID: n, Stat: stat}
+			r.GatewayProcess = calls.Process{PID: n, Stat: stat}
 		}
 	}
 	if l, ok := line(); !ok || l != "end "+nonce {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -43,8 +44,8 @@ func statLine(comm, start string) string {
 
 const bootID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
-func request(uid, principal string) ProjectRequest {
-	return ProjectRequest{Marker: marker.Request{
+func request(uid, principal string) calls.ProjectRequest {
+	return calls.ProjectRequest{Marker: marker.Request{
 		Principal:   principal,
 		RequestedAt: time.Date(2026, 11, 23, 8, 0, 0, 123456000, time.UTC),
 		Origin:      marker.Origin{GatewayDrainUID: uid, GatewayDrain: "ns/drain", Pod: "ns/gw-0", PodUID: "pod-uid", Container: "gateway"},
@@ -56,7 +57,7 @@ func TestProgramEpochMatchesTheContract(t *testing.T) {
 		stat := statLine(comm, "98765")
 		proc := fakeProc(t, bootID, stat)
 		p := NewProgram(LocalRunner{}, proc)
-		obs, err := p.Read(context.Background(), Pod{}, t.TempDir())
+		obs, err := p.Read(context.Background(), calls.Pod{}, t.TempDir())
 		if err != nil {
 			t.Fatalf("comm %q: %v", comm, err)
 		}
@@ -77,8 +78,8 @@ func TestProgramProjectClearLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	obs, err := p.Project(ctx, Pod{}, home, request("uid-1", "me"))
-	if err != nil || obs.Outcome != Written {
+	obs, err := p.Project(ctx, calls.Pod{}, home, request("uid-1", "me"))
+	if err != nil || obs.Outcome != calls.Written {
 		t.Fatalf("project: %v %v", obs.Outcome, err)
 	}
 	onDisk, _ := os.ReadFile(path)
@@ -96,22 +97,22 @@ func TestProgramProjectClearLifecycle(t *testing.T) {
 		t.Errorf("gateway state read back as %+v, %v", st, err)
 	}
 
-	if obs, err = p.Project(ctx, Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != Refreshed {
+	if obs, err = p.Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Refreshed {
 		t.Fatalf("second project: %v %v", obs.Outcome, err)
 	}
-	if obs, err = p.Project(ctx, Pod{}, home, request("uid-2", "other")); err != nil || obs.Outcome != Foreign {
+	if obs, err = p.Project(ctx, calls.Pod{}, home, request("uid-2", "other")); err != nil || obs.Outcome != calls.Foreign {
 		t.Fatalf("project by another owner: %v %v", obs.Outcome, err)
 	}
-	if obs, err = p.Clear(ctx, Pod{}, home, "uid-2"); err != nil || obs.Outcome != Foreign {
+	if obs, err = p.Clear(ctx, calls.Pod{}, home, "uid-2"); err != nil || obs.Outcome != calls.Foreign {
 		t.Fatalf("clear by another owner: %v %v", obs.Outcome, err)
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("a foreign clear removed the marker: %v", err)
 	}
-	if obs, err = p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Cleared || obs.Marker.State != FileAbsent {
+	if obs, err = p.Clear(ctx, calls.Pod{}, home, "uid-1"); err != nil || obs.Outcome != calls.Cleared || obs.Marker.State != calls.FileAbsent {
 		t.Fatalf("clear: %v %v %v", obs.Outcome, obs.Marker.State, err)
 	}
-	if obs, err = p.Clear(ctx, Pod{}, home, "uid-1"); err != nil || obs.Outcome != Absent {
+	if obs, err = p.Clear(ctx, calls.Pod{}, home, "uid-1"); err != nil || obs.Outcome != calls.Absent {
 		t.Fatalf("second clear: %v %v", obs.Outcome, err)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(home, ".drain_request.json.?*"))
@@ -131,11 +132,11 @@ func TestProgramReplacesOnlyTheNamedForeignMarker(t *testing.T) {
 	}
 	req := request("uid-1", "me")
 	req.Replaceable = []byte(`{"something":"else"}`)
-	if obs, err := p.Project(ctx, Pod{}, home, req); err != nil || obs.Outcome != Foreign {
+	if obs, err := p.Project(ctx, calls.Pod{}, home, req); err != nil || obs.Outcome != calls.Foreign {
 		t.Fatalf("project over an unnamed foreign marker: %v %v", obs.Outcome, err)
 	}
 	req.Replaceable = []byte(stale)
-	if obs, err := p.Project(ctx, Pod{}, home, req); err != nil || obs.Outcome != Replaced {
+	if obs, err := p.Project(ctx, calls.Pod{}, home, req); err != nil || obs.Outcome != calls.Replaced {
 		t.Fatalf("project over the named stale marker: %v %v", obs.Outcome, err)
 	}
 }
@@ -158,8 +159,8 @@ func TestProgramHostileValuesStayData(t *testing.T) {
 		if err := os.MkdirAll(home, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		obs, err := p.Project(ctx, Pod{}, home, request("uid-1", v))
-		if err != nil || obs.Outcome != Written {
+		obs, err := p.Project(ctx, calls.Pod{}, home, request("uid-1", v))
+		if err != nil || obs.Outcome != calls.Written {
 			t.Fatalf("project with %q: %v %v", v, obs.Outcome, err)
 		}
 		onDisk, err := os.ReadFile(filepath.Join(home, marker.Filename))
@@ -195,11 +196,11 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 		"marker a directory": {dirMarker, "is a directory"},
 		"marker a symlink":   {linked, "is a symbolic link"},
 	} {
-		_, err := p.Project(ctx, Pod{}, tc.home, request("uid-1", "me"))
+		_, err := p.Project(ctx, calls.Pod{}, tc.home, request("uid-1", "me"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: project error %v, want it to say %q", name, err, tc.want)
 		}
-		if _, err := p.Clear(ctx, Pod{}, tc.home, "uid-1"); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := p.Clear(ctx, calls.Pod{}, tc.home, "uid-1"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: clear error %v, want it to say %q", name, err, tc.want)
 		}
 		if left, _ := filepath.Glob(filepath.Join(tc.home, ".drain_request.json.?*")); len(left) != 0 {
@@ -216,11 +217,11 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 
 func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
 	good := "hermes-drain/2 N\nepoch a:1\nhome /h\nresult read\nfile marker present\n{}\n--N-- ok\nfile state absent\nproc -\nend N\n"
-	if r, err := parseOutput([]byte(good), "N"); err != nil || r.Marker.State != FilePresent || string(r.Marker.Data) != "{}" {
+	if r, err := parseOutput([]byte(good), "N"); err != nil || r.Marker.State != calls.FilePresent || string(r.Marker.Data) != "{}" {
 		t.Fatalf("good report: %+v %v", r, err)
 	}
 	cut := strings.Replace(good, "-- ok", "-- unreadable", 1) // cat failed part way
-	if r, err := parseOutput([]byte(cut), "N"); err != nil || r.Marker.State != FileUnreadable || r.Marker.Data != nil {
+	if r, err := parseOutput([]byte(cut), "N"); err != nil || r.Marker.State != calls.FileUnreadable || r.Marker.Data != nil {
 		t.Fatalf("a file that failed part way: %+v %v", r, err)
 	}
 	for name, out := range map[string]string{
@@ -241,12 +242,12 @@ func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
 // echoingRunner fails the way some runtimes do: echoing the command line.
 type echoingRunner struct{}
 
-func (echoingRunner) Run(_ context.Context, _ Pod, argv []string) ([]byte, error) {
+func (echoingRunner) Run(_ context.Context, _ calls.Pod, argv []string) ([]byte, error) {
 	return nil, fmt.Errorf("error executing command in container: cmd start: %s: chdir /x: no such file or directory", strings.Join(argv, " "))
 }
 
 func TestRunnerErrorsStayReadable(t *testing.T) {
-	_, err := NewProgram(echoingRunner{}, "/proc").Project(context.Background(), Pod{}, "/opt/data", request("uid-1", strings.Repeat("p", 2000)))
+	_, err := NewProgram(echoingRunner{}, "/proc").Project(context.Background(), calls.Pod{}, "/opt/data", request("uid-1", strings.Repeat("p", 2000)))
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -259,7 +260,7 @@ func TestRunnerErrorsStayReadable(t *testing.T) {
 // prefixed runs the program through a prefix command that constrains it.
 type prefixed []string
 
-func (p prefixed) Run(ctx context.Context, pod Pod, argv []string) ([]byte, error) {
+func (p prefixed) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
 	return LocalRunner{}.Run(ctx, pod, append(append([]string{}, p...), argv...))
 }
 
@@ -291,7 +292,7 @@ func TestProgramReportsUnreadableReadOnlyAndFullHomes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if withMarker {
-			if obs, err := plain.Project(ctx, Pod{}, dir, request("uid-1", "me")); err != nil || obs.Outcome != Written {
+			if obs, err := plain.Project(ctx, calls.Pod{}, dir, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written {
 				t.Fatalf("setup: %v %v", obs.Outcome, err)
 			}
 		}
@@ -318,29 +319,29 @@ func TestProgramReportsUnreadableReadOnlyAndFullHomes(t *testing.T) {
 		home      string
 		op        string
 		wantError string // "" when the call must succeed
-		wantState FileState
+		wantState calls.FileState
 	}{
 		{"unreadable marker: project", asUnprivileged(), unreadable(home(0o777, true)), "project", "cannot read", ""},
 		{"unreadable marker: clear", asUnprivileged(), unreadable(home(0o777, true)), "clear", "cannot read", ""},
-		{"unreadable marker: read", asUnprivileged(), unreadable(home(0o777, true)), "read", "", FileUnreadable},
+		{"unreadable marker: read", asUnprivileged(), unreadable(home(0o777, true)), "read", "", calls.FileUnreadable},
 		{"read-only home: project", asUnprivileged(), home(0o755, false), "project", "cannot write", ""},
 		{"read-only home: clear", asUnprivileged(), home(0o755, true), "clear", "cannot remove", ""},
 		{"full disk: first project", onFullDisk, home(0o755, false), "project", "cannot write", ""},
 		{"full disk: refresh", onFullDisk, home(0o755, true), "project", "cannot write", ""},
-		{"full disk: clear", onFullDisk, home(0o755, true), "clear", "", FileAbsent},
+		{"full disk: clear", onFullDisk, home(0o755, true), "clear", "", calls.FileAbsent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := os.ReadFile(filepath.Join(tc.home, marker.Filename))
 			p := NewProgram(tc.runner, proc)
-			var obs Observation
+			var obs calls.Observation
 			var err error
 			switch tc.op {
 			case "project":
-				obs, err = p.Project(ctx, Pod{}, tc.home, request("uid-1", "me"))
+				obs, err = p.Project(ctx, calls.Pod{}, tc.home, request("uid-1", "me"))
 			case "clear":
-				obs, err = p.Clear(ctx, Pod{}, tc.home, "uid-1")
+				obs, err = p.Clear(ctx, calls.Pod{}, tc.home, "uid-1")
 			default:
-				obs, err = p.Read(ctx, Pod{}, tc.home)
+				obs, err = p.Read(ctx, calls.Pod{}, tc.home)
 			}
 			switch {
 			case tc.wantError != "":
@@ -370,19 +371,19 @@ func TestAnEmptyHomeIsTheContainersOwn(t *testing.T) {
 	p := NewProgram(LocalRunner{}, fakeProc(t, bootID, statLine("init", "42")))
 	home := t.TempDir()
 	t.Setenv("HERMES_HOME", home)
-	obs, err := p.Project(context.Background(), Pod{}, "", request("uid-1", "me"))
-	if err != nil || obs.Outcome != Written || obs.Home != home {
+	obs, err := p.Project(context.Background(), calls.Pod{}, "", request("uid-1", "me"))
+	if err != nil || obs.Outcome != calls.Written || obs.Home != home {
 		t.Fatalf("project into the environment's home: %v %v %q", obs.Outcome, err, obs.Home)
 	}
 	if _, err := os.Stat(filepath.Join(home, marker.Filename)); err != nil {
 		t.Errorf("no marker in the environment's home: %v", err)
 	}
 	t.Setenv("HERMES_HOME", "")
-	if obs, _ := p.Read(context.Background(), Pod{}, ""); obs.Home != "/opt/data" {
+	if obs, _ := p.Read(context.Background(), calls.Pod{}, ""); obs.Home != "/opt/data" {
 		t.Errorf("without the environment, home %q, want /opt/data", obs.Home)
 	}
 	t.Setenv("HERMES_HOME", "relative")
-	if _, err := p.Read(context.Background(), Pod{}, ""); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
+	if _, err := p.Read(context.Background(), calls.Pod{}, ""); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
 		t.Errorf("a relative environment home: %v", err)
 	}
 }
@@ -396,7 +397,7 @@ func TestALinkedHomeIsEnteredOnce(t *testing.T) {
 	if err := os.Symlink(real, link); err != nil {
 		t.Fatal(err)
 	}
-	if obs, err := p.Project(context.Background(), Pod{}, link, request("uid-1", "me")); err != nil || obs.Outcome != Written || obs.Home != link {
+	if obs, err := p.Project(context.Background(), calls.Pod{}, link, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written || obs.Home != link {
 		t.Fatalf("project: %v %v %q", obs.Outcome, err, obs.Home)
 	}
 	if _, err := os.Stat(filepath.Join(real, marker.Filename)); err != nil {

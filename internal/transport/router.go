@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 )
 
@@ -28,39 +29,39 @@ type Router struct {
 
 var _ Transport = (*Router)(nil)
 
-func (r *Router) Project(ctx context.Context, pod Pod, home string, req ProjectRequest) (Observation, error) {
+func (r *Router) Project(ctx context.Context, pod calls.Pod, home string, req calls.ProjectRequest) (calls.Observation, error) {
 	ep, viaAgent, err := r.route(ctx, pod)
 	if err != nil || !viaAgent {
-		return r.orExec(err, func() (Observation, error) { return r.Exec.Project(ctx, pod, home, req) })
+		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Project(ctx, pod, home, req) })
 	}
-	return r.Agent.Call(ctx, ep, "project", AgentCall{Home: home, Marker: &req.Marker, Replaceable: req.Replaceable})
+	return r.Agent.Call(ctx, ep, "project", calls.AgentCall{Home: home, Marker: &req.Marker, Replaceable: req.Replaceable})
 }
 
-func (r *Router) Clear(ctx context.Context, pod Pod, home string, ownerUID string) (Observation, error) {
+func (r *Router) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
 	ep, viaAgent, err := r.route(ctx, pod)
 	if err != nil || !viaAgent {
-		return r.orExec(err, func() (Observation, error) { return r.Exec.Clear(ctx, pod, home, ownerUID) })
+		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Clear(ctx, pod, home, ownerUID) })
 	}
-	return r.Agent.Call(ctx, ep, "clear", AgentCall{Home: home, OwnerUID: ownerUID})
+	return r.Agent.Call(ctx, ep, "clear", calls.AgentCall{Home: home, OwnerUID: ownerUID})
 }
 
-func (r *Router) Read(ctx context.Context, pod Pod, home string) (Observation, error) {
+func (r *Router) Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error) {
 	ep, viaAgent, err := r.route(ctx, pod)
 	if err != nil || !viaAgent {
-		return r.orExec(err, func() (Observation, error) { return r.Exec.Read(ctx, pod, home) })
+		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Read(ctx, pod, home) })
 	}
-	return r.Agent.Call(ctx, ep, "read", AgentCall{Home: home})
+	return r.Agent.Call(ctx, ep, "read", calls.AgentCall{Home: home})
 }
 
-func (r *Router) orExec(routeErr error, call func() (Observation, error)) (Observation, error) {
+func (r *Router) orExec(routeErr error, call func() (calls.Observation, error)) (calls.Observation, error) {
 	if routeErr != nil {
-		return Observation{}, routeErr
+		return calls.Observation{}, routeErr
 	}
 	return call()
 }
 
 // route finds the pod's agent, or says the call goes through exec.
-func (r *Router) route(ctx context.Context, pod Pod) (ep AgentEndpoint, viaAgent bool, err error) {
+func (r *Router) route(ctx context.Context, pod calls.Pod) (ep AgentEndpoint, viaAgent bool, err error) {
 	var p corev1.Pod
 	if err := r.Pods.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: pod.Name}, &p); err != nil {
 		return ep, false, err

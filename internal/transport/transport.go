@@ -1,111 +1,30 @@
-// Package transport carries the operator's three calls (Project, Clear, Read)
-// to a gateway container. Each call is one round trip that runs program.sh
-// inside the container; a Runner decides how it gets there: pods/exec through
-// the API server (ExecRunner) or a local shell (LocalRunner, for tests and
-// for an agent that runs beside the gateway).
+// Package transport carries the operator's three calls (Project, Clear,
+// Read; internal/calls defines them) to a gateway container, one round trip
+// each: through the pod's agent over HTTPS (Agent), or by running program.sh
+// in the container, where a Runner decides how it gets there: pods/exec
+// through the API server (ExecRunner) or a local shell (LocalRunner, for
+// tests). Router picks per pod.
 package transport
 
 import (
 	"context"
 
-	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 )
-
-// Pod addresses one gateway container.
-type Pod struct {
-	Namespace string
-	Name      string
-	Container string
-}
-
-func (p Pod) String() string { return p.Namespace + "/" + p.Name + ":" + p.Container }
-
-// Outcome is what a call did to the marker.
-type Outcome string
-
-const (
-	// Written: there was no marker; ours is now in place.
-	Written Outcome = "written"
-	// Refreshed: our own marker was rewritten (requested_at renewed).
-	Refreshed Outcome = "refreshed"
-	// Replaced: a stale foreign marker the caller named was overwritten by ours.
-	Replaced Outcome = "replaced"
-	// Cleared: our marker was removed.
-	Cleared Outcome = "cleared"
-	// Absent: there was no marker to clear.
-	Absent Outcome = "absent"
-	// Foreign: a marker someone else wrote is there; it was left alone.
-	Foreign Outcome = "foreign"
-	// Read: nothing was changed.
-	Read Outcome = "read"
-)
-
-// FileState says what was found at a path.
-type FileState string
-
-const (
-	FilePresent   FileState = "present"
-	FileAbsent    FileState = "absent"
-	FileDirectory FileState = "directory"
-	// FileIrregular: a symbolic link, FIFO, device or socket. Never read:
-	// HERMES_HOME belongs to the gateway's user, who may plant one to make
-	// the operator read or block on something else.
-	FileIrregular  FileState = "irregular"
-	FileUnreadable FileState = "unreadable"
-)
-
-// File is a file as found in the container after the call acted.
-type File struct {
-	State FileState
-	Data  []byte
-}
-
-// Observation is what one call saw in the container, after acting.
-type Observation struct {
-	Outcome Outcome
-	// Epoch is the container's native epoch, computed in the container.
-	Epoch string
-	// Home is the HERMES_HOME the call acted on: the one asked for, or the
-	// one the container's environment names when none was.
-	Home string
-	// Marker is .drain_request.json, GatewayState gateway_state.json.
-	Marker       File
-	GatewayState File
-	// GatewayProcess is the process gateway_state.json names as its writer,
-	// as /proc showed it in the container.
-	GatewayProcess Process
-}
-
-// Process is one process as its /proc/PID/stat line showed it.
-type Process struct {
-	// PID is the PID gateway_state.json names, 0 when it names none.
-	PID int64
-	// Stat is the process's /proc/PID/stat line, "" when there is no such process.
-	Stat string
-}
-
-// ProjectRequest is a marker to put in place.
-type ProjectRequest struct {
-	Marker marker.Request
-	// Replaceable is the exact content of a foreign marker the caller found
-	// stale (the gateway ignores it) and allows to be overwritten. Any other
-	// foreign marker is left alone.
-	Replaceable []byte
-}
 
 // Transport is how the reconcilers reach a gateway's HERMES_HOME. A home of
 // "" is the container's own HERMES_HOME environment, else /opt/data.
 type Transport interface {
 	// Project writes the marker unless a foreign one is there, and reads back.
-	Project(ctx context.Context, pod Pod, home string, req ProjectRequest) (Observation, error)
+	Project(ctx context.Context, pod calls.Pod, home string, req calls.ProjectRequest) (calls.Observation, error)
 	// Clear removes the marker if the GatewayDrain with ownerUID wrote it, and reads back.
-	Clear(ctx context.Context, pod Pod, home string, ownerUID string) (Observation, error)
+	Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error)
 	// Read reads the marker and gateway_state.json.
-	Read(ctx context.Context, pod Pod, home string) (Observation, error)
+	Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error)
 }
 
 // Runner runs a command (argv, no shell parsing) in a pod's container and
 // returns its standard output.
 type Runner interface {
-	Run(ctx context.Context, pod Pod, argv []string) ([]byte, error)
+	Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error)
 }

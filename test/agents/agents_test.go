@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,8 +65,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	mgr, err = lc.StartManager(bin, "manager", lc.Kubeconfig, "--exec=false", "--agent-token-file="+token,
-		"--poll-interval=200ms", "--idle-poll-interval=1s")
+	// AGENTS_MANAGER_FLAGS adds flags, for a look inside by hand (say
+	// --pprof-bind-address=127.0.0.1:6060).
+	args := append([]string{"--exec=false", "--agent-token-file=" + token, "--poll-interval=200ms", "--idle-poll-interval=1s"},
+		strings.Fields(os.Getenv("AGENTS_MANAGER_FLAGS"))...)
+	mgr, err = lc.StartManager(bin, "manager", lc.Kubeconfig, args...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

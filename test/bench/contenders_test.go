@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -19,8 +20,8 @@ import (
 
 // baselineRequest is the marker the baselines write: the operator's own
 // format, so that every contender runs the same command in each pod.
-func baselineRequest() transport.ProjectRequest {
-	return transport.ProjectRequest{Marker: marker.Request{
+func baselineRequest() calls.ProjectRequest {
+	return calls.ProjectRequest{Marker: marker.Request{
 		Principal:   "bench",
 		RequestedAt: time.Now(),
 		Origin:      marker.Origin{GatewayDrainUID: "bench-baseline", GatewayDrain: "bench/baseline", Container: cluster.GatewayContainer},
@@ -30,16 +31,16 @@ func baselineRequest() transport.ProjectRequest {
 // argvRecorder is a Runner that only records the command it is given.
 type argvRecorder struct{ argv []string }
 
-func (r *argvRecorder) Run(_ context.Context, _ transport.Pod, argv []string) ([]byte, error) {
+func (r *argvRecorder) Run(_ context.Context, _ calls.Pod, argv []string) ([]byte, error) {
 	r.argv = argv
 	return nil, errors.New("recorded, not run")
 }
 
 // projectArgv is the command the operator's transport runs in a pod to
 // project req, with the pod's HERMES_HOME replaced by home.
-func projectArgv(home string, req transport.ProjectRequest) []string {
+func projectArgv(home string, req calls.ProjectRequest) []string {
 	rec := &argvRecorder{}
-	_, _ = transport.NewProgram(rec, "/proc").Project(context.Background(), transport.Pod{}, home, req)
+	_, _ = transport.NewProgram(rec, "/proc").Project(context.Background(), calls.Pod{}, home, req)
 	return rec.argv
 }
 
@@ -80,9 +81,9 @@ func clientGoExec(ctx context.Context, gws []*cluster.Gateway, parallel int) (ti
 	g.SetLimit(parallel)
 	for _, gw := range gws {
 		g.Go(func() error {
-			pod := transport.Pod{Namespace: gw.Namespace, Name: gw.Name, Container: cluster.GatewayContainer}
+			pod := calls.Pod{Namespace: gw.Namespace, Name: gw.Name, Container: cluster.GatewayContainer}
 			obs, err := program.Project(ctx, pod, gw.Home, req)
-			if err == nil && obs.Outcome != transport.Written {
+			if err == nil && obs.Outcome != calls.Written {
 				err = fmt.Errorf("%s: %s", pod, obs.Outcome)
 			}
 			return err

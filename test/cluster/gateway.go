@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
-	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // GatewayContainer is the gateway container's name in fixture pods.
@@ -112,7 +112,7 @@ func (g *Gateway) waitExec(ctx context.Context) error {
 	defer cancel()
 	recreate := time.Now().Add(10 * time.Second)
 	for {
-		_, err := g.c.exec.Run(ctx, transport.Pod{Namespace: g.Namespace, Name: g.Name, Container: GatewayContainer}, []string{"true"})
+		_, err := g.c.exec.Run(ctx, calls.Pod{Namespace: g.Namespace, Name: g.Name, Container: GatewayContainer}, []string{"true"})
 		if err == nil {
 			return nil
 		}

@@ -1,9 +1,8 @@
-package transport
+package calls
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -14,7 +13,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
-// InProcess implements Transport in this process, on a HERMES_HOME the
+// InProcess makes the three calls in this process, on a HERMES_HOME the
 // process can open itself: the agent beside a gateway, and its command line
 // inside a gateway's container. It keeps program.sh's contract exactly (the
 // same outcomes, reports, refusals and messages: the conformance tests run
@@ -26,8 +25,6 @@ type InProcess struct {
 	// ProcRoot is where /proc is ("/proc" except in tests).
 	ProcRoot string
 }
-
-var _ Transport = InProcess{}
 
 func (p InProcess) Project(ctx context.Context, _ Pod, home string, req ProjectRequest) (Observation, error) {
 	prefix, suffix, err := marker.Render(req.Marker)
@@ -48,13 +45,6 @@ func (p InProcess) Read(ctx context.Context, _ Pod, home string) (Observation, e
 	return p.call(ctx, home, func(*homeDir) (Outcome, string) { return Read, "" })
 }
 
-// errorOutcome is the word program.sh reports when it refused or failed.
-const errorOutcome Outcome = "error"
-
-// containerError is how both implementations report a refusal or failure
-// in the gateway's HERMES_HOME.
-func containerError(msg string) error { return fmt.Errorf("in container: %s", msg) }
-
 func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Outcome, string)) (Observation, error) {
 	if err := ctx.Err(); err != nil {
 		return Observation{}, err
@@ -62,15 +52,15 @@ func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Ou
 	if home == "" {
 		home = marker.OwnHome()
 	}
-	h := &homeDir{fd: -1, path: home, nonce: newNonce(), proc: p.ProcRoot, epoch: marker.ProcEpoch(p.ProcRoot)}
+	h := &homeDir{fd: -1, path: home, nonce: NewNonce(), proc: p.ProcRoot, epoch: marker.ProcEpoch(p.ProcRoot)}
 	outcome, msg := h.open()
 	if outcome == "" {
 		outcome, msg = act(h)
 	}
 	obs := h.report(outcome)
 	h.close()
-	if outcome == errorOutcome {
-		return obs, containerError(msg)
+	if outcome == Failed {
+		return obs, ContainerError(msg)
 	}
 	return obs, nil
 }
@@ -93,7 +83,7 @@ func (h *homeDir) in(name string) string {
 // open enters HERMES_HOME once, as program.sh's `cd -P` does.
 func (h *homeDir) open() (Outcome, string) {
 	if len(h.path) < 2 || h.path[0] != '/' {
-		return errorOutcome, "HERMES_HOME " + h.path + " is not an absolute path"
+		return Failed, "HERMES_HOME " + h.path + " is not an absolute path"
 	}
 	fd, err := unix.Open(h.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err == nil && unix.Faccessat(fd, ".", unix.X_OK, 0) != nil {
@@ -101,7 +91,7 @@ func (h *homeDir) open() (Outcome, string) {
 		err = unix.EACCES
 	}
 	if err != nil {
-		return errorOutcome, "HERMES_HOME " + h.path + " is not a directory"
+		return Failed, "HERMES_HOME " + h.path + " is not a directory"
 	}
 	h.fd = fd
 	return "", ""
@@ -173,7 +163,7 @@ func (h *homeDir) exists(name string) bool {
 
 func (h *homeDir) project(token, replaceable, prefix, suffix string) (Outcome, string) {
 	if strings.Trim(h.epoch, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz:-") != "" {
-		return errorOutcome, "epoch " + h.epoch + " has unexpected characters"
+		return Failed, "epoch " + h.epoch + " has unexpected characters"
 	}
 	word := Written
 	switch kind, text := h.load(marker.Filename); {
@@ -184,10 +174,10 @@ func (h *homeDir) project(token, replaceable, prefix, suffix string) (Outcome, s
 	case kind == FilePresent:
 		return Foreign, ""
 	case kind != FileAbsent:
-		return errorOutcome, h.in(marker.Filename) + " is " + what(kind) + ": refusing to replace it"
+		return Failed, h.in(marker.Filename) + " is " + what(kind) + ": refusing to replace it"
 	}
 	if !h.writeNew(prefix + h.epoch + suffix) {
-		return errorOutcome, "cannot write " + h.in(marker.Filename) + ": cannot create a file in " + h.path + " (read-only or full?)"
+		return Failed, "cannot write " + h.in(marker.Filename) + ": cannot create a file in " + h.path + " (read-only or full?)"
 	}
 	if word == Written {
 		// Created, never replaced: the link fails if a marker appeared
@@ -196,12 +186,12 @@ func (h *homeDir) project(token, replaceable, prefix, suffix string) (Outcome, s
 			if h.exists(marker.Filename) {
 				return Foreign, ""
 			}
-			return errorOutcome, "cannot create " + h.in(marker.Filename)
+			return Failed, "cannot create " + h.in(marker.Filename)
 		}
 		return word, ""
 	}
 	if unix.Renameat(h.fd, h.newName(), h.fd, marker.Filename) != nil {
-		return errorOutcome, "cannot replace " + h.in(marker.Filename)
+		return Failed, "cannot replace " + h.in(marker.Filename)
 	}
 	return word, ""
 }
@@ -228,18 +218,18 @@ func (h *homeDir) clear(token string) (Outcome, string) {
 	case kind == FileAbsent:
 		return Absent, ""
 	case kind != FilePresent:
-		return errorOutcome, h.in(marker.Filename) + " is " + what(kind) + ": refusing to remove it"
+		return Failed, h.in(marker.Filename) + " is " + what(kind) + ": refusing to remove it"
 	case !strings.Contains(string(text), token):
 		return Foreign, ""
 	}
 	// Taken away under a private name and checked again before it is
 	// removed: a marker someone wrote since the read is put back.
 	if unix.Renameat(h.fd, marker.Filename, h.fd, h.oldName()) != nil {
-		return errorOutcome, "cannot remove " + h.in(marker.Filename)
+		return Failed, "cannot remove " + h.in(marker.Filename)
 	}
 	if kind, text := h.load(h.oldName()); kind == FilePresent && strings.Contains(string(text), token) {
 		if unix.Unlinkat(h.fd, h.oldName(), 0) != nil {
-			return errorOutcome, "cannot remove " + h.in(h.oldName())
+			return Failed, "cannot remove " + h.in(h.oldName())
 		}
 		return Cleared, ""
 	}

@@ -1,4 +1,4 @@
-package transport
+package calls
 
 import "github.com/hermes-agent/hermes-drain-operator/internal/marker"
 

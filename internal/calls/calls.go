@@ -1,0 +1,114 @@
+// Package calls is the one definition of the three calls the operator makes
+// into a gateway's HERMES_HOME (Project, Clear, Read): what each saw
+// (Observation), how the agent carries them over HTTPS (the wire types), and
+// their implementation in this process (InProcess), which the agent and its
+// command line run. The operator's side, which carries the calls to a pod
+// through pods/exec or an agent, is internal/transport; the agent imports
+// only this package, so it links none of client-go's clients.
+package calls
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// Pod addresses one gateway container.
+type Pod struct {
+	Namespace string
+	Name      string
+	Container string
+}
+
+func (p Pod) String() string { return p.Namespace + "/" + p.Name + ":" + p.Container }
+
+// Outcome is what a call did to the marker.
+type Outcome string
+
+const (
+	// Written: there was no marker; ours is now in place.
+	Written Outcome = "written"
+	// Refreshed: our own marker was rewritten (requested_at renewed).
+	Refreshed Outcome = "refreshed"
+	// Replaced: a stale foreign marker the caller named was overwritten by ours.
+	Replaced Outcome = "replaced"
+	// Cleared: our marker was removed.
+	Cleared Outcome = "cleared"
+	// Absent: there was no marker to clear.
+	Absent Outcome = "absent"
+	// Foreign: a marker someone else wrote is there; it was left alone.
+	Foreign Outcome = "foreign"
+	// Read: nothing was changed.
+	Read Outcome = "read"
+)
+
+// FileState says what was found at a path.
+type FileState string
+
+const (
+	FilePresent   FileState = "present"
+	FileAbsent    FileState = "absent"
+	FileDirectory FileState = "directory"
+	// FileIrregular: a symbolic link, FIFO, device or socket. Never read:
+	// HERMES_HOME belongs to the gateway's user, who may plant one to make
+	// the operator read or block on something else.
+	FileIrregular  FileState = "irregular"
+	FileUnreadable FileState = "unreadable"
+)
+
+// File is a file as found in the container after the call acted.
+type File struct {
+	State FileState
+	Data  []byte
+}
+
+// Observation is what one call saw in the container, after acting.
+type Observation struct {
+	Outcome Outcome
+	// Epoch is the container's native epoch, computed in the container.
+	Epoch string
+	// Home is the HERMES_HOME the call acted on: the one asked for, or the
+	// one the container's environment names when none was.
+	Home string
+	// Marker is .drain_request.json, GatewayState gateway_state.json.
+	Marker       File
+	GatewayState File
+	// GatewayProcess is the process gateway_state.json names as its writer,
+	// as /proc showed it in the container.
+	GatewayProcess Process
+}
+
+// Process is one process as its /proc/PID/stat line showed it.
+type Process struct {
+	// PID is the PID gateway_state.json names, 0 when it names none.
+	PID int64
+	// Stat is the process's /proc/PID/stat line, "" when there is no such process.
+	Stat string
+}
+
+// ProjectRequest is a marker to put in place.
+type ProjectRequest struct {
+	Marker marker.Request
+	// Replaceable is the exact content of a foreign marker the caller found
+	// stale (the gateway ignores it) and allows to be overwritten. Any other
+	// foreign marker is left alone.
+	Replaceable []byte
+}
+
+// Failed is the word a call reports when it refused or failed in the
+// container; the report then carries the message.
+const Failed Outcome = "error"
+
+// ContainerError is how every implementation reports a refusal or failure
+// in the gateway's HERMES_HOME.
+func ContainerError(msg string) error { return fmt.Errorf("in container: %s", msg) }
+
+// NewNonce returns 96 random bits in hex: names no one can predict, and
+// request nonces.
+func NewNonce() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
