@@ -1,7 +1,6 @@
 package gatewaydrain
 
 import (
-	"sync/atomic"
 	"time"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -27,16 +26,19 @@ type drain struct {
 	now time.Time
 	// withdrawn says why the drain no longer stands, or "" while it does.
 	withdrawn string
-	// budget is how many targets this reconcile may still talk to. A large
-	// drain is worked through in batches, each written to status, so that
-	// progress shows and survives a crash of the manager.
-	budget atomic.Int32
+	// callsUntil is when this reconcile stops starting calls, on the
+	// machine's own clock. A large drain is worked through in batches, each
+	// written to status, so that progress shows and survives a crash of the
+	// manager. A batch is bounded in time, not in calls: every reconcile
+	// reads and writes all of a drain's targets, so a batch of agents'
+	// quick calls should be large (10,000 targets in 128-call batches spent
+	// most of the manager's time reading and writing them), and one of slow
+	// execs small enough to show progress every few seconds.
+	callsUntil time.Time
 }
 
-func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, budget int) *drain {
-	d := &drain{gwd: gwd, targets: targets, now: now, withdrawn: withdrawal(gwd, now)}
-	d.budget.Store(int32(budget))
-	return d
+func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *drain {
+	return &drain{gwd: gwd, targets: targets, now: now, withdrawn: withdrawal(gwd, now), callsUntil: time.Now().Add(batch)}
 }
 
 // withdrawal says why the drain no longer stands at now, or "" while it does.

@@ -40,8 +40,9 @@ import (
 // Finalizer holds a GatewayDrain until its markers are withdrawn.
 const Finalizer = "drain.hermes.dev/release-markers"
 
-// batchSize times the concurrency is how many targets one reconcile talks to.
-const batchSize = 4
+// batchTime is how long one reconcile starts calls to targets before it
+// writes its progress (drain.callsUntil).
+const batchTime = 2 * time.Second
 
 // Options tune how often targets are talked to.
 type Options struct {
@@ -152,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	before := gwd.DeepCopy()
 	now := r.Clock.Now()
-	d := newDrain(gwd, loaded.targets(), now, batchSize*max(r.Concurrency, 1))
+	d := newDrain(gwd, loaded.targets(), now, batchTime)
 	var stalled *stall
 	var released bool // deleted, its finalizer removed: the object is gone
 	defer func() {
@@ -234,9 +235,9 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 		}
 	}
 
-	// Most overdue first (never tried: first of all), and a slot taken here,
-	// in that order: a reconcile's budget goes to the targets that waited
-	// longest, so none starves behind targets that are polled often.
+	// Most overdue first (never tried: first of all), in that order: a
+	// reconcile's batch goes to the targets that waited longest, so none
+	// starves behind targets that are polled often.
 	order := make([]int, len(targets))
 	for i := range order {
 		order[i] = i

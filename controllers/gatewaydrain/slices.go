@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -43,9 +43,13 @@ func (l loadedSlices) targets() []drainv1.Target {
 // ownedSlices lists the TargetSlices of gwd (labelled with its name and
 // owned by its UID: a drain deleted and created again under the same name
 // does not inherit the slices the first one left to the garbage collector).
+//
+// From the cache, the slices share their contents with the cache's own
+// objects, not copied (10,000 targets would be copied on every reconcile):
+// they are read only, and saveTargets writes new objects.
 func ownedSlices(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain) (loadedSlices, error) {
 	var list drainv1.TargetSliceList
-	if err := c.List(ctx, &list, client.InNamespace(gwd.Namespace), client.MatchingLabels{drainv1.GatewayDrainLabel: gwd.Name}); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(gwd.Namespace), client.MatchingLabels{drainv1.GatewayDrainLabel: gwd.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	owned := loadedSlices{}
@@ -94,19 +98,22 @@ func (r *Reconciler) saveTargets(ctx context.Context, gwd *drainv1.GatewayDrain,
 	var errs []error
 	for i := range int32(n) {
 		part := targets[int(i)*drainv1.MaxTargetsPerSlice : min(int(i+1)*drainv1.MaxTargetsPerSlice, len(targets))]
-		s, found := loaded[i]
-		if found && apiequality.Semantic.DeepEqual(s.Targets, part) {
+		read, found := loaded[i]
+		// Targets left alone still share their times with the slice read,
+		// so reflect's comparison, which stops at equal pointers, is quick.
+		if found && reflect.DeepEqual(read.Targets, part) {
 			continue
 		}
-		if !found {
-			s = &drainv1.TargetSlice{ObjectMeta: metav1.ObjectMeta{
-				Namespace: gwd.Namespace,
-				Name:      sliceName(gwd, i),
-				Labels:    map[string]string{drainv1.GatewayDrainLabel: gwd.Name},
-			}, Index: i}
-			if err := controllerutil.SetControllerReference(gwd, s, r.Scheme()); err != nil {
-				return err
-			}
+		s := &drainv1.TargetSlice{ObjectMeta: metav1.ObjectMeta{
+			Namespace: gwd.Namespace,
+			Name:      sliceName(gwd, i),
+			Labels:    map[string]string{drainv1.GatewayDrainLabel: gwd.Name},
+		}, Index: i}
+		if found {
+			// A new object: the one read may be the cache's own.
+			s.ObjectMeta = *read.ObjectMeta.DeepCopy()
+		} else if err := controllerutil.SetControllerReference(gwd, s, r.Scheme()); err != nil {
+			return err
 		}
 		s.Targets, s.Count = part, int32(len(part))
 		var err error

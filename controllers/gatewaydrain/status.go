@@ -30,10 +30,10 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
 
-	var blocking []drainv1.Target
-	for _, t := range d.targets {
-		if !done(t, d.withdrawn != "") {
-			blocking = append(blocking, t)
+	var blocking []*drainv1.Target
+	for i := range d.targets {
+		if !done(d.targets[i], d.withdrawn != "") {
+			blocking = append(blocking, &d.targets[i])
 		}
 	}
 	set := func(typ string, ok bool, reason, msg string) {
@@ -124,7 +124,7 @@ func done(t drainv1.Target, withdrawn bool) bool {
 
 // waitingMessage names the targets that block, so a stuck drain says which
 // pod holds it and why.
-func waitingMessage(blocking []drainv1.Target, total int) string {
+func waitingMessage(blocking []*drainv1.Target, total int) string {
 	if len(blocking) == 0 {
 		return ""
 	}

@@ -86,9 +86,9 @@ func TestComputeStatusConditions(t *testing.T) {
 
 // A stuck drain names at most five blocking pods, and how many more there are.
 func TestWaitingMessageIsBounded(t *testing.T) {
-	var blocking []drainv1.Target
+	var blocking []*drainv1.Target
 	for _, name := range []string{"a", "b", "c", "d", "e", "f", "g"} {
-		blocking = append(blocking, drainv1.Target{PodName: name, State: drainv1.TargetDraining, Message: "m"})
+		blocking = append(blocking, &drainv1.Target{PodName: name, State: drainv1.TargetDraining, Message: "m"})
 	}
 	msg := waitingMessage(blocking, 9)
 	if !strings.HasPrefix(msg, "waiting for 7 of 9 targets: a (Draining: m)") || !strings.HasSuffix(msg, "e (Draining: m); and 2 more") {

@@ -247,14 +247,14 @@ func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv
 }
 
 // due reports whether the target may be talked to now: its next attempt has
-// come and this reconcile still has calls to spend. If not, it says when to
-// look again: now, when only the budget stopped it, so that the next
+// come and this reconcile's batch is still open. If not, it says when to
+// look again: now, when only the batch stopped it, so that the next
 // reconcile carries on after this one has written its progress.
 func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, bool) {
 	if next := r.nextAttempt(d, t); now.Before(next) {
 		return next, false
 	}
-	if d.budget.Add(-1) < 0 {
+	if time.Now().After(d.callsUntil) {
 		return now, false
 	}
 	return time.Time{}, true

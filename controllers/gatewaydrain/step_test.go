@@ -68,7 +68,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
 	drained := calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
-	d := newDrain(gwd, nil, now, 10)
+	d := newDrain(gwd, nil, now, time.Minute)
 	prefix, suffix, err := marker.Render(d.request(target, now, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
@@ -85,9 +85,26 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		{"written, none read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
 	} {
 		r := &Reconciler{Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
-		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, 10), target, now)
+		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, time.Minute), target, now)
 		if got.State != tc.want {
 			t.Errorf("%s: %s (%s), want %s", tc.name, got.State, got.Message, tc.want)
 		}
+	}
+}
+
+// A reconcile starts calls only while its batch is open; a target left out
+// when it closes is due again at once, for the next reconcile, which comes
+// after this one has written its progress.
+func TestAClosedBatchLeavesTheRestToTheNextReconcile(t *testing.T) {
+	now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	r := &Reconciler{Options: DefaultOptions()}
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
+	target := drainv1.Target{PodName: "gw-0", State: drainv1.TargetPending}
+	if _, ok := r.due(newDrain(gwd, nil, now, time.Minute), target, now); !ok {
+		t.Error("an open batch did not take a target never tried")
+	}
+	next, ok := r.due(newDrain(gwd, nil, now, -time.Second), target, now)
+	if ok || !next.Equal(now) {
+		t.Errorf("a closed batch: due %v, next %v; want not due, next at once (%v)", ok, next, now)
 	}
 }
