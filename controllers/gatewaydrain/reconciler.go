@@ -221,20 +221,6 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 	if len(targets) == 0 {
 		return time.Time{}, nil
 	}
-	// Each target's pod is looked up on its own: listing the namespace
-	// would copy every pod in it, gateways or not, on every reconcile.
-	pods := make([]*corev1.Pod, len(targets))
-	for i, t := range targets {
-		pod := &corev1.Pod{}
-		err := r.Get(ctx, client.ObjectKey{Namespace: d.gwd.Namespace, Name: t.PodName}, pod, client.UnsafeDisableDeepCopy)
-		switch {
-		case err == nil:
-			pods[i] = pod
-		case !apierrors.IsNotFound(err):
-			return time.Time{}, err
-		}
-	}
-
 	// Most overdue first (never tried: first of all), in that order: a
 	// reconcile's batch goes to the targets that waited longest, so none
 	// starves behind targets that are polled often.
@@ -249,13 +235,24 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 	nexts := make([]time.Time, len(targets))
 	sem := make(chan struct{}, max(r.Concurrency, 1))
 	var wg sync.WaitGroup
+	var lookupErr error
+	var lookupOnce sync.Once
 	for _, i := range order {
 		t := targets[i]
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			// Each target's pod is looked up on its own, when it is
+			// stepped: listing the namespace would copy every pod in it,
+			// and looking them all up first would hold a copy of each.
+			pod, err := r.podOf(ctx, d.gwd.Namespace, t.PodName)
+			if err != nil {
+				stepped[i] = t
+				lookupOnce.Do(func() { lookupErr = err })
+				return
+			}
 			before := t.State
-			stepped[i], nexts[i] = r.step(ctx, d, t, pods[i])
+			stepped[i], nexts[i] = r.step(ctx, d, t, pod)
 			// An error can quote what a container printed: bounded, so a
 			// TargetSlice stays within its size, keeping its end (the why).
 			stepped[i].Message = marker.Elide(stepped[i].Message, drainv1.MaxTargetMessage)
@@ -265,12 +262,26 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 		})
 	}
 	wg.Wait()
-	d.targets = stepped
+	d.targets = stepped // what was done is kept, even if a lookup failed
+	if lookupErr != nil {
+		return time.Time{}, lookupErr
+	}
 	var next time.Time
 	for _, n := range nexts {
 		next = earliest(next, n)
 	}
 	return next, nil
+}
+
+// podOf is the pod of that name from the cache (shallow: read only), or nil
+// when there is none.
+func (r *Reconciler) podOf(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod, client.UnsafeDisableDeepCopy)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return pod, err
 }
 
 // finalize lets a deleted GatewayDrain go once its markers are withdrawn, or

@@ -69,6 +69,12 @@ func run(m *testing.M) int {
 	// --pprof-bind-address=127.0.0.1:6060).
 	args := append([]string{"--exec=false", "--agent-token-file=" + token, "--poll-interval=200ms", "--idle-poll-interval=1s"},
 		strings.Fields(os.Getenv("AGENTS_MANAGER_FLAGS"))...)
+	// AGENTS_MANAGER_GOMEMLIMIT is the manager's GOMEMLIMIT (the chart
+	// sets it to the container's memory limit); only the manager gets it.
+	if limit := os.Getenv("AGENTS_MANAGER_GOMEMLIMIT"); limit != "" {
+		os.Setenv("GOMEMLIMIT", limit)
+		defer os.Unsetenv("GOMEMLIMIT")
+	}
 	mgr, err = lc.StartManager(bin, "manager", lc.Kubeconfig, args...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
