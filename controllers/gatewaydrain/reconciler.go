@@ -40,14 +40,13 @@ import (
 // Finalizer holds a GatewayDrain until its markers are withdrawn.
 const Finalizer = "drain.hermes.dev/release-markers"
 
-// batchTime is how long one reconcile starts calls to targets before it
-// writes its progress (drain.callsUntil).
-const batchTime = 2 * time.Second
-
 // Options tune how often targets are talked to.
 type Options struct {
 	// Concurrency bounds the calls to containers in flight per reconcile.
 	Concurrency int
+	// BatchTime is how long one reconcile starts calls to a drain's targets
+	// before it writes its progress (drain.callsUntil).
+	BatchTime time.Duration
 	// PollInterval is how often a draining target is read.
 	PollInterval time.Duration
 	// IdlePollInterval is how often a drained target is read.
@@ -66,6 +65,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Concurrency:      32,
+		BatchTime:        2 * time.Second,
 		PollInterval:     2 * time.Second,
 		IdlePollInterval: 30 * time.Second,
 		RefreshInterval:  20 * time.Minute,
@@ -79,6 +79,7 @@ func DefaultOptions() Options {
 // current values as defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Concurrency, "exec-concurrency", o.Concurrency, "calls into gateway containers in flight per GatewayDrain")
+	fs.DurationVar(&o.BatchTime, "batch-time", o.BatchTime, "how long one reconcile starts calls to a GatewayDrain's targets before it writes its progress")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often a draining gateway is read")
 	fs.DurationVar(&o.IdlePollInterval, "idle-poll-interval", o.IdlePollInterval, "how often a drained gateway is read")
 	fs.DurationVar(&o.RefreshInterval, "refresh-interval", o.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
@@ -93,6 +94,7 @@ func (o Options) Validate() error {
 	}
 	return errors.Join(
 		options.AtLeastOne("--exec-concurrency", o.Concurrency),
+		options.PositiveDuration("--batch-time", o.BatchTime),
 		options.PositiveDuration("--poll-interval", o.PollInterval),
 		options.PositiveDuration("--idle-poll-interval", o.IdlePollInterval),
 		options.PositiveDuration("--refresh-interval", o.RefreshInterval),
@@ -147,13 +149,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 	}
 
-	loaded, err := r.loadTargets(ctx, gwd)
-	if err != nil {
+	loaded, ready, err := r.loadTargets(ctx, gwd)
+	switch {
+	case err != nil:
 		return ctrl.Result{}, err
+	case !ready:
+		// The slices' events wake it; the requeue is a backstop.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	before := gwd.DeepCopy()
 	now := r.Clock.Now()
-	d := newDrain(gwd, loaded.targets(), now, batchTime)
+	d := newDrain(gwd, loaded.targets(), now, r.BatchTime)
 	var stalled *stall
 	var released bool // deleted, its finalizer removed: the object is gone
 	defer func() {
@@ -333,12 +339,13 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 }
 
 // SetupWithManager registers the reconciler: GatewayDrains, and the pods
-// they target (a restart or recreation must be noticed at once). It needs
-// SetupIndexes. It does not watch TargetSlices: only it writes them, and
-// each write is followed by a status write, which wakes it.
+// they target (a restart or recreation must be noticed at once), and its
+// own TargetSlices (a reconcile that found the cache behind its last writes
+// waits for them). It needs SetupIndexes.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&drainv1.GatewayDrain{}).
+		Owns(&drainv1.TargetSlice{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.drainsTargeting),
 			builder.WithPredicates(instantiationChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).

@@ -100,7 +100,7 @@ func TestTenThousandTargetsFitInBoundedObjects(t *testing.T) {
 		t.Errorf("GatewayDrain %d bytes (want <= 16 KiB), largest slice %d bytes (want <= 1 MiB)", status, largest)
 	}
 
-	loaded, err := r.loadTargets(ctx, gwd)
+	loaded, _, err := r.loadTargets(ctx, gwd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	loaded, err := r.loadTargets(ctx, gwd)
+	loaded, _, err := r.loadTargets(ctx, gwd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,19 +156,25 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 	}
 
 	// A cache that still holds the slices as they were before that write:
-	// the reconciler remembers what it wrote, and reads the API server.
+	// the reconciler remembers what it wrote and waits for the cache; once
+	// the cache has had cacheLagLimit to catch up, it reads the API server.
 	var objs []client.Object
 	for i := range old.Items {
 		objs = append(objs, &old.Items[i])
 	}
 	stale := fake.NewClientBuilder().WithScheme(c.Scheme()).WithObjects(objs...).Build()
 	behind := &Reconciler{Client: stale, APIReader: c}
-	behind.written.record(gwd.UID, 1, after[1])
-	if loaded, err := behind.loadTargets(ctx, gwd); err != nil || loaded.targets()[700].State != drainv1.TargetDrained {
-		t.Errorf("a cache behind the reconciler's own write was believed (%v)", err)
+	behind.written.record(gwd.UID, 1, after[1], time.Now())
+	if _, ready, err := behind.loadTargets(ctx, gwd); err != nil || ready {
+		t.Errorf("a cache behind the reconciler's own write a moment ago was believed (ready %v, %v)", ready, err)
+	}
+	behind.written.forget(gwd.UID)
+	behind.written.record(gwd.UID, 1, after[1], time.Now().Add(-cacheLagLimit))
+	if loaded, ready, err := behind.loadTargets(ctx, gwd); err != nil || !ready || loaded.targets()[700].State != drainv1.TargetDrained {
+		t.Errorf("a cache behind for %s: the API server was not read (ready %v, %v)", cacheLagLimit, ready, err)
 	}
 
-	loaded, _ = r.loadTargets(ctx, gwd)
+	loaded, _, _ = r.loadTargets(ctx, gwd)
 	if err := r.saveTargets(ctx, gwd, loaded, changed[:600]); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +190,7 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 
 	empty := fake.NewClientBuilder().WithScheme(c.Scheme()).Build()
 	lagging := &Reconciler{Client: empty, APIReader: c}
-	if loaded, err := lagging.loadTargets(ctx, gwd); err != nil || len(loaded.targets()) != 600 {
+	if loaded, _, err := lagging.loadTargets(ctx, gwd); err != nil || len(loaded.targets()) != 600 {
 		t.Errorf("a cache without the slices the status counts: %d targets read (%v), want 600 from the API server", len(loaded.targets()), err)
 	}
 }

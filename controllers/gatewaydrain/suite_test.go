@@ -75,6 +75,7 @@ func run(m *testing.M) int {
 		Recorder:  mgr.GetEventRecorder("gatewaydrain"),
 		Options: gatewaydrain.Options{
 			Concurrency:      8,
+			BatchTime:        200 * time.Millisecond,
 			PollInterval:     200 * time.Millisecond,
 			IdlePollInterval: time.Second,
 			RefreshInterval:  20 * time.Minute,

@@ -27,10 +27,10 @@ func TestAPIServerRestartMidDrain(t *testing.T) {
 	gws := fleet(t, "apiserver-restart", pods)
 	addTurns(t, gws)
 	gwd := newDrain(t, "apiserver-restart", "d")
-	// Two execs at a time: the projection takes seconds, so the restart
-	// lands in its middle.
+	// Two execs at a time in short batches: the projection takes seconds
+	// and shows in status as it goes, so the restart lands in its middle.
 	m, err := lc.StartManager(managerBin, "manager-apiserver-restart", lc.Kubeconfig,
-		"--poll-interval=200ms", "--idle-poll-interval=1s", "--exec-concurrency=2",
+		"--poll-interval=200ms", "--idle-poll-interval=1s", "--exec-concurrency=2", "--batch-time=100ms",
 		"--leader-elect", "--leader-election-namespace=default",
 		"--leader-elect-lease-duration=40s", "--leader-elect-renew-deadline=30s")
 	if err != nil {

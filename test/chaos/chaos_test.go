@@ -96,7 +96,9 @@ func TestKilledManagerLosesNoDrain(t *testing.T) {
 	gws := fleet(t, "fleet", pods)
 	// Two calls at a time: a phase lasts several reconciles, so a kill can
 	// land inside it.
-	args := []string{"--poll-interval=200ms", "--idle-poll-interval=1s", "--exec-concurrency=2"}
+	// Short batches, so that a drain of 20 pods takes several reconciles
+	// and a kill can land between them.
+	args := []string{"--poll-interval=200ms", "--idle-poll-interval=1s", "--exec-concurrency=2", "--batch-time=100ms"}
 	k := &killer{t: t, args: args, hits: map[string]int{}}
 	defer k.stop()
 
