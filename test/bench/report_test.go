@@ -99,14 +99,16 @@ func markdown(cfg config, results []*sizeResult) string {
 	b.WriteString("\n### The operator through agents (no pods/exec)\n\n")
 	b.WriteString("| N | every marker | Drained, no turns | API requests per target | peak RSS | /readyz → not ready p50 / p99 | /readyz → ready p50 / p99 |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %s | %s / %s | %s / %s |\n", r.N, median(r.Markers[throughAgents]), median(r.DrainedAgents),
-			medianFloat(r.RequestsPerTargetAgents), mib(r.MemoryAgents.Peak),
-			percentile(r.ProbeDown, 50), percentile(r.ProbeDown, 99), percentile(r.ProbeUp, 50), percentile(r.ProbeUp, 99))
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %s | %s | %s |\n", r.N, median(r.Markers[throughAgents]), median(r.DrainedAgents),
+			medianFloat(r.RequestsPerTargetAgents), mib(r.MemoryAgents.Peak), p50p99(r.ProbeDown), p50p99(r.ProbeUp))
 	}
 	b.WriteString("\n### The manager's memory\n\n")
 	b.WriteString("Peak RSS (VmHWM), and of it the executable's own pages (RssFile: code and read-only data, clean and reclaimable).\n\n")
 	b.WriteString("| pods in the namespace | gateways drained | cached | peak RSS | of which the binary |\n|---|---|---|---|---|\n")
 	for _, r := range results {
+		if len(r.Drained) == 0 { // no drain through exec at this size
+			continue
+		}
 		fmt.Fprintf(&b, "| %d | %d | every pod, through the runs above | %s | %s |\n", r.N, r.N, mib(r.Memory.Peak), mib(r.Memory.Binary))
 		if r.MemoryPods > 0 {
 			fmt.Fprintf(&b, "| %d | %d | every pod, fresh manager | %s | %s |\n", r.MemoryPods, r.N, mib(r.MemoryAllPods.Peak), mib(r.MemoryAllPods.Binary))
@@ -115,13 +117,25 @@ func markdown(cfg config, results []*sizeResult) string {
 	}
 	b.WriteString("\nRequests per target, last run, from the GatewayDrain's creation to Drained:\n\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "- N=%d: %s\n", r.N, r.Requests)
+		if len(r.Drained) > 0 {
+			fmt.Fprintf(&b, "- N=%d: %s\n", r.N, r.Requests)
+		}
 	}
 	b.WriteString("\nWhere the CPU went, last run (process CPU time, reaped children included, per exec):\n\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "- N=%d, client-go: %s\n- N=%d, operator: %s\n", r.N, r.CPUClientGo, r.N, r.CPUOperator)
+		if len(r.Drained) > 0 {
+			fmt.Fprintf(&b, "- N=%d, client-go: %s\n- N=%d, operator: %s\n", r.N, r.CPUClientGo, r.N, r.CPUOperator)
+		}
 	}
 	return b.String()
+}
+
+// p50p99 is "p50 / p99", or "-" when nothing was measured.
+func p50p99(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s / %s", percentile(ds, 50), percentile(ds, 99))
 }
 
 func mib(bytes int64) string { return fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20)) }
