@@ -157,11 +157,13 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 			t.Logf("N=%d run %d: %-26s %s", n, run+1, who, d.Round(time.Millisecond))
 			return clearMarkers(gws)
 		}
-		if !baselines {
+		if n > cfg.execUpTo {
 			continue
 		}
-		if err := runBaselines(t, ctx, r, gws, names, run == 0, record); err != nil {
-			return nil, err
+		if baselines {
+			if err := runBaselines(t, ctx, r, gws, names, run == 0, record); err != nil {
+				return nil, err
+			}
 		}
 
 		op, err := operatorDrain(ctx, kube, gws)
@@ -177,6 +179,9 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		t.Logf("N=%d run %d: %-26s %s, Drained after %s; per target: %s", n, run+1, theOperator,
 			op.markers.Round(time.Millisecond), op.drained.Round(time.Millisecond), r.Requests)
 
+		if !baselines {
+			continue
+		}
 		if err := handTurns(ctx, gws, 2); err != nil {
 			return nil, err
 		}

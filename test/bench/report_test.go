@@ -71,14 +71,17 @@ func markdown(cfg config, results []*sizeResult) string {
 	b.WriteString("|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		op := median(r.Markers[theOperator])
-		if len(r.Markers[clientGo]) == 0 { // above BENCH_BASELINES_UP_TO
-			continue
+		switch {
+		case len(r.Markers[theOperator]) == 0: // above BENCH_EXEC_UP_TO
+		case len(r.Markers[clientGo]) == 0: // above BENCH_BASELINES_UP_TO
+			fmt.Fprintf(&b, "| %d | - | - | - | %s | - | - |\n", r.N, op)
+		default:
+			fmt.Fprintf(&b, "| %d | %s | %s | %s (at %d) | %s | %.1fx faster | %.0f%% |\n", r.N,
+				median(r.Markers[kubectlSequential]), median(r.Markers[kubectlParallel]),
+				median(r.Markers[clientGo]), r.ClientGoConcurrency, op,
+				median(r.Markers[kubectlSequential]).Seconds()/op.Seconds(),
+				100*median(r.Markers[clientGo]).Seconds()/op.Seconds())
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s (at %d) | %s | %.1fx faster | %.0f%% |\n", r.N,
-			median(r.Markers[kubectlSequential]), median(r.Markers[kubectlParallel]),
-			median(r.Markers[clientGo]), r.ClientGoConcurrency, op,
-			median(r.Markers[kubectlSequential]).Seconds()/op.Seconds(),
-			100*median(r.Markers[clientGo]).Seconds()/op.Seconds())
 	}
 	b.WriteString("\n¹ run on the first min(N, " + fmt.Sprint(cfg.seqSample) + ") pods and scaled to N: one call after another is linear.  \n")
 	b.WriteString("² the operator's transport and nothing else, at the concurrency that was fastest (tried 8 to 128).  \n")
@@ -88,13 +91,16 @@ func markdown(cfg config, results []*sizeResult) string {
 	b.WriteString("| N | Drained, no turns | Drained, 2 turns of " + turnDuration.String() + " | API requests per target | of which exec | exec/min on idle pods | gate → False p50 / p99 | gate → True p50 / p99 |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
-		if len(r.Drained) == 0 { // above BENCH_BASELINES_UP_TO
+		if len(r.Drained) == 0 { // above BENCH_EXEC_UP_TO
 			continue
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %.2f | %.0f | %s / %s | %s / %s |\n", r.N,
-			median(r.Drained), median(r.DrainedWithTurns), medianFloat(r.RequestsPerTarget), medianFloat(r.ExecsPerTarget),
-			r.IdleExecsPerMinute, percentile(r.GateDown, 50), percentile(r.GateDown, 99),
-			percentile(r.GateUp, 50), percentile(r.GateUp, 99))
+		withTurns := "-"
+		if len(r.DrainedWithTurns) > 0 {
+			withTurns = median(r.DrainedWithTurns).String()
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %.2f | %.2f | %.0f | %s | %s |\n", r.N,
+			median(r.Drained), withTurns, medianFloat(r.RequestsPerTarget), medianFloat(r.ExecsPerTarget),
+			r.IdleExecsPerMinute, p50p99(r.GateDown), p50p99(r.GateUp))
 	}
 	b.WriteString("\n### The operator through agents (no pods/exec)\n\n")
 	b.WriteString("| N | every marker | Drained, no turns | API requests per target | peak RSS | /readyz → not ready p50 / p99 | /readyz → ready p50 / p99 |\n|---|---|---|---|---|---|---|\n")
@@ -123,8 +129,11 @@ func markdown(cfg config, results []*sizeResult) string {
 	}
 	b.WriteString("\nWhere the CPU went, last run (process CPU time, reaped children included, per exec):\n\n")
 	for _, r := range results {
-		if len(r.Drained) > 0 {
-			fmt.Fprintf(&b, "- N=%d, client-go: %s\n- N=%d, operator: %s\n", r.N, r.CPUClientGo, r.N, r.CPUOperator)
+		if r.CPUClientGo != "" {
+			fmt.Fprintf(&b, "- N=%d, client-go: %s\n", r.N, r.CPUClientGo)
+		}
+		if r.CPUOperator != "" {
+			fmt.Fprintf(&b, "- N=%d, operator: %s\n", r.N, r.CPUOperator)
 		}
 	}
 	return b.String()
