@@ -71,11 +71,14 @@ func run(m *testing.M) int {
 		strings.Fields(os.Getenv("AGENTS_MANAGER_FLAGS"))...)
 	// AGENTS_MANAGER_GOMEMLIMIT is the manager's GOMEMLIMIT (the chart
 	// sets it to the container's memory limit); only the manager gets it.
-	if limit := os.Getenv("AGENTS_MANAGER_GOMEMLIMIT"); limit != "" {
+	limit := os.Getenv("AGENTS_MANAGER_GOMEMLIMIT")
+	if limit != "" {
 		os.Setenv("GOMEMLIMIT", limit)
-		defer os.Unsetenv("GOMEMLIMIT")
 	}
 	mgr, err = lc.StartManager(bin, "manager", lc.Kubeconfig, args...)
+	if limit != "" {
+		os.Unsetenv("GOMEMLIMIT") // the agent farm, started by the tests, must not inherit it
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
