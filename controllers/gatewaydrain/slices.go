@@ -198,7 +198,7 @@ func (v *sliceVersions) record(drain types.UID, index int32, version string, now
 		e = &expected{versions: map[int32]string{}}
 		v.byDrain[drain] = e
 	}
-	if len(e.versions) == 0 || e.since.IsZero() {
+	if e.since.IsZero() { // nothing was waited for: the clock starts now
 		e.since = now
 	}
 	e.versions[index] = version

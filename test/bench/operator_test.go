@@ -76,6 +76,7 @@ func operatorDrain(ctx context.Context, kube kubernetes.Interface, gws []*cluste
 		}
 		drained <- drainedAt{err: fmt.Errorf("the watch ended before Drained")}
 	}()
+	bound := boundFor(len(gws))
 	if run.markers, err = waitMarkers(ctx, gws, start); err != nil {
 		return run, err
 	}
@@ -85,8 +86,8 @@ func operatorDrain(ctx context.Context, kube kubernetes.Interface, gws []*cluste
 			return run, d.err
 		}
 		run.drained, run.requests, run.cpu = d.after, d.requests, d.cpu
-	case <-time.After(boundFor(len(gws))):
-		return run, fmt.Errorf("not Drained after %s", boundFor(len(gws)))
+	case <-time.After(bound):
+		return run, fmt.Errorf("not Drained after %s", bound)
 	}
 	for _, g := range gws {
 		if err := g.CheckMarkerOf(ctx, gwd.UID); err != nil {
