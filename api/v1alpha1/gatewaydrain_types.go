@@ -114,15 +114,56 @@ type GatewayDrainSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="timeout must be between 1m and 24h"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// TrafficOrder says when a gated gateway (one with the readiness gate
+	// drain.hermes.dev/serving) leaves its Services. LeaveTrafficFirst (the
+	// default): its gate goes False and the drain waits until no
+	// EndpointSlice lists the pod as ready, then for the data plane and
+	// deregistrationDelay, and only then writes the marker, so that no turn
+	// is routed to a gateway that refuses it. MarkerFirst: the marker is
+	// written at once and the gate follows the gateway's own state; turns
+	// routed to it until its Services catch up are refused. Gateways without
+	// the gate keep their Services until they drain, in either order.
+	// +kubebuilder:default=LeaveTrafficFirst
+	// +optional
+	TrafficOrder TrafficOrder `json:"trafficOrder,omitempty"`
+
+	// DeregistrationDelay is how long a gated gateway stays out of traffic,
+	// after no EndpointSlice lists it as ready, before its marker is written:
+	// for load balancers that follow EndpointSlices with a lag of their own
+	// (the deregistration delay of a cloud load balancer's target group).
+	// At most 1h; default 0.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="deregistrationDelay must be at most 1h"
+	// +optional
+	DeregistrationDelay *metav1.Duration `json:"deregistrationDelay,omitempty"`
 }
 
+// TrafficOrder is when a gated gateway leaves its Services during a drain.
+// +kubebuilder:validation:Enum=LeaveTrafficFirst;MarkerFirst
+type TrafficOrder string
+
+const (
+	// TrafficLeaveFirst takes a gated gateway out of its Services before its
+	// marker is written.
+	TrafficLeaveFirst TrafficOrder = "LeaveTrafficFirst"
+	// TrafficMarkerFirst writes the marker at once; the gate follows the
+	// gateway's state.
+	TrafficMarkerFirst TrafficOrder = "MarkerFirst"
+)
+
 // TargetState is where one target instantiation stands.
-// +kubebuilder:validation:Enum=Pending;Draining;Drained;Released;Restarted;Conflict;Failed
+// +kubebuilder:validation:Enum=Pending;LeavingTraffic;Draining;Drained;Released;Restarted;Conflict;Failed
 type TargetState string
 
 const (
 	// TargetPending: the marker is not confirmed yet.
 	TargetPending TargetState = "Pending"
+	// TargetLeavingTraffic: a gated gateway's readiness gate is False and
+	// the drain waits for it to leave its Services before writing its marker
+	// (spec.trafficOrder LeaveTrafficFirst); the message says what it waits for.
+	TargetLeavingTraffic TargetState = "LeavingTraffic"
 	// TargetDraining: our marker is in place; the gateway still has turns in flight
 	// or has not reported draining yet.
 	TargetDraining TargetState = "Draining"
@@ -209,6 +250,15 @@ type Target struct {
 	StateUpdatedAt string `json:"stateUpdatedAt,omitempty"`
 	// +optional
 	StateSeenAt *metav1.Time `json:"stateSeenAt,omitempty"`
+	// LeavingTrafficSince is when the drain started taking this gated
+	// gateway out of its Services (its gate False), and OutOfTrafficAt when
+	// no EndpointSlice listed it as ready any more (or the operator's
+	// --endpoints-settle-timeout passed): its marker is written once the
+	// data plane's delay and spec.deregistrationDelay have passed since.
+	// +optional
+	LeavingTrafficSince *metav1.Time `json:"leavingTrafficSince,omitempty"`
+	// +optional
+	OutOfTrafficAt *metav1.Time `json:"outOfTrafficAt,omitempty"`
 	// MarkerWrittenAt is when this drain's marker was last written to the target.
 	// +optional
 	MarkerWrittenAt *metav1.Time `json:"markerWrittenAt,omitempty"`
@@ -231,14 +281,17 @@ type Target struct {
 
 // TargetCounts counts the targets by state.
 type TargetCounts struct {
-	Targets   int32 `json:"targets"`
-	Pending   int32 `json:"pending,omitempty"`
-	Draining  int32 `json:"draining,omitempty"`
-	Drained   int32 `json:"drained,omitempty"`
-	Released  int32 `json:"released,omitempty"`
-	Restarted int32 `json:"restarted,omitempty"`
-	Conflict  int32 `json:"conflict,omitempty"`
-	Failed    int32 `json:"failed,omitempty"`
+	Targets int32 `json:"targets"`
+	Pending int32 `json:"pending,omitempty"`
+	// LeavingTraffic counts the gated targets being taken out of their
+	// Services before their markers are written.
+	LeavingTraffic int32 `json:"leavingTraffic,omitempty"`
+	Draining       int32 `json:"draining,omitempty"`
+	Drained        int32 `json:"drained,omitempty"`
+	Released       int32 `json:"released,omitempty"`
+	Restarted      int32 `json:"restarted,omitempty"`
+	Conflict       int32 `json:"conflict,omitempty"`
+	Failed         int32 `json:"failed,omitempty"`
 	// Added counts the targets that joined after the drain started.
 	Added int32 `json:"added,omitempty"`
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -104,6 +105,19 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "uninstall" {
+		f, err := parseUninstallFlags(os.Args[2:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		ctrl.SetLogger(zap.New())
+		if err := uninstall(ctrl.SetupSignalHandler(), f); err != nil {
+			ctrl.Log.Error(err, "uninstall")
+			os.Exit(1)
+		}
+		return
+	}
 	f, zapOpts, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -116,12 +130,18 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, f flags) error {
+// newScheme knows the API's and Kubernetes' own types.
+func newScheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
+		return nil, err
 	}
-	if err := drainv1.AddToScheme(scheme); err != nil {
+	return scheme, drainv1.AddToScheme(scheme)
+}
+
+func run(ctx context.Context, f flags) error {
+	scheme, err := newScheme()
+	if err != nil {
 		return err
 	}
 	cfg := ctrl.GetConfigOrDie()
@@ -206,19 +226,32 @@ func newTransport(ctx context.Context, cfg *rest.Config, pods client.Reader, f f
 }
 
 // cacheOptions keeps in memory only what the reconcilers read: pods trimmed
-// to a few fields, only those of podSelector, only in watchNamespaces.
+// to a few fields, only those of podSelector, and EndpointSlices trimmed to
+// which pods they list as ready, only in watchNamespaces.
 func cacheOptions(f flags) cache.Options {
 	opts := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: f.podSelector, Transform: gatewaypod.Trim}},
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:                {Label: f.podSelector, Transform: gatewaypod.Trim},
+			&discoveryv1.EndpointSlice{}: {Transform: gatewaydrain.TrimEndpointSlice},
+		},
 	}
-	if f.watchNamespaces != "" {
+	if namespaces := splitNamespaces(f.watchNamespaces); len(namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(f.watchNamespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				opts.DefaultNamespaces[ns] = cache.Config{}
-			}
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
 	return opts
+}
+
+// splitNamespaces reads a comma-separated list of namespaces.
+func splitNamespaces(v string) []string {
+	var namespaces []string
+	for _, ns := range strings.Split(v, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	return namespaces
 }

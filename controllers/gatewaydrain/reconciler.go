@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +33,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -57,8 +59,16 @@ type Options struct {
 	// RetryBase and RetryMax bound the exponential backoff after failures.
 	RetryBase, RetryMax time.Duration
 	// ReleaseTimeout is how long a deleted GatewayDrain waits for its markers
-	// to be removed before it lets go anyway (a Warning event names what was left).
+	// to be removed, without progress, before it lets go anyway (a Warning
+	// event names what was left).
 	ReleaseTimeout time.Duration
+	// EndpointsSettleTimeout bounds how long a gated target waits to leave
+	// its Services before its marker is written anyway (leaveTraffic).
+	EndpointsSettleTimeout time.Duration
+	// DataPlaneDelay is how long a gated target stays out of traffic, after
+	// no EndpointSlice lists it as ready, before its marker is written: the
+	// time kube-proxy and the like take to follow EndpointSlices.
+	DataPlaneDelay time.Duration
 }
 
 // DefaultOptions are the operator's defaults.
@@ -72,6 +82,9 @@ func DefaultOptions() Options {
 		RetryBase:        time.Second,
 		RetryMax:         2 * time.Minute,
 		ReleaseTimeout:   5 * time.Minute,
+
+		EndpointsSettleTimeout: 30 * time.Second,
+		DataPlaneDelay:         2 * time.Second,
 	}
 }
 
@@ -83,7 +96,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often a draining gateway is read")
 	fs.DurationVar(&o.IdlePollInterval, "idle-poll-interval", o.IdlePollInterval, "how often a drained gateway is read")
 	fs.DurationVar(&o.RefreshInterval, "refresh-interval", o.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
-	fs.DurationVar(&o.ReleaseTimeout, "release-timeout", o.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers")
+	fs.DurationVar(&o.ReleaseTimeout, "release-timeout", o.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers without progress before it lets go")
+	fs.DurationVar(&o.EndpointsSettleTimeout, "endpoints-settle-timeout", o.EndpointsSettleTimeout, "how long a gated gateway waits to leave its Services' EndpointSlices before its marker is written anyway")
+	fs.DurationVar(&o.DataPlaneDelay, "data-plane-delay", o.DataPlaneDelay, "how long a gated gateway stays out of traffic, once no EndpointSlice lists it as ready, before its marker is written (kube-proxy's lag)")
 }
 
 // Validate refuses options the reconciler cannot work with, naming the flag.
@@ -99,6 +114,8 @@ func (o Options) Validate() error {
 		options.PositiveDuration("--idle-poll-interval", o.IdlePollInterval),
 		options.PositiveDuration("--refresh-interval", o.RefreshInterval),
 		options.PositiveDuration("--release-timeout", o.ReleaseTimeout),
+		options.PositiveDuration("--endpoints-settle-timeout", o.EndpointsSettleTimeout),
+		options.NotNegativeDuration("--data-plane-delay", o.DataPlaneDelay),
 		options.PositiveDuration("retry base", o.RetryBase),
 		options.PositiveDuration("retry max", o.RetryMax),
 		tooLong,
@@ -128,6 +145,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=gatewaydrains/finalizers,verbs=update
 // +kubebuilder:rbac:groups=drain.hermes.dev,resources=targetslices,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -291,7 +309,8 @@ func (r *Reconciler) podOf(ctx context.Context, namespace, name string) (*corev1
 }
 
 // finalize lets a deleted GatewayDrain go once its markers are withdrawn, or
-// once ReleaseTimeout has passed, saying what was left behind: it deletes
+// once ReleaseTimeout has passed without progress, saying what was left
+// behind (releaseDeadline): it deletes
 // the drain's TargetSlices, then its finalizer. It reports whether it let
 // go: the object is then gone, with no status to write.
 func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices) (bool, error) {
@@ -302,13 +321,12 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 			left = append(left, t)
 		}
 	}
-	giveUpAt := gwd.DeletionTimestamp.Add(r.ReleaseTimeout)
-	if len(left) > 0 && d.now.Before(giveUpAt) {
+	if len(left) > 0 && d.now.Before(releaseDeadline(gwd, d.targets, r.ReleaseTimeout)) {
 		return false, nil
 	}
 	if len(left) > 0 {
 		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
-			"deleted after %s without removing the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
+			"deleted, and %s without removing a marker: letting go of the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
 	}
 	// No targets left to hold: every slice goes.
 	if err := r.saveTargets(ctx, gwd, loaded, nil); err != nil {
@@ -328,26 +346,33 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 // TargetSlices by. It is called once, before either is set up: without it
 // every lookup fails, and the readiness reconciler would poll every gated
 // pod every second instead of waiting for its drain.
+// The drain reconciler also finds a pod's EndpointSlices by it.
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &drainv1.TargetSlice{}, slicePodIndex, func(o client.Object) []string {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &drainv1.TargetSlice{}, slicePodIndex, func(o client.Object) []string {
 		var names []string
 		for _, t := range o.(*drainv1.TargetSlice).Targets {
 			names = append(names, t.PodName)
 		}
 		return names
 	})
+	if err != nil {
+		return err
+	}
+	return mgr.GetFieldIndexer().IndexField(ctx, &discoveryv1.EndpointSlice{}, endpointPodIndex, endpointPods)
 }
 
 // SetupWithManager registers the reconciler: GatewayDrains, and the pods
-// they target (a restart or recreation must be noticed at once), and its
-// own TargetSlices (a reconcile that found the cache behind its last writes
-// waits for them). It needs SetupIndexes.
+// they target (a restart or recreation must be noticed at once, and a gated
+// pod leaving traffic as soon as it does), the EndpointSlices that list
+// them, and its own TargetSlices (a reconcile that found the cache behind
+// its last writes waits for them). It needs SetupIndexes.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&drainv1.GatewayDrain{}).
 		Owns(&drainv1.TargetSlice{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.drainsTargeting),
-			builder.WithPredicates(instantiationChanged)).
+			builder.WithPredicates(instantiationOrReadinessChanged)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.drainsTargetingEndpoints)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Named("gatewaydrain").
 		Complete(r)
@@ -369,14 +394,51 @@ func (r *Reconciler) drainsTargeting(ctx context.Context, pod client.Object) []r
 	return reqs
 }
 
-// instantiationChanged passes pod events that can change an instantiation:
-// creation, deletion, and updates of UID, deletion or container statuses.
-var instantiationChanged = predicate.Funcs{
+// drainsTargetingEndpoints maps an EndpointSlice to the GatewayDrains that
+// target a pod it lists: one may wait for the pod to leave it.
+func (r *Reconciler) drainsTargetingEndpoints(ctx context.Context, o client.Object) []reconcile.Request {
+	seen := map[reconcile.Request]bool{}
+	var reqs []reconcile.Request
+	for _, name := range endpointPods(o) {
+		pod := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: o.GetNamespace(), Name: name}}
+		for _, req := range r.drainsTargeting(ctx, pod) {
+			if !seen[req] {
+				seen[req] = true
+				reqs = append(reqs, req)
+			}
+		}
+	}
+	return reqs
+}
+
+// instantiationOrReadinessChanged passes pod events that can change an
+// instantiation (creation, deletion, and updates of UID, deletion or
+// container statuses) or take a pod out of traffic (its Ready condition or
+// readiness gate).
+var instantiationOrReadinessChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld.(*corev1.Pod), e.ObjectNew.(*corev1.Pod)
 		return o.UID != n.UID || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
-			!apiequality.Semantic.DeepEqual(o.Status.ContainerStatuses, n.Status.ContainerStatuses)
+			!apiequality.Semantic.DeepEqual(o.Status.ContainerStatuses, n.Status.ContainerStatuses) ||
+			gatewaypod.ConditionStatus(o, corev1.PodReady) != gatewaypod.ConditionStatus(n, corev1.PodReady) ||
+			gatewaypod.ConditionStatus(o, drainv1.ReadinessGate) != gatewaypod.ConditionStatus(n, drainv1.ReadinessGate)
 	},
+}
+
+// releaseDeadline is when a deleted drain stops waiting for its markers to
+// be removed: timeout after its deletion or after the last marker it
+// removed, whichever is later. A release that makes progress is never cut
+// short (10,000 markers through exec take about ten minutes to remove, and
+// each one left behind holds its gateway until it restarts); one that makes
+// none gives up.
+func releaseDeadline(gwd *drainv1.GatewayDrain, targets []drainv1.Target, timeout time.Duration) time.Time {
+	last := gwd.DeletionTimestamp.Time
+	for _, t := range targets {
+		if t.MarkerRemovedAt != nil && t.MarkerRemovedAt.After(last) {
+			last = t.MarkerRemovedAt.Time
+		}
+	}
+	return last.Add(timeout)
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -264,11 +264,12 @@ func drainOf(ctx context.Context, c client.Reader, s *drainv1.TargetSlice) (*dra
 }
 
 // StandingTarget is the pod's entry in a GatewayDrain that still stands at
-// now and still drains this instantiation of the pod, or nil.
-func StandingTarget(ctx context.Context, c client.Reader, pod *corev1.Pod, now time.Time) (*drainv1.Target, error) {
+// now and still drains this instantiation of the pod, and that drain; nils
+// when there is none.
+func StandingTarget(ctx context.Context, c client.Reader, pod *corev1.Pod, now time.Time) (*drainv1.Target, *drainv1.GatewayDrain, error) {
 	held, err := targetSlicesOf(ctx, c, pod.Namespace, pod.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range held {
 		for _, t := range held[i].Targets {
@@ -277,12 +278,12 @@ func StandingTarget(ctx context.Context, c client.Reader, pod *corev1.Pod, now t
 			}
 			gwd, err := drainOf(ctx, c, &held[i])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if gwd != nil && Stands(gwd, now) {
-				return &t, nil
+				return &t, gwd, nil
 			}
 		}
 	}
-	return nil, nil
+	return nil, nil, nil
 }

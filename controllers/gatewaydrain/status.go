@@ -136,6 +136,8 @@ func waitingMessage(blocking []*drainv1.Target, total int) string {
 
 func countOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
 	switch s {
+	case drainv1.TargetLeavingTraffic:
+		return &c.LeavingTraffic
 	case drainv1.TargetDraining:
 		return &c.Draining
 	case drainv1.TargetDrained:

@@ -43,26 +43,31 @@ func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *
 	if d.withdrawn != "" {
 		return r.stepRelease(ctx, d, t, now)
 	}
-	return r.stepDrain(ctx, d, t, now)
+	return r.stepDrain(ctx, d, t, pod, now)
 }
 
-// stepDrain keeps our marker in place and reads how the gateway is doing.
-func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, now time.Time) (drainv1.Target, time.Time) {
+// stepDrain takes a gated target out of traffic first, then keeps our
+// marker in place and reads how the gateway is doing.
+func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time) {
+	t, next, out := r.leaveTraffic(ctx, d, t, pod, now)
+	if !out {
+		return t, next
+	}
 	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
-	pod := d.pod(t)
+	target := d.pod(t)
 	var obs calls.Observation
 	var err error
 	refreshDue := t.MarkerWrittenAt == nil || now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
 	if !refreshDue && t.State != drainv1.TargetFailed && t.State != drainv1.TargetConflict {
-		obs, err = r.Transport.Read(ctx, pod, t.HermesHome)
+		obs, err = r.Transport.Read(ctx, target, t.HermesHome)
 		if err == nil && d.ours(t, obs, now) {
 			return r.observed(t, obs, now)
 		}
 	}
 	if err == nil {
-		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, nil))
+		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, now, nil))
 	}
 	if err == nil && obs.Outcome == calls.Foreign && !d.ours(t, obs, now) {
 		found := marker.Parse(obs.Marker.Data)
@@ -71,7 +76,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		}
 		// The gateway ignores this marker: it is dead weight from an earlier
 		// instantiation, and ours must take its place.
-		obs, err = r.Transport.Project(ctx, pod, t.HermesHome, d.request(t, now, obs.Marker.Data))
+		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, now, obs.Marker.Data))
 		if err == nil && obs.Outcome == calls.Replaced {
 			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, found.Principal(), found.EpochValue())

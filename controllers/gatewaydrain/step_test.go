@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
 
@@ -85,7 +86,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		{"written, none read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
 	} {
 		r := &Reconciler{Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
-		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, time.Minute), target, now)
+		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, time.Minute), target, &corev1.Pod{}, now)
 		if got.State != tc.want {
 			t.Errorf("%s: %s (%s), want %s", tc.name, got.State, got.Message, tc.want)
 		}
@@ -106,5 +107,27 @@ func TestAClosedBatchLeavesTheRestToTheNextReconcile(t *testing.T) {
 	next, ok := r.due(newDrain(gwd, nil, now, -time.Second), target, now)
 	if ok || !next.Equal(now) {
 		t.Errorf("a closed batch: due %v, next %v; want not due, next at once (%v)", ok, next, now)
+	}
+}
+
+// A deleted drain waits for its markers --release-timeout from its deletion
+// or from the last marker it removed: a release that makes progress is never
+// cut short (10,000 markers through exec take ten minutes to remove), one
+// that makes none gives up.
+func TestAReleaseThatMakesProgressIsNotCutShort(t *testing.T) {
+	deleted := metav1.NewTime(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &deleted}}
+	removed := metav1.NewTime(deleted.Add(7 * time.Minute))
+	for _, tc := range []struct {
+		name    string
+		targets []drainv1.Target
+		want    time.Time
+	}{
+		{"nothing removed", []drainv1.Target{{}, {}}, deleted.Add(5 * time.Minute)},
+		{"a marker removed 7 minutes after the deletion", []drainv1.Target{{MarkerRemovedAt: &removed}, {}}, removed.Add(5 * time.Minute)},
+	} {
+		if got := releaseDeadline(gwd, tc.targets, 5*time.Minute); !got.Equal(tc.want) {
+			t.Errorf("%s: gives up at %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

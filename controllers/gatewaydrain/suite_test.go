@@ -17,11 +17,13 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -63,7 +65,9 @@ func run(m *testing.M) int {
 	nativeEpoch = marker.ProcEpoch("/proc")
 
 	ctrl.SetLogger(logr.Discard())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	// EndpointSlices are cached trimmed, as the operator caches them.
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&discoveryv1.EndpointSlice{}: {Transform: gatewaydrain.TrimEndpointSlice}}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -82,6 +86,9 @@ func run(m *testing.M) int {
 			RetryBase:        100 * time.Millisecond,
 			RetryMax:         time.Second,
 			ReleaseTimeout:   3 * time.Second,
+
+			EndpointsSettleTimeout: time.Minute,
+			DataPlaneDelay:         300 * time.Millisecond,
 		},
 		Clock: offsetClock{},
 	}

@@ -17,6 +17,7 @@ const (
 	ReasonContainerNotRunning = "ContainerNotRunning"
 	ReasonInvalidHome         = "InvalidHermesHome"
 	ReasonUnknownState        = "UnknownState"
+	ReasonDrainRequested      = "DrainRequested"
 )
 
 // stateReasons names the gate's reason for each upstream gateway_state.
@@ -72,6 +73,13 @@ func serving(obs calls.Observation, readErr error) verdict {
 	}
 	v.reason, v.message = reason, fmt.Sprintf("%s: %d active agents", reason, st.ActiveAgents)
 	return v
+}
+
+// drainRequested is the gate of a target of a drain that stands and takes
+// its targets out of traffic before writing their markers.
+func drainRequested(gwd *drainv1.GatewayDrain) verdict {
+	return verdict{status: corev1.ConditionFalse, reason: ReasonDrainRequested,
+		message: "GatewayDrain " + gwd.Name + " drains this gateway: out of traffic until the drain ends"}
 }
 
 // nextLook is when to read a gated gateway again, after reading state; t is

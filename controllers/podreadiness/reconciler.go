@@ -133,6 +133,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	now := r.Clock.Now()
+	target, gwd, lookupErr := gatewaydrain.StandingTarget(ctx, r.Client, pod, now)
+	if target != nil && gatewaydrain.LeavesTrafficFirst(gwd) {
+		// The drain takes the pod out of traffic before it writes the
+		// marker, and keeps it out while it stands: no read is needed to
+		// know that this gateway must not be sent turns.
+		if err := r.write(ctx, pod, drainRequested(gwd), now); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.succeeded(pod)
+		return ctrl.Result{RequeueAfter: r.SlowInterval}, nil
+	}
 	v := r.look(ctx, pod, now)
 	gateReads.WithLabelValues(v.reason).Inc()
 	if v.status == corev1.ConditionUnknown {
@@ -154,8 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	r.succeeded(pod)
-	target, err := gatewaydrain.StandingTarget(ctx, r.Client, pod, now)
-	if err != nil {
+	if lookupErr != nil {
 		return ctrl.Result{RequeueAfter: r.FastInterval}, nil // look often rather than miss a drain
 	}
 	return ctrl.Result{RequeueAfter: r.nextLook(v.state.State, target)}, nil
@@ -207,18 +217,7 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 	if !flipped {
 		want.LastTransitionTime = cur.LastTransitionTime
 	}
-	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": pod.UID},
-		"status":   map[string]any{"conditions": []corev1.PodCondition{want}},
-	})
-	if err != nil {
-		return err
-	}
-	err = r.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, patch))
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil // gone, or recreated under the same name: its own events bring it back
-	}
-	if err != nil {
+	if err := patchGate(ctx, r.Client, pod, want); err != nil {
 		return err
 	}
 	if flipped && cur != nil {
@@ -231,6 +230,25 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 		}
 	}
 	return nil
+}
+
+// patchGate writes cond as the pod's gate condition: a strategic-merge
+// patch of the pod's status with only that condition, and the pod's UID as
+// precondition. A pod that is gone, or was recreated under the same name,
+// is left alone: its own events bring it back.
+func patchGate(ctx context.Context, c client.Client, pod *corev1.Pod, cond corev1.PodCondition) error {
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"uid": pod.UID},
+		"status":   map[string]any{"conditions": []corev1.PodCondition{cond}},
+	})
+	if err != nil {
+		return err
+	}
+	err = c.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, patch))
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
 }
 
 // failed counts one more failed read of a pod and says since when its reads

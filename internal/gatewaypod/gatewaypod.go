@@ -98,12 +98,26 @@ func Running(pod *corev1.Pod, c string) bool {
 
 // GateCondition is the pod's condition of our readiness gate, or nil.
 func GateCondition(pod *corev1.Pod) *corev1.PodCondition {
+	return Condition(pod, drainv1.ReadinessGate)
+}
+
+// Condition is the pod's condition of that type, or nil.
+func Condition(pod *corev1.Pod, typ corev1.PodConditionType) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == drainv1.ReadinessGate {
+		if pod.Status.Conditions[i].Type == typ {
 			return &pod.Status.Conditions[i]
 		}
 	}
 	return nil
+}
+
+// ConditionStatus is the status of the pod's condition of that type, or ""
+// when it has none.
+func ConditionStatus(pod *corev1.Pod, typ corev1.PodConditionType) corev1.ConditionStatus {
+	if c := Condition(pod, typ); c != nil {
+		return c.Status
+	}
+	return ""
 }
 
 // AgentPort is the port of the pod's hermes-drain-agent (the container

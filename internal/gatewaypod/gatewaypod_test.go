@@ -33,7 +33,7 @@ func pod() *corev1.Pod {
 			Conditions: []corev1.PodCondition{
 				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
 				{Type: drainv1.ReadinessGate, Status: corev1.ConditionTrue, Reason: "Serving"},
-				{Type: corev1.PodReady, Status: corev1.ConditionTrue},
+				{Type: corev1.PodReady, Status: corev1.ConditionTrue, Reason: "ContainersReady", LastTransitionTime: metav1.Now()},
 			},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "hermes", RestartCount: 2, ContainerID: "c://1", Image: "h",
 				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
@@ -90,12 +90,14 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 	out, _ := Trim(full)
 	trimmed := out.(*corev1.Pod)
 	for name, read := range map[string]func(*corev1.Pod) any{
-		"container":  func(p *corev1.Pod) any { return Container(p, "") },
-		"home":       func(p *corev1.Pod) any { h, err := Home(p, Container(p, ""), ""); return [2]any{h, err} },
-		"status":     func(p *corev1.Pod) any { return *ContainerStatus(p, "hermes") },
-		"running":    func(p *corev1.Pod) any { return Running(p, "hermes") },
-		"identity":   func(p *corev1.Pod) any { return [3]any{p.UID, p.Labels, p.DeletionTimestamp} },
-		"readiness":  func(p *corev1.Pod) any { return [2]any{p.Spec.ReadinessGates, GateCondition(p)} },
+		"container": func(p *corev1.Pod) any { return Container(p, "") },
+		"home":      func(p *corev1.Pod) any { h, err := Home(p, Container(p, ""), ""); return [2]any{h, err} },
+		"status":    func(p *corev1.Pod) any { return *ContainerStatus(p, "hermes") },
+		"running":   func(p *corev1.Pod) any { return Running(p, "hermes") },
+		"identity":  func(p *corev1.Pod) any { return [3]any{p.UID, p.Labels, p.DeletionTimestamp} },
+		"readiness": func(p *corev1.Pod) any {
+			return [3]any{p.Spec.ReadinessGates, GateCondition(p), ConditionStatus(p, corev1.PodReady)}
+		},
 		"phase":      func(p *corev1.Pod) any { return p.Status.Phase },
 		"containers": func(p *corev1.Pod) any { return len(p.Spec.Containers) },
 		"agent":      func(p *corev1.Pod) any { return [2]any{AgentPort(p), p.Status.PodIP} },
@@ -110,7 +112,7 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 		}
 	}
 	if trimmed.Spec.Volumes != nil || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" ||
-		len(trimmed.Status.Conditions) != 1 || len(trimmed.Spec.InitContainers) != 1 || len(trimmed.Spec.InitContainers[0].Ports) != 1 {
+		len(trimmed.Status.Conditions) != 2 || trimmed.Status.Conditions[1] != (corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue}) || len(trimmed.Spec.InitContainers) != 1 || len(trimmed.Spec.InitContainers[0].Ports) != 1 {
 		t.Errorf("Trim kept what nothing reads: %+v", trimmed)
 	}
 }

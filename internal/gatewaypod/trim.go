@@ -10,7 +10,8 @@ import (
 // Trim is a cache transform that keeps only what the reconcilers read of a
 // pod: its identity, labels (selectors), the container annotation, its
 // containers' names and HERMES_HOME, readiness gates, phase, our readiness
-// gate's condition and container states, and where its agent listens (the
+// gate's condition, whether it is Ready (a drain waits for a gated pod to
+// leave traffic), container states, and where its agent listens (the
 // agent's port and the pod's IP). Everything else (volumes, images,
 // resources, most annotations, the other conditions, managed fields...) is
 // dropped before it reaches the cache, so the operator's memory grows with
@@ -47,7 +48,10 @@ func Trim(obj any) (any, error) {
 		trimmed.Spec.Containers = append(trimmed.Spec.Containers, kept)
 	}
 	if c := GateCondition(pod); c != nil {
-		trimmed.Status.Conditions = []corev1.PodCondition{*c}
+		trimmed.Status.Conditions = append(trimmed.Status.Conditions, *c)
+	}
+	if c := Condition(pod, corev1.PodReady); c != nil {
+		trimmed.Status.Conditions = append(trimmed.Status.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status})
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		trimmed.Status.ContainerStatuses = append(trimmed.Status.ContainerStatuses, corev1.ContainerStatus{

@@ -23,3 +23,11 @@ func AtLeastOne(flag string, n int) error {
 	}
 	return nil
 }
+
+// NotNegativeDuration refuses a negative duration.
+func NotNegativeDuration(flag string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%s %s must not be negative", flag, d)
+	}
+	return nil
+}

@@ -62,6 +62,9 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"}}
 	gwd.Spec.Selector.MatchLabels = gatewayLabels
+	// Marker first: this measures how fast a gate follows its gateway's
+	// state (taken out of traffic first, it turns False before any read).
+	gwd.Spec.TrafficOrder = drainv1.TrafficMarkerFirst
 	drainStart := time.Now()
 	if err := lc.Client.Create(ctx, gwd); err != nil {
 		return nil, nil, err

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 func run(m *testing.M) int {
 	var stop func()
 	var err error
-	if lc, sim, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{}, gatewaysim.Options{TurnDuration: turnDuration}, 100*time.Millisecond); err != nil {
+	if lc, sim, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{PodCIDR: cluster.TurnsPodCIDR}, gatewaysim.Options{TurnDuration: turnDuration}, 100*time.Millisecond); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -24,7 +24,7 @@ func withGate(p *corev1.Pod) {
 	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
 }
 
-func TestReadinessGateFollowsTheDrain(t *testing.T) {
+func TestReadinessGateFollowsTheGateway(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	ctx := context.Background()
@@ -42,7 +42,9 @@ func TestReadinessGateFollowsTheDrain(t *testing.T) {
 	}
 	waitEndpoints(t, ns, n, 0)
 
-	apply(t, ns, "d")
+	// MarkerFirst: the gate follows the gateway's own state (traffic_test.go
+	// has the default order, out of traffic before the marker).
+	apply(t, ns, "d", "trafficOrder: MarkerFirst")
 	latencies := measureFlips(t, gws, marker.StateDraining, corev1.ConditionFalse)
 	t.Logf("gate flip to False after the gateway reported draining: %s", summary(latencies))
 	waitEndpoints(t, ns, 0, n)

@@ -25,12 +25,16 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 )
 
 var lc *cluster.Cluster
+
+// operatorValues are the chart values the operator is installed with.
+const operatorValues = "pollInterval=200ms,idlePollInterval=1s,readiness.interval=2s"
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -52,7 +56,7 @@ func run(m *testing.M) int {
 	defer lc.Stop()
 	fmt.Fprintf(os.Stderr, "real node up in %s\n", time.Since(start).Round(100*time.Millisecond))
 	start = time.Now()
-	if err := lc.InstallOperator("pollInterval=200ms,idlePollInterval=1s"); err != nil {
+	if err := lc.InstallOperator(operatorValues); err != nil {
 		fmt.Fprintln(os.Stderr, "helm install:", err)
 		return 1
 	}
@@ -286,31 +290,33 @@ func TestARestartedContainerEndsItsDrain(t *testing.T) {
 func TestTheKubeletFollowsTheReadinessGate(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
-	pod := gatewayPod(t, ns, "gw-0", func(p *corev1.Pod) {
-		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
-	})
-	ready := func(want bool) {
-		t.Helper()
-		testenv.Eventually(t, time.Minute, func() (bool, string) {
-			_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)
-			conditions := map[corev1.PodConditionType]corev1.ConditionStatus{}
-			for _, c := range pod.Status.Conditions {
-				conditions[c.Type] = c.Status
-			}
-			gate, podReady := conditions[drainv1.ReadinessGate] == corev1.ConditionTrue, conditions[corev1.PodReady] == corev1.ConditionTrue
-			return gate == want && podReady == want, fmt.Sprintf("gate %v, kubelet's Ready %v; want %v", gate, podReady, want)
-		})
-	}
-	ready(true)
+	pod := gatewayPod(t, ns, "gw-0", gated)
+	waitReady(t, pod, true)
 
 	gwd := newDrain(t, ns)
-	ready(false)
+	waitReady(t, pod, false)
 	patch := client.MergeFrom(gwd.DeepCopy())
 	gwd.Spec.Action = drainv1.ActionCancel
 	if err := lc.Client.Patch(ctx, gwd, patch); err != nil {
 		t.Fatal(err)
 	}
-	ready(true)
+	waitReady(t, pod, true)
+}
+
+func gated(p *corev1.Pod) {
+	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
+}
+
+// waitReady waits until the pod's gate and the kubelet's Ready are both
+// True, or both not.
+func waitReady(t *testing.T, pod *corev1.Pod, want bool) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(pod), pod)
+		gate := gatewaypod.ConditionStatus(pod, drainv1.ReadinessGate) == corev1.ConditionTrue
+		podReady := gatewaypod.ConditionStatus(pod, corev1.PodReady) == corev1.ConditionTrue
+		return gate == want && podReady == want, fmt.Sprintf("%s: gate %v, kubelet's Ready %v; want %v", pod.Name, gate, podReady, want)
+	})
 }
 
 // With shareProcessNamespace PID 1 is the pod's pause process for every

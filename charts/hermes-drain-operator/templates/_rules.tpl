@@ -25,6 +25,14 @@ rules:
   verbs:
   - patch
 - apiGroups:
+  - discovery.k8s.io
+  resources:
+  - endpointslices
+  verbs:
+  - get
+  - list
+  - watch
+- apiGroups:
   - drain.hermes.dev
   resources:
   - gatewaydrains

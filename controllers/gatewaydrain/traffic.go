@@ -1,0 +1,140 @@
+package gatewaydrain
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+)
+
+// endpointPodIndex finds the EndpointSlices that list a pod (by name).
+const endpointPodIndex = "endpointPod"
+
+// LeavesTrafficFirst reports whether the drain takes a gated target out of
+// its Services before writing its marker (spec.trafficOrder).
+func LeavesTrafficFirst(gwd *drainv1.GatewayDrain) bool {
+	return gwd.Spec.TrafficOrder != drainv1.TrafficMarkerFirst
+}
+
+// leaveTraffic keeps a gated target away from its marker until it is out
+// of traffic: the readiness reconciler turns its gate False as soon as the
+// target joins a drain that stands (it knows without reading the gateway);
+// then the kubelet turns the pod not Ready, the EndpointSlice controller
+// marks it not ready in every slice that lists it, and kube-proxy and load
+// balancers follow. It reports whether the marker may be written now, and
+// otherwise the target as it waits and when to look again (EndpointSlice
+// and pod events wake it earlier). The wait is bounded by
+// --endpoints-settle-timeout: a gateway whose Services never let it go is
+// drained anyway, with a Warning event, since a drain that never comes is
+// worse than refused turns.
+func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time, bool) {
+	if t.MarkerWrittenAt != nil || pod == nil || !gatewaypod.Gated(pod) || !LeavesTrafficFirst(d.gwd) {
+		return t, time.Time{}, true
+	}
+	if t.LeavingTrafficSince == nil {
+		since := metav1.NewTime(now)
+		t.LeavingTrafficSince = &since
+	}
+	if t.OutOfTrafficAt == nil {
+		giveUpAt := t.LeavingTrafficSince.Add(r.EndpointsSettleTimeout)
+		inTraffic, err := r.inTraffic(ctx, pod)
+		if err != nil {
+			inTraffic = "its EndpointSlices could not be read: " + err.Error()
+		}
+		if inTraffic != "" && now.Before(giveUpAt) {
+			t.State = drainv1.TargetLeavingTraffic
+			t.Message = fmt.Sprintf("out of traffic before the marker: waiting for %s (%s of at most %s)",
+				inTraffic, now.Sub(t.LeavingTrafficSince.Time).Round(time.Second), r.EndpointsSettleTimeout)
+			return t, giveUpAt, false
+		}
+		if inTraffic != "" {
+			r.event(d.gwd, corev1.EventTypeWarning, "TrafficNotSettled",
+				"%s: still in traffic after %s (%s); writing its marker anyway", t.PodName, r.EndpointsSettleTimeout, inTraffic)
+		}
+		out := metav1.NewTime(now)
+		t.OutOfTrafficAt = &out
+	}
+	delay := r.DataPlaneDelay
+	if d.gwd.Spec.DeregistrationDelay != nil {
+		delay += d.gwd.Spec.DeregistrationDelay.Duration
+	}
+	if writeAt := t.OutOfTrafficAt.Add(delay); now.Before(writeAt) {
+		t.State = drainv1.TargetLeavingTraffic
+		t.Message = fmt.Sprintf("out of traffic before the marker: no EndpointSlice lists it as ready; the marker is written in %s (data plane and deregistration delay)",
+			writeAt.Sub(now).Round(100*time.Millisecond))
+		return t, writeAt, false
+	}
+	return t, time.Time{}, true
+}
+
+// inTraffic says what still sends the pod traffic, or "" when nothing
+// does: its readiness gate still True, the pod still Ready, or an
+// EndpointSlice that lists it as a ready endpoint (a missing ready
+// condition means ready, as kube-proxy reads it).
+func (r *Reconciler) inTraffic(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if gatewaypod.ConditionStatus(pod, drainv1.ReadinessGate) == corev1.ConditionTrue {
+		return "its readiness gate " + string(drainv1.ReadinessGate) + " to turn False", nil
+	}
+	if gatewaypod.ConditionStatus(pod, corev1.PodReady) == corev1.ConditionTrue {
+		return "the kubelet to report the pod not Ready", nil
+	}
+	var slices discoveryv1.EndpointSliceList
+	if err := r.List(ctx, &slices, client.InNamespace(pod.Namespace), client.MatchingFields{endpointPodIndex: pod.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return "", err
+	}
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && e.TargetRef.Name == pod.Name &&
+				(e.Conditions.Ready == nil || *e.Conditions.Ready) {
+				return fmt.Sprintf("EndpointSlice %s (Service %s) to mark it not ready", s.Name, s.Labels[discoveryv1.LabelServiceName]), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// endpointPods names the pods an EndpointSlice lists, for endpointPodIndex.
+func endpointPods(o client.Object) []string {
+	var names []string
+	for _, e := range o.(*discoveryv1.EndpointSlice).Endpoints {
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+			names = append(names, e.TargetRef.Name)
+		}
+	}
+	return names
+}
+
+// TrimEndpointSlice is a cache transform that keeps only what inTraffic
+// reads of an EndpointSlice: its Service, and which pods it lists and
+// whether each is ready. Every Service's slices are cached, not only the
+// gateways', so the rest (addresses, ports, zones, hints) is dropped.
+func TrimEndpointSlice(obj any) (any, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	trimmed := &discoveryv1.EndpointSlice{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+			Labels: map[string]string{discoveryv1.LabelServiceName: s.Labels[discoveryv1.LabelServiceName]},
+		},
+		AddressType: s.AddressType,
+	}
+	for _, e := range s.Endpoints {
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+			trimmed.Endpoints = append(trimmed.Endpoints, discoveryv1.Endpoint{
+				Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: e.TargetRef.Name},
+			})
+		}
+	}
+	return trimmed, nil
+}

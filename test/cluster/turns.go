@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+)
+
+// TurnsPodCIDR is a pod CIDR for simulations with traffic: the API server
+// accepts its addresses in EndpointSlices (it refuses loopback ones, so a
+// CIDR inside 127.0.0.0/8 leaves Services without endpoints), and
+// LoopbackOf maps each onto loopback.
+const TurnsPodCIDR = "10.42.0.0/16"
+
+// LoopbackOf is where the simulated pod network delivers what is sent to a
+// pod IP: the same address with its first octet 127 (10.42.3.7 is served
+// on 127.42.3.7), so that nothing leaves loopback. It is the simulation's
+// stand-in for routing; a turn's path is otherwise the real one: Service,
+// EndpointSlices, a data plane that follows them.
+func LoopbackOf(podIP string) string {
+	if _, rest, ok := strings.Cut(podIP, "."); ok && net.ParseIP(podIP).To4() != nil {
+		return "127." + rest
+	}
+	return podIP
+}
+
+// ServeTurns serves each gateway's turns (sim.TurnHandler) on
+// LoopbackOf(its pod's IP):port until ctx ends; the gateways' pods must
+// run, with IPs from TurnsPodCIDR.
+func (c *Cluster) ServeTurns(ctx context.Context, sim *gatewaysim.Sim, gws []*Gateway, port int) error {
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	for _, g := range gws {
+		pod, err := g.Pod(ctx)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		addr := LoopbackOf(pod.Status.PodIP)
+		if ip := net.ParseIP(addr); ip == nil || !ip.IsLoopback() {
+			closeAll()
+			return fmt.Errorf("pod %s/%s has IP %q: turns are served on loopback only (start the cluster with PodCIDR %s)", g.Namespace, g.Name, pod.Status.PodIP, TurnsPodCIDR)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
+		if err != nil {
+			closeAll()
+			return err
+		}
+		listeners = append(listeners, l)
+		srv := &http.Server{Handler: sim.TurnHandler(g.Home)}
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+				fmt.Printf("serving %s's turns: %v\n", g.Name, err)
+			}
+		}()
+		go func() { <-ctx.Done(); srv.Close() }()
+	}
+	return nil
+}

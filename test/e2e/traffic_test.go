@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
+	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+	"github.com/hermes-agent/hermes-drain-operator/test/traffic"
+)
+
+// turnPort is where the simulated gateways serve turns (upstream's API port).
+const turnPort = 8642
+
+// Under steady traffic through a Service, followed with a lag as
+// kube-proxy follows EndpointSlices, draining half of 100 gated gateways
+// refuses no turn: they leave traffic before their markers are written.
+// Draining the other half marker first, the old order, refuses turns (the
+// measurement can see refusals).
+func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 100
+	half := func(p *corev1.Pod) { // gw-0, gw-2, … in half a; gw-1, gw-3, … in b
+		var i int
+		if _, err := fmt.Sscanf(p.Name, "gw-%d", &i); err != nil {
+			t.Fatal(err)
+		}
+		p.Labels["half"] = []string{"a", "b"}[i%2]
+	}
+	gws, err := lc.CreateGateways(ctx, ns, n, gatewayLabels, withGate, half)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gateways"},
+		Spec:       corev1.ServiceSpec{Selector: gatewayLabels, Ports: []corev1.ServicePort{{Port: turnPort}}},
+	}
+	if err := k8s.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.ServeTurns(ctx, sim, gws, turnPort); err != nil {
+		t.Fatal(err)
+	}
+	waitEndpoints(t, ns, n, 0)
+	cs, err := kubernetes.NewForConfig(lc.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: "gateways", Port: turnPort, Rate: 100,
+		Lag: time.Second, Address: cluster.LoopbackOf, Path: gatewaysim.TurnPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	drainUnderTraffic := func(name, half string, order drainv1.TrafficOrder) (from, to time.Time) {
+		t.Helper()
+		gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: drainv1.GatewayDrainSpec{Selector: metav1.LabelSelector{MatchLabels: map[string]string{"half": half}}, TrafficOrder: order}}
+		from = time.Now()
+		if err := k8s.Create(ctx, gwd); err != nil {
+			t.Fatal(err)
+		}
+		kubectlWait(t, ns, name, "Drained", "120s")
+		to = time.Now()
+		t.Logf("%s: %d gateways drained in %s, %s", order, n/2, to.Sub(from).Round(100*time.Millisecond), gen.Between(from, to))
+		cancelDrain(t, ns, name)
+		waitEndpoints(t, ns, n, 0)
+		return from, to
+	}
+	leaveFrom, leaveTo := drainUnderTraffic("leave-first", "a", drainv1.TrafficLeaveFirst)
+	markerFrom, markerTo := drainUnderTraffic("marker-first", "b", drainv1.TrafficMarkerFirst)
+	all := gen.Stop()
+	leave, markerFirst := gen.Between(leaveFrom, leaveTo), gen.Between(markerFrom, markerTo)
+	t.Logf("all turns: %s", all)
+	t.Logf("LeaveTrafficFirst: %s", leave)
+	t.Logf("MarkerFirst: %s", markerFirst)
+	if leave.Refused != 0 || leave.Failed != 0 || leave.Unroutable != 0 || leave.Completed == 0 {
+		t.Errorf("leaving traffic first: %s; want every turn completed", leave)
+	}
+	if markerFirst.Refused == 0 {
+		t.Errorf("marker first: %s; the old order refuses turns: the measurement should see them", markerFirst)
+	}
+	if all.Failed != 0 {
+		t.Errorf("%d turns got no answer: %s", all.Failed, all)
+	}
+}

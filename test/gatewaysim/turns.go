@@ -1,0 +1,50 @@
+package gatewaysim
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// TurnPath is where a simulated gateway serves turns over HTTP.
+const TurnPath = "/turn"
+
+// Turn starts a turn on the gateway at home, as a user's request does:
+// refused while the gateway drains (upstream refuses new turns then),
+// otherwise in flight, counted in active_agents, until the time it returns.
+func (s *Sim) Turn(home string, now time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.gateways[home]
+	if g == nil { // not ticked yet: a gateway that just started runs
+		g = &gateway{state: marker.StateRunning}
+		s.gateways[home] = g
+	}
+	if g.state == marker.StateDraining {
+		return time.Time{}, false
+	}
+	done := now.Add(s.opts.TurnDuration)
+	g.turns = append(g.turns, done)
+	return done, true
+}
+
+// TurnHandler serves the gateway at home's turns: a POST to TurnPath
+// answers 200 when the turn is over, or 503 at once when the gateway
+// refuses it.
+func (s *Sim) TurnHandler(home string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+TurnPath, func(w http.ResponseWriter, r *http.Request) {
+		done, ok := s.Turn(home, time.Now())
+		if !ok {
+			http.Error(w, "draining: new turns are refused", http.StatusServiceUnavailable)
+			return
+		}
+		select {
+		case <-time.After(time.Until(done)):
+			w.WriteHeader(http.StatusOK)
+		case <-r.Context().Done():
+		}
+	})
+	return mux
+}

@@ -1,0 +1,210 @@
+// Package traffic sends users' turns to the gateways behind a Service, as a
+// client behind kube-proxy does: it follows the Service's EndpointSlices,
+// each change reaching its "data plane" only after a lag (kube-proxy's own),
+// sends a steady rate of turns round-robin to the endpoints that are ready,
+// and counts what became of each turn, second by second.
+package traffic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Options say where turns go and how many.
+type Options struct {
+	Client             kubernetes.Interface
+	Namespace, Service string
+	// Port is where each gateway serves turns.
+	Port int
+	// Rate is how many turns are sent a second.
+	Rate int
+	// Lag is how long an EndpointSlice change takes to reach the data plane.
+	Lag time.Duration
+	// Address is where the data plane sends a turn meant for an endpoint's
+	// IP (the simulated pod network maps pod IPs onto loopback addresses).
+	Address func(ip string) string
+	// Path is the turn's HTTP path.
+	Path string
+}
+
+// Counts is what became of turns.
+type Counts struct {
+	// Sent turns; Completed ones were served to their end; Refused ones a
+	// gateway refused (it was draining); Failed ones got no answer (a
+	// connection refused or reset); Unroutable ones found no ready
+	// endpoint.
+	Sent, Completed, Refused, Failed, Unroutable int
+}
+
+func (c *Counts) add(o Counts) {
+	c.Sent += o.Sent
+	c.Completed += o.Completed
+	c.Refused += o.Refused
+	c.Failed += o.Failed
+	c.Unroutable += o.Unroutable
+}
+
+func (c Counts) String() string {
+	return fmt.Sprintf("%d sent: %d completed, %d refused, %d failed, %d unroutable", c.Sent, c.Completed, c.Refused, c.Failed, c.Unroutable)
+}
+
+// Generator sends turns until stopped.
+type Generator struct {
+	opts   Options
+	start  time.Time
+	client *http.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+	turns  sync.WaitGroup
+
+	mu sync.Mutex
+	// seconds counts the turns by the second they were sent in.
+	seconds []Counts
+	// endpoints is the data plane's view; pending are the changes on their
+	// way to it, in order.
+	endpoints []string
+	pending   []change
+	next      int
+}
+
+// change is a set of ready endpoints that reaches the data plane at at.
+type change struct {
+	at        time.Time
+	endpoints []string
+}
+
+// Start follows the Service's EndpointSlices and sends turns until Stop.
+func Start(ctx context.Context, opts Options) (*Generator, error) {
+	if opts.Rate < 1 || opts.Address == nil {
+		return nil, errors.New("traffic: a rate and an address mapping are needed")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	g := &Generator{opts: opts, cancel: cancel, done: make(chan struct{}),
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	factory := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, informers.WithNamespace(opts.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName + "=" + opts.Service }))
+	informer := factory.Discovery().V1().EndpointSlices().Informer()
+	follow := func(any) { g.observe(informer.GetStore()) }
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: follow, UpdateFunc: func(_, n any) { follow(n) }, DeleteFunc: follow,
+	}); err != nil {
+		cancel()
+		return nil, err
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		cancel()
+		return nil, errors.New("traffic: the EndpointSlices never synced")
+	}
+	g.start = time.Now()
+	go g.send(ctx)
+	return g, nil
+}
+
+// observe records the Service's ready endpoints as the slices now say,
+// for the data plane after the lag.
+func (g *Generator) observe(store cache.Store) {
+	var ready []string
+	for _, o := range store.List() {
+		for _, e := range o.(*discoveryv1.EndpointSlice).Endpoints {
+			if (e.Conditions.Ready == nil || *e.Conditions.Ready) && len(e.Addresses) > 0 {
+				ready = append(ready, e.Addresses[0])
+			}
+		}
+	}
+	slices.Sort(ready)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pending = append(g.pending, change{at: time.Now().Add(g.opts.Lag), endpoints: ready})
+}
+
+// route picks the endpoint the data plane sends the next turn to, or "".
+func (g *Generator) route(now time.Time) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for len(g.pending) > 0 && !now.Before(g.pending[0].at) {
+		g.endpoints, g.pending = g.pending[0].endpoints, g.pending[1:]
+	}
+	if len(g.endpoints) == 0 {
+		return ""
+	}
+	g.next = (g.next + 1) % len(g.endpoints)
+	return g.endpoints[g.next]
+}
+
+func (g *Generator) send(ctx context.Context) {
+	defer close(g.done)
+	tick := time.NewTicker(time.Second / time.Duration(g.opts.Rate))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			second := int(now.Sub(g.start) / time.Second)
+			ip := g.route(now)
+			if ip == "" {
+				g.count(second, Counts{Sent: 1, Unroutable: 1})
+				continue
+			}
+			g.turns.Go(func() { g.count(second, g.turn(ip)) })
+		}
+	}
+}
+
+// turn sends one turn to the endpoint at ip and says what became of it.
+func (g *Generator) turn(ip string) Counts {
+	url := fmt.Sprintf("http://%s:%d%s", g.opts.Address(ip), g.opts.Port, g.opts.Path)
+	resp, err := g.client.Post(url, "application/json", nil)
+	if err != nil {
+		return Counts{Sent: 1, Failed: 1}
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return Counts{Sent: 1, Completed: 1}
+	case http.StatusServiceUnavailable:
+		return Counts{Sent: 1, Refused: 1}
+	}
+	return Counts{Sent: 1, Failed: 1}
+}
+
+func (g *Generator) count(second int, c Counts) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for len(g.seconds) <= second {
+		g.seconds = append(g.seconds, Counts{})
+	}
+	g.seconds[second].add(c)
+}
+
+// Between counts the turns sent from the second of from to the second of
+// to, whose fate is known.
+func (g *Generator) Between(from, to time.Time) Counts {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var total Counts
+	for s := max(int(from.Sub(g.start)/time.Second), 0); s < len(g.seconds) && s <= int(to.Sub(g.start)/time.Second); s++ {
+		total.add(g.seconds[s])
+	}
+	return total
+}
+
+// Stop stops sending, waits for the turns in flight to end, and counts them all.
+func (g *Generator) Stop() Counts {
+	g.cancel()
+	<-g.done
+	g.turns.Wait()
+	return g.Between(g.start, time.Now())
+}
