@@ -107,6 +107,11 @@ func Start(ctx context.Context, opts Options) (*Generator, error) {
 		cancel()
 		return nil, errors.New("traffic: the EndpointSlices never synced")
 	}
+	// The data plane starts from the slices as they are, as a starting
+	// kube-proxy does; only changes from here on take the lag.
+	g.mu.Lock()
+	g.endpoints, g.pending = readyEndpoints(informer.GetStore()), nil
+	g.mu.Unlock()
 	g.start = time.Now()
 	go g.send(ctx)
 	return g, nil
@@ -115,6 +120,15 @@ func Start(ctx context.Context, opts Options) (*Generator, error) {
 // observe records the Service's ready endpoints as the slices now say,
 // for the data plane after the lag.
 func (g *Generator) observe(store cache.Store) {
+	ready := readyEndpoints(store)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pending = append(g.pending, change{at: time.Now().Add(g.opts.Lag), endpoints: ready})
+}
+
+// readyEndpoints are the addresses of the ready endpoints the slices list
+// (a missing ready condition means ready, as kube-proxy reads it).
+func readyEndpoints(store cache.Store) []string {
 	var ready []string
 	for _, o := range store.List() {
 		for _, e := range o.(*discoveryv1.EndpointSlice).Endpoints {
@@ -124,9 +138,7 @@ func (g *Generator) observe(store cache.Store) {
 		}
 	}
 	slices.Sort(ready)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.pending = append(g.pending, change{at: time.Now().Add(g.opts.Lag), endpoints: ready})
+	return ready
 }
 
 // route picks the endpoint the data plane sends the next turn to, or "".
