@@ -163,10 +163,11 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 	}
 	// The controllers the tests need: EndpointSlices (Services show which
 	// gateways are ready), Deployments and StatefulSets (the Helm chart,
-	// rollouts), and the garbage collector; and a scheduler. On the real
+	// rollouts), Jobs (the chart's uninstall hook), and the garbage
+	// collector; and a scheduler. On the real
 	// node also each namespace's default ServiceAccount and the
 	// kube-root-ca.crt ConfigMap, which a pod's token volume needs.
-	controllers := []string{"endpointslice", "deployment", "replicaset", "statefulset", "garbagecollector"}
+	controllers := []string{"endpointslice", "deployment", "replicaset", "statefulset", "job", "garbagecollector"}
 	kcmArgs := []string{"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0"}
 	if opts.RealNode {
 		rootCA := filepath.Join(dir, "apiserver", "serving-ca.crt")

@@ -35,7 +35,9 @@ func TestUninstallingStrandsNoGateway(t *testing.T) {
 
 	start := time.Now()
 	if out, err := lc.Run("helm", "uninstall", cluster.OperatorRelease, "-n", cluster.OperatorNamespace, "--wait", "--timeout", "240s"); err != nil {
-		t.Fatalf("helm uninstall: %v: %s\n%s", err, out, lc.OperatorLog())
+		hook, _ := lc.Run("kubectl", "-n", cluster.OperatorNamespace, "logs", "job/"+cluster.OperatorRelease+"-hermes-drain-operator-uninstall")
+		state, _ := lc.Run("kubectl", "get", "pods,jobs,gatewaydrains", "-A")
+		t.Fatalf("helm uninstall: %v: %s\nthe hook's log:\n%s\n%s", err, out, hook, state)
 	}
 	t.Logf("helm uninstall with its pre-delete hook took %s", time.Since(start).Round(100*time.Millisecond))
 	defer func() {

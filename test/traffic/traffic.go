@@ -15,10 +15,15 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 )
 
 // Options say where turns go and how many.
@@ -62,6 +67,7 @@ func (c Counts) String() string {
 // Generator sends turns until stopped.
 type Generator struct {
 	opts   Options
+	store  cache.Store // the Service's EndpointSlices, as the API server has them
 	start  time.Time
 	client *http.Client
 	cancel context.CancelFunc
@@ -112,6 +118,7 @@ func Start(ctx context.Context, opts Options) (*Generator, error) {
 	g.mu.Lock()
 	g.endpoints, g.pending = readyEndpoints(informer.GetStore()), nil
 	g.mu.Unlock()
+	g.store = informer.GetStore()
 	g.start = time.Now()
 	go g.send(ctx)
 	return g, nil
@@ -220,3 +227,48 @@ func (g *Generator) Stop() Counts {
 	g.turns.Wait()
 	return g.Between(g.start, time.Now())
 }
+
+// Window is a drain measured under traffic: from its creation to Drained.
+type Window struct {
+	Name     string
+	From, To time.Time
+}
+
+// Took is how long the drain took.
+func (w Window) Took() time.Duration { return w.To.Sub(w.From) }
+
+// Drain creates gwd and waits, at most timeout, until it is Drained; then
+// cancels it and waits until the Service has as many ready endpoints as
+// before, so that the next drain starts from a whole fleet. The turns sent
+// in the window are counted by Between once they are over (after Stop).
+func (g *Generator) Drain(ctx context.Context, c client.Client, gwd *drainv1.GatewayDrain, timeout time.Duration) (Window, error) {
+	before := g.Ready()
+	w := Window{Name: gwd.Name, From: time.Now()}
+	if err := c.Create(ctx, gwd); err != nil {
+		return w, err
+	}
+	key := client.ObjectKeyFromObject(gwd)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, key, gwd)
+		return err == nil && meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), nil
+	})
+	if err != nil {
+		return w, fmt.Errorf("%s not Drained after %s: %+v", gwd.Name, timeout, gwd.Status.Counts)
+	}
+	w.To = time.Now()
+	patch := client.MergeFrom(gwd.DeepCopy())
+	gwd.Spec.Action = drainv1.ActionCancel
+	if err := c.Patch(ctx, gwd, patch); err != nil {
+		return w, err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		return g.Ready() >= before, nil
+	})
+	if err != nil {
+		return w, fmt.Errorf("after cancelling %s, %d ready endpoints of %d", gwd.Name, g.Ready(), before)
+	}
+	return w, nil
+}
+
+// Ready counts the ready endpoints as the EndpointSlices say now.
+func (g *Generator) Ready() int { return len(readyEndpoints(g.store)) }
