@@ -84,7 +84,7 @@ func TestRefusedTurns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := poll(ctx, 5*time.Minute, "every gateway a ready endpoint", func() bool { return gen.Ready() == n }); err != nil {
+	if err := poll(ctx, 5*time.Minute, "every gateway routable", func() bool { return gen.Routable() == n }); err != nil {
 		t.Fatal(err)
 	}
 	// Half a out of traffic first, then half b marker first.

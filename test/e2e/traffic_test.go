@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 	"github.com/hermes-agent/hermes-drain-operator/test/traffic"
@@ -64,6 +65,9 @@ func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.Eventually(t, wait, func() (bool, string) {
+		return gen.Routable() == n, fmt.Sprintf("%d of %d gateways routable", gen.Routable(), n)
+	})
 
 	drain := func(name, half string, order drainv1.TrafficOrder) traffic.Window {
 		t.Helper()

@@ -125,11 +125,17 @@ func newDrain(t *testing.T, ns string) *drainv1.GatewayDrain {
 func drainAll(t *testing.T, ns string) *drainv1.GatewayDrain {
 	t.Helper()
 	gwd := newDrain(t, ns)
+	waitDrained(t, gwd)
+	return gwd
+}
+
+// waitDrained waits until the drain is Drained.
+func waitDrained(t *testing.T, gwd *drainv1.GatewayDrain) {
+	t.Helper()
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
 		_ = lc.Client.Get(context.Background(), client.ObjectKeyFromObject(gwd), gwd)
 		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", gwd.Status.Counts)
 	})
-	return gwd
 }
 
 // waitRestarted waits until the kubelet has restarted pod's gateway once.

@@ -67,7 +67,6 @@ func (c Counts) String() string {
 // Generator sends turns until stopped.
 type Generator struct {
 	opts   Options
-	store  cache.Store // the Service's EndpointSlices, as the API server has them
 	start  time.Time
 	client *http.Client
 	cancel context.CancelFunc
@@ -118,7 +117,6 @@ func Start(ctx context.Context, opts Options) (*Generator, error) {
 	g.mu.Lock()
 	g.endpoints, g.pending = readyEndpoints(informer.GetStore()), nil
 	g.mu.Unlock()
-	g.store = informer.GetStore()
 	g.start = time.Now()
 	go g.send(ctx)
 	return g, nil
@@ -152,14 +150,28 @@ func readyEndpoints(store cache.Store) []string {
 func (g *Generator) route(now time.Time) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for len(g.pending) > 0 && !now.Before(g.pending[0].at) {
-		g.endpoints, g.pending = g.pending[0].endpoints, g.pending[1:]
-	}
+	g.catchUp(now)
 	if len(g.endpoints) == 0 {
 		return ""
 	}
 	g.next = (g.next + 1) % len(g.endpoints)
 	return g.endpoints[g.next]
+}
+
+// catchUp applies the changes that have reached the data plane by now.
+// g.mu is held.
+func (g *Generator) catchUp(now time.Time) {
+	for len(g.pending) > 0 && !now.Before(g.pending[0].at) {
+		g.endpoints, g.pending = g.pending[0].endpoints, g.pending[1:]
+	}
+}
+
+// Routable counts the endpoints the data plane sends turns to now.
+func (g *Generator) Routable() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.catchUp(time.Now())
+	return len(g.endpoints)
 }
 
 func (g *Generator) send(ctx context.Context) {
@@ -238,11 +250,11 @@ type Window struct {
 func (w Window) Took() time.Duration { return w.To.Sub(w.From) }
 
 // Drain creates gwd and waits, at most timeout, until it is Drained; then
-// cancels it and waits until the Service has as many ready endpoints as
+// cancels it and waits until the data plane routes to as many endpoints as
 // before, so that the next drain starts from a whole fleet. The turns sent
 // in the window are counted by Between once they are over (after Stop).
 func (g *Generator) Drain(ctx context.Context, c client.Client, gwd *drainv1.GatewayDrain, timeout time.Duration) (Window, error) {
-	before := g.Ready()
+	before := g.Routable()
 	w := Window{Name: gwd.Name, From: time.Now()}
 	if err := c.Create(ctx, gwd); err != nil {
 		return w, err
@@ -262,13 +274,10 @@ func (g *Generator) Drain(ctx context.Context, c client.Client, gwd *drainv1.Gat
 		return w, err
 	}
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		return g.Ready() >= before, nil
+		return g.Routable() >= before, nil
 	})
 	if err != nil {
-		return w, fmt.Errorf("after cancelling %s, %d ready endpoints of %d", gwd.Name, g.Ready(), before)
+		return w, fmt.Errorf("after cancelling %s, %d routable endpoints of %d", gwd.Name, g.Routable(), before)
 	}
 	return w, nil
 }
-
-// Ready counts the ready endpoints as the EndpointSlices say now.
-func (g *Generator) Ready() int { return len(readyEndpoints(g.store)) }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -22,6 +24,7 @@ func main() {
 	turn := flag.Duration("turn-duration", 5*time.Second, "how long an in-flight turn takes")
 	epoch := flag.String("pretend-epoch", "", "pretend to be this instantiation instead of this host's (tests stale markers)")
 	runAs := flag.String("run-as", "", "UID:GID to drop to once started as root, as the upstream image's init starts the gateway as uid 10000")
+	turnsAt := flag.String("turns-listen", "", "serve turns over HTTP here (POST "+gatewaysim.TurnPath+"), for the one HERMES_HOME --homes names; a loopback address")
 	flag.Parse()
 	if *runAs != "" {
 		if err := dropTo(*runAs); err != nil {
@@ -37,6 +40,12 @@ func main() {
 	defer stop()
 	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch})
 	fmt.Fprintf(os.Stderr, "gatewaysim: serving %s as epoch %s\n", *homes, sim.Epoch())
+	if *turnsAt != "" {
+		if err := serveTurns(ctx, sim, *homes, *turnsAt); err != nil {
+			fmt.Fprintln(os.Stderr, "gatewaysim: --turns-listen:", err)
+			os.Exit(2)
+		}
+	}
 	sim.Run(ctx, *interval, func(err error) { fmt.Fprintln(os.Stderr, "gatewaysim:", err) })
 }
 
@@ -56,4 +65,27 @@ func dropTo(uidGID string) error {
 		return err
 	}
 	return syscall.Setuid(uid)
+}
+
+// serveTurns serves the turns of the gateway at home on addr, which must
+// be a loopback address (nothing may listen outside loopback), until ctx ends.
+func serveTurns(ctx context.Context, sim *gatewaysim.Sim, home, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%s is not a loopback address", addr)
+	}
+	if strings.ContainsAny(home, "*?[") {
+		return fmt.Errorf("--homes %q is a glob: turns are served for one HERMES_HOME", home)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: sim.TurnHandler(home)}
+	go func() { <-ctx.Done(); srv.Close() }()
+	go func() { _ = srv.Serve(l) }()
+	return nil
 }
