@@ -67,7 +67,17 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		}
 	}
 	if err == nil {
-		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, now, nil))
+		req := d.request(t, now, nil)
+		// A pod without the gate leaves traffic through its agent's probe,
+		// where it has one (pods/exec cannot, and writes at once).
+		req.LeaveTraffic = t.MarkerWrittenAt == nil && LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod)
+		obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
+	}
+	if err == nil && obs.Outcome == calls.LeavingTraffic {
+		t, _, _ = r.read(t, obs, now)
+		t.State, t.Failures = drainv1.TargetLeavingTraffic, 0
+		t.Message = "out of traffic before the marker: its agent reports the pod not ready, and writes the marker once its settle time has passed"
+		return t, now.Add(r.PollInterval)
 	}
 	if err == nil && obs.Outcome == calls.Foreign && !d.ours(t, obs, now) {
 		found := marker.Parse(obs.Marker.Data)
@@ -279,7 +289,7 @@ func (r *Reconciler) nextAttempt(d *drain, t drainv1.Target) time.Time {
 		return time.Time{}
 	case t.State == drainv1.TargetDrained:
 		return t.LastAttemptTime.Add(r.IdlePollInterval)
-	case t.State == drainv1.TargetDraining || t.State == drainv1.TargetConflict:
+	case t.State == drainv1.TargetDraining || t.State == drainv1.TargetConflict || t.State == drainv1.TargetLeavingTraffic:
 		return t.LastAttemptTime.Add(r.PollInterval)
 	}
 	return time.Time{}

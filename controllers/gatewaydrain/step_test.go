@@ -131,3 +131,46 @@ func TestAReleaseThatMakesProgressIsNotCutShort(t *testing.T) {
 		}
 	}
 }
+
+// leavingTransport records whether a projection asked to leave traffic
+// first, and answers as an agent that does.
+type leavingTransport struct {
+	reportingTransport
+	asked bool
+}
+
+func (l *leavingTransport) Project(_ context.Context, _ calls.Pod, _ string, req calls.ProjectRequest) (calls.Observation, error) {
+	l.asked = req.LeaveTraffic
+	return calls.Observation{Outcome: calls.LeavingTraffic}, nil
+}
+
+// A pod without the gate is asked to leave traffic through its agent before
+// its first marker: the target waits, LeavingTraffic, and asks again a poll
+// interval later, not at every reconcile. A MarkerFirst drain does not ask,
+// nor does a refresh of a marker in place.
+func TestAnUngatedTargetLeavesTrafficThroughItsAgent(t *testing.T) {
+	now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
+	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
+	tr := &leavingTransport{}
+	r := &Reconciler{Options: DefaultOptions(), Transport: tr, Clock: testclock.NewFakePassiveClock(now)}
+	d := newDrain(gwd, nil, now, time.Minute)
+	got, next := r.stepDrain(context.Background(), d, target, &corev1.Pod{}, now)
+	if !tr.asked || got.State != drainv1.TargetLeavingTraffic || !next.Equal(now.Add(r.PollInterval)) || !r.nextAttempt(d, got).Equal(now.Add(r.PollInterval)) {
+		t.Errorf("asked %v: %s (%s), next %s, next attempt %s; want LeavingTraffic, asked again after %s", tr.asked, got.State, got.Message, next, r.nextAttempt(d, got), r.PollInterval)
+	}
+
+	markerFirst := gwd.DeepCopy()
+	markerFirst.Spec.TrafficOrder = drainv1.TrafficMarkerFirst
+	r.stepDrain(context.Background(), newDrain(markerFirst, nil, now, time.Minute), target, &corev1.Pod{}, now)
+	if tr.asked {
+		t.Error("a MarkerFirst drain asked to leave traffic first")
+	}
+	written := metav1.NewTime(now.Add(-time.Hour))
+	inPlace := target
+	inPlace.State, inPlace.MarkerWrittenAt = drainv1.TargetDraining, &written
+	r.stepDrain(context.Background(), d, inPlace, &corev1.Pod{}, now)
+	if tr.asked {
+		t.Error("the refresh of a marker in place asked to leave traffic first")
+	}
+}

@@ -50,8 +50,10 @@ func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Targe
 		}
 		if inTraffic != "" && now.Before(giveUpAt) {
 			t.State = drainv1.TargetLeavingTraffic
-			t.Message = fmt.Sprintf("out of traffic before the marker: waiting for %s (%s of at most %s)",
-				inTraffic, now.Sub(t.LeavingTrafficSince.Time).Round(time.Second), r.EndpointsSettleTimeout)
+			// The message stays the same from one reconcile to the next
+			// (no running count): each change is a TargetSlice write.
+			t.Message = fmt.Sprintf("out of traffic before the marker: waiting for %s (at most until %s)",
+				inTraffic, giveUpAt.UTC().Format(time.RFC3339))
 			return t, giveUpAt, false
 		}
 		if inTraffic != "" {
@@ -67,8 +69,8 @@ func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Targe
 	}
 	if writeAt := t.OutOfTrafficAt.Add(delay); now.Before(writeAt) {
 		t.State = drainv1.TargetLeavingTraffic
-		t.Message = fmt.Sprintf("out of traffic before the marker: no EndpointSlice lists it as ready; the marker is written in %s (data plane and deregistration delay)",
-			writeAt.Sub(now).Round(100*time.Millisecond))
+		t.Message = fmt.Sprintf("out of traffic before the marker: no EndpointSlice lists it as ready; the marker is written at %s (data plane and deregistration delay)",
+			writeAt.UTC().Format(time.RFC3339))
 		return t, writeAt, false
 	}
 	return t, time.Time{}, true

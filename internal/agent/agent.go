@@ -46,12 +46,17 @@ type Options struct {
 	Window time.Duration
 	// ProcRoot is where /proc is ("/proc" except in tests).
 	ProcRoot string
+	// SettleTime is how long /readyz reports the pod not ready, when a
+	// drain asks to take it out of traffic first, before the marker is
+	// written: at least the readinessProbe's periodSeconds ×
+	// failureThreshold, plus the time EndpointSlices and kube-proxy take.
+	SettleTime time.Duration
 }
 
 // DefaultOptions are the agent's defaults.
 func DefaultOptions() Options {
 	return Options{Home: marker.OwnHome(), Listen: ":9443", ProbeListen: ":9444", Window: time.Minute, ProcRoot: "/proc",
-		TokenFile: "/var/run/secrets/hermes-drain/token"}
+		TokenFile: "/var/run/secrets/hermes-drain/token", SettleTime: 5 * time.Second}
 }
 
 // BindFlags binds the options to flags.
@@ -65,6 +70,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.TokenFile, "token-file", o.TokenFile, "the agent's projected ServiceAccount token, audience "+satoken.OperatorAudience)
 	fs.DurationVar(&o.Window, "request-window", o.Window, "how far a request's time may be from the agent's clock")
+	fs.DurationVar(&o.SettleTime, "settle-time", o.SettleTime, "how long /readyz reports the pod not ready before a marker is written, when the drain takes the pod out of traffic first: at least the readinessProbe's periodSeconds x failureThreshold plus kube-proxy's lag (0: write at once)")
 }
 
 // Validate refuses options the agent cannot run with.
@@ -80,7 +86,7 @@ func (o Options) Validate() error {
 			return fmt.Errorf("--operator %q must be namespace/name", op)
 		}
 	}
-	return options.PositiveDuration("--request-window", o.Window)
+	return errors.Join(options.PositiveDuration("--request-window", o.Window), options.NotNegativeDuration("--settle-time", o.SettleTime))
 }
 
 // Server is a running agent.
@@ -209,6 +215,18 @@ func (s *Server) call(ctx context.Context, op string, c calls.AgentCall) (calls.
 			obs, _ := s.local.Read(ctx, calls.Pod{}, s.opts.Home)
 			return obs, errors.New("refusing to write a marker: " + s.notShared)
 		}
+		if c.LeaveTraffic && s.opts.SettleTime > 0 {
+			// Out of traffic first: /readyz says not ready from the
+			// first such call, and a call after the settle time writes.
+			writeAt := s.ready.leaveTraffic(c.Marker.Origin.GatewayDrainUID, c.Marker.Origin.GatewayDrain, s.opts.SettleTime)
+			if time.Now().Before(writeAt) {
+				obs, err := s.local.Read(ctx, calls.Pod{}, s.opts.Home)
+				if err == nil {
+					obs.Outcome = calls.LeavingTraffic
+				}
+				return obs, err
+			}
+		}
 		obs, err := s.local.Project(ctx, calls.Pod{}, s.opts.Home, calls.ProjectRequest{Marker: *c.Marker, Replaceable: c.Replaceable})
 		if err == nil && obs.Outcome != calls.Foreign {
 			s.guard.bind(c.Marker.Origin.GatewayDrainUID, liveWriter(obs))
@@ -218,6 +236,7 @@ func (s *Server) call(ctx context.Context, op string, c calls.AgentCall) (calls.
 		obs, err := s.local.Clear(ctx, calls.Pod{}, s.opts.Home, c.OwnerUID)
 		if err == nil && (obs.Outcome == calls.Cleared || obs.Outcome == calls.Absent) {
 			s.guard.unbind(c.OwnerUID)
+			s.ready.stopLeaving(c.OwnerUID)
 		}
 		return obs, err
 	default:

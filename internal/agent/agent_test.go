@@ -304,3 +304,51 @@ func TestTheProbeFollowsTheGatewaysState(t *testing.T) {
 		})
 	}
 }
+
+// Asked to take the pod out of traffic first, the agent reports it not
+// ready at once and writes nothing; a call after its settle time writes the
+// marker, and the pod stays out until the gateway drains; removing the
+// marker ends the hold.
+func TestOutOfTrafficBeforeTheMarker(t *testing.T) {
+	f := newFixture(t)
+	f.server.shared = true
+	f.server.opts.SettleTime = 300 * time.Millisecond
+	startGateway(t, f.home, marker.StateRunning)
+	f.server.ready.refresh(context.Background())
+	probe := httptest.NewServer(f.server.ProbeHandler())
+	defer probe.Close()
+	readyz := func() int {
+		t.Helper()
+		resp, err := http.Get(probe.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := readyz(); code != http.StatusOK {
+		t.Fatalf("/readyz %d for a running gateway", code)
+	}
+	call := projectCall("uid-1")
+	call.LeaveTraffic = true
+	if _, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), call); reply.Error != "" || reply.Observation.Outcome != calls.LeavingTraffic || reply.Observation.Marker.State != calls.FileAbsent {
+		t.Fatalf("project, out of traffic first: %+v", reply)
+	}
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d while leaving traffic, want 503", code)
+	}
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) {
+		_, reply, _ := f.post("project", f.token(nil), nonce(), time.Now(), call)
+		return reply.Observation.Outcome == calls.Written, fmt.Sprintf("project after the settle time: %+v", reply)
+	})
+	f.server.ready.refresh(context.Background()) // the gateway has not noticed the marker yet
+	if code := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d with the marker written and the gateway still running, want 503", code)
+	}
+	if _, reply, _ := f.post("clear", f.token(nil), nonce(), time.Now(), calls.AgentCall{OwnerUID: "uid-1"}); reply.Observation.Outcome != calls.Cleared {
+		t.Fatalf("clear: %+v", reply)
+	}
+	if code := readyz(); code != http.StatusOK {
+		t.Errorf("/readyz %d after the marker was removed, want 200", code)
+	}
+}

@@ -35,15 +35,37 @@ type readiness struct {
 	// newWatcher makes the inotify watcher (fsnotify.NewWatcher).
 	newWatcher func() (*fsnotify.Watcher, error)
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// gatewayReady and gatewayWhy are what the gateway's files said last.
+	gatewayReady bool
+	gatewayWhy   string
+	// leaving holds the pod out of traffic for the drains that asked to
+	// leave traffic before their markers (by GatewayDrain UID).
+	leaving map[string]leave
+	// ready and why are the answer: the gateway's, unless a drain holds
+	// the pod out of traffic.
 	ready bool
 	why   string
 	// changed is when ready last changed.
 	changed time.Time
 }
 
+// leave is a drain that takes the pod out of traffic before its marker.
+type leave struct {
+	drain string
+	// writeAt is when its marker may be written; until, when the hold
+	// ends by itself: by then the gateway has long reported draining
+	// (it looks at its marker once a second), or the write never came.
+	writeAt, until time.Time
+}
+
+// holdAfterWrite is how long a hold outlives the time its marker may be
+// written: the bridge until the gateway itself reports draining.
+const holdAfterWrite = 30 * time.Second
+
 func newReadiness(local calls.InProcess, home string, log logr.Logger, seen func(calls.Observation)) *readiness {
-	return &readiness{local: local, home: home, log: log, seen: seen, why: notReadYet, changed: time.Now(), newWatcher: fsnotify.NewWatcher}
+	return &readiness{local: local, home: home, log: log, seen: seen, why: notReadYet, gatewayWhy: notReadYet, changed: time.Now(),
+		leaving: map[string]leave{}, newWatcher: fsnotify.NewWatcher}
 }
 
 // run watches the home until ctx ends. Where no inotify instance is left
@@ -103,15 +125,61 @@ func (r *readiness) refresh(ctx context.Context) {
 		why = fmt.Sprintf("the gateway is %s (%d turns in flight)", st.State, st.ActiveAgents)
 	}
 	r.mu.Lock()
+	r.gatewayReady, r.gatewayWhy = ready, why
+	if st, problem := obs.GatewayStateNow(); err == nil && problem == nil && st.State == marker.StateDraining {
+		// The gateway drains: its own state keeps the pod out now.
+		for owner, l := range r.leaving {
+			if !time.Now().Before(l.writeAt) {
+				delete(r.leaving, owner)
+			}
+		}
+	}
+	r.publish()
+	r.mu.Unlock()
+	if err == nil {
+		r.seen(obs)
+	}
+}
+
+// leaveTraffic reports the pod not ready for the drain owner from now on,
+// and says when its marker may be written: settle after it first asked.
+func (r *readiness) leaveTraffic(owner, drain string, settle time.Duration) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.leaving[owner]
+	if !ok {
+		now := time.Now()
+		l = leave{drain: drain, writeAt: now.Add(settle), until: now.Add(settle + holdAfterWrite)}
+		r.leaving[owner] = l
+		r.publish()
+	}
+	return l.writeAt
+}
+
+// stopLeaving ends the hold of the drain owner: its marker was removed.
+func (r *readiness) stopLeaving(owner string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.leaving, owner)
+	r.publish()
+}
+
+// publish sets the answer from the gateway's state and the holds, ending
+// the holds that are over. r.mu is held.
+func (r *readiness) publish() {
+	ready, why := r.gatewayReady, r.gatewayWhy
+	for owner, l := range r.leaving {
+		if time.Now().After(l.until) {
+			delete(r.leaving, owner)
+			continue
+		}
+		ready, why = false, "GatewayDrain "+l.drain+" takes the pod out of traffic before its marker"
+	}
 	if ready != r.ready || r.why == notReadYet {
 		r.changed = time.Now()
 		r.log.Info("readiness", "ready", ready, "why", why)
 	}
 	r.ready, r.why = ready, why
-	r.mu.Unlock()
-	if err == nil {
-		r.seen(obs)
-	}
 }
 
 // serve answers a probe, saying since when the answer has held: a person
@@ -119,6 +187,7 @@ func (r *readiness) refresh(ctx context.Context) {
 // how soon the answer followed the gateway (SinceOf).
 func (r *readiness) serve(w http.ResponseWriter, _ *http.Request) {
 	r.mu.Lock()
+	r.publish() // a hold may have ended since
 	ready, why, changed := r.ready, r.why, r.changed
 	r.mu.Unlock()
 	since := sinceMark + changed.UTC().Format(time.RFC3339Nano)

@@ -42,6 +42,10 @@ const (
 	Foreign Outcome = "foreign"
 	// Read: nothing was changed.
 	Read Outcome = "read"
+	// LeavingTraffic: nothing was written yet. The agent, asked to take the
+	// pod out of traffic first, reports it not ready and writes the marker
+	// on a call made once its settle time has passed.
+	LeavingTraffic Outcome = "leaving-traffic"
 )
 
 // FileState says what was found at a path.
@@ -95,6 +99,11 @@ type ProjectRequest struct {
 	// stale (the gateway ignores it) and allows to be overwritten. Any other
 	// foreign marker is left alone.
 	Replaceable []byte
+	// LeaveTraffic asks that the pod be taken out of traffic before the
+	// marker is written, where the call's carrier can: an agent that serves
+	// the pod's readiness does it (LeavingTraffic); pods/exec cannot, and
+	// writes at once.
+	LeaveTraffic bool
 }
 
 // Failed is the word a call reports when it refused or failed in the

@@ -19,9 +19,10 @@ const (
 type AgentCall struct {
 	// Home is the HERMES_HOME the caller means ("" for the agent's own).
 	Home string `json:"home,omitempty"`
-	// Marker and Replaceable are project's.
-	Marker      *marker.Request `json:"marker,omitempty"`
-	Replaceable []byte          `json:"replaceable,omitempty"`
+	// Marker, Replaceable and LeaveTraffic are project's.
+	Marker       *marker.Request `json:"marker,omitempty"`
+	Replaceable  []byte          `json:"replaceable,omitempty"`
+	LeaveTraffic bool            `json:"leaveTraffic,omitempty"`
 	// OwnerUID is clear's.
 	OwnerUID string `json:"ownerUID,omitempty"`
 }

@@ -147,6 +147,8 @@ func probeFlips(ctx context.Context, gws []*cluster.Gateway) (down, up []time.Du
 	}
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: gws[0].Namespace, Name: "bench-probes"}}
 	gwd.Spec.Selector.MatchLabels = gatewayLabels
+	// Marker first: this measures how fast /readyz follows the gateway.
+	gwd.Spec.TrafficOrder = drainv1.TrafficMarkerFirst
 	t0 := time.Now()
 	if err := lc.Client.Create(ctx, gwd); err != nil {
 		return nil, nil, err

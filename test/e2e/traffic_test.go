@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
@@ -45,6 +46,18 @@ func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Gone before the parallel tests start: a hundred gated pods read every
+	// 30 s load kwok's exec for them.
+	t.Cleanup(func() {
+		if err := k8s.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0)); err != nil {
+			t.Error(err)
+		}
+		testenv.Eventually(t, wait, func() (bool, string) {
+			var pods corev1.PodList
+			err := k8s.List(context.Background(), &pods, client.InNamespace(ns))
+			return err == nil && len(pods.Items) == 0, fmt.Sprintf("%d pods left (%v)", len(pods.Items), err)
+		})
+	})
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gateways"},
 		Spec:       corev1.ServiceSpec{Selector: gatewayLabels, Ports: []corev1.ServicePort{{Port: turnPort}}},

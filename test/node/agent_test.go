@@ -15,6 +15,8 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -110,6 +112,16 @@ func TestAgents(t *testing.T) {
 		for _, p := range pods {
 			checkMarkerHasItsEpoch(t, p)
 			testenv.Eventually(t, time.Minute, func() (bool, string) { return !podReady(t, p), p.Name + " still Ready while draining" })
+			// Out of traffic first: the kubelet turned the pod not Ready
+			// through the agent's probe well before the marker was
+			// requested (the agent's settle time, 5 s).
+			ready := gatewaypod.Condition(p, corev1.PodReady)
+			requested, ok := marker.Parse([]byte(inside(t, p, "cat /opt/data/.drain_request.json"))).RequestedAt()
+			if ready == nil || !ok || requested.Sub(ready.LastTransitionTime.Time) < time.Second {
+				t.Errorf("%s: not Ready since %v, marker requested at %s: want the pod out of traffic first", p.Name, ready, requested)
+			} else {
+				t.Logf("%s: not Ready %s before its marker was requested", p.Name, requested.Sub(ready.LastTransitionTime.Time).Round(100*time.Millisecond))
+			}
 		}
 		cancel(t, gwd)
 		for _, p := range pods {
