@@ -40,25 +40,11 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 		return nil, nil, err
 	}
 
-	flips := &stateLog{}
-	wc, err := client.NewWithWatch(lc.Config, client.Options{Scheme: lc.Client.Scheme()})
+	flips, stop, err := watchGates(ctx, lc, ns)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
-	if err != nil {
-		return nil, nil, err
-	}
-	defer w.Stop()
-	go func() {
-		for ev := range w.ResultChan() {
-			if pod, ok := ev.Object.(*corev1.Pod); ok {
-				if c := gatewaypod.GateCondition(pod); c != nil {
-					flips.record(pod.Name, string(c.Status))
-				}
-			}
-		}
-	}()
+	defer stop()
 
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"}}
 	gwd.Spec.Selector.MatchLabels = gatewayLabels
@@ -82,6 +68,30 @@ func gateFlips(ctx context.Context, n int) (down, up []time.Duration, err error)
 		return nil, nil, err
 	}
 	return down, up, deleteDrain(ctx, gwd, gws)
+}
+
+// watchGates records, as they are seen, the changes of the gate of every
+// pod of ns, until stop.
+func watchGates(ctx context.Context, c *cluster.Cluster, ns string) (*stateLog, func(), error) {
+	wc, err := client.NewWithWatch(c.Config, client.Options{Scheme: c.Client.Scheme()})
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := wc.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
+	if err != nil {
+		return nil, nil, err
+	}
+	flips := &stateLog{}
+	go func() {
+		for ev := range w.ResultChan() {
+			if pod, ok := ev.Object.(*corev1.Pod); ok {
+				if c := gatewaypod.GateCondition(pod); c != nil {
+					flips.record(pod.Name, string(c.Status))
+				}
+			}
+		}
+	}()
+	return flips, w.Stop, nil
 }
 
 // gatesAre counts the pods of ns whose gate has status.

@@ -87,6 +87,11 @@ func TestRefusedTurns(t *testing.T) {
 	if err := poll(ctx, 5*time.Minute, "every gateway routable", func() bool { return gen.Routable() == n }); err != nil {
 		t.Fatal(err)
 	}
+	gates, stopGates, err := watchGates(ctx, tc, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopGates()
 	// Half a out of traffic first, then half b marker first.
 	orders := []drainv1.TrafficOrder{drainv1.TrafficLeaveFirst, drainv1.TrafficMarkerFirst}
 	var windows []traffic.Window
@@ -104,10 +109,17 @@ func TestRefusedTurns(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d gated gateways behind one Service, %d turns a second (one per gateway), each turn %s, EndpointSlices reaching the data plane after 1 s; half of them drained in each order, one after the other, with the operator's defaults (`--data-plane-delay=2s`).\n\n", n, n, turnDuration)
-	b.WriteString("| order | gateways drained | drain took | turns sent meanwhile | completed | refused | failed | unroutable |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| order | gateways drained | drain took | gate False after the drain's creation, p50 / p99 | turns sent meanwhile | completed | refused | failed | unroutable |\n|---|---|---|---|---|---|---|---|---|\n")
 	for i, w := range windows {
 		c := gen.Between(w.From, w.To)
-		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | **%d** | %d | %d |\n", orders[i], n/2, w.Took().Round(100*time.Millisecond), c.Sent, c.Completed, c.Refused, c.Failed, c.Unroutable)
+		var flips []time.Duration
+		for j := i; j < n; j += 2 { // the half this drain took
+			if at, ok := gates.firstSince(fmt.Sprintf("gw-%d", j), string(corev1.ConditionFalse), w.From); ok {
+				flips = append(flips, at.Sub(w.From))
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d | %d | **%d** | %d | %d |\n", orders[i], n/2,
+			w.Took().Round(100*time.Millisecond), p50p99(flips), c.Sent, c.Completed, c.Refused, c.Failed, c.Unroutable)
 	}
 	t.Log("\n" + b.String())
 	if leave := gen.Between(windows[0].From, windows[0].To); leave.Refused+leave.Failed+leave.Unroutable != 0 {
