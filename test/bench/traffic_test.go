@@ -55,23 +55,7 @@ func TestRefusedTurns(t *testing.T) {
 	if err := tc.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	half := func(p *corev1.Pod) { // gw-0, gw-2, … in half a; gw-1, gw-3, … in b
-		var i int
-		fmt.Sscanf(p.Name, "gw-%d", &i)
-		p.Labels["half"] = []string{"a", "b"}[i%2]
-	}
-	gated := func(p *corev1.Pod) {
-		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
-	}
-	gws, err := tc.CreateGateways(ctx, ns, n, gatewayLabels, gated, half)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tc.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gateways"},
-		Spec: corev1.ServiceSpec{Selector: gatewayLabels, Ports: []corev1.ServicePort{{Port: turnPort}}}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := tc.ServeTurns(ctx, sim, gws, turnPort); err != nil {
+	if _, err := tc.TrafficFleet(ctx, sim, ns, n, turnPort, gatewayLabels); err != nil {
 		t.Fatal(err)
 	}
 	cs, err := kubernetes.NewForConfig(tc.Config)
@@ -79,7 +63,7 @@ func TestRefusedTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One turn a second per gateway; kube-proxy's lag is about a second.
-	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: "gateways", Port: turnPort, Rate: n,
+	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: cluster.TrafficService, Port: turnPort, Rate: n,
 		Lag: time.Second, Address: cluster.LoopbackOf, Path: gatewaysim.TurnPath})
 	if err != nil {
 		t.Fatal(err)

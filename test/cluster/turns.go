@@ -8,6 +8,10 @@ import (
 	"net/http"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
@@ -65,4 +69,32 @@ func (c *Cluster) ServeTurns(ctx context.Context, sim *gatewaysim.Sim, gws []*Ga
 		go func() { <-ctx.Done(); srv.Close() }()
 	}
 	return nil
+}
+
+// TrafficService is the Service TrafficFleet puts its gateways behind.
+const TrafficService = "gateways"
+
+// TrafficFleet creates n gated gateways in namespace (gw-0, gw-2, … with
+// the label half=a; gw-1, gw-3, … half=b), the Service TrafficService in
+// front of all of them, and serves their turns on port (ServeTurns) until
+// ctx ends: the fleet of the refused-turn measurements.
+func (c *Cluster) TrafficFleet(ctx context.Context, sim *gatewaysim.Sim, namespace string, n, port int, labels map[string]string) ([]*Gateway, error) {
+	fleet := func(p *corev1.Pod) {
+		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
+		var i int
+		_, _ = fmt.Sscanf(p.Name, "gw-%d", &i)
+		p.Labels["half"] = []string{"a", "b"}[i%2]
+	}
+	gws, err := c.CreateGateways(ctx, namespace, n, labels, fleet)
+	if err != nil {
+		return nil, err
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: TrafficService},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: int32(port)}}},
+	}
+	if err := c.Client.Create(ctx, svc); err != nil {
+		return nil, err
+	}
+	return gws, c.ServeTurns(ctx, sim, gws, port)
 }

@@ -35,15 +35,7 @@ func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 100
-	half := func(p *corev1.Pod) { // gw-0, gw-2, … in half a; gw-1, gw-3, … in b
-		var i int
-		if _, err := fmt.Sscanf(p.Name, "gw-%d", &i); err != nil {
-			t.Fatal(err)
-		}
-		p.Labels["half"] = []string{"a", "b"}[i%2]
-	}
-	gws, err := lc.CreateGateways(ctx, ns, n, gatewayLabels, withGate, half)
-	if err != nil {
+	if _, err := lc.TrafficFleet(ctx, sim, ns, n, turnPort, gatewayLabels); err != nil {
 		t.Fatal(err)
 	}
 	// Gone before the parallel tests start: a hundred gated pods read every
@@ -58,22 +50,12 @@ func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
 			return err == nil && len(pods.Items) == 0, fmt.Sprintf("%d pods left (%v)", len(pods.Items), err)
 		})
 	})
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gateways"},
-		Spec:       corev1.ServiceSpec{Selector: gatewayLabels, Ports: []corev1.ServicePort{{Port: turnPort}}},
-	}
-	if err := k8s.Create(ctx, svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := lc.ServeTurns(ctx, sim, gws, turnPort); err != nil {
-		t.Fatal(err)
-	}
 	waitEndpoints(t, ns, n, 0)
 	cs, err := kubernetes.NewForConfig(lc.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: "gateways", Port: turnPort, Rate: 100,
+	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: cluster.TrafficService, Port: turnPort, Rate: 100,
 		Lag: time.Second, Address: cluster.LoopbackOf, Path: gatewaysim.TurnPath})
 	if err != nil {
 		t.Fatal(err)
