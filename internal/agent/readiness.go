@@ -175,7 +175,7 @@ func (r *readiness) publish() {
 		}
 		ready, why = false, "GatewayDrain "+l.drain+" takes the pod out of traffic before its marker"
 	}
-	if ready != r.ready || r.why == notReadYet {
+	if ready != r.ready || r.why == notReadYet && why != notReadYet { // a change, or the first answer
 		r.changed = time.Now()
 		r.log.Info("readiness", "ready", ready, "why", why)
 	}
