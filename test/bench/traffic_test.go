@@ -12,7 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -55,20 +54,9 @@ func TestRefusedTurns(t *testing.T) {
 	if err := tc.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.TrafficFleet(ctx, sim, ns, n, turnPort, gatewayLabels); err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(tc.Config)
+	// One turn a second per gateway.
+	gen, err := tc.TrafficFleet(ctx, sim, ns, n, turnPort, n, gatewayLabels)
 	if err != nil {
-		t.Fatal(err)
-	}
-	// One turn a second per gateway; kube-proxy's lag is about a second.
-	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: cluster.TrafficService, Port: turnPort, Rate: n,
-		Lag: time.Second, Address: cluster.LoopbackOf, Path: gatewaysim.TurnPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := poll(ctx, 5*time.Minute, "every gateway routable", func() bool { return gen.Routable() == n }); err != nil {
 		t.Fatal(err)
 	}
 	gates, stopGates, err := watchGates(ctx, tc, ns)

@@ -2,17 +2,19 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+	"github.com/hermes-agent/hermes-drain-operator/test/traffic"
 )
 
 // TurnsPodCIDR is a pod CIDR for simulations with traffic: the API server
@@ -33,40 +35,17 @@ func LoopbackOf(podIP string) string {
 	return podIP
 }
 
-// ServeTurns serves each gateway's turns (sim.TurnHandler) on
-// LoopbackOf(its pod's IP):port until ctx ends; the gateways' pods must
-// run, with IPs from TurnsPodCIDR.
+// ServeTurns serves each gateway's turns on LoopbackOf(its pod's IP):port
+// until ctx ends; the gateways' pods must run, with IPs from TurnsPodCIDR.
 func (c *Cluster) ServeTurns(ctx context.Context, sim *gatewaysim.Sim, gws []*Gateway, port int) error {
-	var listeners []net.Listener
-	closeAll := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
 	for _, g := range gws {
 		pod, err := g.Pod(ctx)
+		if err == nil {
+			err = sim.ServeTurns(ctx, g.Home, net.JoinHostPort(LoopbackOf(pod.Status.PodIP), fmt.Sprint(port)))
+		}
 		if err != nil {
-			closeAll()
-			return err
+			return fmt.Errorf("serving the turns of %s/%s (start the cluster with PodCIDR %s): %w", g.Namespace, g.Name, TurnsPodCIDR, err)
 		}
-		addr := LoopbackOf(pod.Status.PodIP)
-		if ip := net.ParseIP(addr); ip == nil || !ip.IsLoopback() {
-			closeAll()
-			return fmt.Errorf("pod %s/%s has IP %q: turns are served on loopback only (start the cluster with PodCIDR %s)", g.Namespace, g.Name, pod.Status.PodIP, TurnsPodCIDR)
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort(addr, fmt.Sprint(port)))
-		if err != nil {
-			closeAll()
-			return err
-		}
-		listeners = append(listeners, l)
-		srv := &http.Server{Handler: sim.TurnHandler(g.Home)}
-		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
-				fmt.Printf("serving %s's turns: %v\n", g.Name, err)
-			}
-		}()
-		go func() { <-ctx.Done(); srv.Close() }()
 	}
 	return nil
 }
@@ -76,9 +55,12 @@ const TrafficService = "gateways"
 
 // TrafficFleet creates n gated gateways in namespace (gw-0, gw-2, … with
 // the label half=a; gw-1, gw-3, … half=b), the Service TrafficService in
-// front of all of them, and serves their turns on port (ServeTurns) until
-// ctx ends: the fleet of the refused-turn measurements.
-func (c *Cluster) TrafficFleet(ctx context.Context, sim *gatewaysim.Sim, namespace string, n, port int, labels map[string]string) ([]*Gateway, error) {
+// front of all of them, and serves their turns on port (ServeTurns); then
+// it sends them rate turns a second through the Service, following its
+// EndpointSlices a second behind as kube-proxy does, until ctx ends, and
+// returns once every gateway is routable: the fleet and the traffic of the
+// refused-turn measurements.
+func (c *Cluster) TrafficFleet(ctx context.Context, sim *gatewaysim.Sim, namespace string, n, port, rate int, labels map[string]string) (*traffic.Generator, error) {
 	fleet := func(p *corev1.Pod) {
 		p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
 		var i int
@@ -96,5 +78,24 @@ func (c *Cluster) TrafficFleet(ctx context.Context, sim *gatewaysim.Sim, namespa
 	if err := c.Client.Create(ctx, svc); err != nil {
 		return nil, err
 	}
-	return gws, c.ServeTurns(ctx, sim, gws, port)
+	if err := c.ServeTurns(ctx, sim, gws, port); err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: namespace, Service: TrafficService, Port: port, Rate: rate,
+		Lag: time.Second, Address: LoopbackOf, Path: gatewaysim.TurnPath})
+	if err != nil {
+		return nil, err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+		return gen.Routable() == n, nil
+	})
+	if err != nil {
+		gen.Stop()
+		return nil, fmt.Errorf("%d of %d gateways routable: %w", gen.Routable(), n, err)
+	}
+	return gen, nil
 }

@@ -8,13 +8,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
-	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
-	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 	"github.com/hermes-agent/hermes-drain-operator/test/traffic"
 )
 
@@ -35,9 +32,6 @@ func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 100
-	if _, err := lc.TrafficFleet(ctx, sim, ns, n, turnPort, gatewayLabels); err != nil {
-		t.Fatal(err)
-	}
 	// Gone before the parallel tests start: a hundred gated pods read every
 	// 30 s load kwok's exec for them.
 	t.Cleanup(func() {
@@ -50,19 +44,11 @@ func TestADrainUnderTrafficRefusesNoTurn(t *testing.T) {
 			return err == nil && len(pods.Items) == 0, fmt.Sprintf("%d pods left (%v)", len(pods.Items), err)
 		})
 	})
+	gen, err := lc.TrafficFleet(ctx, sim, ns, n, turnPort, 100, gatewayLabels)
+	if err != nil {
+		t.Fatal(err)
+	}
 	waitEndpoints(t, ns, n, 0)
-	cs, err := kubernetes.NewForConfig(lc.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gen, err := traffic.Start(ctx, traffic.Options{Client: cs, Namespace: ns, Service: cluster.TrafficService, Port: turnPort, Rate: 100,
-		Lag: time.Second, Address: cluster.LoopbackOf, Path: gatewaysim.TurnPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, wait, func() (bool, string) {
-		return gen.Routable() == n, fmt.Sprintf("%d of %d gateways routable", gen.Routable(), n)
-	})
 
 	drain := func(name, half string, order drainv1.TrafficOrder) traffic.Window {
 		t.Helper()

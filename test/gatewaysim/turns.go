@@ -1,6 +1,9 @@
 package gatewaysim
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -47,4 +50,25 @@ func (s *Sim) TurnHandler(home string) http.Handler {
 		}
 	})
 	return mux
+}
+
+// ServeTurns serves the turns of the gateway at home (TurnHandler) on
+// addr until ctx ends. addr must be a loopback address: nothing may listen
+// outside loopback.
+func (s *Sim) ServeTurns(ctx context.Context, home, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%s is not a loopback address: turns are served on loopback only", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.TurnHandler(home), ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	go func() { _ = srv.Serve(l) }()
+	return nil
 }

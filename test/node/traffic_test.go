@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
+	"github.com/hermes-agent/hermes-drain-operator/test/traffic"
 )
 
 // On the real node a gated gateway leaves traffic before its marker is
@@ -52,10 +52,10 @@ func TestAGatedGatewayLeavesTrafficBeforeItsMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDrained(t, gwd)
-	sent, completed, refused, failed := loop.stop()
-	t.Logf("turns while gw-0 drained: %d sent, %d completed, %d refused, %d failed", sent, completed, refused, failed)
-	if refused != 0 || failed != 0 || completed == 0 {
-		t.Errorf("%d refused, %d failed of %d: want every turn completed", refused, failed, sent)
+	turns := loop.stop()
+	t.Logf("turns while gw-0 drained: %s", turns)
+	if turns.Refused != 0 || turns.Failed != 0 || turns.Completed == 0 {
+		t.Errorf("%s: want every turn completed", turns)
 	}
 	requested, ok := marker.Parse([]byte(inside(t, pods[0], "cat /opt/data/.drain_request.json"))).RequestedAt()
 	notReady := loop.notReadySince("gw-0")
@@ -69,13 +69,13 @@ func TestAGatedGatewayLeavesTrafficBeforeItsMarker(t *testing.T) {
 // were Ready a second before, as a data plane that follows EndpointSlices
 // with a lag would.
 type readyLoop struct {
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-	turns  sync.WaitGroup
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	sending sync.WaitGroup
 
 	mu      sync.Mutex
 	seen    []readySeen
-	counts  [4]int // sent, completed, refused, failed
+	turns   traffic.Counts
 	notSeen map[string]time.Time
 }
 
@@ -128,8 +128,8 @@ func startReadyLoop(ctx context.Context, pods []*corev1.Pod, ports map[string]in
 				continue
 			}
 			next = (next + 1) % len(ready)
-			port := ports[ready[next]]
-			l.turns.Go(func() { l.count(turn(port)) })
+			url := fmt.Sprintf("http://127.0.0.1:%d%s", ports[ready[next]], gatewaysim.TurnPath)
+			l.sending.Go(func() { l.count(traffic.Turn(http.DefaultClient, url)) })
 		}
 	})
 	return l
@@ -153,27 +153,10 @@ func (l *readyLoop) readyAsOf(t time.Time) []string {
 	return ready
 }
 
-// turn sends one turn and says what became of it: 1 completed, 2 refused, 3 failed.
-func turn(port int) int {
-	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d%s", port, gatewaysim.TurnPath), "application/json", strings.NewReader("{}"))
-	if err != nil {
-		return 3
-	}
-	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return 1
-	case http.StatusServiceUnavailable:
-		return 2
-	}
-	return 3
-}
-
-func (l *readyLoop) count(outcome int) {
+func (l *readyLoop) count(c traffic.Counts) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.counts[0]++
-	l.counts[outcome]++
+	l.turns.Add(c)
 }
 
 // notReadySince is when the loop first saw the pod not Ready.
@@ -184,11 +167,11 @@ func (l *readyLoop) notReadySince(name string) time.Time {
 }
 
 // stop ends the loop, waits for the turns in flight and counts them.
-func (l *readyLoop) stop() (sent, completed, refused, failed int) {
+func (l *readyLoop) stop() traffic.Counts {
 	l.cancel()
 	l.done.Wait()
-	l.turns.Wait()
+	l.sending.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.counts[0], l.counts[1], l.counts[2], l.counts[3]
+	return l.turns
 }

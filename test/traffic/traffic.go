@@ -52,7 +52,8 @@ type Counts struct {
 	Sent, Completed, Refused, Failed, Unroutable int
 }
 
-func (c *Counts) add(o Counts) {
+// Add counts o too.
+func (c *Counts) Add(o Counts) {
 	c.Sent += o.Sent
 	c.Completed += o.Completed
 	c.Refused += o.Refused
@@ -196,8 +197,13 @@ func (g *Generator) send(ctx context.Context) {
 
 // turn sends one turn to the endpoint at ip and says what became of it.
 func (g *Generator) turn(ip string) Counts {
-	url := fmt.Sprintf("http://%s:%d%s", g.opts.Address(ip), g.opts.Port, g.opts.Path)
-	resp, err := g.client.Post(url, "application/json", nil)
+	return Turn(g.client, fmt.Sprintf("http://%s:%d%s", g.opts.Address(ip), g.opts.Port, g.opts.Path))
+}
+
+// Turn sends one turn to url and says what became of it: completed (200),
+// refused (503: the gateway drains), or failed (anything else, or no answer).
+func Turn(c *http.Client, url string) Counts {
+	resp, err := c.Post(url, "application/json", nil)
 	if err != nil {
 		return Counts{Sent: 1, Failed: 1}
 	}
@@ -217,7 +223,7 @@ func (g *Generator) count(second int, c Counts) {
 	for len(g.seconds) <= second {
 		g.seconds = append(g.seconds, Counts{})
 	}
-	g.seconds[second].add(c)
+	g.seconds[second].Add(c)
 }
 
 // Between counts the turns sent from the second of from to the second of
@@ -227,7 +233,7 @@ func (g *Generator) Between(from, to time.Time) Counts {
 	defer g.mu.Unlock()
 	var total Counts
 	for s := max(int(from.Sub(g.start)/time.Second), 0); s < len(g.seconds) && s <= int(to.Sub(g.start)/time.Second); s++ {
-		total.add(g.seconds[s])
+		total.Add(g.seconds[s])
 	}
 	return total
 }

@@ -6,8 +6,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -41,7 +39,11 @@ func main() {
 	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch})
 	fmt.Fprintf(os.Stderr, "gatewaysim: serving %s as epoch %s\n", *homes, sim.Epoch())
 	if *turnsAt != "" {
-		if err := serveTurns(ctx, sim, *homes, *turnsAt); err != nil {
+		if strings.ContainsAny(*homes, "*?[") {
+			fmt.Fprintf(os.Stderr, "gatewaysim: --turns-listen: --homes %q is a glob: turns are served for one HERMES_HOME\n", *homes)
+			os.Exit(2)
+		}
+		if err := sim.ServeTurns(ctx, *homes, *turnsAt); err != nil {
 			fmt.Fprintln(os.Stderr, "gatewaysim: --turns-listen:", err)
 			os.Exit(2)
 		}
@@ -65,27 +67,4 @@ func dropTo(uidGID string) error {
 		return err
 	}
 	return syscall.Setuid(uid)
-}
-
-// serveTurns serves the turns of the gateway at home on addr, which must
-// be a loopback address (nothing may listen outside loopback), until ctx ends.
-func serveTurns(ctx context.Context, sim *gatewaysim.Sim, home, addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%s is not a loopback address", addr)
-	}
-	if strings.ContainsAny(home, "*?[") {
-		return fmt.Errorf("--homes %q is a glob: turns are served for one HERMES_HOME", home)
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: sim.TurnHandler(home)}
-	go func() { <-ctx.Done(); srv.Close() }()
-	go func() { _ = srv.Serve(l) }()
-	return nil
 }
