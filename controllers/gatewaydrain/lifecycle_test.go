@@ -42,7 +42,9 @@ func TestDrainUntilDrainedThenCancel(t *testing.T) {
 		tg := g.Target("gw-1")
 		return tg.State == drainv1.TargetDraining && tg.ActiveAgents != nil && *tg.ActiveAgents == 2 && tg.GatewayState == "draining" &&
 			g.Target("gw-0").State == drainv1.TargetDrained && g.Target("gw-2").State == drainv1.TargetDrained &&
-			g.Status.Counts.Drained == 2 // the status counts what the slices hold a moment after them
+			// The status follows the slices a moment later, in the same
+			// reconcile: wait for the one that describes them.
+			g.Status.Counts.Drained == 2 && strings.Contains(metaCondition(g, drainv1.ConditionDrained).Message, "gw-1 (Draining: gateway draining")
 	})
 	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-1 (Draining: gateway draining: 2 active agents)") {
 		t.Errorf("Drained condition %+v should name gw-1 and its agents", c)
