@@ -55,7 +55,7 @@ func command(ctx context.Context, name string, args []string, stdout, stderr io.
 			return exitError
 		}
 		if obs.Outcome == calls.Foreign {
-			fmt.Fprintf(stderr, "the marker in %s is not this command's: %s; cancel it where it was made\n", obs.Home, whose(obs.Marker.Data))
+			fmt.Fprintf(stderr, "the marker in %s is not this command's: %s; cancel it where it was made\n", obs.Home, calls.Whose(obs.Marker.Data))
 			return exitRefused
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", obs.Home, map[calls.Outcome]string{calls.Cleared: "drain withdrawn", calls.Absent: "no drain to withdraw"}[obs.Outcome])
@@ -91,7 +91,7 @@ func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stder
 		return exitError
 	}
 	if obs.Outcome == calls.Foreign {
-		fmt.Fprintf(stderr, "a drain is already requested in %s: %s\n", obs.Home, whose(obs.Marker.Data))
+		fmt.Fprintf(stderr, "a drain is already requested in %s: %s\n", obs.Home, calls.Whose(obs.Marker.Data))
 		return exitRefused
 	}
 	fmt.Fprintf(stdout, "%s: drain requested (epoch %s)\n", obs.Home, obs.Epoch)
@@ -114,7 +114,7 @@ func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stder
 			fmt.Fprintf(stderr, "%s: the drain was withdrawn meanwhile\n", obs.Home)
 			return exitRefused
 		case time.Now().After(deadline):
-			fmt.Fprintf(stderr, "%s: not drained after %s: %s\n", obs.Home, f.timeout, gatewayWords(st, problem))
+			fmt.Fprintf(stderr, "%s: not drained after %s: %s\n", obs.Home, f.timeout, calls.Describe(obs, time.Now()).Gateway.Words())
 			return exitRefused
 		}
 		select {
@@ -125,56 +125,8 @@ func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stder
 	}
 }
 
-// whose says who wrote a marker.
-func whose(data []byte) string {
-	found := marker.Parse(data)
-	if origin, ok := found.Origin(); ok && origin.GatewayDrain != "" {
-		return fmt.Sprintf("GatewayDrain %s (principal %q)", origin.GatewayDrain, marker.Shorten(found.Principal(), 80))
-	}
-	if found.Corrupt() {
-		return "a marker that is not JSON"
-	}
-	return fmt.Sprintf("principal %q", marker.Shorten(found.Principal(), 80))
-}
-
-func gatewayWords(st marker.GatewayState, problem *calls.StateProblem) string {
-	if problem != nil {
-		return problem.Message
-	}
-	return fmt.Sprintf("the gateway is %s with %d turns in flight", st.State, st.ActiveAgents)
-}
-
-// status is `status -o json`.
-type status struct {
-	Home    string         `json:"home"`
-	Epoch   string         `json:"epoch"`
-	Marker  *markerStatus  `json:"marker"`
-	Gateway *gatewayStatus `json:"gateway"`
-}
-
-type markerStatus struct {
-	State    calls.FileState `json:"state"`
-	Whose    string          `json:"whose,omitempty"`
-	Honoured bool            `json:"honoured"`
-}
-
-type gatewayStatus struct {
-	State        string `json:"state,omitempty"`
-	ActiveAgents int32  `json:"activeAgents"`
-	Problem      string `json:"problem,omitempty"`
-}
-
 func printStatus(obs calls.Observation, output string, stdout, stderr io.Writer) int {
-	s := status{Home: obs.Home, Epoch: obs.Epoch, Marker: &markerStatus{State: obs.Marker.State}}
-	if obs.Marker.State == calls.FilePresent {
-		s.Marker.Whose = whose(obs.Marker.Data)
-		s.Marker.Honoured = marker.Parse(obs.Marker.Data).Honoured(obs.Epoch, time.Now())
-	}
-	st, problem := obs.GatewayStateNow()
-	s.Gateway = &gatewayStatus{State: st.State, ActiveAgents: st.ActiveAgents}
-	if problem != nil {
-		s.Gateway.Problem = problem.Message
-	}
+	s := calls.Describe(obs, time.Now())
 	switch output {
 	case "json":
 		enc := json.NewEncoder(stdout)
@@ -182,17 +134,8 @@ func printStatus(obs calls.Observation, output string, stdout, stderr io.Writer)
 		_ = enc.Encode(s)
 	case "":
 		fmt.Fprintf(stdout, "HERMES_HOME  %s\nepoch        %s\n", s.Home, s.Epoch)
-		switch {
-		case s.Marker.State == calls.FileAbsent:
-			fmt.Fprintln(stdout, "marker       none")
-		case s.Marker.State != calls.FilePresent:
-			fmt.Fprintf(stdout, "marker       %s (never read)\n", s.Marker.State)
-		case s.Marker.Honoured:
-			fmt.Fprintf(stdout, "marker       honoured: a drain by %s\n", s.Marker.Whose)
-		default:
-			fmt.Fprintf(stdout, "marker       ignored (another instantiation's, or expired): by %s\n", s.Marker.Whose)
-		}
-		fmt.Fprintf(stdout, "gateway      %s\n", gatewayWords(st, problem))
+		fmt.Fprintf(stdout, "marker       %s\n", s.Marker.Words())
+		fmt.Fprintf(stdout, "gateway      %s\n", s.Gateway.Words())
 	default:
 		fmt.Fprintf(stderr, "-o %q: only json\n", output)
 		return exitError

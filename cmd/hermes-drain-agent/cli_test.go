@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -44,7 +45,7 @@ func TestDrainStatusCancel(t *testing.T) {
 		t.Errorf("status: %d %q", code, out)
 	}
 	code, out, _ := cli("status", "--home", home, "-o", "json")
-	var s status
+	var s calls.HomeStatus
 	if err := json.Unmarshal([]byte(out), &s); code != exitOK || err != nil || !s.Marker.Honoured || s.Home != home {
 		t.Errorf("status -o json: %d %q %v", code, out, err)
 	}
