@@ -69,6 +69,10 @@ build: ## Build the manager and agent binaries into bin/.
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
 	$(GO_BUILD) -o $(BIN)/hermes-drain-agent ./cmd/hermes-drain-agent
 
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-hermes_drain (put bin/ on PATH for `kubectl hermes-drain`).
+	$(GO_BUILD) -o $(BIN)/kubectl-hermes_drain ./cmd/kubectl-hermes_drain
+
 .PHONY: image
 image: test-packages ## Write the operator, agent, pause and test-gateway images as tarballs into bin/images (no Docker engine needed).
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
@@ -85,7 +89,7 @@ demo: cluster-tools build ## Drain five simulated gateways on a local cluster, c
 ##@ Test
 
 .PHONY: test
-test: test-tools test-packages node-tools image verify-generated vet ## Unit, envtest (real kube-apiserver + etcd), end-to-end (kwok, real exec) and real-node (kubelet, containerd, runc) tests.
+test: test-tools test-packages node-tools image plugin verify-generated vet ## Unit, envtest (real kube-apiserver + etcd), end-to-end (kwok, real exec) and real-node (kubelet, containerd, runc) tests.
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
 .PHONY: chaos

@@ -263,6 +263,12 @@ func drainOf(ctx context.Context, c client.Reader, s *drainv1.TargetSlice) (*dra
 	return gwd, nil
 }
 
+// Holds reports whether a target still holds this instantiation of pod:
+// it is the pod's, and neither released nor over.
+func Holds(t drainv1.Target, pod *corev1.Pod) bool {
+	return t.PodName == pod.Name && t.PodUID == pod.UID && t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased
+}
+
 // StandingTarget is the pod's entry in a GatewayDrain that still stands at
 // now and still drains this instantiation of the pod, and that drain; nils
 // when there is none.
@@ -273,7 +279,7 @@ func StandingTarget(ctx context.Context, c client.Reader, pod *corev1.Pod, now t
 	}
 	for i := range held {
 		for _, t := range held[i].Targets {
-			if t.PodName != pod.Name || t.PodUID != pod.UID || t.State == drainv1.TargetRestarted || t.State == drainv1.TargetReleased {
+			if !Holds(t, pod) {
 				continue
 			}
 			gwd, err := drainOf(ctx, c, &held[i])

@@ -1,6 +1,7 @@
 package gatewaydrain
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -38,14 +39,33 @@ func newTarget(gwd *drainv1.GatewayDrain, pod *corev1.Pod) drainv1.Target {
 	return t
 }
 
-// isCandidate reports whether a pod runs, so that it can be a target:
-// running, not terminating, with its gateway container running.
-func isCandidate(gwd *drainv1.GatewayDrain, pod *corev1.Pod) bool {
-	if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
-		return false
+// notRunning says why a pod cannot be a target now, or "" when it can: it
+// must be running, not terminating, with its gateway container running.
+func notRunning(gwd *drainv1.GatewayDrain, pod *corev1.Pod) string {
+	switch {
+	case pod.DeletionTimestamp != nil:
+		return "terminating"
+	case pod.Status.Phase != corev1.PodRunning:
+		return fmt.Sprintf("not running (phase %s)", cmp.Or(string(pod.Status.Phase), "unknown"))
 	}
-	cs := gatewaypod.ContainerStatus(pod, gatewaypod.Container(pod, gwd.Spec.Container))
-	return cs == nil || cs.State.Running != nil // a missing container becomes a Failed target that says so
+	name := gatewaypod.Container(pod, gwd.Spec.Container)
+	if cs := gatewaypod.ContainerStatus(pod, name); cs != nil && cs.State.Running == nil {
+		return "gateway container " + name + " not running"
+	}
+	return "" // a missing container becomes a Failed target that says so
+}
+
+// Skipped says why a pod the selector matches would not be a target of gwd
+// now, or "" when it would be: what `kubectl hermes-drain preview` shows,
+// decided as chooseTargets decides.
+func Skipped(gwd *drainv1.GatewayDrain, pod *corev1.Pod) string {
+	if why := notRunning(gwd, pod); why != "" {
+		return why
+	}
+	if !gatewaypod.IsGateway(pod) {
+		return fmt.Sprintf("not a gateway (no label %s=true, no readiness gate %s)", drainv1.GatewayLabel, drainv1.ReadinessGate)
+	}
+	return ""
 }
 
 // instantiationOver reports why the target's instantiation no longer runs in
@@ -122,7 +142,7 @@ func (r *Reconciler) matching(ctx context.Context, gwd *drainv1.GatewayDrain, se
 	}
 	for i := range pods.Items {
 		switch pod := &pods.Items[i]; {
-		case !isCandidate(gwd, pod):
+		case notRunning(gwd, pod) != "":
 		case !gatewaypod.IsGateway(pod):
 			notGateways = append(notGateways, pod.Name)
 		default:

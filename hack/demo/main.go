@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drainview"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
@@ -143,26 +143,21 @@ func follow(ctx context.Context, lc *cluster.Cluster, gws []*cluster.Gateway, wh
 
 func render(gwd *drainv1.GatewayDrain, targets []drainv1.Target, gws []*cluster.Gateway, what string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nGatewayDrain %s/%s  action=%s  drained %s  (%s)\n", gwd.Namespace, gwd.Name, gwd.Spec.Action, gwd.Status.Progress, what)
-	for _, typ := range []string{drainv1.ConditionDrained, drainv1.ConditionReady, drainv1.ConditionReconciling, drainv1.ConditionStalled} {
-		if c := meta.FindStatusCondition(gwd.Status.Conditions, typ); c != nil {
-			fmt.Fprintf(&b, "  %-12s %-5s %s\n", typ, c.Status, c.Reason)
+	fmt.Fprintf(&b, "\n(%s; the table is `kubectl hermes-drain status %s`'s)\n", what, drainName)
+	_ = drainview.Drain(&b, gwd, targets, time.Now())
+	// And what the gateways' own files say now.
+	fmt.Fprintf(&b, "\n  on disk:")
+	for _, g := range gws {
+		onDisk := "no marker"
+		if _, err := os.Stat(filepath.Join(g.Home, marker.Filename)); err == nil {
+			onDisk = "marker"
 		}
-	}
-	fmt.Fprintf(&b, "\n  %-18s %-10s %-8s %-10s %-7s %s\n", "POD", "TARGET", "MARKER", "GATEWAY", "AGENTS", "OPERATOR SAYS")
-	for _, t := range targets {
-		// The last three columns are the gateway's own files, read now.
-		onDisk, state, agents := "absent", "-", "-"
-		if i := slices.IndexFunc(gws, func(g *cluster.Gateway) bool { return g.Name == t.PodName }); i >= 0 {
-			if _, err := os.Stat(filepath.Join(gws[i].Home, ".drain_request.json")); err == nil {
-				onDisk = "present"
-			}
-			if st, err := gatewaysim.ReadState(gws[i].Home); err == nil {
-				state, agents = st.State, fmt.Sprint(st.ActiveAgents)
-			}
+		if st, err := gatewaysim.ReadState(g.Home); err == nil {
+			onDisk += fmt.Sprintf(", %s/%d", st.State, st.ActiveAgents)
 		}
-		fmt.Fprintf(&b, "  %-18s %-10s %-8s %-10s %-7s %s\n", t.PodName, t.State, onDisk, state, agents, marker.Shorten(t.Message, 57))
+		fmt.Fprintf(&b, "  %s: %s;", g.Name, onDisk)
 	}
+	b.WriteString("\n")
 	return b.String()
 }
 

@@ -60,7 +60,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	bin, err := cluster.BuildManager(lc.Dir)
+	bin, err := cluster.Build(lc.Dir, "./cmd/manager")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

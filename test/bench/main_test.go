@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if managerBin, err = cluster.BuildManager(lc.Dir); err != nil {
+	if managerBin, err = cluster.Build(lc.Dir, "./cmd/manager"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer stop()
-	if managerBin, err = cluster.BuildManager(lc.Dir); err != nil {
+	if managerBin, err = cluster.Build(lc.Dir, "./cmd/manager"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

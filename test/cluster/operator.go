@@ -26,15 +26,15 @@ func (c *Cluster) Run(tool string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// BuildManager builds the operator binary into dir, as `make build` does,
-// and returns its path.
-func BuildManager(dir string) (string, error) {
-	bin := filepath.Join(dir, "manager")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/manager")
+// Build builds a command of this repository (its package path, such as
+// "./cmd/manager") into dir, as make does, and returns the binary's path.
+func Build(dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, pkg)
 	build.Dir = RepoRoot()
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/manager: %v: %s", err, out)
+		return "", fmt.Errorf("go build %s: %v: %s", pkg, err, out)
 	}
 	return bin, nil
 }

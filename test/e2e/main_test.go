@@ -22,6 +22,8 @@ var (
 	lc  *cluster.Cluster
 	k8s client.Client
 	sim *gatewaysim.Sim
+	// pluginBin is the kubectl plugin, built as `make plugin` does.
+	pluginBin string
 )
 
 // turnDuration is how long a simulated in-flight turn takes.
@@ -39,7 +41,10 @@ func run(m *testing.M) int {
 	defer stop()
 	k8s = lc.Client
 
-	bin, err := cluster.BuildManager(lc.Dir)
+	bin, err := cluster.Build(lc.Dir, "./cmd/manager")
+	if err == nil {
+		pluginBin, err = cluster.Build(lc.Dir, "./cmd/kubectl-hermes_drain")
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -53,7 +53,7 @@ func run(m *testing.M) int {
 	}
 	defer stop()
 	k8s = lc.Client
-	if manager, err = cluster.BuildManager(lc.Dir); err != nil {
+	if manager, err = cluster.Build(lc.Dir, "./cmd/manager"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

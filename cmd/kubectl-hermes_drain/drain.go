@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+)
+
+type drainFlags struct {
+	selector, name, container, output string
+	timeout, waitTimeout              time.Duration
+	wait                              bool
+}
+
+func newDrainCommand(o *options) *cobra.Command {
+	var f drainFlags
+	cmd := &cobra.Command{
+		Use:   "drain -l SELECTOR [--name NAME] [--timeout D] [--wait]",
+		Short: "Create a GatewayDrain for the gateway pods a label selector picks",
+		Long: `Create a GatewayDrain: the operator takes the matching gateway pods out of
+traffic, asks each to drain, and reports Drained when none has a turn in
+flight. The drain withdraws itself after --timeout (the operator's default is 2h).
+With --wait, follow it until Drained.` + "\n" + exitCodes,
+		Example: `  kubectl hermes-drain drain -l app=hermes-gateway --name before-upgrade --timeout 1h --wait
+  kubectl hermes-drain drain -l app=hermes-gateway -o yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.drain(cmd, f) },
+	}
+	cmd.Flags().StringVarP(&f.selector, "selector", "l", "", "Label selector of the gateway pods to drain (required)")
+	cmd.Flags().StringVar(&f.name, "name", "", "The GatewayDrain's name (default: generated, drain-XXXXX)")
+	cmd.Flags().StringVar(&f.container, "container", "", "The gateway container (default: the pod's drain.hermes.dev/container annotation, else its first container)")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "The drain's deadline, 1m to 24h, after which it withdraws itself (default: the operator's, 2h)")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "Follow the drain until Drained; exit 2 if it stalls")
+	cmd.Flags().DurationVar(&f.waitTimeout, "wait-timeout", 0, "With --wait, give up after this long and exit 3 (default: until the drain's deadline)")
+	outputFlag(cmd, &f.output)
+	_ = cmd.MarkFlagRequired("selector")
+	return cmd
+}
+
+func (o *options) drain(cmd *cobra.Command, f drainFlags) error {
+	if err := checkOutput(f.output); err != nil {
+		return err
+	}
+	gwd, err := newGatewayDrain(f)
+	if err != nil {
+		return err
+	}
+	if gwd.Namespace, err = o.namespace(); err != nil {
+		return err
+	}
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	if err := c.Create(cmd.Context(), gwd); err != nil {
+		return err
+	}
+	key := client.ObjectKeyFromObject(gwd)
+	if f.output == "" {
+		fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s created\n", gwd.Name)
+	}
+	if f.wait {
+		if f.output != "" { // the data goes to stdout; progress to stderr
+			o.Out, o.ErrOut, o.live = o.ErrOut, o.Out, isTerminal(o.ErrOut)
+			defer func() { o.Out, o.ErrOut = o.ErrOut, o.Out }()
+		}
+		if err := o.follow(cmd.Context(), c, key, drained, f.waitTimeout); err != nil {
+			return err
+		}
+	}
+	if f.output == "" {
+		return nil
+	}
+	obs, err := gatewaydrain.Observe(cmd.Context(), c, key)
+	if err != nil {
+		return err
+	}
+	return printData(o.Out, f.output, withKind(obs.GatewayDrain))
+}
+
+// newGatewayDrain is the GatewayDrain the flags ask for. The API server
+// validates it again (an empty selector, a timeout out of range).
+func newGatewayDrain(f drainFlags) (*drainv1.GatewayDrain, error) {
+	sel, err := metav1.ParseToLabelSelector(f.selector)
+	if err != nil {
+		return nil, fmt.Errorf("-l %q: %w", f.selector, err)
+	}
+	if len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0 {
+		return nil, fmt.Errorf("-l %q selects every pod of the namespace: name the gateways", f.selector)
+	}
+	gwd := &drainv1.GatewayDrain{
+		ObjectMeta: metav1.ObjectMeta{Name: f.name},
+		Spec:       drainv1.GatewayDrainSpec{Selector: *sel, Action: drainv1.ActionDrain, Container: f.container},
+	}
+	if f.name == "" {
+		gwd.GenerateName = "drain-"
+	}
+	if f.timeout != 0 {
+		gwd.Spec.Timeout = &metav1.Duration{Duration: f.timeout}
+	}
+	return gwd, nil
+}
+
+// withKind sets the object's apiVersion and kind, which typed clients leave
+// empty, so that printed data can be applied again.
+func withKind(gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
+	gwd.SetGroupVersionKind(drainv1.GroupVersion.WithKind("GatewayDrain"))
+	return gwd
+}

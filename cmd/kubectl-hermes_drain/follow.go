@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drainview"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// goal is what a wait waits for.
+type goal int
+
+const (
+	// drained: the Drained condition True.
+	drained goal = iota
+	// released: every marker removed after a cancel (Ready True, Released),
+	// or after the deadline withdrew the drain.
+	released
+)
+
+// verdict says whether the drain, as its status was last computed, reached
+// the goal (done), never will (an exitStalled error), or still progresses.
+// A status computed for an older generation says nothing yet.
+func verdict(gwd *drainv1.GatewayDrain, g goal) (done bool, err error) {
+	if gwd.Status.ObservedGeneration < gwd.Generation {
+		return false, nil
+	}
+	conds := gwd.Status.Conditions
+	stalled := meta.FindStatusCondition(conds, drainv1.ConditionStalled)
+	isStalled := stalled != nil && stalled.Status == metav1.ConditionTrue
+	switch g {
+	case drained:
+		switch {
+		case meta.IsStatusConditionTrue(conds, drainv1.ConditionDrained):
+			return true, nil
+		case isStalled:
+			return false, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s/%s stalled (%s): %s", gwd.Namespace, gwd.Name, stalled.Reason, stalled.Message)}
+		case gwd.Spec.Action == drainv1.ActionCancel:
+			return false, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s/%s was cancelled", gwd.Namespace, gwd.Name)}
+		}
+	case released:
+		ready := meta.FindStatusCondition(conds, drainv1.ConditionReady)
+		switch {
+		case ready != nil && ready.Status == metav1.ConditionTrue && ready.Reason == drainv1.ReasonReleased:
+			return true, nil
+		case isStalled && stalled.Reason == drainv1.ReasonDeadlineExceeded:
+			return !meta.IsStatusConditionTrue(conds, drainv1.ConditionReconciling), nil
+		case isStalled: // nothing was ever drained (no targets, bad selector)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// follow re-reads the drain until it reaches the goal, showing it as it
+// goes: the table redrawn in place on a terminal, else a line each time what
+// it waits for changes. timeout 0 waits as long as the drain may take (its
+// deadline is at most 24h). It returns nil at the goal, an exitStalled or
+// exitTimedOut error naming what blocks, or the API's error.
+func (o *options) follow(ctx context.Context, c client.Client, key client.ObjectKey, g goal, timeout time.Duration) error {
+	waitCtx, cancel := context.WithCancel(ctx)
+	if timeout > 0 {
+		waitCtx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	shown := ""
+	for {
+		obs, err := gatewaydrain.Observe(waitCtx, c, key)
+		switch {
+		case apierrors.IsNotFound(err):
+			return &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s was deleted", key)}
+		case errors.Is(waitCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			return &exitCode{exitTimedOut, fmt.Sprintf("gave up waiting after %s: %s", timeout, shown)}
+		case err != nil:
+			return err
+		}
+		if o.live {
+			o.redraw(obs)
+		}
+		if line := progressLine(obs.GatewayDrain); line != shown {
+			if !o.live {
+				fmt.Fprintf(o.Out, "%s %s\n", time.Now().Format(time.TimeOnly), line)
+			}
+			shown = line
+		}
+		if done, err := verdict(obs.GatewayDrain, g); done || err != nil {
+			return err
+		}
+		if err := o.sleep(waitCtx); err != nil && ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// redraw clears the terminal and draws the drain's table.
+func (o *options) redraw(obs *gatewaydrain.Observed) {
+	fmt.Fprint(o.Out, "\033[H\033[2J")
+	_ = drainview.Drain(o.Out, obs.GatewayDrain, obs.Targets, time.Now())
+}
+
+// progressLine is the drain's progress and what it waits for, in one line:
+// the Drained condition's message names the pods that block it.
+func progressLine(gwd *drainv1.GatewayDrain) string {
+	if gwd.Status.ObservedGeneration < gwd.Generation {
+		return fmt.Sprintf("%s/%s: waiting for the operator to act on the change (generation %d)", gwd.Namespace, gwd.Name, gwd.Generation)
+	}
+	line := fmt.Sprintf("%s/%s %s drained", gwd.Namespace, gwd.Name, gwd.Status.Progress)
+	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil {
+		line += fmt.Sprintf(", Drained=%s %s", c.Status, c.Reason)
+		if c.Message != "" {
+			line += ": " + marker.Shorten(c.Message, 4*drainview.MessageWidth)
+		}
+	}
+	return line
+}

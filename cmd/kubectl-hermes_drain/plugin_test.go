@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+)
+
+func cond(typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+	return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: typ + " " + reason}
+}
+
+func TestVerdict(t *testing.T) {
+	const T, F = metav1.ConditionTrue, metav1.ConditionFalse
+	for _, tc := range []struct {
+		name       string
+		goal       goal
+		action     drainv1.DrainAction
+		observed   int64
+		conditions []metav1.Condition
+		done       bool
+		exit       int
+	}{
+		{"drained", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", T, "Drained")}, true, 0},
+		{"progressing", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "Progressing"), cond("Stalled", F, "Progressing")}, false, 0},
+		{"a status of an older generation says nothing", drained, drainv1.ActionDrain, 0, []metav1.Condition{cond("Drained", T, "Drained")}, false, 0},
+		{"no targets", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "NoTargets"), cond("Stalled", T, "NoTargets")}, false, exitStalled},
+		{"deadline", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "DeadlineExceeded"), cond("Stalled", T, "DeadlineExceeded")}, false, exitStalled},
+		{"cancelled while waited on", drained, drainv1.ActionCancel, 1, []metav1.Condition{cond("Drained", F, "Cancelled"), cond("Ready", F, "Releasing")}, false, exitStalled},
+		{"released", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Ready", T, "Released")}, true, 0},
+		{"releasing", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Ready", F, "Releasing")}, false, 0},
+		{"withdrawn by the deadline, still releasing", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Stalled", T, "DeadlineExceeded"), cond("Reconciling", T, "Progressing")}, false, 0},
+		{"withdrawn by the deadline, released", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Stalled", T, "DeadlineExceeded"), cond("Reconciling", F, "Succeeded")}, true, 0},
+		{"nothing was ever drained", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Stalled", T, "NoTargets")}, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gwd := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Action: tc.action}}
+			gwd.Generation, gwd.Status.ObservedGeneration, gwd.Status.Conditions = 1, tc.observed, tc.conditions
+			done, err := verdict(gwd, tc.goal)
+			var exit *exitCode
+			switch {
+			case done != tc.done:
+				t.Errorf("done %v, want %v", done, tc.done)
+			case tc.exit == 0 && err != nil:
+				t.Errorf("unexpected error %v", err)
+			case tc.exit != 0 && (!errors.As(err, &exit) || exit.code != tc.exit):
+				t.Errorf("error %v, want exit %d", err, tc.exit)
+			case tc.exit == exitStalled && strings.Contains(tc.name, "deadline") && !strings.Contains(err.Error(), "Stalled DeadlineExceeded"):
+				t.Errorf("the error does not carry the condition's message: %v", err)
+			}
+		})
+	}
+}
+
+func TestNewGatewayDrain(t *testing.T) {
+	gwd, err := newGatewayDrain(drainFlags{selector: "app=hermes-gateway,tier in (a,b)", timeout: 90 * time.Minute, container: "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gwd.Name != "" || gwd.GenerateName != "drain-" || gwd.Spec.Timeout.Duration != 90*time.Minute || gwd.Spec.Container != "gateway" ||
+		gwd.Spec.Selector.MatchLabels["app"] != "hermes-gateway" || len(gwd.Spec.Selector.MatchExpressions) != 1 {
+		t.Errorf("got %+v", gwd)
+	}
+	if gwd, _ := newGatewayDrain(drainFlags{selector: "app=x", name: "before-upgrade"}); gwd.Name != "before-upgrade" || gwd.GenerateName != "" || gwd.Spec.Timeout != nil {
+		t.Errorf("named: %+v", gwd)
+	}
+	for _, bad := range []string{"", "app in (", "!!"} {
+		if _, err := newGatewayDrain(drainFlags{selector: bad}); err == nil {
+			t.Errorf("-l %q accepted", bad)
+		}
+	}
+}
+
+// fakeDrain is a drain of two targets, gw-0 Drained and gw-1 Draining,
+// with the status the operator would write.
+func fakeDrain(t *testing.T, drainedCondition metav1.ConditionStatus) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := drainv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	gwd := &drainv1.GatewayDrain{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "hermes", Name: "up", UID: "uid-up", Generation: 1},
+		Spec:       drainv1.GatewayDrainSpec{Action: drainv1.ActionDrain},
+		Status: drainv1.GatewayDrainStatus{
+			ObservedGeneration: 1, Progress: "1/2", Counts: drainv1.TargetCounts{Targets: 2, Drained: 1, Draining: 1},
+			Conditions: []metav1.Condition{{Type: drainv1.ConditionDrained, Status: drainedCondition, Reason: "Progressing",
+				Message: "waiting for 1 of 2 targets: gw-1 (Draining: 2 turns in flight)"}},
+		},
+	}
+	two := int32(2)
+	slice := &drainv1.TargetSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "hermes", Name: "up-0", Labels: map[string]string{drainv1.GatewayDrainLabel: "up"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "drain.hermes.dev/v1alpha1", Kind: "GatewayDrain", Name: "up", UID: "uid-up", Controller: ptr.To(true)}}},
+		Targets: []drainv1.Target{
+			{PodName: "gw-0", State: drainv1.TargetDrained},
+			{PodName: "gw-1", State: drainv1.TargetDraining, GatewayState: "draining", ActiveAgents: &two, Message: "2 turns in flight"},
+		},
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(gwd, slice).WithStatusSubresource(gwd).Build()
+}
+
+func TestFollowRedrawsTheTableOnATerminalAndAppendsLinesElsewhere(t *testing.T) {
+	key := client.ObjectKey{Namespace: "hermes", Name: "up"}
+	for _, live := range []bool{true, false} {
+		var out bytes.Buffer
+		o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond, live: live}
+		if err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionTrue), key, drained, 0); err != nil {
+			t.Fatal(err)
+		}
+		redrawn := strings.HasPrefix(out.String(), "\033[H\033[2J") && strings.Contains(out.String(), "gw-1   Draining")
+		lines := strings.Count(out.String(), "\n")
+		if live && !redrawn || !live && (redrawn || lines != 1 || !strings.Contains(out.String(), "hermes/up 1/2 drained, Drained=True")) {
+			t.Errorf("live %v:\n%q", live, out.String())
+		}
+	}
+}
+
+func TestFollowGivesUpNamingWhatBlocks(t *testing.T) {
+	var out bytes.Buffer
+	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
+	err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "up"}, drained, 20*time.Millisecond)
+	var exit *exitCode
+	if !errors.As(err, &exit) || exit.code != exitTimedOut || !strings.Contains(err.Error(), "gw-1 (Draining: 2 turns in flight)") {
+		t.Errorf("got %v", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Errorf("want one line for a status that never changed, got %d:\n%s", n, out.String())
+	}
+	err = o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "gone"}, drained, 0)
+	if !errors.As(err, &exit) || exit.code != exitStalled {
+		t.Errorf("a drain that is not there: %v", err)
+	}
+}
