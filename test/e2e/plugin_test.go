@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -98,6 +100,22 @@ func TestPluginPreviewDrainStatusCancel(t *testing.T) {
 		}
 	}
 
+	// A user who may read but not exec gets the same preview without the
+	// gateways' own state, told why; and may not drain.
+	viewer := readOnlyUser(t, ns)
+	out, _, code = hermesDrain(t, ns, "preview", "-l", "app=hermes-gateway", "--as", viewer, "-o", "json")
+	var notRead struct {
+		Targets int    `json:"targets"`
+		Read    bool   `json:"read"`
+		NotRead string `json:"notRead"`
+	}
+	if err := json.Unmarshal([]byte(out), &notRead); code != 0 || err != nil || notRead.Targets != 3 || notRead.Read || !strings.Contains(notRead.NotRead, "pods/exec") {
+		t.Errorf("preview as %s: exit %d, %v, %+v", viewer, code, err, notRead)
+	}
+	if _, stderr, code := hermesDrain(t, ns, "drain", "-l", "app=hermes-gateway", "--as", viewer); code != 1 || !strings.Contains(stderr, "forbidden") {
+		t.Errorf("drain as %s: exit %d, %q", viewer, code, stderr)
+	}
+
 	// drain, then a wait that gives up while turns are in flight (exit 3),
 	// then one that sees it Drained.
 	if out, _, code := hermesDrain(t, ns, "drain", "-l", "app=hermes-gateway", "--name", "upgrade"); code != 0 || !strings.Contains(out, "gatewaydrain.drain.hermes.dev/upgrade created") {
@@ -157,4 +175,28 @@ func TestPluginPreviewDrainStatusCancel(t *testing.T) {
 	if _, stderr, code := hermesDrain(t, ns, "drain", "-l", "", "--name", "everything"); code != 1 || !strings.Contains(stderr, "selects every pod") {
 		t.Errorf("drain with an empty selector: exit %d, %q", code, stderr)
 	}
+}
+
+// readOnlyUser is a service account of ns that may read pods, GatewayDrains
+// and TargetSlices, and nothing more (no pods/exec, no create): the name to
+// impersonate with --as.
+func readOnlyUser(t *testing.T, ns string) string {
+	t.Helper()
+	ctx := context.Background()
+	objs := []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{drainv1.GroupVersion.Group}, Resources: []string{"gatewaydrains", "targetslices"}, Verbs: []string{"get", "list", "watch"}},
+		}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "viewer"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "viewer"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: "viewer"}}},
+	}
+	for _, o := range objs {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return "system:serviceaccount:" + ns + ":viewer"
 }
