@@ -88,14 +88,14 @@ func TestDeleteRemovesMarkersThenTheObject(t *testing.T) {
 	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
 	own := map[string]string{"namespace": ns, "name": "d"}
 	testenv.Eventually(t, wait, func() (bool, string) {
-		drained, _ := metric(t, "hermes_drain_gatewaydrain_targets", map[string]string{"namespace": ns, "name": "d", "state": "Drained"})
-		cond, _ := metric(t, "hermes_drain_gatewaydrain_condition", map[string]string{"namespace": ns, "name": "d", "type": "Drained", "status": "True"})
+		drained, _ := testenv.Metric(t, "hermes_drain_gatewaydrain_targets", map[string]string{"namespace": ns, "name": "d", "state": "Drained"})
+		cond, _ := testenv.Metric(t, "hermes_drain_gatewaydrain_condition", map[string]string{"namespace": ns, "name": "d", "type": "Drained", "status": "True"})
 		return drained == 1 && cond == 1, fmt.Sprintf("metrics say %v drained targets, Drained=True %v", drained, cond)
 	})
-	if n, _ := metric(t, "hermes_drain_transport_calls_total", map[string]string{"op": "project", "result": "written"}); n < 1 {
+	if n, _ := testenv.Metric(t, "hermes_drain_transport_calls_total", map[string]string{"op": "project", "result": "written"}); n < 1 {
 		t.Errorf("no marker write counted")
 	}
-	if n, _ := metric(t, "hermes_drain_gatewaydrain_drained_seconds", nil); n < 1 {
+	if n, _ := testenv.Metric(t, "hermes_drain_gatewaydrain_drained_seconds", nil); n < 1 {
 		t.Errorf("no drain duration observed")
 	}
 	if got := get(t, gwd); len(got.Finalizers) != 1 || got.Finalizers[0] != "drain.hermes.dev/release-markers" {
@@ -114,10 +114,13 @@ func TestDeleteRemovesMarkersThenTheObject(t *testing.T) {
 		t.Errorf("%d TargetSlices left by the deleted drain (%v)", len(left.Items), err)
 	}
 	testenv.Eventually(t, wait, func() (bool, string) {
-		_, targets := metric(t, "hermes_drain_gatewaydrain_targets", own)
-		_, conds := metric(t, "hermes_drain_gatewaydrain_condition", own)
+		_, targets := testenv.Metric(t, "hermes_drain_gatewaydrain_targets", own)
+		_, conds := testenv.Metric(t, "hermes_drain_gatewaydrain_condition", own)
 		return !targets && !conds, "the deleted drain's series are still exported"
 	})
+	if n, ok := testenv.Metric(t, "hermes_drain_markers_left_total", map[string]string{"namespace": ns}); !ok || n != 0 {
+		t.Errorf("markers left %v (exported: %v), want 0: every marker was removed", n, ok)
+	}
 }
 
 func TestDeleteLetsGoOfAnUnreachablePod(t *testing.T) {
@@ -136,6 +139,11 @@ func TestDeleteLetsGoOfAnUnreachablePod(t *testing.T) {
 	testenv.Eventually(t, wait, func() (bool, string) {
 		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
 		return err != nil, "deletion still blocked"
+	})
+	// Counted once the finalizer's removal returns: a moment after the object is gone.
+	testenv.Eventually(t, wait, func() (bool, string) {
+		n, _ := testenv.Metric(t, "hermes_drain_markers_left_total", map[string]string{"namespace": ns})
+		return n == 1, fmt.Sprintf("markers left %v, want 1", n)
 	})
 }
 
@@ -323,7 +331,7 @@ func TestDeletingIsNotAReconcileError(t *testing.T) {
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
 	g.waitHonoured(true)
-	errorsBefore, _ := metric(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": "gatewaydrain"})
+	errorsBefore, _ := testenv.Metric(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": "gatewaydrain"})
 	if err := k8s.Delete(context.Background(), gwd); err != nil {
 		t.Fatal(err)
 	}
@@ -335,10 +343,10 @@ func TestDeletingIsNotAReconcileError(t *testing.T) {
 	// the fix, on the retry of the failed status write).
 	own := map[string]string{"namespace": ns, "name": "d"}
 	testenv.Eventually(t, wait, func() (bool, string) {
-		_, targets := metric(t, "hermes_drain_gatewaydrain_targets", own)
+		_, targets := testenv.Metric(t, "hermes_drain_gatewaydrain_targets", own)
 		return !targets, "the deleted drain's series are still exported"
 	})
-	if after, _ := metric(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": "gatewaydrain"}); after != errorsBefore {
+	if after, _ := testenv.Metric(t, "controller_runtime_reconcile_errors_total", map[string]string{"controller": "gatewaydrain"}); after != errorsBefore {
 		t.Errorf("deleting the drain counted %v reconcile errors", after-errorsBefore)
 	}
 }

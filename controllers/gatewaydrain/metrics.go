@@ -17,36 +17,64 @@ var (
 		Name: "hermes_drain_gatewaydrain_targets",
 		Help: "The GatewayDrain's targets by state.",
 	}, []string{"namespace", "name", "state"})
+	// The drain's age and whether it stands are what an alert on a drain
+	// that is late needs: a drain's conditions alone cannot tell one still
+	// draining from one being released after a cancel, and an age taken
+	// from an alert's `for` would start again with every restart of the
+	// operator.
+	drainCreated = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hermes_drain_gatewaydrain_created_timestamp_seconds",
+		Help: "When the GatewayDrain was created, in seconds since the epoch.",
+	}, []string{"namespace", "name"})
+	drainStanding = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hermes_drain_gatewaydrain_standing",
+		Help: "1 while the GatewayDrain stands; 0 once it is cancelled, deleted or past its deadline.",
+	}, []string{"namespace", "name"})
 	drainSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "hermes_drain_gatewaydrain_drained_seconds",
 		Help:    "From a GatewayDrain's creation to its Drained condition first turning True.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1 s to about 2.3 h
 	})
+	markersLeft = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_drain_markers_left_total",
+		Help: "Targets whose marker a deleted GatewayDrain let go of without seeing it removed (--release-timeout passed without progress), by namespace.",
+	}, []string{"namespace"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(drainCondition, drainTargets, drainSeconds)
+	metrics.Registry.MustRegister(drainCondition, drainTargets, drainCreated, drainStanding, drainSeconds, markersLeft)
+}
+
+// targetStates are the states of a target, as the API enumerates them.
+var targetStates = []drainv1.TargetState{
+	drainv1.TargetPending, drainv1.TargetLeavingTraffic, drainv1.TargetDraining, drainv1.TargetDrained,
+	drainv1.TargetReleased, drainv1.TargetRestarted, drainv1.TargetConflict, drainv1.TargetFailed,
 }
 
 // recordMetrics sets the drain's per-object series from its status.
-func recordMetrics(gwd *drainv1.GatewayDrain) {
+func recordMetrics(d *drain) {
+	gwd := d.gwd
 	for _, c := range gwd.Status.Conditions {
 		for _, s := range []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown} {
-			v := 0.0
-			if c.Status == s {
-				v = 1
-			}
-			drainCondition.WithLabelValues(gwd.Namespace, gwd.Name, c.Type, string(s)).Set(v)
+			drainCondition.WithLabelValues(gwd.Namespace, gwd.Name, c.Type, string(s)).Set(oneIf(c.Status == s))
 		}
 	}
 	counts := gwd.Status.Counts
-	for state, n := range map[drainv1.TargetState]int32{
-		drainv1.TargetPending: counts.Pending, drainv1.TargetDraining: counts.Draining, drainv1.TargetDrained: counts.Drained,
-		drainv1.TargetReleased: counts.Released, drainv1.TargetRestarted: counts.Restarted,
-		drainv1.TargetConflict: counts.Conflict, drainv1.TargetFailed: counts.Failed,
-	} {
-		drainTargets.WithLabelValues(gwd.Namespace, gwd.Name, string(state)).Set(float64(n))
+	for _, state := range targetStates {
+		drainTargets.WithLabelValues(gwd.Namespace, gwd.Name, string(state)).Set(float64(*countOf(&counts, state)))
 	}
+	drainCreated.WithLabelValues(gwd.Namespace, gwd.Name).Set(float64(gwd.CreationTimestamp.Unix()))
+	drainStanding.WithLabelValues(gwd.Namespace, gwd.Name).Set(oneIf(d.withdrawn == ""))
+	// The namespace's counter is exported at 0 from its first drain on, so
+	// that the first markers left there are an increase an alert can see.
+	markersLeft.WithLabelValues(gwd.Namespace).Add(0)
+}
+
+func oneIf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // forgetMetrics removes a drain's per-object series once it is gone.
@@ -54,4 +82,6 @@ func forgetMetrics(namespace, name string) {
 	labels := prometheus.Labels{"namespace": namespace, "name": name}
 	drainCondition.DeletePartialMatch(labels)
 	drainTargets.DeletePartialMatch(labels)
+	drainCreated.DeletePartialMatch(labels)
+	drainStanding.DeletePartialMatch(labels)
 }

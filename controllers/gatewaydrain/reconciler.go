@@ -185,7 +185,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 			return
 		}
 		computeStatus(gwd, d, stalled)
-		recordMetrics(gwd)
+		recordMetrics(d)
 		// The targets first, then the status that counts them: a status
 		// never describes targets that were not written. Each write is
 		// locked by the resourceVersion that was read: a reconcile that
@@ -335,9 +335,12 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 	r.written.forget(gwd.UID)
 	patch := client.MergeFromWithOptions(gwd.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(gwd, Finalizer)
-	if err := r.Patch(ctx, gwd, patch); client.IgnoreNotFound(err) != nil {
+	switch err := r.Patch(ctx, gwd, patch); {
+	case err == nil:
+		markersLeft.WithLabelValues(gwd.Namespace).Add(float64(len(left)))
+	case !apierrors.IsNotFound(err):
 		return false, err
-	}
+	} // not found: a reconcile before this one let go, and counted what it left
 	forgetMetrics(gwd.Namespace, gwd.Name)
 	return true, nil
 }
