@@ -69,10 +69,7 @@ const maxReply = 1 << 20
 // Call makes one of the three calls.
 func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call calls.AgentCall) (_ calls.Observation, err error) {
 	result := "transport"
-	defer func(start time.Time) {
-		callSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
-		callsTotal.WithLabelValues(op, result).Inc()
-	}(time.Now())
+	defer countCall("agent", op, time.Now(), &result)
 
 	token, err := a.token.Token()
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken/satokentest"
+	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
@@ -226,5 +227,35 @@ func TestWithoutATokenForAgentsExecServes(t *testing.T) {
 	f.router.Exec = nil
 	if _, err := f.router.Read(context.Background(), gw0, ""); err == nil || !strings.Contains(err.Error(), "no token for agents") {
 		t.Errorf("read with neither: %v", err)
+	}
+}
+
+// Each call is counted, and timed, under the transport the router sent it
+// through: the agent for a pod that declares one, exec for one that does
+// not.
+func TestCallsAreCountedByTheirTransport(t *testing.T) {
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "gw-1", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "gateway"}}}}
+	f := newAgentFixture(t, plain)
+	f.router.Exec = transport.NewProgram(transport.LocalRunner{}, "/proc")
+	counted := func(tr string) (calls, timed float64) {
+		calls, _ = testenv.Metric(t, "hermes_drain_transport_calls_total", map[string]string{"transport": tr, "op": "read", "result": "read"})
+		timed, _ = testenv.Metric(t, "hermes_drain_transport_call_seconds", map[string]string{"transport": tr, "op": "read"})
+		return calls, timed
+	}
+	agentCalls, agentTimed := counted("agent")
+	execCalls, execTimed := counted("exec")
+
+	ctx := context.Background()
+	if _, err := f.router.Read(ctx, gw0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.router.Read(ctx, calls.Pod{Namespace: "team-a", Name: "gw-1", Container: "gateway"}, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if c, s := counted("agent"); c != agentCalls+1 || s != agentTimed+1 {
+		t.Errorf("through the agent: %v calls, %v timed; want %v, %v", c, s, agentCalls+1, agentTimed+1)
+	}
+	if c, s := counted("exec"); c != execCalls+1 || s != execTimed+1 {
+		t.Errorf("through exec: %v calls, %v timed; want %v, %v", c, s, execCalls+1, execTimed+1)
 	}
 }

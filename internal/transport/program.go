@@ -56,10 +56,7 @@ func (p *Program) Read(ctx context.Context, pod calls.Pod, home string) (calls.O
 
 func (p *Program) call(ctx context.Context, pod calls.Pod, op, home string, args ...string) (_ calls.Observation, err error) {
 	result := "transport"
-	defer func(start time.Time) {
-		callSeconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
-		callsTotal.WithLabelValues(op, result).Inc()
-	}(time.Now())
+	defer countCall("exec", op, time.Now(), &result)
 
 	nonce := calls.NewNonce()
 	argv := append([]string{"sh", "-c", program, "hermes-drain", op, home, p.procRoot, nonce}, args...)
