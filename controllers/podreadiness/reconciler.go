@@ -295,8 +295,10 @@ func (r *Reconciler) forget(key types.NamespacedName) {
 // at at once when it appears or its containers change (a new pod must not
 // wait for its gate: it gates rollouts), when a GatewayDrain targeting it
 // turns, and when its entry in a TargetSlice changes; otherwise on its own
-// schedule. Our own condition writes do not wake it.
+// schedule. Our own condition writes do not wake it. The gated pods of the
+// manager's cache are counted by gate status on each scrape, once elected.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	gates.countFrom(mgr.GetCache(), mgr.Elected())
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podreadiness").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 1)}).
