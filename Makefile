@@ -74,13 +74,14 @@ plugin: ## Build the kubectl plugin into bin/kubectl-hermes_drain (put bin/ on P
 	$(GO_BUILD) -o $(BIN)/kubectl-hermes_drain ./cmd/kubectl-hermes_drain
 
 .PHONY: image
-image: test-packages ## Write the operator, agent, pause and test-gateway images as tarballs into bin/images (no Docker engine needed).
+image: test-packages $(BIN)/kubectl ## Write the operator, agent, pause, test-gateway and kubectl images as tarballs into bin/images (no Docker engine needed).
 	$(GO_BUILD) -o $(BIN)/manager ./cmd/manager
 	$(GO_BUILD) -o $(BIN)/hermes-drain-agent ./cmd/hermes-drain-agent
 	$(GO_BUILD) -o $(BIN)/pause ./hack/pause
 	$(GO_BUILD) -o $(BIN)/gatewaysim ./test/gatewaysim/cmd/gatewaysim
 	go run ./hack/image --out $(BIN)/images --manager $(BIN)/manager --agent $(BIN)/hermes-drain-agent --pause $(BIN)/pause \
-		--gatewaysim $(BIN)/gatewaysim --busybox "$$(command -v busybox)"
+		--gatewaysim $(BIN)/gatewaysim --busybox "$$(command -v busybox)" \
+		--kubectl $(BIN)/kubectl --kubectl-ref registry.k8s.io/kubectl:$(K8S_VERSION)
 
 .PHONY: demo
 demo: cluster-tools build ## Drain five simulated gateways on a local cluster, cancel, tear down (about a minute warm).

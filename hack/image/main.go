@@ -2,18 +2,21 @@
 // `ctr images import` (or `docker load`, `kind load image-archive`) takes,
 // without a Docker engine: static binaries laid onto an empty base.
 //
-//	go run ./hack/image --out DIR --manager BIN --agent BIN --pause BIN --gatewaysim BIN --busybox BIN
+//	go run ./hack/image --out DIR --manager BIN --agent BIN --pause BIN --gatewaysim BIN --busybox BIN --kubectl BIN --kubectl-ref REF
 //
 // It writes DIR/hermes-drain-operator.tar (the operator, as in Dockerfile),
-// DIR/pause.tar (the real node's sandbox) and DIR/hermes-gateway-sim.tar (a
+// DIR/pause.tar (the real node's sandbox), DIR/hermes-gateway-sim.tar (a
 // test gateway: busybox for sh, cat, mv and the rest the in-container
 // program needs, and the gateway simulator running as the upstream gateway
-// does: uid 10000, HERMES_HOME /opt/data).
+// does: uid 10000, HERMES_HOME /opt/data) and DIR/kubectl.tar (the pinned
+// kubectl under the name of the upstream image, registry.k8s.io/kubectl,
+// which docs/rollout.md's Helm hooks run: the real node cannot pull it).
 package main
 
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -72,7 +75,9 @@ type file struct {
 
 // binaries are the static binaries the images hold.
 type binaries struct {
-	manager, agent, pause, gatewaysim, busybox string
+	manager, agent, pause, gatewaysim, busybox, kubectl string
+	// kubectlRef is the kubectl image's name and tag.
+	kubectlRef string
 }
 
 func main() {
@@ -83,17 +88,19 @@ func main() {
 	flag.StringVar(&b.pause, "pause", "", "the static pause binary")
 	flag.StringVar(&b.gatewaysim, "gatewaysim", "", "the static gateway simulator binary")
 	flag.StringVar(&b.busybox, "busybox", "/usr/bin/busybox", "a static busybox (Debian package busybox-static)")
+	flag.StringVar(&b.kubectl, "kubectl", "", "the static kubectl binary")
+	flag.StringVar(&b.kubectlRef, "kubectl-ref", "", "the kubectl image's name, as registry.k8s.io/kubectl:VERSION")
 	flag.Parse()
 	if err := run(*out, b); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("wrote %s/{%s,%s,pause,%s}.tar (tag %s)\n", *out, operatorName, agentName, gatewayName, Tag)
+	fmt.Printf("wrote %s/{%s,%s,pause,%s}.tar (tag %s) and %s/kubectl.tar (%s)\n", *out, operatorName, agentName, gatewayName, Tag, *out, b.kubectlRef)
 }
 
 func run(out string, b binaries) error {
-	if b.manager == "" || b.agent == "" || b.pause == "" || b.gatewaysim == "" {
-		return fmt.Errorf("--manager, --agent, --pause and --gatewaysim are required")
+	if b.manager == "" || b.agent == "" || b.pause == "" || b.gatewaysim == "" || b.kubectl == "" || b.kubectlRef == "" {
+		return fmt.Errorf("--manager, --agent, --pause, --gatewaysim, --kubectl and --kubectl-ref are required")
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
@@ -102,26 +109,29 @@ func run(out string, b binaries) error {
 		name   string
 		files  []file
 		config v1.Config
+		ref    string // default name:Tag
 	}{
 		{operatorName, []file{{path: operatorBinary, mode: 0o755, source: b.manager}},
-			v1.Config{Entrypoint: []string{operatorBinary}, User: operatorUser}},
+			v1.Config{Entrypoint: []string{operatorBinary}, User: operatorUser}, ""},
 		{agentName, []file{{path: agentBinary, mode: 0o755, source: b.agent}},
-			v1.Config{Entrypoint: []string{agentBinary}, User: operatorUser}},
+			v1.Config{Entrypoint: []string{agentBinary}, User: operatorUser}, ""},
 		{"pause", []file{{path: "/pause", mode: 0o755, source: b.pause}},
-			v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}},
+			v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, ""},
 		{gatewayName, gatewayFiles(b), v1.Config{
 			Entrypoint: []string{"/usr/local/bin/gatewaysim", "--homes", gatewayHome},
 			User:       gatewayUser,
 			Env:        []string{"HERMES_HOME=" + gatewayHome, "PATH=/usr/local/bin:/bin"},
 			WorkingDir: gatewayHome,
-		}},
+		}, ""},
+		{"kubectl", []file{{path: "/bin/kubectl", mode: 0o755, source: b.kubectl}},
+			v1.Config{Entrypoint: []string{"/bin/kubectl"}, User: operatorUser}, b.kubectlRef},
 	}
 	for _, im := range images {
 		img, err := build(im.files, im.config)
 		if err != nil {
 			return fmt.Errorf("%s: %w", im.name, err)
 		}
-		ref, err := name.ParseReference(im.name + ":" + Tag)
+		ref, err := name.ParseReference(cmp.Or(im.ref, im.name+":"+Tag))
 		if err != nil {
 			return err
 		}

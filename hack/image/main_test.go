@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -67,7 +68,8 @@ func TestImagesHoldWhatTheyClaim(t *testing.T) {
 		return p
 	}
 	out := filepath.Join(dir, "images")
-	bins := binaries{manager: bin("manager"), agent: bin("agent"), pause: bin("pause"), gatewaysim: bin("gatewaysim"), busybox: bin("busybox")}
+	bins := binaries{manager: bin("manager"), agent: bin("agent"), pause: bin("pause"), gatewaysim: bin("gatewaysim"), busybox: bin("busybox"),
+		kubectl: bin("kubectl"), kubectlRef: "registry.k8s.io/kubectl:v1.36.3"}
 	if err := run(out, bins); err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +82,22 @@ func TestImagesHoldWhatTheyClaim(t *testing.T) {
 		{operatorName, operatorBinary, operatorUser, map[string]string{"manager": "755 0"}},
 		{agentName, agentBinary, operatorUser, map[string]string{"hermes-drain-agent": "755 0"}},
 		{"pause", "/pause", "65535:65535", map[string]string{"pause": "755 0"}},
+		{"kubectl", "/bin/kubectl", operatorUser, map[string]string{"bin/kubectl": "755 0"}},
 		{gatewayName, "/usr/local/bin/gatewaysim", gatewayUser, map[string]string{
 			"usr/local/bin/gatewaysim": "755 0", "usr/local/bin/hermes-drain-agent": "755 0", "bin/busybox": "755 0", "bin/sh": "-> busybox",
 			"bin/head": "-> busybox", "bin/sync": "-> busybox", "bin/ln": "-> busybox",
 			"opt/data/": "755 10000", "tmp/": "1777 0",
 		}},
 	} {
-		img, err := tarball.ImageFromPath(filepath.Join(out, tc.image+".tar"), nil)
+		ref := tc.image + ":" + Tag
+		if tc.image == "kubectl" {
+			ref = bins.kubectlRef
+		}
+		tag, err := name.NewTag(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := tarball.ImageFromPath(filepath.Join(out, tc.image+".tar"), &tag)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.image, err)
 		}
@@ -132,7 +143,7 @@ func TestImagesHoldWhatTheyClaim(t *testing.T) {
 	if err := run(again, bins); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{operatorName, agentName, "pause", gatewayName} {
+	for _, name := range []string{operatorName, agentName, "pause", gatewayName, "kubectl"} {
 		a, _ := os.ReadFile(filepath.Join(out, name+".tar"))
 		b, _ := os.ReadFile(filepath.Join(again, name+".tar"))
 		if string(a) != string(b) {

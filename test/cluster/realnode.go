@@ -127,7 +127,7 @@ func (c *Cluster) startRealNode(ctx context.Context) error {
 	if err := c.waitFor(ctx, "containerd to answer", 30*time.Second, containerd, func() bool { _, err := c.ctr("version"); return err == nil }); err != nil {
 		return err
 	}
-	for _, image := range []string{"pause", "hermes-gateway-sim", "hermes-drain-operator", "hermes-drain-agent"} {
+	for _, image := range []string{"pause", "hermes-gateway-sim", "hermes-drain-operator", "hermes-drain-agent", "kubectl"} {
 		if out, err := c.ctr("images", "import", filepath.Join(c.Bin, "images", image+".tar")); err != nil {
 			return fmt.Errorf("importing %s (run `make image`): %w: %s", image, err, out)
 		}
