@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -73,7 +74,10 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 		waitCtx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
-	shown := ""
+	// waiting is what the drain last waited for while it progressed: a
+	// drain withdrawn by its deadline releases every target, and its status
+	// no longer names the pods that kept it from Drained.
+	shown, waiting := "", ""
 	for {
 		obs, err := gatewaydrain.Observe(waitCtx, c, key)
 		switch {
@@ -93,8 +97,16 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 			}
 			shown = line
 		}
-		if done, err := verdict(obs.GatewayDrain, g); done || err != nil {
+		done, err := verdict(obs.GatewayDrain, g)
+		var stalled *exitCode
+		if errors.As(err, &stalled) && waiting != "" && !strings.Contains(stalled.msg, waiting) {
+			stalled.msg += "; before that it was " + waiting
+		}
+		if done || err != nil {
 			return err
+		}
+		if c := meta.FindStatusCondition(obs.Status.Conditions, drainv1.ConditionDrained); c != nil && c.Reason == drainv1.ReasonProgressing {
+			waiting = c.Message
 		}
 		if err := o.sleep(waitCtx); err != nil && ctx.Err() != nil {
 			return err

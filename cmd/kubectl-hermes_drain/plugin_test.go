@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 )
@@ -142,5 +143,35 @@ func TestFollowGivesUpNamingWhatBlocks(t *testing.T) {
 	err = o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "gone"}, drained, 0)
 	if !errors.As(err, &exit) || exit.code != exitStalled {
 		t.Errorf("a drain that is not there: %v", err)
+	}
+}
+
+// A drain withdrawn by its deadline releases every target: its status no
+// longer names the pods that kept it from Drained, so the error names the
+// ones it last waited for.
+func TestFollowNamesWhatBlockedADrainItsDeadlineWithdrew(t *testing.T) {
+	reads := 0
+	base := fakeDrain(t, metav1.ConditionFalse)
+	c := interceptor.NewClient(base.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			err := c.Get(ctx, key, obj, opts...)
+			if gwd, ok := obj.(*drainv1.GatewayDrain); ok && err == nil {
+				if reads++; reads > 1 {
+					gwd.Status.Conditions = []metav1.Condition{
+						{Type: drainv1.ConditionDrained, Status: metav1.ConditionFalse, Reason: drainv1.ReasonDeadlineExceeded, Message: "drain deadline exceeded: all 2 targets released"},
+						{Type: drainv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: drainv1.ReasonDeadlineExceeded, Message: "the deadline (1m0s after the drain started) passed; drain deadline exceeded: all 2 targets released"},
+					}
+				}
+			}
+			return err
+		},
+	})
+	var out bytes.Buffer
+	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
+	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, drained, 0)
+	var exit *exitCode
+	if !errors.As(err, &exit) || exit.code != exitStalled || !strings.Contains(err.Error(), "stalled (DeadlineExceeded)") ||
+		!strings.Contains(err.Error(), "before that it was waiting for 1 of 2 targets: gw-1 (Draining: 2 turns in flight)") {
+		t.Errorf("got %v", err)
 	}
 }
