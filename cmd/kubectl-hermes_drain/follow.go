@@ -77,7 +77,7 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 	// waiting is what the drain last waited for while it progressed: a
 	// drain withdrawn by its deadline releases every target, and its status
 	// no longer names the pods that kept it from Drained.
-	shown, waiting := "", ""
+	shown, waiting, drawn := "", "", ""
 	for {
 		obs, err := gatewaydrain.Observe(waitCtx, c, key)
 		switch {
@@ -89,7 +89,7 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 			return err
 		}
 		if o.live {
-			o.redraw(obs)
+			drawn = o.redraw(obs, drawn)
 		}
 		if line := progressLine(obs.GatewayDrain); line != shown {
 			if !o.live {
@@ -114,10 +114,15 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 	}
 }
 
-// redraw clears the terminal and draws the drain's table.
-func (o *options) redraw(obs *gatewaydrain.Observed) {
-	fmt.Fprint(o.Out, "\033[H\033[2J")
-	_ = drainview.Drain(o.Out, obs.GatewayDrain, obs.Targets, time.Now())
+// redraw clears the terminal and draws the drain's table, unless it is the
+// one drawn last; it returns the table on the screen.
+func (o *options) redraw(obs *gatewaydrain.Observed, drawn string) string {
+	var table strings.Builder
+	_ = drainview.Drain(&table, obs.GatewayDrain, obs.Targets, time.Now())
+	if table.String() != drawn {
+		fmt.Fprint(o.Out, "\033[H\033[2J"+table.String())
+	}
+	return table.String()
 }
 
 // progressLine is the drain's progress and what it waits for, in one line:
