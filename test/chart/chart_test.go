@@ -85,7 +85,8 @@ func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unst
 }
 
 func TestLint(t *testing.T) {
-	for _, set := range [][]string{nil, {"replicaCount=3", "watchNamespaces={a,b}", "metrics.serviceMonitor.enabled=true", "metrics.secure=false"}} {
+	for _, set := range [][]string{nil, {"replicaCount=3", "watchNamespaces={a,b}", "metrics.serviceMonitor.enabled=true", "metrics.secure=false",
+		"prometheusRule.enabled=true", "grafanaDashboard.enabled=true"}} {
 		args := []string{"lint", "--strict", chart, "--kube-version", "1.36.3"}
 		for _, s := range set {
 			args = append(args, "--set", s)
@@ -281,6 +282,8 @@ func TestHardenedAndHighlyAvailable(t *testing.T) {
 	}
 	if sm := ofKind(render(t, "metrics.serviceMonitor.enabled=true"), "ServiceMonitor"); len(sm) != 1 {
 		t.Errorf("%d ServiceMonitors", len(sm))
+	} else if endpoints, _, _ := unstructured.NestedSlice(sm[0].Object, "spec", "endpoints"); endpoints[0].(map[string]any)["honorLabels"] != true {
+		t.Errorf("the ServiceMonitor would rename the drains' namespace label exported_namespace: %v", endpoints)
 	}
 }
 
@@ -367,7 +370,9 @@ func TestWrongValuesFailAtInstall(t *testing.T) {
 }
 
 // Everything the chart renders is accepted by a real API server with strict
-// field validation (kubeconform cannot download its schemas here).
+// field validation (kubeconform cannot download its schemas here). The
+// Prometheus Operator's kinds (ServiceMonitor, PrometheusRule) are left out:
+// their CRDs are not installed here.
 func TestManifestsPassServerSideDryRun(t *testing.T) {
 	ctx := context.Background()
 	for _, ns := range []string{"hermes-drain-system", "team-a", "team-b"} {
@@ -380,7 +385,7 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false", "hostNetwork=true", "bindAddress=127.0.0.1", "env[0].name=A", "env[0].value=b"}} {
+	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false", "hostNetwork=true", "bindAddress=127.0.0.1", "env[0].name=A", "env[0].value=b", "grafanaDashboard.enabled=true"}} {
 		args := []string{"template", "hdo", chart, "--namespace", "hermes-drain-system", "--kube-version", "1.36.3"}
 		for _, s := range set {
 			args = append(args, "--set", s)

@@ -29,3 +29,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end }}
+
+{{/*
+A Prometheus duration of days, hours, minutes and seconds ("1h30m") in
+seconds, for an expression that compares it with a timestamp (Prometheus
+reads a duration as a number only from 3.0 on).
+*/}}
+{{- define "hermes-drain-operator.seconds" -}}
+{{- $seconds := 0 -}}
+{{- range regexFindAll "[0-9]+[dhms]" . -1 -}}
+{{- $unit := get (dict "d" 86400 "h" 3600 "m" 60 "s" 1) (trimAll "0123456789" .) -}}
+{{- $seconds = add $seconds (mul (trimAll "dhms" .) $unit) -}}
+{{- end -}}
+{{- $seconds -}}
+{{- end }}
