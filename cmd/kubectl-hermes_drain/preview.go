@@ -107,7 +107,10 @@ func (o *options) preview(ctx context.Context, f drainFlags, read bool) (*previe
 	if err != nil {
 		return nil, err
 	}
-	sel, _ := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector) // parsed by newGatewayDrain
+	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
+	if err != nil {
+		return nil, err
+	}
 	var pods corev1.PodList
 	if err := c.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
 		return nil, err
