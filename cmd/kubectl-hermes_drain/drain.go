@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
@@ -51,17 +50,15 @@ func (o *options) drain(cmd *cobra.Command, f drainFlags) error {
 	if err != nil {
 		return err
 	}
-	if gwd.Namespace, err = o.namespace(); err != nil {
-		return err
-	}
-	c, err := o.client()
+	c, key, err := o.target(gwd.Name)
 	if err != nil {
 		return err
 	}
+	gwd.Namespace = key.Namespace
 	if err := c.Create(cmd.Context(), gwd); err != nil {
 		return err
 	}
-	key := client.ObjectKeyFromObject(gwd)
+	key.Name = gwd.Name // generated when --name was not given
 	if f.output == "" {
 		fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s created\n", gwd.Name)
 	}

@@ -99,14 +99,11 @@ func (o *options) preview(ctx context.Context, f drainFlags, read bool) (*previe
 	if err != nil {
 		return nil, err
 	}
-	ns, err := o.namespace()
+	c, key, err := o.target("")
 	if err != nil {
 		return nil, err
 	}
-	c, err := o.client()
-	if err != nil {
-		return nil, err
-	}
+	ns := key.Namespace
 	sel, err := metav1.LabelSelectorAsSelector(&gwd.Spec.Selector)
 	if err != nil {
 		return nil, err

@@ -76,7 +76,18 @@ func (o *options) restConfig() (*rest.Config, error) {
 	return o.config.ToRESTConfig()
 }
 
-// client is a client for GatewayDrains, TargetSlices and pods.
+// target is a client for GatewayDrains, TargetSlices and pods, and the key
+// of the drain of this name (which may be "") in the namespace: -n, else the
+// kubeconfig context's.
+func (o *options) target(name string) (client.Client, client.ObjectKey, error) {
+	ns, _, err := o.config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, client.ObjectKey{}, err
+	}
+	c, err := o.client()
+	return c, client.ObjectKey{Namespace: ns, Name: name}, err
+}
+
 func (o *options) client() (client.Client, error) {
 	cfg, err := o.restConfig()
 	if err != nil {
@@ -90,12 +101,6 @@ func (o *options) client() (client.Client, error) {
 		return nil, err
 	}
 	return client.New(cfg, client.Options{Scheme: scheme})
-}
-
-// namespace is -n, else the kubeconfig context's namespace.
-func (o *options) namespace() (string, error) {
-	ns, _, err := o.config.ToRawKubeConfigLoader().Namespace()
-	return ns, err
 }
 
 func isTerminal(w io.Writer) bool {

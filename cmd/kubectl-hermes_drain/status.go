@@ -32,18 +32,18 @@ func newStatusCommand(o *options) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
-			if err != nil {
-				return err
-			}
 			if len(args) == 0 {
-				return o.summary(cmd, c, ns, all, output)
+				c, key, err := o.target("")
+				if err != nil {
+					return err
+				}
+				return o.summary(cmd, c, key.Namespace, all, output)
 			}
-			obs, err := gatewaydrain.Observe(cmd.Context(), c, client.ObjectKey{Namespace: ns, Name: args[0]})
+			c, key, err := o.target(args[0])
+			if err != nil {
+				return err
+			}
+			obs, err := gatewaydrain.Observe(cmd.Context(), c, key)
 			if err != nil {
 				return err
 			}

@@ -75,13 +75,3 @@ delete it with kubectl delete gwd NAME, which also releases the gateways.` + "\n
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "With --wait, give up after this long and exit 3")
 	return cmd
 }
-
-// target is the client and the key of the named drain in the namespace.
-func (o *options) target(name string) (client.Client, client.ObjectKey, error) {
-	ns, err := o.namespace()
-	if err != nil {
-		return nil, client.ObjectKey{}, err
-	}
-	c, err := o.client()
-	return c, client.ObjectKey{Namespace: ns, Name: name}, err
-}
