@@ -13,11 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/agent"
@@ -90,17 +93,33 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("the API server's keys verify the operator's tokens: %w", err)
 	}
-	issuer, keys, err := satoken.FromAPIServer(ctx, cfg)
+	s, err := agent.New(opts, log)
 	if err != nil {
 		return err
 	}
-	s, err := agent.New(opts, satoken.NewVerifier(issuer, keys, satoken.AgentAudience, nil), log)
-	if err != nil {
-		return err
-	}
-	log.Info("serving", "home", opts.Home, "listen", opts.Listen, "probes", opts.ProbeListen, "operators", opts.Operators, "issuer", issuer)
+	log.Info("serving", "home", opts.Home, "listen", opts.Listen, "probes", opts.ProbeListen, "operators", opts.Operators, "audience", s.Audience())
+	// Readiness is served at once, and calls as soon as the API server's
+	// keys are known: an agent restarted while the API server is down
+	// keeps its gateway Ready if it is, and does not crash-loop.
+	go trustAPIServer(ctx, cfg, s, log)
 	if err := s.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// trustAPIServer discovers the API server's issuer, retrying with backoff
+// until it answers or ctx ends, then has s verify tokens with its keys.
+func trustAPIServer(ctx context.Context, cfg *rest.Config, s *agent.Server, log logr.Logger) {
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: math.MaxInt32, Cap: 30 * time.Second}
+	_ = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		issuer, keys, err := satoken.Discover(ctx, cfg)
+		if err != nil {
+			log.Info("the API server's keys are not known yet: calls are answered 503 meanwhile", "why", err.Error())
+			return false, nil
+		}
+		s.Trust(issuer, keys)
+		log.Info("serving calls", "issuer", issuer)
+		return true, nil
+	})
 }

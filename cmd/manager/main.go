@@ -16,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -51,7 +52,8 @@ type flags struct {
 	maxConcurrentReconciles int
 	execTimeout             time.Duration
 	exec                    bool
-	agentTokenFile          string
+	agentAccount            string
+	agentTokenLifetime      time.Duration
 	drain                   gatewaydrain.Options
 	readiness               podreadiness.Options
 	orphans                 orphans.Options
@@ -78,7 +80,8 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 	fs.IntVar(&f.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "GatewayDrains reconciled at once")
 	fs.DurationVar(&f.execTimeout, "exec-timeout", 30*time.Second, "bound on one call into a gateway container")
 	fs.BoolVar(&f.exec, "exec", true, "reach gateways without an agent through pods/exec (false: only pods that declare a hermes-drain-agent are reached)")
-	fs.StringVar(&f.agentTokenFile, "agent-token-file", "", `the operator's projected ServiceAccount token for agents (audience hermes-drain-agent); "": pods' agents are not called`)
+	fs.StringVar(&f.agentAccount, "agent-account", "", `the operator's own ServiceAccount (namespace/name), which agents allow and which requests a token for each agent's pod alone; "": pods' agents are not called`)
+	fs.DurationVar(&f.agentTokenLifetime, "agent-token-lifetime", time.Hour, "how long each token for an agent is valid (at least 10m); it is renewed after 80% of that")
 	f.drain.BindFlags(fs)
 	f.readiness.BindFlags(fs)
 	f.orphans.BindFlags(fs)
@@ -97,6 +100,8 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 		options.AtLeastOne("--max-concurrent-reconciles", f.maxConcurrentReconciles),
 		options.PositiveDuration("--exec-timeout", f.execTimeout),
 		options.PositiveDuration("--graceful-shutdown-timeout", f.gracefulShutdownTimeout),
+		options.AtLeastDuration("--agent-token-lifetime", f.agentTokenLifetime, satoken.MinTokenLifetime),
+		options.ServiceAccount("--agent-account", f.agentAccount),
 		options.PositiveDuration("--leader-elect-lease-duration", f.leaseDuration),
 		options.PositiveDuration("--leader-elect-renew-deadline", f.renewDeadline),
 		options.PositiveDuration("--leader-elect-retry-period", f.retryPeriod),
@@ -212,15 +217,23 @@ func newTransport(ctx context.Context, cfg *rest.Config, pods client.Reader, f f
 		}
 		router.Exec = transport.NewProgram(runner, "/proc")
 	}
-	if f.agentTokenFile != "" {
-		issuer, keys, err := satoken.FromAPIServer(ctx, cfg)
+	if f.agentAccount != "" {
+		issuer, keys, err := satoken.Discover(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("agents prove who they are with tokens the API server's keys verify: %w", err)
 		}
-		router.Agent = transport.NewAgent(f.agentTokenFile, satoken.NewVerifier(issuer, keys, satoken.OperatorAudience, nil), f.execTimeout)
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		tokens, err := satoken.NewPodTokens(cs.CoreV1(), f.agentAccount, f.agentTokenLifetime, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--agent-account: %w", err)
+		}
+		router.Agent = transport.NewAgent(tokens, satoken.NewVerifier(issuer, keys, satoken.OperatorAudience, nil), f.execTimeout)
 	}
 	if router.Exec == nil && router.Agent == nil {
-		return nil, errors.New("--exec=false needs --agent-token-file: no gateway could be reached")
+		return nil, errors.New("--exec=false needs --agent-account: no gateway could be reached")
 	}
 	return router, nil
 }

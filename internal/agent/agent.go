@@ -18,9 +18,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -40,7 +43,8 @@ type Options struct {
 	Operators []string
 	// TokenFile is the agent's own projected token (audience
 	// hermes-drain-operator), sent with every reply so the operator knows
-	// it speaks to the agent of the pod it means.
+	// it speaks to the agent of the pod it means. The pod it names is the
+	// one the operator's tokens for this agent must name.
 	TokenFile string
 	// Window is how far a request's time may be from the agent's clock.
 	Window time.Duration
@@ -81,41 +85,52 @@ func (o Options) Validate() error {
 	if len(o.Operators) == 0 {
 		return errors.New("--operator: name the operator's ServiceAccount (namespace/name), or no one may call")
 	}
+	errs := []error{options.PositiveDuration("--request-window", o.Window), options.NotNegativeDuration("--settle-time", o.SettleTime)}
 	for _, op := range o.Operators {
-		if ns, name, ok := strings.Cut(op, "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-			return fmt.Errorf("--operator %q must be namespace/name", op)
-		}
+		errs = append(errs, options.ServiceAccount("--operator", op))
 	}
-	return errors.Join(options.PositiveDuration("--request-window", o.Window), options.NotNegativeDuration("--settle-time", o.SettleTime))
+	return errors.Join(errs...)
 }
 
 // Server is a running agent.
 type Server struct {
-	opts      Options
-	local     calls.InProcess
-	verifier  *satoken.Verifier
-	operators map[string]bool
-	fresh     *freshness
-	guard     *guard
-	ready     *readiness
-	log       logr.Logger
+	opts  Options
+	local calls.InProcess
+	// audience is what the operator's tokens for this agent name: this
+	// pod, and no other.
+	audience string
+	// verifier checks callers' tokens; nil until the API server's keys
+	// are known (Trust), and calls are answered 503 meanwhile.
+	verifier atomic.Pointer[satoken.Verifier]
+	fresh    *freshness
+	// refusals are logged at most once per refusalLogEvery: anyone may
+	// call.
+	refusals rate.Sometimes
+	limits   limits
+	guard    *guard
+	ready    *readiness
+	log      logr.Logger
 	// shared says whether this process shares the pod's PID namespace
 	// (sharesPIDNamespace), and why not when it does not.
 	shared    bool
 	notShared string
 }
 
-// New makes a server that verifies callers' tokens with verifier (audience
-// hermes-drain-agent).
-func New(opts Options, verifier *satoken.Verifier, log logr.Logger) (*Server, error) {
+// refusalLogEvery bounds how often a refused call is logged.
+const refusalLogEvery = 10 * time.Second
+
+// New makes the agent of the pod its token file names. It serves no call
+// until it is told how to verify callers' tokens (Trust).
+func New(opts Options, log logr.Logger) (*Server, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, local: calls.InProcess{ProcRoot: opts.ProcRoot}, verifier: verifier,
-		operators: map[string]bool{}, fresh: newFreshness(opts.Window, time.Now), log: log}
-	for _, op := range opts.Operators {
-		s.operators[op] = true
+	ns, _, uid, err := satoken.OwnPod(satoken.File{Path: opts.TokenFile})
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: the agent learns its pod from its token: %w", err)
 	}
+	s := &Server{opts: opts, local: calls.InProcess{ProcRoot: opts.ProcRoot}, audience: satoken.AgentAudienceOf(ns, uid),
+		fresh: newFreshness(opts.Window, time.Now), refusals: rate.Sometimes{First: 1, Interval: refusalLogEvery}, limits: defaultLimits, log: log}
 	s.guard = &guard{procRoot: opts.ProcRoot, log: log, clear: s.clearStale}
 	s.ready = newReadiness(s.local, opts.Home, log, s.adopt)
 	shared, err := sharesPIDNamespace(opts.ProcRoot, os.Getpid())
@@ -131,6 +146,15 @@ func New(opts Options, verifier *satoken.Verifier, log logr.Logger) (*Server, er
 	}
 	return s, nil
 }
+
+// Trust verifies callers' tokens as tokens of issuer signed by keys, for
+// this pod's audience, of the operators' ServiceAccounts.
+func (s *Server) Trust(issuer string, keys oidc.KeySet) {
+	s.verifier.Store(satoken.NewVerifier(issuer, keys, s.audience, nil, s.opts.Operators...))
+}
+
+// Audience is what the operator's tokens for this agent must name.
+func (s *Server) Audience() string { return s.audience }
 
 // Handler serves the operator's three calls.
 func (s *Server) Handler() http.Handler {
@@ -157,8 +181,13 @@ const maxCall = 1 << 20
 func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, op string) {
 	who, status, err := s.authenticate(r)
 	if err != nil {
-		s.log.Info("call refused", "op", op, "from", r.RemoteAddr, "why", err.Error())
-		http.Error(w, err.Error(), status)
+		s.refusals.Do(func() {
+			s.log.Info("call refused (more within 10s are not logged)", "op", op, "from", r.RemoteAddr, "why", err.Error())
+		})
+		// The caller learns nothing of why: not the issuer, the audience
+		// or the accounts allowed. The connection is closed at once.
+		w.Header().Set("Connection", "close")
+		http.Error(w, http.StatusText(status), status)
 		return
 	}
 	var call calls.AgentCall
@@ -181,19 +210,20 @@ func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, op string) {
 	_ = json.NewEncoder(w).Encode(reply)
 }
 
-// authenticate allows the operator only: a valid token for this agent's
+// authenticate allows the operator only: a valid token for this pod's
 // audience from an allowed ServiceAccount, on a fresh request.
 func (s *Server) authenticate(r *http.Request) (who string, status int, err error) {
+	verifier := s.verifier.Load()
+	if verifier == nil {
+		return "", http.StatusServiceUnavailable, errors.New("the API server's keys are not known yet")
+	}
 	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || raw == "" {
 		return "", http.StatusUnauthorized, errors.New("no bearer token")
 	}
-	id, err := s.verifier.Verify(r.Context(), raw)
+	id, err := verifier.Verify(r.Context(), raw)
 	if err != nil {
 		return "", http.StatusUnauthorized, fmt.Errorf("token refused: %v", err)
-	}
-	if !s.operators[id.ServiceAccount] {
-		return id.ServiceAccount, http.StatusForbidden, fmt.Errorf("%s may not call this agent", id.ServiceAccount)
 	}
 	if err := s.fresh.check(r.Header.Get(calls.HeaderNonce), r.Header.Get(calls.HeaderTime)); err != nil {
 		return id.ServiceAccount, http.StatusUnauthorized, err

@@ -36,6 +36,8 @@ type fixture struct {
 	issuer *satokentest.Issuer
 	server *Server
 	http   *httptest.Server
+	// ownToken is the agent's own token (its pod's), sent in replies.
+	ownToken string
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -46,23 +48,29 @@ func newFixture(t *testing.T) *fixture {
 	}
 	home := t.TempDir()
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenFile, []byte("agent-token\n"), 0o600); err != nil {
+	own, err := issuer.Mint(satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-a", Account: "gateway",
+		PodName: "gw-0", PodUID: "gw-0-uid", Expiry: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte(own+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	opts := DefaultOptions()
 	opts.Home, opts.Operators, opts.TokenFile = home, []string{operatorSA}, tokenFile
-	s, err := New(opts, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.AgentAudience, nil), testr.New(t))
+	s, err := New(opts, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, home: home, issuer: issuer, server: s, http: httptest.NewServer(s.Handler())}
+	s.Trust(satokentest.IssuerURL, issuer.Keys())
+	f := &fixture{t: t, home: home, issuer: issuer, server: s, http: httptest.NewServer(s.Handler()), ownToken: own}
 	t.Cleanup(f.http.Close)
 	return f
 }
 
 func (f *fixture) token(mutate func(*satokentest.Token)) string {
 	f.t.Helper()
-	spec := satokentest.Token{Audience: satoken.AgentAudience, Namespace: "hermes-drain-system", Account: "operator",
+	spec := satokentest.Token{Audience: satoken.AgentAudienceOf("team-a", "gw-0-uid"), Namespace: "hermes-drain-system", Account: "operator",
 		PodName: "operator-0", PodUID: "op-uid", Expiry: time.Now().Add(10 * time.Minute)}
 	if mutate != nil {
 		mutate(&spec)
@@ -117,7 +125,7 @@ func TestOnlyTheOperatorIsServed(t *testing.T) {
 	f := newFixture(t)
 	f.server.shared = true
 	replayed := nonce()
-	if code, reply, hdr := f.post("read", f.token(nil), replayed, time.Now(), calls.AgentCall{}); code != http.StatusOK || reply.Error != "" || reply.Observation.Home != f.home || hdr.Get(calls.HeaderAgentToken) != "agent-token" {
+	if code, reply, hdr := f.post("read", f.token(nil), replayed, time.Now(), calls.AgentCall{}); code != http.StatusOK || reply.Error != "" || reply.Observation.Home != f.home || hdr.Get(calls.HeaderAgentToken) != f.ownToken {
 		t.Fatalf("the operator's read: %d %+v, agent token %q", code, reply, hdr.Get(calls.HeaderAgentToken))
 	}
 	for name, tc := range map[string]struct {
@@ -126,10 +134,13 @@ func TestOnlyTheOperatorIsServed(t *testing.T) {
 		at    time.Time
 		want  int
 	}{
-		"no token":             {"", nonce(), time.Now(), http.StatusUnauthorized},
-		"another audience":     {f.token(func(t *satokentest.Token) { t.Audience = satoken.OperatorAudience }), nonce(), time.Now(), http.StatusUnauthorized},
+		"no token":         {"", nonce(), time.Now(), http.StatusUnauthorized},
+		"another audience": {f.token(func(t *satokentest.Token) { t.Audience = satoken.OperatorAudience }), nonce(), time.Now(), http.StatusUnauthorized},
+		"for every agent":  {f.token(func(t *satokentest.Token) { t.Audience = satoken.AgentAudience }), nonce(), time.Now(), http.StatusUnauthorized},
+		"for another pod":  {f.token(func(t *satokentest.Token) { t.Audience = satoken.AgentAudienceOf("team-a", "gw-1-uid") }), nonce(), time.Now(), http.StatusUnauthorized},
+		"for that pod's name in another namespace": {f.token(func(t *satokentest.Token) { t.Audience = satoken.AgentAudienceOf("team-b", "gw-0-uid") }), nonce(), time.Now(), http.StatusUnauthorized},
 		"expired":              {f.token(func(t *satokentest.Token) { t.Expiry = time.Now().Add(-time.Minute) }), nonce(), time.Now(), http.StatusUnauthorized},
-		"another identity":     {f.token(func(t *satokentest.Token) { t.Namespace = "team-a" }), nonce(), time.Now(), http.StatusForbidden},
+		"another identity":     {f.token(func(t *satokentest.Token) { t.Namespace = "team-a" }), nonce(), time.Now(), http.StatusUnauthorized},
 		"replayed":             {f.token(nil), replayed, time.Now(), http.StatusUnauthorized},
 		"sent two minutes ago": {f.token(nil), nonce(), time.Now().Add(-2 * time.Minute), http.StatusUnauthorized},
 		"no nonce":             {f.token(nil), "", time.Now(), http.StatusUnauthorized},

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -113,9 +115,16 @@ func (r *readiness) watch() (*fsnotify.Watcher, error) {
 	return w, nil
 }
 
-// refresh reads the home and records whether the gateway accepts turns.
+// refresh reads the home and records whether the gateway accepts turns. A
+// read that failed because this process is out of descriptors or memory
+// says nothing of the gateway: the last answer stands (a peer that holds
+// connections open must not take the pod out of traffic).
 func (r *readiness) refresh(ctx context.Context) {
 	obs, err := r.local.Read(ctx, calls.Pod{}, r.home)
+	if (err != nil || obs.GatewayState.State == calls.FileUnreadable) && r.starved() {
+		r.log.Error(err, "reading HERMES_HOME failed for want of descriptors or memory; /readyz keeps its last answer")
+		return
+	}
 	ready, why := false, ""
 	if err != nil {
 		why = err.Error()
@@ -139,6 +148,16 @@ func (r *readiness) refresh(ctx context.Context) {
 	if err == nil {
 		r.seen(obs)
 	}
+}
+
+// starved reports whether this process cannot open a descriptor now.
+func (r *readiness) starved() bool {
+	fd, err := unix.Open(r.home, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fd)
+		return false
+	}
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM)
 }
 
 // leaveTraffic reports the pod not ready for the drain owner from now on,

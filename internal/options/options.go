@@ -5,6 +5,7 @@ package options
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,24 @@ func AtLeastOne(flag string, n int) error {
 func NotNegativeDuration(flag string, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("%s %s must not be negative", flag, d)
+	}
+	return nil
+}
+
+// AtLeastDuration refuses a duration below least.
+func AtLeastDuration(flag string, d, least time.Duration) error {
+	if d < least {
+		return fmt.Errorf("%s %s must be at least %s", flag, d, least)
+	}
+	return nil
+}
+
+// ServiceAccount refuses a ServiceAccount that is not namespace/name ("" is
+// allowed: none).
+func ServiceAccount(flag, account string) error {
+	ns, name, ok := strings.Cut(account, "/")
+	if account != "" && (!ok || ns == "" || name == "" || strings.Contains(name, "/")) {
+		return fmt.Errorf("%s %q must be namespace/name", flag, account)
 	}
 	return nil
 }

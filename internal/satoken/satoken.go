@@ -1,10 +1,12 @@
 // Package satoken authenticates the operator and the agent to each other
-// with projected ServiceAccount tokens, verified locally, as Strimzi's agent
-// does: the signature against the keys the API server publishes (fetched
-// once, refreshed when a token names an unknown key), the issuer, the
-// audience, the expiry, and who the token speaks for. No TokenReview, no API
-// call per request. Each side reads its own token from a projected volume
-// the kubelet rotates.
+// with ServiceAccount tokens, verified locally, as Strimzi's agent does: the
+// signature against the keys the API server publishes (Keys), the issuer,
+// the audience, the expiry, and who the token speaks for. No TokenReview, no
+// API call per request. An agent proves itself with its pod's projected
+// token, which the kubelet rotates; the operator proves itself to each
+// agent with a token whose audience names that agent's pod alone
+// (PodTokens), so that a pod that poses as an agent learns nothing that
+// opens another.
 package satoken
 
 import (
@@ -13,22 +15,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
-	"k8s.io/client-go/rest"
+	"github.com/go-jose/go-jose/v4"
 )
 
-// Audiences: a token for the agent is useless against the API server or
+// Audiences: a token for an agent is useless against the API server or
 // the operator, and the other way round.
 const (
+	// AgentAudience prefixes the audience of the operator's tokens for
+	// agents: AgentAudienceOf names one pod.
 	AgentAudience    = "hermes-drain-agent"
 	OperatorAudience = "hermes-drain-operator"
 )
+
+// AgentAudienceOf is the audience of the operator's tokens for the agent of
+// the pod with uid in namespace: the agent of any other pod refuses them.
+func AgentAudienceOf(namespace, podUID string) string {
+	return AgentAudience + "/" + namespace + "/" + podUID
+}
 
 // Identity is who a verified token speaks for.
 type Identity struct {
@@ -47,6 +56,9 @@ type Identity struct {
 type Verifier struct {
 	oidc *oidc.IDTokenVerifier
 	now  func() time.Time
+	// accounts are the only ServiceAccounts whose tokens are verified
+	// (nil: any).
+	accounts map[string]bool
 
 	mu       sync.Mutex
 	verified map[[sha256.Size]byte]verified
@@ -65,13 +77,25 @@ const rememberFor = time.Minute
 // the operator): when it is reached, they are forgotten and verified again.
 const maxRemembered = 20000
 
-// NewVerifier verifies tokens of issuer, for audience, signed by keys.
-// now is the clock (nil: time.Now).
-func NewVerifier(issuer string, keys oidc.KeySet, audience string, now func() time.Time) *Verifier {
+// maxToken bounds a token's length: a ServiceAccount token is one or two
+// KiB, and anyone may send one.
+const maxToken = 16 << 10
+
+// NewVerifier verifies tokens of issuer, for audience, signed by keys, of
+// the ServiceAccounts accounts (namespace/name; none: of any). now is the
+// clock (nil: time.Now).
+func NewVerifier(issuer string, keys oidc.KeySet, audience string, now func() time.Time, accounts ...string) *Verifier {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{now: now, verified: map[[sha256.Size]byte]verified{}, oidc: oidc.NewVerifier(issuer, keys, &oidc.Config{
+	var allowed map[string]bool
+	for _, a := range accounts {
+		if allowed == nil {
+			allowed = map[string]bool{}
+		}
+		allowed[a] = true
+	}
+	return &Verifier{now: now, accounts: allowed, verified: map[[sha256.Size]byte]verified{}, oidc: oidc.NewVerifier(issuer, keys, &oidc.Config{
 		ClientID:             audience,
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.ES256},
 		Now:                  now,
@@ -93,8 +117,22 @@ type kubernetesClaims struct {
 	} `json:"kubernetes.io"`
 }
 
-// Verify checks a token and says whose it is.
+// Verify checks a token and says whose it is. A token too long to be a
+// ServiceAccount's, or of an account not allowed, is refused before any
+// signature check or key fetch.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
+	if len(raw) > maxToken {
+		return Identity{}, fmt.Errorf("a token of %d bytes: more than a ServiceAccount token's %d", len(raw), maxToken)
+	}
+	if v.accounts != nil {
+		claims, err := unverifiedClaims(raw)
+		if err != nil {
+			return Identity{}, err
+		}
+		if !v.accounts[claims.account()] {
+			return Identity{}, fmt.Errorf("a token of %q, not of an allowed ServiceAccount", claims.Subject)
+		}
+	}
 	key, now := sha256.Sum256([]byte(raw)), v.now()
 	v.mu.Lock()
 	seen, ok := v.verified[key]
@@ -129,48 +167,68 @@ func (v *Verifier) verify(ctx context.Context, raw string) (Identity, time.Time,
 	if err := tok.Claims(&c); err != nil {
 		return Identity{}, time.Time{}, fmt.Errorf("token claims: %w", err)
 	}
+	id, err := c.identity()
+	return id, tok.Expiry, err
+}
+
+// account is the ServiceAccount (namespace/name) the claims' subject
+// names, or "".
+func (c kubernetesClaims) account() string {
+	rest, ok := strings.CutPrefix(c.Subject, "system:serviceaccount:")
+	ns, name, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
+		return ""
+	}
+	return ns + "/" + name
+}
+
+// identity is whose the claims say the token is.
+func (c kubernetesClaims) identity() (Identity, error) {
 	k := c.Kubernetes
 	if k.Namespace == "" || k.ServiceAccount.Name == "" || c.Subject != "system:serviceaccount:"+k.Namespace+":"+k.ServiceAccount.Name {
-		return Identity{}, time.Time{}, fmt.Errorf("not a ServiceAccount token (subject %q)", c.Subject)
+		return Identity{}, fmt.Errorf("not a ServiceAccount token (subject %q)", c.Subject)
 	}
 	id := Identity{ServiceAccount: k.Namespace + "/" + k.ServiceAccount.Name}
 	if k.Pod != nil {
 		id.PodName, id.PodUID = k.Pod.Name, k.Pod.UID
 	}
-	return id, tok.Expiry, nil
+	return id, nil
 }
 
-// FromAPIServer returns the issuer and the signing keys the API server
-// publishes (its OIDC discovery document and /openid/v1/jwks), reached with
-// cfg. The keys are fetched when first needed and again when a token names
-// a key not yet seen.
-func FromAPIServer(ctx context.Context, cfg *rest.Config) (issuer string, keys oidc.KeySet, err error) {
-	client, err := rest.HTTPClientFor(cfg)
+// unverifiedClaims reads a token's claims without checking its signature.
+func unverifiedClaims(raw string) (kubernetesClaims, error) {
+	var c kubernetesClaims
+	jws, err := jose.ParseSigned(raw, signingAlgorithms)
 	if err != nil {
-		return "", nil, err
+		return c, fmt.Errorf("malformed token: %w", err)
 	}
-	host := strings.TrimSuffix(cfg.Host, "/")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/.well-known/openid-configuration", nil)
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
+		return c, fmt.Errorf("malformed token claims: %w", err)
+	}
+	return c, nil
+}
+
+// OwnPod is the pod a token the kubelet projected into this container
+// speaks for: the agent's own, read from its token file to know the
+// audience the operator's tokens for it carry. The file is the kubelet's,
+// so its signature is not checked.
+func OwnPod(f File) (namespace, podName, podUID string, err error) {
+	raw, err := f.Token()
 	if err != nil {
-		return "", nil, err
+		return "", "", "", err
 	}
-	resp, err := client.Do(req)
+	if len(raw) > maxToken {
+		return "", "", "", fmt.Errorf("%s holds %d bytes: not a ServiceAccount token", f.Path, len(raw))
+	}
+	c, err := unverifiedClaims(raw)
 	if err != nil {
-		return "", nil, fmt.Errorf("the API server's OIDC discovery: %w", err)
+		return "", "", "", fmt.Errorf("%s: %w", f.Path, err)
 	}
-	defer resp.Body.Close()
-	var doc struct {
-		Issuer string `json:"issuer"`
+	id, err := c.identity()
+	if err != nil || id.PodUID == "" {
+		return "", "", "", fmt.Errorf("%s is not a token bound to a pod (a projected serviceAccountToken volume): %v", f.Path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", nil, fmt.Errorf("the API server's OIDC discovery: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Issuer == "" {
-		return "", nil, fmt.Errorf("the API server's OIDC discovery names no issuer (%v)", err)
-	}
-	// The keys come from the API server itself, whatever jwks_uri says
-	// (it may point outside the cluster).
-	return doc.Issuer, oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), client), host+"/openid/v1/jwks"), nil
+	return c.Kubernetes.Namespace, id.PodName, id.PodUID, nil
 }
 
 // File is a token in a file the kubelet rotates: read again when it changes.

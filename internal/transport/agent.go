@@ -19,27 +19,41 @@ import (
 
 // Agent calls the hermes-drain-agent beside a gateway over HTTPS on the
 // pod's IP: no pods/exec, no API server in the path. The operator proves
-// who it is with its projected token (audience hermes-drain-agent); the
-// agent proves it is the agent of the pod meant with its own pod-bound
-// token in every reply, checked here against the pod's name and UID. The
-// agent's certificate is made at its start and is not checked against a
-// CA (there is none to check it against); the reply's token is what
-// authenticates it (docs/agent.md: what this stops and what it does not).
+// who it is with a token whose audience names the pod called
+// (satoken.PodTokens): anything listening at the pod's address, the agent
+// or a pod posing as one, receives a token that opens that pod's agent
+// alone. The agent proves it is the agent of the pod meant with its own
+// pod-bound token in every reply, checked here against the pod's name and
+// UID. The agent's certificate is made at its start and is not checked
+// against a CA (there is none to check it against); the reply's token is
+// what authenticates it (docs/agent.md: what this stops and what it does
+// not). Whatever comes back is bounded before it is read.
 type Agent struct {
-	token    satoken.File
+	tokens   TokenSource
 	verifier *satoken.Verifier
 	client   *http.Client
 }
 
-// NewAgent returns a client that sends the token in tokenFile, accepts
-// replies whose token verifier accepts (audience hermes-drain-operator),
-// and bounds each call by timeout.
-func NewAgent(tokenFile string, verifier *satoken.Verifier, timeout time.Duration) *Agent {
-	return &Agent{token: satoken.File{Path: tokenFile}, verifier: verifier, client: &http.Client{
+// TokenSource gives the operator's token for the agent of one pod.
+type TokenSource interface {
+	Token(ctx context.Context, namespace, podUID string) (string, error)
+}
+
+// NewAgent returns a client that sends tokens from tokens, accepts replies
+// whose token verifier accepts (audience hermes-drain-operator), and bounds
+// each call by timeout.
+func NewAgent(tokens TokenSource, verifier *satoken.Verifier, timeout time.Duration) *Agent {
+	return &Agent{tokens: tokens, verifier: verifier, client: &http.Client{
 		Timeout: timeout,
+		// A redirect would make the operator call whatever URL an agent
+		// names, from the operator's network position.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
 			// The agent is authenticated by its token, not its certificate.
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}, //nolint:gosec // see above
+			// A reply's headers are a few lines and a token; Go's default
+			// allows 10 MiB per reply, from every agent at once.
+			MaxResponseHeaderBytes: maxReplyHeaders,
 			// Idle connections are kept for the agents called most
 			// recently only: one per agent costs about 40 KiB each, which
 			// at 10,000 agents would be most of the operator's memory.
@@ -66,14 +80,18 @@ type AgentEndpoint struct {
 // KiB, base64-encoded, and a few fields.
 const maxReply = 1 << 20
 
+// maxReplyHeaders bounds a reply's headers: the agent's token (at most 16
+// KiB, satoken's bound) and a few short ones.
+const maxReplyHeaders = 32 << 10
+
 // Call makes one of the three calls.
 func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call calls.AgentCall) (_ calls.Observation, err error) {
 	result := "transport"
 	defer countCall("agent", op, time.Now(), &result)
 
-	token, err := a.token.Token()
+	token, err := a.tokens.Token(ctx, ep.Pod.Namespace, ep.UID)
 	if err != nil {
-		return calls.Observation{}, fmt.Errorf("the operator's token for agents: %w", err)
+		return calls.Observation{}, fmt.Errorf("the operator's token for the agent of %s: %w", ep.Pod, err)
 	}
 	body, err := json.Marshal(call)
 	if err != nil {
@@ -97,7 +115,7 @@ func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call call
 		return calls.Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, resp.Status, marker.Shorten(strings.TrimSpace(string(data)), 300))
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, marker.Shorten(resp.Status, 100), marker.Shorten(strings.TrimSpace(string(data)), 300))
 	}
 	if err := a.isAgentOf(ctx, ep, resp.Header.Get(calls.HeaderAgentToken)); err != nil {
 		result = "unauthenticated"
@@ -110,7 +128,7 @@ func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call call
 	}
 	if reply.Error != "" {
 		result = "container"
-		return reply.Observation, errors.New(reply.Error)
+		return reply.Observation, errors.New(marker.Elide(reply.Error, maxErrorLength))
 	}
 	result = string(reply.Observation.Outcome)
 	return reply.Observation, nil

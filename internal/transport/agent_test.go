@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -52,12 +53,12 @@ func sharedProc(t *testing.T) string {
 	return root
 }
 
-// agentPod is a gateway pod whose agent listens at addr.
-func agentPod(addr string) *corev1.Pod {
+// agentPod is the gateway pod team-a/name whose agent listens at addr.
+func agentPod(name, uid, addr string) *corev1.Pod {
 	host, port, _ := net.SplitHostPort(addr)
 	n, _ := strconv.Atoi(port)
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "gw-0", UID: "pod-uid"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, UID: types.UID(uid)},
 		Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{{Name: "agent", Ports: []corev1.ContainerPort{{Name: drainv1.AgentPortName, ContainerPort: int32(n)}}}},
 			Containers:     []corev1.Container{{Name: "gateway"}},
@@ -67,12 +68,31 @@ func agentPod(addr string) *corev1.Pod {
 }
 
 type agentFixture struct {
-	home      string
-	issuer    *satokentest.Issuer
-	agentTok  string // the agent's token file
-	router    *transport.Router
-	fallback  *recording
-	operatorT string // the operator's token file
+	home     string
+	issuer   *satokentest.Issuer
+	agentTok string // the agent's token file
+	agent    *agent.Server
+	agentURL string
+	router   *transport.Router
+	fallback *recording
+	operator *podTokens
+}
+
+// podTokens mints the operator's tokens for each pod's agent as
+// satoken.PodTokens has the API server do: audience AgentAudienceOf the
+// pod. It remembers the last it gave.
+type podTokens struct {
+	issuer  *satokentest.Issuer
+	account satokentest.Token
+	last    string
+}
+
+func (p *podTokens) Token(_ context.Context, namespace, podUID string) (string, error) {
+	tok := p.account
+	tok.Audience, tok.Expiry = satoken.AgentAudienceOf(namespace, podUID), time.Now().Add(10*time.Minute)
+	raw, err := p.issuer.Mint(tok)
+	p.last = raw
+	return raw, err
 }
 
 // recording is an exec Transport that only records that it was called.
@@ -111,28 +131,30 @@ func newAgentFixture(t *testing.T, pods ...*corev1.Pod) *agentFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &agentFixture{home: t.TempDir(), issuer: issuer, fallback: &recording{},
-		agentTok: filepath.Join(t.TempDir(), "agent-token"), operatorT: filepath.Join(t.TempDir(), "operator-token")}
+	f := &agentFixture{home: t.TempDir(), issuer: issuer, fallback: &recording{}, agentTok: filepath.Join(t.TempDir(), "agent-token"),
+		operator: &podTokens{issuer: issuer, account: satokentest.Token{Namespace: "hermes-drain-system", Account: "operator"}}}
 	mint(t, issuer, f.agentTok, satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-a", Account: "gateway", PodName: "gw-0", PodUID: "pod-uid"})
-	mint(t, issuer, f.operatorT, satokentest.Token{Audience: satoken.AgentAudience, Namespace: "hermes-drain-system", Account: "operator"})
 
 	opts := agent.DefaultOptions()
 	opts.Home, opts.Operators, opts.TokenFile, opts.ProcRoot = f.home, []string{"hermes-drain-system/operator"}, f.agentTok, sharedProc(t)
-	a, err := agent.New(opts, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.AgentAudience, nil), testr.New(t))
+	a, err := agent.New(opts, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.Trust(satokentest.IssuerURL, issuer.Keys())
+	f.agent = a
 	srv := httptest.NewTLSServer(a.Handler())
 	t.Cleanup(srv.Close)
 	addr := strings.TrimPrefix(srv.URL, "https://")
-	objs := []*corev1.Pod{agentPod(addr)}
+	f.agentURL = srv.URL
+	objs := []*corev1.Pod{agentPod("gw-0", "pod-uid", addr)}
 	objs = append(objs, pods...)
 	builder := fake.NewClientBuilder()
 	for _, p := range objs {
 		builder = builder.WithObjects(p)
 	}
 	f.router = &transport.Router{Pods: builder.Build(), Exec: f.fallback,
-		Agent: transport.NewAgent(f.operatorT, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.OperatorAudience, nil), 5*time.Second)}
+		Agent: transport.NewAgent(f.operator, satoken.NewVerifier(satokentest.IssuerURL, issuer.Keys(), satoken.OperatorAudience, nil), 5*time.Second)}
 	return f
 }
 
@@ -189,8 +211,8 @@ func TestOnlyThePodsOwnAgentIsBelieved(t *testing.T) {
 
 func TestTheAgentRefusesAnOperatorItDoesNotKnow(t *testing.T) {
 	f := newAgentFixture(t)
-	mint(t, f.issuer, f.operatorT, satokentest.Token{Audience: satoken.AgentAudience, Namespace: "team-a", Account: "intruder"})
-	if _, err := f.router.Project(context.Background(), gw0, "", projectRequest()); err == nil || !strings.Contains(err.Error(), "403") {
+	f.operator.account = satokentest.Token{Namespace: "team-a", Account: "intruder"}
+	if _, err := f.router.Project(context.Background(), gw0, "", projectRequest()); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("project: %v, want a refusal", err)
 	}
 	if _, err := os.Lstat(filepath.Join(f.home, marker.Filename)); !os.IsNotExist(err) {
@@ -225,7 +247,7 @@ func TestWithoutATokenForAgentsExecServes(t *testing.T) {
 		t.Errorf("read through exec: %+v %v %v", obs, err, f.fallback.calls)
 	}
 	f.router.Exec = nil
-	if _, err := f.router.Read(context.Background(), gw0, ""); err == nil || !strings.Contains(err.Error(), "no token for agents") {
+	if _, err := f.router.Read(context.Background(), gw0, ""); err == nil || !strings.Contains(err.Error(), "does not call agents") {
 		t.Errorf("read with neither: %v", err)
 	}
 }

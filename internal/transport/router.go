@@ -76,7 +76,7 @@ func (r *Router) route(ctx context.Context, pod calls.Pod) (ep AgentEndpoint, vi
 	case port == 0:
 		return ep, false, fmt.Errorf("pod %s/%s declares no hermes-drain-agent (a container port named %q) and this operator runs without pods/exec", p.Namespace, p.Name, drainv1.AgentPortName)
 	default:
-		return ep, false, fmt.Errorf("pod %s/%s declares a hermes-drain-agent, but this operator has no token for agents (--agent-token-file) and runs without pods/exec", p.Namespace, p.Name)
+		return ep, false, fmt.Errorf("pod %s/%s declares a hermes-drain-agent, but this operator does not call agents (--agent-account) and runs without pods/exec", p.Namespace, p.Name)
 	}
 	return AgentEndpoint{Pod: pod, UID: string(p.UID), Addr: net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(port)))}, true, nil
 }

@@ -55,8 +55,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer stop()
-	token, err := lc.OperatorToken(ctx, "hermes-drain-system", "operator")
-	if err != nil {
+	if err := lc.OperatorAccount(ctx, "hermes-drain-system", "operator"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -67,7 +66,7 @@ func run(m *testing.M) int {
 	}
 	// AGENTS_MANAGER_FLAGS adds flags, for a look inside by hand (say
 	// --pprof-bind-address=127.0.0.1:6060).
-	args := append([]string{"--exec=false", "--agent-token-file=" + token, "--poll-interval=200ms", "--idle-poll-interval=1s"},
+	args := append([]string{"--exec=false", "--agent-account=hermes-drain-system/operator", "--poll-interval=200ms", "--idle-poll-interval=1s"},
 		strings.Fields(os.Getenv("AGENTS_MANAGER_FLAGS"))...)
 	// AGENTS_MANAGER_GOMEMLIMIT is the manager's GOMEMLIMIT (the chart
 	// sets it to the container's memory limit); only the manager gets it.

@@ -254,7 +254,7 @@ func runBaselines(t *testing.T, ctx context.Context, r *sizeResult, gws []*clust
 func drainThroughAgents(t *testing.T, cfg config, kube kubernetes.Interface, r *sizeResult, farm *agentFarm) error {
 	ctx := context.Background()
 	gws := farm.gws
-	m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-agents-%d", r.N), lc.Kubeconfig, "--exec=false", "--agent-token-file="+operatorToken)
+	m, err := lc.StartManager(managerBin, fmt.Sprintf("manager-agents-%d", r.N), lc.Kubeconfig, "--exec=false", "--agent-account="+operatorAccount)
 	if err != nil {
 		return err
 	}

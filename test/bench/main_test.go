@@ -26,14 +26,13 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
-// operatorAccount is the ServiceAccount the agents allow; operatorToken is
-// a file with its token for agents.
+// operatorAccount is the ServiceAccount the agents allow, which requests
+// the manager's token for each agent's pod.
 const operatorAccount = "hermes-drain-system/operator"
 
 var (
-	lc            *cluster.Cluster
-	managerBin    string
-	operatorToken string
+	lc         *cluster.Cluster
+	managerBin string
 	// changes records when each simulated gateway changed state.
 	changes = &stateLog{}
 )
@@ -59,7 +58,7 @@ func run(m *testing.M) int {
 	}
 	defer stop()
 	ns, name, _ := strings.Cut(operatorAccount, "/")
-	if operatorToken, err = lc.OperatorToken(context.Background(), ns, name); err != nil {
+	if err = lc.OperatorAccount(context.Background(), ns, name); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

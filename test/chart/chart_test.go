@@ -220,23 +220,45 @@ func TestExecOffGrantsNoExec(t *testing.T) {
 	}
 }
 
-// The operator's token for agents is a projected token for their audience
-// only, which the manager is pointed at; without the agent, none is mounted.
-func TestTheAgentTokenIsForAgentsOnly(t *testing.T) {
-	spec := deployment(t, render(t))
+// The operator requests its tokens for agents itself, each for one pod, as
+// its own ServiceAccount, which may create tokens of itself and of no other
+// account; without the agent, it may create none.
+func TestTheAgentTokensAreTheOperatorsOwnOnly(t *testing.T) {
+	out := render(t)
+	spec := deployment(t, out)
 	c := spec["containers"].([]any)[0].(map[string]any)
-	if !slices.Contains(toStrings(c["args"]), "--agent-token-file=/var/run/secrets/hermes-drain/token") {
+	args := toStrings(c["args"])
+	if !slices.Contains(args, "--agent-account=hermes-drain-system/hdo-hermes-drain-operator") || !slices.Contains(args, "--agent-token-lifetime=3600s") {
 		t.Errorf("args %q", c["args"])
 	}
-	const want = "[map[name:agent-token projected:map[sources:[map[serviceAccountToken:map[audience:hermes-drain-agent expirationSeconds:600 path:token]]]]]]"
-	if fmt.Sprint(spec["volumes"]) != want {
-		t.Errorf("volumes %v", spec["volumes"])
+	rules := roleRules(t, out, "hdo-hermes-drain-operator-agent-tokens")
+	const want = "[map[apiGroups:[] resourceNames:[hdo-hermes-drain-operator] resources:[serviceaccounts/token] verbs:[create]]]"
+	if fmt.Sprint(rules) != want {
+		t.Errorf("the agent tokens' rules: %v, want %s", rules, want)
+	}
+	if spec["volumes"] != nil {
+		t.Errorf("volumes %v: the operator mounts no token for agents", spec["volumes"])
 	}
 	spec = deployment(t, render(t, "agent.enabled=false"))
 	c = spec["containers"].([]any)[0].(map[string]any)
-	if spec["volumes"] != nil || c["volumeMounts"] != nil || strings.Contains(strings.Join(toStrings(c["args"]), " "), "agent-token") {
-		t.Errorf("agent off: volumes %v, args %v", spec["volumes"], c["args"])
+	if strings.Contains(strings.Join(toStrings(c["args"]), " "), "--agent-") {
+		t.Errorf("agent off: args %v", c["args"])
 	}
+	if rules := roleRules(t, render(t, "agent.enabled=false"), "hdo-hermes-drain-operator-agent-tokens"); rules != nil {
+		t.Errorf("agent off: the operator may still create tokens: %v", rules)
+	}
+}
+
+// roleRules are the rules of the Role name, or nil when there is none.
+func roleRules(t *testing.T, objs []*unstructured.Unstructured, name string) []any {
+	t.Helper()
+	for _, r := range ofKind(objs, "Role") {
+		if r.GetName() == name {
+			rules, _, _ := unstructured.NestedSlice(r.Object, "rules")
+			return rules
+		}
+	}
+	return nil
 }
 
 func deployment(t *testing.T, objs []*unstructured.Unstructured) map[string]any {

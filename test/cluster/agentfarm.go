@@ -109,11 +109,10 @@ func serveFarmShard(specFile string) error {
 	if err != nil {
 		return err
 	}
-	issuer, keys, err := satoken.FromAPIServer(ctx, config)
+	issuer, keys, err := satoken.Discover(ctx, config)
 	if err != nil {
 		return err
 	}
-	verifier := satoken.NewVerifier(issuer, keys, satoken.AgentAudience, nil)
 	if err := addContainerProcess(spec.ProcRoot); err != nil {
 		return err
 	}
@@ -123,10 +122,11 @@ func serveFarmShard(specFile string) error {
 		// No kubelet probes a farm's agents: there is no traffic to take
 		// away before a marker, so they write at once.
 		opts.SettleTime = 0
-		s, err := agent.New(opts, verifier, logr.Discard())
+		s, err := agent.New(opts, logr.Discard())
 		if err != nil {
 			return fmt.Errorf("agent for %s: %w", filepath.Base(a.Home), err)
 		}
+		s.Trust(issuer, keys)
 		l, err := net.Listen("tcp", a.Listen)
 		if err != nil {
 			return err

@@ -46,25 +46,15 @@ func WithAgent(p *corev1.Pod) {
 	p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: drainv1.AgentPortName, ContainerPort: AgentPort})
 }
 
-// OperatorToken makes the ServiceAccount namespace/name and writes a token
-// of it for agents (audience hermes-drain-agent) to a file, for a manager's
-// --agent-token-file.
-func (c *Cluster) OperatorToken(ctx context.Context, namespace, name string) (string, error) {
+// OperatorAccount makes the ServiceAccount namespace/name for a manager's
+// --agent-account: the manager, with the cluster's admin credentials,
+// requests its tokens for each agent's pod.
+func (c *Cluster) OperatorAccount(ctx context.Context, namespace, name string) error {
 	cs, err := kubernetes.NewForConfig(c.Config)
 	if err != nil {
-		return "", err
+		return err
 	}
-	if err := c.ensureAccount(ctx, cs, namespace, name); err != nil {
-		return "", err
-	}
-	tok, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		Audiences: []string{satoken.AgentAudience}, ExpirationSeconds: ptr.To(int64(3600)),
-	}}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(c.Dir, "operator-token-"+namespace+"-"+name)
-	return path, os.WriteFile(path, []byte(tok.Status.Token), 0o600)
+	return c.ensureAccount(ctx, cs, namespace, name)
 }
 
 func (c *Cluster) ensureAccount(ctx context.Context, cs kubernetes.Interface, namespace, name string) error {

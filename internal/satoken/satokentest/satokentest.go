@@ -16,9 +16,11 @@ import (
 // IssuerURL is the issuer the tokens name.
 const IssuerURL = "https://kubernetes.default.svc"
 
-// Issuer signs tokens with its own key.
+// Issuer signs tokens with its own key, named by a key id as the API
+// server's are.
 type Issuer struct {
 	key *rsa.PrivateKey
+	kid string
 }
 
 // NewIssuer makes an issuer with a fresh key.
@@ -27,12 +29,17 @@ func NewIssuer() (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Issuer{key: key}, nil
+	return &Issuer{key: key, kid: rand.Text()}, nil
 }
 
 // Keys is the issuer's public key, as a verifier sees it.
 func (i *Issuer) Keys() oidc.KeySet {
 	return &oidc.StaticKeySet{PublicKeys: []crypto.PublicKey{&i.key.PublicKey}}
+}
+
+// JWK is the issuer's public key as the API server publishes it.
+func (i *Issuer) JWK() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: &i.key.PublicKey, KeyID: i.kid, Algorithm: string(jose.RS256), Use: "sig"}
 }
 
 // Token describes a token to mint.
@@ -50,7 +57,7 @@ type Token struct {
 
 // Mint signs t.
 func (i *Issuer) Mint(t Token) (string, error) {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: i.key}, (&jose.SignerOptions{}).WithType("JWT"))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: i.key, KeyID: i.kid}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		return "", err
 	}
