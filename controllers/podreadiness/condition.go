@@ -64,7 +64,7 @@ func serving(obs calls.Observation, readErr error) verdict {
 	switch {
 	case !known:
 		v.status, v.reason = corev1.ConditionUnknown, ReasonUnknownState
-		v.message = fmt.Sprintf("gateway_state %q is not one upstream writes", st.State)
+		v.message = fmt.Sprintf("gateway_state %q is not one upstream writes", st.Written)
 		return v
 	case st.AcceptsTurns():
 		v.status = corev1.ConditionTrue

@@ -51,7 +51,7 @@ func Describe(obs Observation, now time.Time) HomeStatus {
 func Whose(data []byte) string {
 	found := marker.Parse(data)
 	if origin, ok := found.Origin(); ok && origin.GatewayDrain != "" {
-		return fmt.Sprintf("GatewayDrain %s (principal %q)", origin.GatewayDrain, marker.Shorten(found.Principal(), 80))
+		return fmt.Sprintf("GatewayDrain %s (principal %q)", marker.Excerpt(origin.GatewayDrain, 80), marker.Shorten(found.Principal(), 80))
 	}
 	if found.Corrupt() {
 		return "a marker that is not JSON"

@@ -46,7 +46,7 @@ func (p Progress) Stalled(now time.Time) *StateProblem {
 		return nil
 	}
 	return &StateProblem{Reason: ReasonStateStalled, Message: fmt.Sprintf("%s has not changed for %s (updated_at %s): is the gateway wedged?",
-		marker.StateFilename, now.Sub(p.Since).Round(time.Second), marker.Shorten(p.UpdatedAt, 40))}
+		marker.StateFilename, now.Sub(p.Since).Round(time.Second), marker.Excerpt(p.UpdatedAt, 40))}
 }
 
 // StateProblem says why the gateway's state cannot be told.
@@ -81,7 +81,7 @@ func (o Observation) GatewayStateNow() (marker.GatewayState, *StateProblem) {
 		return st, &StateProblem{Reason: ReasonStateUnreadable, Message: err.Error()}
 	}
 	if gone := o.writerGone(st); gone != "" {
-		return st, &StateProblem{Reason: ReasonGatewayGone, Message: fmt.Sprintf("%s says %q but %s: it is what a dead gateway left", marker.StateFilename, st.State, gone), Definite: true}
+		return st, &StateProblem{Reason: ReasonGatewayGone, Message: fmt.Sprintf("%s says %q but %s: it is what a dead gateway left", marker.StateFilename, st.Written, gone), Definite: true}
 	}
 	return st, nil
 }
@@ -101,7 +101,7 @@ func (o Observation) writerGone(st marker.GatewayState) string {
 		return "" // a stat line that cannot be parsed proves nothing
 	}
 	if st.StartTime != "" && start != st.StartTime {
-		return fmt.Sprintf("its process %d is gone (PID %d now belongs to a process started at %s, not %s)", st.PID, st.PID, start, st.StartTime)
+		return fmt.Sprintf("its process %d is gone (PID %d now belongs to a process started at %s, not %s)", st.PID, st.PID, marker.Excerpt(start, 20), st.StartTime)
 	}
 	return ""
 }

@@ -3,7 +3,10 @@ package marker
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Epoch is upstream's identity of a container instantiation:
@@ -19,6 +22,21 @@ func Epoch(bootID, pid1Stat string) string {
 		return ""
 	}
 	return bootID + ":" + start
+}
+
+// epochForm is what Epoch returns: a boot id (the kernel's is a UUID; tests
+// use short names) and a start time in clock ticks (a 64-bit number, at
+// most 20 digits), either of them possibly missing. At most 85 bytes.
+var epochForm = regexp.MustCompile(`^[0-9A-Za-z-]{0,64}:[0-9]{0,20}$`)
+
+// CheckEpoch is an epoch a container reported, when it has the form Epoch
+// gives, else "" (unknown, as when nothing could be read). A gateway's
+// container may be hostile: what it reports is stored only in that form.
+func CheckEpoch(reported string) string {
+	if !epochForm.MatchString(reported) {
+		return ""
+	}
+	return reported
 }
 
 // ProcEpoch is the epoch of the container whose /proc is at procRoot, as
@@ -48,19 +66,52 @@ func ProcStatStartTime(stat string) (string, error) {
 
 // Elide returns s cut to about n bytes by dropping its middle, marked with
 // " … ": an error keeps both what was being done and, at its end, why it
-// failed.
+// failed. It never cuts a character in two.
 func Elide(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n/3] + " … " + s[len(s)-n*2/3:]
+	return s[:runeStart(s, n/3)] + " … " + s[runeStart(s, len(s)-n*2/3):]
 }
 
-// Shorten returns s cut to its first n bytes, marked with "..." when cut:
-// what a message quotes of untrusted text stays short.
+// Shorten returns s cut to its first n bytes at most, marked with "..." when
+// cut: what a message quotes of untrusted text stays short. It never cuts a
+// character in two.
 func Shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "..."
+	return s[:runeStart(s, n)] + "..."
 }
+
+// runeStart is i, or, when byte i of s is inside a character, where that
+// character starts.
+func runeStart(s string, i int) int {
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return i
+}
+
+// Printable returns s safe to show on a terminal or in one line of a table:
+// what a gateway writes may be hostile, and a terminal acts on escape
+// sequences (clearing the screen, setting the clipboard with OSC 52). Line
+// breaks and tabs become spaces; every other control character (C0, DEL,
+// C1), every bidirectional control (which reorders the text around it) and
+// every byte that is not UTF-8 becomes U+FFFD.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsSpace(r):
+			return ' '
+		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r):
+			return utf8.RuneError
+		}
+		return r
+	}, s)
+}
+
+// Excerpt is what a message or a table shows of untrusted text: its first
+// n bytes at most (Shorten), printable (Printable). Each character it
+// replaces takes up to 3 bytes, and one column on a terminal.
+func Excerpt(s string, n int) string { return Printable(Shorten(s, n)) }

@@ -1,6 +1,8 @@
 package marker
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +62,7 @@ func FuzzParseGatewayState(f *testing.F) {
 	for _, seed := range []string{
 		`{"gateway_state":"draining","active_agents":3,"updated_at":"2026-11-23T08:00:00+00:00"}`,
 		`{"gateway_state":1}`, `{"active_agents":-1,"gateway_state":"x"}`, `{"active_agents":1e99,"gateway_state":"x"}`, `[]`, ``,
+		`{"gateway_state":"\u001b]52;c;aGk=\u0007\u202e` + strings.Repeat("x", 100) + `","start_time":1e300,"updated_at":"2026-11-23T08:00:00.` + strings.Repeat("1", 100) + `Z"}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -73,6 +76,16 @@ func FuzzParseGatewayState(f *testing.F) {
 		}
 		if st.DrainComplete() && st.AcceptsTurns() {
 			t.Fatalf("%+v both drained and accepting turns", st)
+		}
+		// Only bounded forms come out of a file a hostile gateway may write.
+		if !slices.Contains(knownStates, st.State) && st.State != StateUnknown || Printable(st.Written) != st.Written || len(st.Written) > 3*(writtenExcerpt+len("...")) {
+			t.Fatalf("%q parsed to state %q, written as %q", raw, st.State, st.Written)
+		}
+		if _, err := ParseTime(st.UpdatedAt); st.UpdatedAt != "" && (err != nil || len(st.UpdatedAt) > len(time.RFC3339Nano)) {
+			t.Fatalf("%q parsed to updated_at %q", raw, st.UpdatedAt)
+		}
+		if _, err := strconv.ParseUint(st.StartTime, 10, 64); st.StartTime != "" && err != nil {
+			t.Fatalf("%q parsed to start time %q", raw, st.StartTime)
 		}
 	})
 }
