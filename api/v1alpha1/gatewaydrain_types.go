@@ -225,13 +225,18 @@ type Target struct {
 	// drain, until its instantiation ends.
 	// +optional
 	Unreachable string `json:"unreachable,omitempty"`
-	// Epoch is the native epoch read inside the container (boot_id:pid1_starttime).
+	// Epoch is the native epoch read inside the container
+	// (boot_id:pid1_starttime), "" when what the container reported does not
+	// have that form (at most 85 bytes): a gateway's reports may be hostile.
+	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	Epoch string `json:"epoch,omitempty"`
 
 	// State is where this target stands.
 	State TargetState `json:"state"`
-	// GatewayState is gateway_state from gateway_state.json as last read.
+	// GatewayState is gateway_state from gateway_state.json as last read:
+	// one of the states upstream writes, or "unknown".
+	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	GatewayState string `json:"gatewayState,omitempty"`
 	// ActiveAgents is active_agents from gateway_state.json as last read.
@@ -245,7 +250,9 @@ type Target struct {
 	// StateUpdatedAt is updated_at of gateway_state.json as last read, and
 	// StateSeenAt when this operator first read that value: a file that
 	// stops changing for 2 minutes (on the operator's own clock) no longer
-	// confirms a drain.
+	// confirms a drain. StateUpdatedAt is an RFC 3339 time in UTC, "" when
+	// the file gives none that parses.
+	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	StateUpdatedAt string `json:"stateUpdatedAt,omitempty"`
 	// +optional

@@ -125,6 +125,37 @@ func TestAdmissionBoundsATargetSlice(t *testing.T) {
 	}
 }
 
+// What a gateway reports is bounded in the API too (issue 23, item 8): a
+// target with an over-long epoch, gateway state or updated_at is refused,
+// so no TargetSlice grows with what a hostile gateway sends.
+func TestAdmissionBoundsWhatAGatewayReports(t *testing.T) {
+	ns := env.Namespace(t)
+	for _, tc := range []struct {
+		field string
+		max   int
+		set   func(*drainv1.Target, string)
+	}{
+		{"epoch", 128, func(t *drainv1.Target, s string) { t.Epoch = s }},
+		{"gatewayState", 32, func(t *drainv1.Target, s string) { t.GatewayState = s }},
+		{"stateUpdatedAt", 64, func(t *drainv1.Target, s string) { t.StateUpdatedAt = s }},
+	} {
+		for _, n := range []int{tc.max, tc.max + 1} {
+			target := drainv1.Target{PodName: "gw-0", PodUID: "u", Container: "gateway", State: drainv1.TargetDraining}
+			tc.set(&target, strings.Repeat("x", n))
+			slice := &drainv1.TargetSlice{Count: 1, Targets: []drainv1.Target{target}}
+			slice.Namespace, slice.Name = ns, fmt.Sprintf("%s-%d", strings.ToLower(tc.field), n)
+			err := env.Client.Create(context.Background(), slice)
+			want := fmt.Sprintf("targets[0].%s: Too long", tc.field)
+			switch {
+			case n <= tc.max && err != nil:
+				t.Errorf("%s of %d bytes refused: %v", tc.field, n, err)
+			case n > tc.max && (err == nil || !strings.Contains(err.Error(), want)):
+				t.Errorf("%s of %d bytes: %v, want %q", tc.field, n, err, want)
+			}
+		}
+	}
+}
+
 func TestAdmissionAcceptsEdgeCasesAndDefaults(t *testing.T) {
 	ns := env.Namespace(t)
 	cases := map[string]spec{

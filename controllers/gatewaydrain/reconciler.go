@@ -277,9 +277,11 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 			}
 			before := t.State
 			stepped[i], nexts[i] = r.step(ctx, d, t, pod)
-			// An error can quote what a container printed: bounded, so a
-			// TargetSlice stays within its size, keeping its end (the why).
-			stepped[i].Message = marker.Elide(stepped[i].Message, drainv1.MaxTargetMessage)
+			// A message can quote what a container printed or a gateway
+			// wrote: printable, as it is shown on terminals and in events,
+			// and bounded, so a TargetSlice stays within its size, keeping
+			// its end (the why).
+			stepped[i].Message = marker.Elide(marker.Printable(stepped[i].Message), drainv1.MaxTargetMessage)
 			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
 				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
 			}

@@ -89,7 +89,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, now, obs.Marker.Data))
 		if err == nil && obs.Outcome == calls.Replaced {
 			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
-				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, found.Principal(), found.EpochValue())
+				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, marker.Shorten(found.Principal(), 80), marker.Shorten(found.EpochValue(), 80))
 		}
 	}
 	if err != nil {
@@ -224,7 +224,7 @@ func (r *Reconciler) observed(t drainv1.Target, obs calls.Observation, now time.
 	case st.State == marker.StateDraining:
 		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("gateway draining: %d active agents", st.ActiveAgents)
 	default:
-		t.State, t.Message = drainv1.TargetDraining, "marker in place; waiting for the gateway to report draining (it reports "+st.State+")"
+		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("marker in place; waiting for the gateway to report draining (it reports %q)", st.Written)
 	}
 	return t, now.Add(r.PollInterval)
 }
@@ -233,7 +233,7 @@ func (r *Reconciler) observed(t drainv1.Target, obs calls.Observation, now time.
 // gateway's state or why it cannot be told.
 func (r *Reconciler) read(t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, marker.GatewayState, *calls.StateProblem) {
 	attempt := metav1.NewTime(now)
-	t.LastAttemptTime, t.Epoch = &attempt, obs.Epoch
+	t.LastAttemptTime, t.Epoch = &attempt, marker.CheckEpoch(obs.Epoch)
 	if t.HermesHome == "" && marker.ValidateHome(obs.Home) == nil {
 		t.HermesHome = obs.Home // the container's own, read once
 	}

@@ -2,12 +2,18 @@ package gatewaydrain
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	testclock "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
@@ -173,4 +179,85 @@ func TestAnUngatedTargetLeavesTrafficThroughItsAgent(t *testing.T) {
 	if tr.asked {
 		t.Error("the refresh of a marker in place asked to leave traffic first")
 	}
+}
+
+// A gateway is a pod that may be hostile: every byte it reports is. What it
+// reports is stored only in bounded, known forms (issue 23, item 8): two
+// such targets must not push a TargetSlice past the 1.5 MiB etcd takes, or
+// the drain could no longer record progress. Its messages carry no control
+// characters (they are printed on terminals and in events).
+func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
+	now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	const mib = 1 << 20
+	escapes := strings.Repeat("\x1b]52;c;aGk=\x07\x1b[2J\u202e", mib/16)
+	epoch := strings.Repeat("\x1b[2J", mib/4) + ":1"
+	stateFile := func(fields map[string]any) calls.File {
+		data, err := json.Marshal(fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return calls.File{State: calls.FilePresent, Data: data}
+	}
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
+	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gw-0", UID: "pod-uid"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "gateway", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		}},
+	}
+	prefix, suffix, err := marker.Render(newDrain(gwd, nil, now, time.Minute).request(target, now, nil).Marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted, err := json.Marshal(epoch) // the marker is ours, with the epoch the gateway reports
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := calls.File{State: calls.FilePresent, Data: []byte(prefix + string(quoted[1:len(quoted)-1]) + suffix)}
+	for _, tc := range []struct {
+		name string
+		obs  calls.Observation
+	}{
+		{"an unknown state, a long time and epoch", calls.Observation{Outcome: calls.Written, Epoch: epoch, Marker: ours, GatewayState: stateFile(map[string]any{
+			"gateway_state": escapes, "active_agents": 1, "updated_at": "2026-11-23T08:00:00." + strings.Repeat("1", mib) + "+00:00",
+		})}},
+		{"a time that is not one", calls.Observation{Outcome: calls.Written, Epoch: epoch, Marker: ours, GatewayState: stateFile(map[string]any{
+			"gateway_state": "draining", "active_agents": 1, "updated_at": escapes,
+		})}},
+		{"a dead writer's state and start time", calls.Observation{Outcome: calls.Written, Epoch: epoch, Marker: ours,
+			GatewayState:   stateFile(map[string]any{"gateway_state": escapes, "pid": 7, "start_time": escapes}),
+			GatewayProcess: calls.Process{PID: 7, Stat: "7 (gateway) S" + strings.Repeat(" 1", 19) + " \x1b]52;c;aGk=\x07" + escapes}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scheme := runtime.NewScheme()
+			if err := corev1.AddToScheme(scheme); err != nil {
+				t.Fatal(err)
+			}
+			r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).Build(), Options: DefaultOptions(),
+				Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
+			d := newDrain(gwd, []drainv1.Target{target}, now, time.Minute)
+			if _, err := r.stepTargets(context.Background(), d); err != nil {
+				t.Fatal(err)
+			}
+			got := d.targets[0]
+			if got.Epoch != "" {
+				t.Errorf("epoch stored as %d bytes %q, want none: it does not look like one", len(got.Epoch), marker.Shorten(got.Epoch, 40))
+			}
+			if len(got.GatewayState) > 32 || len(got.StateUpdatedAt) > 64 {
+				t.Errorf("gateway state %d bytes, updated_at %d bytes: want them bounded", len(got.GatewayState), len(got.StateUpdatedAt))
+			}
+			if len(got.Message) > drainv1.MaxTargetMessage+8 || !utf8.ValidString(got.Message) || strings.ContainsFunc(got.Message, unsafeRune) {
+				t.Errorf("message of %d bytes with control characters: %q", len(got.Message), marker.Shorten(got.Message, 200))
+			}
+			if size, most := sizeOf(t, got), sizeOf(t, bigTarget(0)); size > most {
+				t.Errorf("the target takes %d bytes, more than the %d of the largest a well-behaved gateway gives", size, most)
+			}
+		})
+	}
+}
+
+// unsafeRune reports the characters a terminal may act on.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
