@@ -45,7 +45,8 @@ func verdict(gwd *drainv1.GatewayDrain, g goal) (done bool, err error) {
 		case meta.IsStatusConditionTrue(conds, drainv1.ConditionDrained):
 			return true, nil
 		case isStalled:
-			return false, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s/%s stalled (%s): %s", gwd.Namespace, gwd.Name, stalled.Reason, stalled.Message)}
+			return false, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s/%s stalled (%s): %s", gwd.Namespace, gwd.Name, stalled.Reason,
+				marker.Excerpt(stalled.Message, 4*drainview.MessageWidth))}
 		case gwd.Spec.Action == drainv1.ActionCancel:
 			return false, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s/%s was cancelled", gwd.Namespace, gwd.Name)}
 		}
@@ -106,7 +107,7 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 			return err
 		}
 		if c := meta.FindStatusCondition(obs.Status.Conditions, drainv1.ConditionDrained); c != nil && c.Reason == drainv1.ReasonProgressing {
-			waiting = c.Message
+			waiting = marker.Excerpt(c.Message, 4*drainview.MessageWidth)
 		}
 		if err := o.sleep(waitCtx); err != nil && ctx.Err() != nil {
 			return err
@@ -135,7 +136,7 @@ func progressLine(gwd *drainv1.GatewayDrain) string {
 	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil {
 		line += fmt.Sprintf(", Drained=%s %s", c.Status, c.Reason)
 		if c.Message != "" {
-			line += ": " + marker.Shorten(c.Message, 4*drainview.MessageWidth)
+			line += ": " + marker.Excerpt(c.Message, 4*drainview.MessageWidth)
 		}
 	}
 	return line

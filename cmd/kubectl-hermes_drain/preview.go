@@ -255,17 +255,19 @@ func printPreview(o *options, data *previewData) error {
 			notes = append(notes, p.Home.Gateway.Problem)
 			mark = p.Home.Marker.Words()
 		case p.Home != nil:
-			gateway, agents, mark = p.Home.Gateway.State, fmt.Sprint(p.Home.Gateway.ActiveAgents), p.Home.Marker.Words()
+			gateway, agents, mark = marker.Excerpt(p.Home.Gateway.State, drainview.WordWidth), fmt.Sprint(p.Home.Gateway.ActiveAgents), p.Home.Marker.Words()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, would, dash(p.Ready), dash(p.Gate), gateway, agents,
-			marker.Shorten(mark, drainview.MessageWidth/2), marker.Shorten(strings.Join(notes, "; "), drainview.MessageWidth))
+			marker.Excerpt(mark, drainview.MessageWidth/2), marker.Excerpt(strings.Join(notes, "; "), drainview.MessageWidth))
 	}
 	return tw.Flush()
 }
 
+// dash is a pod condition's status for a cell: anyone who may update the
+// pod's status may have written it.
 func dash(s corev1.ConditionStatus) string {
 	if s == "" {
 		return "-"
 	}
-	return string(s)
+	return marker.Excerpt(string(s), drainview.WordWidth)
 }

