@@ -142,7 +142,7 @@ func (f *faultyRunner) callsTo(pod string) int {
 	return f.calls[pod]
 }
 
-func (f *faultyRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
+func (f *faultyRunner) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
 	key := pod.Namespace + "/" + pod.Name
 	f.mu.Lock()
 	f.calls[key]++
@@ -156,7 +156,7 @@ func (f *faultyRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([
 	case x < fl.fail+fl.timeout:
 		return nil, fmt.Errorf("injected: %w", context.DeadlineExceeded)
 	}
-	out, err := transport.LocalRunner{}.Run(ctx, pod, argv)
+	out, err := transport.LocalRunner{}.Run(ctx, pod, argv, stdin)
 	if x < fl.fail+fl.timeout+fl.truncate {
 		return out[:len(out)/2], err
 	}

@@ -37,9 +37,9 @@ func TestMain(m *testing.M) { os.Exit(testenv.Run(m, &env)) }
 // countingRunner runs the program locally and counts the calls.
 type countingRunner struct{ calls atomic.Int32 }
 
-func (c *countingRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
+func (c *countingRunner) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
 	c.calls.Add(1)
-	return transport.LocalRunner{}.Run(ctx, pod, argv)
+	return transport.LocalRunner{}.Run(ctx, pod, argv, stdin)
 }
 
 func newReconciler() (*podreadiness.Reconciler, *countingRunner) {
@@ -227,7 +227,7 @@ func TestUnreadableStateIsUnknownWithBackoff(t *testing.T) {
 
 type failingRunner struct{}
 
-func (failingRunner) Run(context.Context, calls.Pod, []string) ([]byte, error) {
+func (failingRunner) Run(context.Context, calls.Pod, []string, []byte) ([]byte, error) {
 	return nil, errors.New("injected: the API server is restarting")
 }
 

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,11 +12,14 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 )
 
 // ExecRunner runs the command in the pod's container through the API
-// server's pods/exec, over WebSocket with a SPDY fallback. Nothing is sent on
-// stdin: some exec implementations never deliver its end.
+// server's pods/exec, over WebSocket with a SPDY fallback. The command must
+// not wait for the end of its stdin: some exec implementations (kwok's)
+// never deliver it.
 type ExecRunner struct {
 	config  *rest.Config
 	client  kubernetes.Interface
@@ -34,7 +35,7 @@ func NewExecRunner(config *rest.Config, timeout time.Duration) (*ExecRunner, err
 	return &ExecRunner{config: config, client: client, timeout: timeout}, nil
 }
 
-func (r *ExecRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
+func (r *ExecRunner) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	req := r.client.CoreV1().RESTClient().Post().
@@ -42,6 +43,7 @@ func (r *ExecRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]b
 		VersionedParams(&corev1.PodExecOptions{
 			Container: pod.Container,
 			Command:   argv,
+			Stdin:     stdin != nil,
 			Stdout:    true,
 			Stderr:    true,
 		}, scheme.ParameterCodec)
@@ -62,14 +64,13 @@ func (r *ExecRunner) Run(ctx context.Context, pod calls.Pod, argv []string) ([]b
 	}
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
-	stdout := &capped{max: maxOutput, overflow: abort}
-	var stderr bytes.Buffer
-	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: &stderr})
-	if err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			err = fmt.Errorf("%w: %s", err, msg)
-		}
-		return stdout.Bytes(), fmt.Errorf("exec in %s: %w", pod, err)
+	stdout, stderr := outputs(abort)
+	opts := remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr}
+	if stdin != nil {
+		opts.Stdin = bytes.NewReader(stdin)
+	}
+	if err := executor.StreamWithContext(ctx, opts); err != nil {
+		return stdout.Bytes(), fmt.Errorf("exec in %s: %w", pod, failed(err, stdout, stderr))
 	}
 	return stdout.Bytes(), nil
 }

@@ -2,10 +2,12 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,17 +35,17 @@ func shells(t *testing.T) map[string]LocalRunner {
 
 // planting runs the program after planting a symbolic link to target at
 // every name of HERMES_HOME it could write through: the names derived from
-// its nonce, and the old program's $$ (the planting shell execs the program,
-// which keeps its PID).
+// its nonce (which it reads on the program's stdin), and the old program's
+// $$ (the planting shell execs the program, which keeps its PID).
 type planting struct {
 	LocalRunner
 	target string
 }
 
-func (p planting) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
-	home, nonce := argv[5], argv[7]
+func (p planting) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
+	home, nonce := argv[5], strings.Split(string(stdin), "\n")[1]
 	plant := `for n in tmp.$$ "$2.new" "$2.old"; do ln -s "$3" "$1/.drain_request.json.$n"; done; shift 3; exec "$@"`
-	return p.LocalRunner.Run(ctx, pod, append([]string{"sh", "-c", plant, "plant", home, nonce, p.target}, argv...))
+	return LocalRunner{}.Run(ctx, pod, append([]string{"/bin/sh", "-c", plant, "plant", home, nonce, p.target}, p.command(argv)...), stdin)
 }
 
 // A link planted where the program creates its files is never written
@@ -156,7 +158,7 @@ func TestRunawayOutputIsAbortedAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := LocalRunner{}.Run(ctx, calls.Pod{}, []string{"yes", strings.Repeat("y", 100)})
+	out, err := LocalRunner{}.Run(ctx, calls.Pod{}, []string{"yes", strings.Repeat("y", 100)}, nil)
 	if err == nil || len(out) > maxOutput+1 {
 		t.Fatalf("runaway output: %d bytes, %v", len(out), err)
 	}
@@ -171,7 +173,8 @@ func TestRunawayOutputIsAbortedAtOnce(t *testing.T) {
 // interposing runs the program (under dash, whose PATH lookups it can
 // intercept) with shims of ln, mv, rm and sync that log each call and, on
 // the first call of a command in `plantOn`, first write a foreign marker:
-// another writer acting between the program's read and its write.
+// another writer acting between the program's read and its write. The
+// program sets its own PATH, so the shims' directory is put first in it.
 type interposing struct {
 	dir     string
 	plantOn string
@@ -208,9 +211,15 @@ func mustLookPath(t *testing.T, cmd string) string {
 
 func (s interposing) log() string { return filepath.Join(s.dir, "log") }
 
-func (s interposing) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
-	env := []string{"env", "PATH=" + s.dir + ":" + os.Getenv("PATH"), "SHIM_LOG=" + s.log(), "PLANT_ON=" + s.plantOn, "PLANT_TEXT=" + s.foreign, "PLANT_HOME=" + argv[5], "dash"}
-	return LocalRunner{}.Run(ctx, pod, append(env, argv[1:]...))
+func (s interposing) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
+	const path = "\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+	if !strings.Contains(argv[2], path) {
+		return nil, errors.New("the program does not set PATH: the shims cannot be put first")
+	}
+	argv = slices.Clone(argv)
+	argv[2] = strings.Replace(argv[2], path, "\nPATH="+s.dir+":"+path[len("\nPATH="):], 1)
+	env := []string{"env", "SHIM_LOG=" + s.log(), "PLANT_ON=" + s.plantOn, "PLANT_TEXT=" + s.foreign, "PLANT_HOME=" + argv[5], "dash"}
+	return LocalRunner{}.Run(ctx, pod, append(env, argv[1:]...), stdin)
 }
 
 const dashboardMarker = `{"action": "drain", "requested_at": "2026-11-23T08:00:00.000000+00:00", "principal": "dashboard", "epoch": ""}`
@@ -388,5 +397,75 @@ func TestTheStateFilesWriterIsLookedUp(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// pathPlanting runs the program the way exec runs it in the upstream image:
+// its PATH starts with a directory the gateway's user can write (there
+// /opt/data/.local/bin). That directory holds an executable under every
+// command name this host has, and sh; each one records its name and runs the
+// real command. The container's /bin/sh is the given shell.
+type pathPlanting struct {
+	sh  LocalRunner // its Shell by an absolute path
+	dir string
+}
+
+func newPathPlanting(t *testing.T, shell []string) pathPlanting {
+	t.Helper()
+	p := pathPlanting{sh: LocalRunner{Shell: slices.Clone(shell)}, dir: t.TempDir()}
+	p.sh.Shell[0] = mustLookPath(t, shell[0])
+	for _, bin := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		entries, _ := os.ReadDir(bin)
+		for _, e := range entries {
+			shim := filepath.Join(p.dir, e.Name())
+			if _, err := os.Lstat(shim); err == nil {
+				continue // the first on a system PATH is the real one
+			}
+			script := "#!/bin/sh\necho '" + e.Name() + "' >> \"$PLANTED_LOG\"\nexec '" + filepath.Join(bin, e.Name()) + "' \"$@\"\n"
+			if strings.Contains(e.Name(), "'") {
+				continue
+			}
+			if err := os.WriteFile(shim, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, "sh")); err != nil {
+		t.Fatalf("no sh planted: %v", err)
+	}
+	return p
+}
+
+func (p pathPlanting) log() string { return filepath.Join(p.dir, "ran") }
+
+func (p pathPlanting) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
+	// env looks argv[0] up in the PATH it sets, as a container runtime does.
+	env := []string{"env", "PATH=" + p.dir + ":" + os.Getenv("PATH"), "PLANTED_LOG=" + p.log()}
+	return LocalRunner{}.Run(ctx, pod, append(env, p.sh.command(argv)...), stdin)
+}
+
+// exec runs the program as root in the gateway's container, whose PATH
+// starts with a directory the gateway's user can write: nothing found there
+// runs, whatever its name (item 2 of issue 23).
+func TestNoCommandIsTakenFromThePath(t *testing.T) {
+	for name, sh := range shells(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			planted := newPathPlanting(t, sh.Shell)
+			p := NewProgram(planted, fakeProc(t, bootID, statLine("init", "42")))
+			home := t.TempDir()
+			if obs, err := p.Read(ctx, calls.Pod{}, home); err != nil || obs.Outcome != calls.Read {
+				t.Errorf("read: %v %v", obs.Outcome, err)
+			}
+			if obs, err := p.Project(ctx, calls.Pod{}, home, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written {
+				t.Errorf("project: %v %v", obs.Outcome, err)
+			}
+			if obs, err := p.Clear(ctx, calls.Pod{}, home, "uid-1"); err != nil || obs.Outcome != calls.Cleared {
+				t.Errorf("clear: %v %v", obs.Outcome, err)
+			}
+			if ran, err := os.ReadFile(planted.log()); err == nil {
+				t.Errorf("commands planted on PATH ran: %s", strings.Join(strings.Fields(string(ran)), " "))
+			}
+		})
 	}
 }

@@ -43,25 +43,48 @@ func (p *Program) Project(ctx context.Context, pod calls.Pod, home string, req c
 	}
 	// The program compares with $(cat file), which drops trailing newlines.
 	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
-	return p.call(ctx, pod, "project", home, marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), replaceable, prefix, suffix)
+	return p.call(ctx, pod, "project", home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), before: prefix, after: suffix, replaceable: replaceable})
 }
 
 func (p *Program) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
-	return p.call(ctx, pod, "clear", home, marker.OwnerToken(ownerUID))
+	return p.call(ctx, pod, "clear", home, input{token: marker.OwnerToken(ownerUID)})
 }
 
 func (p *Program) Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error) {
-	return p.call(ctx, pod, "read", home)
+	return p.call(ctx, pod, "read", home, input{})
 }
 
-func (p *Program) call(ctx context.Context, pod calls.Pod, op, home string, args ...string) (_ calls.Observation, err error) {
+// input is what program.sh reads on its stdin rather than in argv, which the
+// gateway's user reads in /proc/PID/cmdline.
+type input struct {
+	token, before, after, replaceable string
+}
+
+// stdin is the input as program.sh reads it: one value a line (the JSON
+// texts hold no newline), then the replaceable marker as its number of
+// lines and those lines.
+func (in input) stdin(fence, nonce string) []byte {
+	lines := []string{fence, nonce, in.token, in.before, in.after, "0"}
+	if in.replaceable != "" {
+		replaceable := strings.Split(in.replaceable, "\n")
+		lines[5] = strconv.Itoa(len(replaceable))
+		lines = append(lines, replaceable...)
+	}
+	return []byte(strings.Join(lines, "\n") + "\n")
+}
+
+func (p *Program) call(ctx context.Context, pod calls.Pod, op, home string, in input) (_ calls.Observation, err error) {
 	result := "transport"
 	defer countCall("exec", op, time.Now(), &result)
 
-	nonce := calls.NewNonce()
-	argv := append([]string{"sh", "-c", program, "hermes-drain", op, home, p.procRoot, nonce}, args...)
-	out, runErr := p.runner.Run(ctx, pod, argv)
-	obs, parseErr := parseOutput(out, nonce)
+	// The fence is never written anywhere; the nonce names the private
+	// files, which the gateway's user sees in its home while they exist.
+	fence, nonce := calls.NewNonce(), calls.NewNonce()
+	// /bin/sh by its path: the container's PATH may start with a directory
+	// the gateway's user can write, and exec runs as root.
+	argv := []string{"/bin/sh", "-c", program, "hermes-drain", op, home, p.procRoot}
+	out, runErr := p.runner.Run(ctx, pod, argv, in.stdin(fence, nonce))
+	obs, parseErr := parseOutput(out, fence)
 	if parseErr != nil {
 		if runErr != nil {
 			return calls.Observation{}, readable(runErr, argv)
@@ -94,9 +117,9 @@ type parsed struct {
 	errMessage string
 }
 
-// parseOutput reads program.sh's report. Files are fenced by the nonce, so
-// their bytes can hold anything.
-func parseOutput(out []byte, nonce string) (parsed, error) {
+// parseOutput reads program.sh's report. Files are fenced by a nonce no one
+// else has seen, so their bytes can hold anything.
+func parseOutput(out []byte, fence string) (parsed, error) {
 	var r parsed
 	if len(out) > maxOutput {
 		return r, fmt.Errorf("the container printed more than the %d bytes expected: the call was aborted", maxOutput)
@@ -115,8 +138,8 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		return fmt.Errorf("unexpected output from the container (%s): %q", what, marker.Shorten(string(out), 200))
 	}
 
-	if l, ok := line(); !ok || l != "hermes-drain/2 "+nonce {
-		return r, unexpected("no header; is sh missing in the container?")
+	if l, ok := line(); !ok || l != "hermes-drain/2 "+fence {
+		return r, unexpected("no header; is /bin/sh missing in the container?")
 	}
 	l, ok := line()
 	if e, found := strings.CutPrefix(l, "epoch "); ok && found {
@@ -138,7 +161,7 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 	word, msg, _ := strings.Cut(res, " ")
 	r.Outcome, r.errMessage = calls.Outcome(word), msg
 
-	fence := []byte("\n--" + nonce + "-- ")
+	fenceLine := []byte("\n--" + fence + "-- ")
 	for _, f := range []struct {
 		name string
 		into *calls.File
@@ -151,12 +174,12 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 		f.into.State = calls.FileState(state)
 		switch f.into.State {
 		case calls.FilePresent:
-			i := bytes.Index(rest, fence)
+			i := bytes.Index(rest, fenceLine)
 			if i < 0 {
 				return r, unexpected("unterminated " + f.name + " file")
 			}
 			data := rest[:i]
-			rest = rest[i+len(fence):]
+			rest = rest[i+len(fenceLine):]
 			switch l, _ := line(); l {
 			case "ok":
 				f.into.Data = bytes.Clone(data)
@@ -181,7 +204,7 @@ func parseOutput(out []byte, nonce string) (parsed, error) {
 			r.GatewayProcess = calls.Process{PID: n, Stat: stat}
 		}
 	}
-	if l, ok := line(); !ok || l != "end "+nonce {
+	if l, ok := line(); !ok || l != "end "+fence {
 		return r, unexpected("no end")
 	}
 	return r, nil

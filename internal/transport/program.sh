@@ -1,40 +1,80 @@
 # hermes-drain: the one program the operator runs inside a gateway container.
-# It is fixed at compile time; every value arrives as an argument, never as
-# text pasted into this script, and nothing is read from stdin. It reports
-# its outcome on stdout (the exit status does not survive every exec path)
-# and always exits 0. It runs under any POSIX sh (dash, busybox ash) and
-# needs head, sync, mv, ln and rm.
+# It is fixed at compile time; every value arrives as an argument or on
+# stdin, never as text pasted into this script. It reports its outcome on
+# stdout (the exit status does not survive every exec path) and always exits
+# 0. It runs under any POSIX sh (dash, busybox ash) and needs head, sync, mv,
+# ln and rm.
 #
-#   $1 op         project | clear | read
-#   $2 home       HERMES_HOME; "" for the container's own $HERMES_HOME, else
-#                 /opt/data (exec inherits the image's and the pod's env)
-#   $3 proc       where /proc is ("/proc" except in tests)
-#   $4 nonce      fences the files it prints, so their content cannot forge a
-#                 line, and names its private files (96 random bits)
-#   project:  $5 owner token  $6 foreign marker it may replace ("" for none)
-#             $7 marker text before the epoch  $8 marker text after it
-#   clear:    $5 owner token
+# Arguments, which every user of the container reads in /proc/PID/cmdline:
+#   $1 op     project | clear | read
+#   $2 home   HERMES_HOME; "" for the container's own $HERMES_HOME, else
+#             /opt/data (exec inherits the image's and the pod's env)
+#   $3 proc   where /proc is ("/proc" except in tests)
+# Standard input, which only root can read, one value a line (it is read
+# line by line and never to its end: some exec paths never deliver the end):
+#   fence     fences the files it prints, so their content cannot forge a
+#             line (96 random bits, never written anywhere)
+#   nonce     names its private files (96 random bits)
+#   token     the owner token (project, clear)
+#   before    the marker's text before the epoch (project)
+#   after     the marker's text after it (project)
+#   N         the number of lines of the foreign marker it may replace (0 for
+#             none), then those N lines (project)
 #
-# Output: "hermes-drain/2 NONCE", "epoch E", "home H", "result WORD
+# Output: "hermes-drain/2 FENCE", "epoch E", "home H", "result WORD
 # [MESSAGE]", then
 # for the marker and gateway_state.json "file NAME present|absent|directory|
 # irregular|unreadable", a present file's first bytes (at most maxFile)
-# followed by "\n--NONCE-- ok" (or "unreadable" if reading failed part way),
+# followed by "\n--FENCE-- ok" (or "unreadable" if reading failed part way),
 # then "proc PID STATLINE" for the process gateway_state.json names ("proc -"
-# when it names none), and "end NONCE". Words: written, refreshed, replaced,
+# when it names none), and "end FENCE". Words: written, refreshed, replaced,
 # cleared, absent, foreign, read, error.
 #
 # HERMES_HOME belongs to the gateway's user, not to us: anything in it may
 # have been planted to make us (root, usually) write or read elsewhere. So
 # nothing here follows a symbolic link or reads what is not a regular file,
-# and every file it creates has a name no one can predict, created with
-# O_EXCL.
+# and every file it creates has a name no one can predict before it exists,
+# created with O_EXCL.
 #
 # Every process it starts costs a fork and an exec in the gateway's
 # container (and most of a call's CPU), so it starts as few as it can.
+
+# First of all, before any command runs: exec runs this as root with the
+# container's environment, whose PATH may start with directories the
+# gateway's user can write (upstream's image names /opt/data/.local/bin, in
+# that user's home). So commands are looked up in the system's directories
+# only, and the variables that make a command load code or data from a path
+# of the environment's choosing (the dynamic loader's, the C library's
+# locale and charset paths) are removed before any is started. IFS and
+# CDPATH go too: word splitting is the shell's default, and cd never looks
+# elsewhere. (ENV and BASH_ENV are read by interactive shells only, and no
+# shell is started by name.) What the environment does to /bin/sh itself,
+# before this line, no exec can undo: the image's environment is trusted.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT GCONV_PATH LOCPATH NLSPATH IFS CDPATH
 set -u
 umask 022
-op=$1 home=${2:-${HERMES_HOME:-/opt/data}} proc=$3 nonce=$4
+op=$1 home=${2:-${HERMES_HOME:-/opt/data}} proc=$3
+nl='
+'
+unexpected() {
+	printf 'hermes-drain: %s on stdin\n' "$1"
+	exit 0
+}
+{ IFS= read -r fence && IFS= read -r nonce && IFS= read -r token &&
+	IFS= read -r before && IFS= read -r after && IFS= read -r lines; } ||
+	unexpected "no input"
+# The nonce names files, and lines is counted: both must be as sent.
+case $nonce in '' | *[!0-9a-f]*) unexpected "no nonce" ;; esac
+case $lines in '' | *[!0-9]*) unexpected "no line count" ;; esac
+replaceable= i=0
+while [ $i -lt "$lines" ]; do
+	IFS= read -r line || :
+	[ $i -eq 0 ] || replaceable=$replaceable$nl
+	replaceable=$replaceable$line
+	i=$((i + 1))
+done
 # Names inside HERMES_HOME, which the program enters once (cd -P): a link
 # swapped for one of its parents during the call cannot move it elsewhere.
 marker=.drain_request.json
@@ -112,16 +152,16 @@ report() {
 		show state "$state"
 		gateway_process "$text"
 	fi
-	printf 'end %s\n' "$nonce"
+	printf 'end %s\n' "$fence"
 	exit 0
 }
 
 # show prints file $2 under the name $1, leaving its bytes in $text.
 show() {
 	if load "$2"; then
-		printf 'file %s present\n%s\n--%s-- ok\n' "$1" "$text" "$nonce"
+		printf 'file %s present\n%s\n--%s-- ok\n' "$1" "$text" "$fence"
 	elif [ "$kind" = unreadable ]; then
-		printf 'file %s present\n\n--%s-- unreadable\n' "$1" "$nonce"
+		printf 'file %s present\n\n--%s-- unreadable\n' "$1" "$fence"
 	else
 		printf 'file %s %s\n' "$1" "$kind"
 	fi
@@ -145,17 +185,19 @@ gateway_process() {
 }
 
 # write_new writes the marker for epoch $e to $new, a name no one can have
-# planted, created with O_EXCL (noclobber), and flushes it to disk before it
-# is linked or renamed into place: after a crash the marker is whole or
-# absent, never empty.
+# planted (the nonce is nowhere before the file exists: not in any process's
+# argv, and stdin is root's), created with O_EXCL (noclobber), and flushes it
+# to disk before it is linked or renamed into place: after a crash the marker
+# is whole or absent, never empty.
 write_new() {
 	if [ -e "$new" ] || [ -L "$new" ]; then return 1; fi
 	set -C
 	{ command exec 3>"$new"; } 2>/dev/null || { set +C; return 1; }
 	set +C
-	# noclobber opens an existing file that is not regular (a FIFO or device
-	# planted at this instant) instead of failing: write only into the
-	# regular file just created.
+	# noclobber checks with stat before it opens with O_EXCL, and opens an
+	# existing file that is not regular (a FIFO or device planted at this
+	# instant, which takes guessing the nonce) instead of failing: write
+	# only into the regular file just created.
 	if ! [ -f /dev/fd/3 ] || [ -L "$new" ] || ! [ /dev/fd/3 -ef "$new" ]; then
 		exec 3>&-
 		return 1
@@ -165,7 +207,7 @@ write_new() {
 	sync -- "$new" 2>/dev/null
 }
 
-printf 'hermes-drain/2 %s\n' "$nonce"
+printf 'hermes-drain/2 %s\n' "$fence"
 epoch
 printf 'epoch %s\nhome %s\n' "$e" "$home"
 text=
@@ -178,7 +220,6 @@ inside=1
 
 case $op in
 project)
-	token=$5 replaceable=$6
 	case $e in *[!0-9A-Za-z:-]*) report error "epoch $e has unexpected characters" ;; esac
 	if load "$marker"; then
 		case $text in
@@ -192,7 +233,7 @@ project)
 	else
 		word=written
 	fi
-	write_new "$7" "$8" || report error "cannot write $home/$marker: cannot create a file in $home (read-only or full?)"
+	write_new "$before" "$after" || report error "cannot write $home/$marker: cannot create a file in $home (read-only or full?)"
 	if [ $word = written ]; then
 		# Created, never replaced: the link fails if a marker appeared
 		# since it was read, which is then left alone.
@@ -209,7 +250,6 @@ project)
 	report $word
 	;;
 clear)
-	token=$5
 	if ! load "$marker"; then
 		[ "$kind" = absent ] && report absent
 		report error "$home/$marker is $what: refusing to remove it"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,7 +243,7 @@ func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
 // echoingRunner fails the way some runtimes do: echoing the command line.
 type echoingRunner struct{}
 
-func (echoingRunner) Run(_ context.Context, _ calls.Pod, argv []string) ([]byte, error) {
+func (echoingRunner) Run(_ context.Context, _ calls.Pod, argv []string, _ []byte) ([]byte, error) {
 	return nil, fmt.Errorf("error executing command in container: cmd start: %s: chdir /x: no such file or directory", strings.Join(argv, " "))
 }
 
@@ -260,8 +261,8 @@ func TestRunnerErrorsStayReadable(t *testing.T) {
 // prefixed runs the program through a prefix command that constrains it.
 type prefixed []string
 
-func (p prefixed) Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error) {
-	return LocalRunner{}.Run(ctx, pod, append(append([]string{}, p...), argv...))
+func (p prefixed) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
+	return LocalRunner{}.Run(ctx, pod, append(append([]string{}, p...), argv...), stdin)
 }
 
 // asUnprivileged runs the program as a user that file permissions bind. As
@@ -402,5 +403,34 @@ func TestALinkedHomeIsEnteredOnce(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(real, marker.Filename)); err != nil {
 		t.Errorf("no marker in the linked directory: %v", err)
+	}
+}
+
+// recording runs the program locally and records its command line.
+type recording struct{ argv []string }
+
+func (r *recording) Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error) {
+	r.argv = argv
+	return LocalRunner{}.Run(ctx, pod, argv, stdin)
+}
+
+// Every user of the container reads a process's command line in
+// /proc/PID/cmdline, the gateway's user included. So argv holds the shell,
+// by its absolute path (not looked up in the container's PATH), the
+// program and the operation only: the nonce that fences the report and
+// names the private files, and the request's values, travel on stdin
+// (items 2 and 12 of issue 23).
+func TestArgvHoldsTheOperationOnly(t *testing.T) {
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	rec := &recording{}
+	p := NewProgram(rec, proc)
+	home := t.TempDir()
+	req := request("uid-1", "me")
+	req.Replaceable = []byte("a marker\nof two lines")
+	if obs, err := p.Project(context.Background(), calls.Pod{}, home, req); err != nil || obs.Outcome != calls.Written {
+		t.Fatalf("project: %v %v", obs.Outcome, err)
+	}
+	if want := []string{"/bin/sh", "-c", program, "hermes-drain", "project", home, proc}; !slices.Equal(rec.argv, want) {
+		t.Errorf("argv %q, then the program, then %q; want %q, then the program, then %q", rec.argv[:2], rec.argv[3:], want[:2], want[3:])
 	}
 }

@@ -23,8 +23,9 @@ type Transport interface {
 	Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error)
 }
 
-// Runner runs a command (argv, no shell parsing) in a pod's container and
-// returns its standard output.
+// Runner runs a command (argv, no shell parsing) in a pod's container, with
+// stdin on its standard input (none if nil), and returns its standard
+// output.
 type Runner interface {
-	Run(ctx context.Context, pod calls.Pod, argv []string) ([]byte, error)
+	Run(ctx context.Context, pod calls.Pod, argv []string, stdin []byte) ([]byte, error)
 }

@@ -28,20 +28,24 @@ func baselineRequest() calls.ProjectRequest {
 	}}
 }
 
-// argvRecorder is a Runner that only records the command it is given.
-type argvRecorder struct{ argv []string }
+// recorder is a Runner that only records the command it is given and its
+// input.
+type recorder struct {
+	argv  []string
+	stdin []byte
+}
 
-func (r *argvRecorder) Run(_ context.Context, _ calls.Pod, argv []string) ([]byte, error) {
-	r.argv = argv
+func (r *recorder) Run(_ context.Context, _ calls.Pod, argv []string, stdin []byte) ([]byte, error) {
+	r.argv, r.stdin = argv, stdin
 	return nil, errors.New("recorded, not run")
 }
 
-// projectArgv is the command the operator's transport runs in a pod to
-// project req, with the pod's HERMES_HOME replaced by home.
-func projectArgv(home string, req calls.ProjectRequest) []string {
-	rec := &argvRecorder{}
+// projectCommand is the command the operator's transport runs in a pod to
+// project req, with the pod's HERMES_HOME replaced by home, and its input.
+func projectCommand(home string, req calls.ProjectRequest) ([]string, []byte) {
+	rec := &recorder{}
 	_, _ = transport.NewProgram(rec, "/proc").Project(context.Background(), calls.Pod{}, home, req)
-	return rec.argv
+	return rec.argv, rec.stdin
 }
 
 // kubectlLoop is Baseline A: what a user would do today, one `kubectl exec`
@@ -54,9 +58,15 @@ func kubectlLoop(ctx context.Context, ns string, pods []string, parallel int) (t
 	}
 	// xargs puts each pod's name where {} is; every value stays one argument.
 	home := filepath.Join(lc.Dir, "homes", ns, "{}")
-	args := append([]string{"-a", list, "-P", fmt.Sprint(parallel), "-I", "{}",
-		filepath.Join(lc.Bin, "kubectl"), "--kubeconfig", lc.Kubeconfig, "-n", ns, "exec", "{}", "-c", cluster.GatewayContainer, "--"},
-		projectArgv(home, baselineRequest())...)
+	argv, stdin := projectCommand(home, baselineRequest())
+	input := list + ".input"
+	if err := os.WriteFile(input, stdin, 0o644); err != nil {
+		return 0, err
+	}
+	// Each kubectl reads the program's input from the file, through sh.
+	args := append([]string{"-a", list, "-P", fmt.Sprint(parallel), "-I", "{}", "sh", "-c", `exec "$@" < "$0"`, input,
+		filepath.Join(lc.Bin, "kubectl"), "--kubeconfig", lc.Kubeconfig, "-n", ns, "exec", "-i", "{}", "-c", cluster.GatewayContainer, "--"},
+		argv...)
 	start := time.Now()
 	out, err := exec.CommandContext(ctx, "xargs", args...).CombinedOutput()
 	elapsed := time.Since(start)

@@ -112,7 +112,7 @@ func (g *Gateway) waitExec(ctx context.Context) error {
 	defer cancel()
 	recreate := time.Now().Add(10 * time.Second)
 	for {
-		_, err := g.c.exec.Run(ctx, calls.Pod{Namespace: g.Namespace, Name: g.Name, Container: GatewayContainer}, []string{"true"})
+		_, err := g.c.exec.Run(ctx, calls.Pod{Namespace: g.Namespace, Name: g.Name, Container: GatewayContainer}, []string{"true"}, nil)
 		if err == nil {
 			return nil
 		}
