@@ -276,7 +276,8 @@ type Target struct {
 	// LastAttemptTime is when the operator last talked to the target.
 	// +optional
 	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
-	// Failures counts consecutive failed attempts; it sets the retry backoff.
+	// Failures counts consecutive attempts that failed or found another's
+	// marker in place; it sets the backoff of the next.
 	// +optional
 	Failures int32 `json:"failures,omitempty"`
 	// Message says what blocks this target, or the last error (at most

@@ -51,6 +51,23 @@ func TestDrainCompletesDespiteTransportFaults(t *testing.T) {
 	}
 }
 
+// Drains whose targets never answer, one for each drain worker, hold no
+// worker past their batch and its call grace: another drain, of gateways
+// that answer, is Drained meanwhile.
+func TestTargetsThatNeverAnswerHoldNoWorker(t *testing.T) {
+	for i := range 4 { // the suite's drain workers
+		ns := env.Namespace(t)
+		runner.inject(ns, faults{hang: true})
+		t.Cleanup(func() { runner.inject(ns, faults{}) }) // the drains answer again, and let go
+		newGateway(t, ns, "gw-0")
+		newGatewayDrain(t, ns, fmt.Sprintf("hung-%d", i))
+	}
+	ns := env.Namespace(t)
+	newGateway(t, ns, "gw-0").setState(marker.StateDraining, 0)
+	gwd := newGatewayDrain(t, ns, "d")
+	waitFor(t, gwd, "Drained beside drains whose targets never answer", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+}
+
 // A pod recreated while the drain is being cancelled: the new instantiation
 // is not drained and loses our stale marker; the others are released.
 func TestPodRecreatedDuringCancel(t *testing.T) {

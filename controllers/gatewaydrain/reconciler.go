@@ -49,6 +49,10 @@ type Options struct {
 	// BatchTime is how long one reconcile starts calls to a drain's targets
 	// before it writes its progress (drain.callsUntil).
 	BatchTime time.Duration
+	// CallGrace is how long the calls a reconcile started may run past its
+	// batch before they are abandoned: many times a call's usual time
+	// (milliseconds through an agent, about 0.3 s through pods/exec).
+	CallGrace time.Duration
 	// PollInterval is how often a draining target is read.
 	PollInterval time.Duration
 	// IdlePollInterval is how often a drained target is read.
@@ -76,6 +80,7 @@ func DefaultOptions() Options {
 	return Options{
 		Concurrency:      32,
 		BatchTime:        2 * time.Second,
+		CallGrace:        10 * time.Second,
 		PollInterval:     2 * time.Second,
 		IdlePollInterval: 30 * time.Second,
 		RefreshInterval:  20 * time.Minute,
@@ -93,6 +98,7 @@ func DefaultOptions() Options {
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Concurrency, "exec-concurrency", o.Concurrency, "calls into gateway containers in flight per GatewayDrain")
 	fs.DurationVar(&o.BatchTime, "batch-time", o.BatchTime, "how long one reconcile starts calls to a GatewayDrain's targets before it writes its progress")
+	fs.DurationVar(&o.CallGrace, "batch-call-grace", o.CallGrace, "how long calls may run past the batch that started them before they are abandoned and retried")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often a draining gateway is read")
 	fs.DurationVar(&o.IdlePollInterval, "idle-poll-interval", o.IdlePollInterval, "how often a drained gateway is read")
 	fs.DurationVar(&o.RefreshInterval, "refresh-interval", o.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
@@ -110,6 +116,7 @@ func (o Options) Validate() error {
 	return errors.Join(
 		options.AtLeastOne("--exec-concurrency", o.Concurrency),
 		options.PositiveDuration("--batch-time", o.BatchTime),
+		options.PositiveDuration("--batch-call-grace", o.CallGrace),
 		options.PositiveDuration("--poll-interval", o.PollInterval),
 		options.PositiveDuration("--idle-poll-interval", o.IdlePollInterval),
 		options.PositiveDuration("--refresh-interval", o.RefreshInterval),
@@ -257,6 +264,12 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 	})
 	stepped := make([]drainv1.Target, len(targets))
 	nexts := make([]time.Time, len(targets))
+	// A reconcile does not wait on its calls long past its batch: a call
+	// still running CallGrace after the batch ended is abandoned (its
+	// target fails and is retried with backoff), so targets that never
+	// answer cannot hold the drain workers.
+	callCtx, cancel := context.WithDeadline(ctx, d.callsUntil.Add(r.CallGrace))
+	defer cancel()
 	sem := make(chan struct{}, max(r.Concurrency, 1))
 	var wg sync.WaitGroup
 	var lookupErr error
@@ -276,7 +289,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 				return
 			}
 			before := t.State
-			stepped[i], nexts[i] = r.step(ctx, d, t, pod)
+			stepped[i], nexts[i] = r.step(callCtx, d, t, pod)
 			// A message can quote what a container printed or a gateway
 			// wrote: printable, as it is shown on terminals and in events,
 			// and bounded, so a TargetSlice stays within its size, keeping

@@ -147,7 +147,8 @@ func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, o
 	}
 	t.State, t.Message = drainv1.TargetConflict, foreignMessage(obs.Marker)
 	t, _, _ = r.read(t, obs, now)
-	return t, now.Add(r.PollInterval)
+	t.Failures++ // each look that finds it held sets the next one further off
+	return t, r.nextAttempt(d, t)
 }
 
 // stepRelease removes our marker from a target whose drain was withdrawn.
@@ -275,21 +276,30 @@ func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, 
 	return time.Time{}, true
 }
 
+// conflictPollMax bounds how long a target another's marker holds waits
+// between looks.
+const conflictPollMax = 30 * time.Second
+
 // nextAttempt is when a target may be talked to again: right away the first
 // time, after the poll interval while draining, with exponential backoff
-// after failures. A withdrawn drain releases its targets at once: the poll
+// after failures and while another's marker holds it. A withdrawn drain releases its targets at once: the poll
 // schedule of the drain it was no longer holds them back.
 func (r *Reconciler) nextAttempt(d *drain, t drainv1.Target) time.Time {
 	switch {
 	case t.LastAttemptTime == nil:
 		return time.Time{}
-	case t.Failures > 0:
+	case t.State == drainv1.TargetConflict && d.withdrawn == "":
+		// Another's marker holds it, for as long as that drain or person
+		// wants: looked at less and less often (up to conflictPollMax), so
+		// that drains that can only wait, however many, cost little.
+		return t.LastAttemptTime.Add(retry.Delay(r.PollInterval, conflictPollMax, max(t.Failures, 1)))
+	case t.Failures > 0 && t.State != drainv1.TargetConflict:
 		return r.retryAt(t)
 	case d.withdrawn != "":
 		return time.Time{}
 	case t.State == drainv1.TargetDrained:
 		return t.LastAttemptTime.Add(r.IdlePollInterval)
-	case t.State == drainv1.TargetDraining || t.State == drainv1.TargetConflict || t.State == drainv1.TargetLeavingTraffic:
+	case t.State == drainv1.TargetDraining || t.State == drainv1.TargetLeavingTraffic:
 		return t.LastAttemptTime.Add(r.PollInterval)
 	}
 	return time.Time{}

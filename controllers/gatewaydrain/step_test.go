@@ -35,7 +35,10 @@ func TestNextAttempt(t *testing.T) {
 	}{
 		{"never tried", standing, drainv1.Target{State: drainv1.TargetPending}, -1},
 		{"draining", standing, drainv1.Target{State: drainv1.TargetDraining, LastAttemptTime: &last}, r.PollInterval},
-		{"conflict", standing, drainv1.Target{State: drainv1.TargetConflict, LastAttemptTime: &last}, r.PollInterval},
+		{"conflict", standing, drainv1.Target{State: drainv1.TargetConflict, Failures: 1, LastAttemptTime: &last}, r.PollInterval},
+		{"third look at a conflict", standing, drainv1.Target{State: drainv1.TargetConflict, Failures: 3, LastAttemptTime: &last}, 4 * r.PollInterval},
+		{"a long conflict", standing, drainv1.Target{State: drainv1.TargetConflict, Failures: 40, LastAttemptTime: &last}, conflictPollMax},
+		{"conflict, then cancelled", withdrawn, drainv1.Target{State: drainv1.TargetConflict, Failures: 40, LastAttemptTime: &last}, -1},
 		{"drained", standing, drainv1.Target{State: drainv1.TargetDrained, LastAttemptTime: &last}, r.IdlePollInterval},
 		{"third failure", standing, drainv1.Target{State: drainv1.TargetFailed, Failures: 3, LastAttemptTime: &last}, 4 * r.RetryBase},
 		{"many failures", standing, drainv1.Target{State: drainv1.TargetFailed, Failures: 40, LastAttemptTime: &last}, r.RetryMax},

@@ -80,6 +80,7 @@ func run(m *testing.M) int {
 		Options: gatewaydrain.Options{
 			Concurrency:      8,
 			BatchTime:        200 * time.Millisecond,
+			CallGrace:        3 * time.Second,
 			PollInterval:     200 * time.Millisecond,
 			IdlePollInterval: time.Second,
 			RefreshInterval:  20 * time.Minute,
@@ -120,7 +121,12 @@ func (c offsetClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 // faults are the shares of calls that fail, time out, or return a report
 // cut in half (after the program ran: the marker was written, the
 // read-back is lost).
-type faults struct{ fail, timeout, truncate float64 }
+// hang makes every call wait until it is abandoned, as a target that never
+// answers does.
+type faults struct {
+	fail, timeout, truncate float64
+	hang                    bool
+}
 
 // The fault of a call is a function of the pod and how many calls it had,
 // so every run sees the same faults whatever the interleaving.
@@ -151,6 +157,9 @@ func (f *faultyRunner) Run(ctx context.Context, pod calls.Pod, argv []string, st
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s#%d", pod.Name, n))
 	x := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)
 	switch {
+	case fl.hang:
+		<-ctx.Done()
+		return nil, ctx.Err()
 	case x < fl.fail:
 		return nil, errors.New("injected: connection reset by peer")
 	case x < fl.fail+fl.timeout:

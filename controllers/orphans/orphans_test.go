@@ -2,8 +2,10 @@ package orphans_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,4 +153,44 @@ func (c staleCache) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 		return apierrors.NewNotFound(drainv1.GroupVersion.WithResource("gatewaydrains").GroupResource(), key.Name)
 	}
 	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// hangingReads reads the pods named hung-* as pods that never answer would:
+// until the read's context ends.
+type hangingReads struct{ transport.Transport }
+
+func (h hangingReads) Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error) {
+	if strings.HasPrefix(pod.Name, "hung-") {
+		<-ctx.Done()
+		return calls.Observation{}, ctx.Err()
+	}
+	return h.Transport.Read(ctx, pod, home)
+}
+
+// Twenty gateways that never answer hold the sweep a read's bound each, a
+// few at a time: it still reaches the orphaned marker behind them, well
+// within its interval, and reports them in a bounded error.
+func TestPodsThatNeverAnswerDoNotHoldTheSweep(t *testing.T) {
+	ns := env.Namespace(t)
+	for i := range 20 {
+		runningPod(t, ns, fmt.Sprintf("hung-%02d", i), true, false)
+	}
+	orphan, orphanHome := runningPod(t, ns, "zz-orphan", true, false)
+	markOf(t, orphan, orphanHome, "gone", "uid-of-a-deleted-drain")
+	opts := orphans.DefaultOptions()
+	opts.ReadTimeout = 200 * time.Millisecond
+	r := &orphans.Remover{Cache: env.Client, API: env.Client, Transport: hangingReads{program}, Recorder: events.NewFakeRecorder(10), Options: opts}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := r.Sweep(ctx)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("the sweep took %s", took)
+	}
+	if hasMarker(orphanHome) {
+		t.Error("the orphaned marker behind the hung pods is still there")
+	}
+	if err == nil || !strings.Contains(err.Error(), "and 10 more pods") {
+		t.Errorf("the sweep's error: %v, want ten pods named and the rest counted", err)
+	}
 }

@@ -46,7 +46,8 @@ type verdict struct {
 // writes or when its writer is gone, Unknown when the state cannot be told.
 func serving(obs calls.Observation, readErr error) verdict {
 	if readErr != nil {
-		return verdict{status: corev1.ConditionUnknown, reason: ReasonReadFailed, message: readErr.Error()}
+		// The error may quote what a container or an agent sent back.
+		return verdict{status: corev1.ConditionUnknown, reason: ReasonReadFailed, message: marker.Elide(marker.Printable(readErr.Error()), drainv1.MaxTargetMessage)}
 	}
 	st, problem := obs.GatewayStateNow()
 	if problem != nil {

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	testclock "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -70,15 +71,22 @@ func gatedPod(t *testing.T, ns, name string, gated bool) (*corev1.Pod, string) {
 	if err := env.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	pod.Status = corev1.PodStatus{
-		Phase: corev1.PodRunning,
-		Conditions: []corev1.PodCondition{
-			{Type: "example.com/someone-else", Status: corev1.ConditionTrue, Reason: "Theirs", LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))},
-		},
-		ContainerStatuses: []corev1.ContainerStatus{{Name: "gateway", Image: "hermes", ImageID: "hermes",
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
-	}
-	if err := env.Client.Status().Update(ctx, pod); err != nil {
+	// A running reconciler may write its gate first: then on its write.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status = corev1.PodStatus{
+			Phase: corev1.PodRunning,
+			Conditions: []corev1.PodCondition{
+				{Type: "example.com/someone-else", Status: corev1.ConditionTrue, Reason: "Theirs", LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))},
+			},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "gateway", Image: "hermes", ImageID: "hermes",
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
+		}
+		return env.Client.Status().Update(ctx, pod)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return pod, home

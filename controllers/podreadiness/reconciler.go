@@ -61,11 +61,19 @@ type Options struct {
 	// into a container (about 0.3 s through pods/exec), so one at a time
 	// would serve only a few gated pods per second.
 	Concurrency int
+	// ReadTimeout bounds one read: a gated pod that never answers holds a
+	// reader no longer than this.
+	ReadTimeout time.Duration
 }
+
+// namespaceShare is the part of the readers one namespace may hold at
+// once: gated pods that never answer, all in one namespace, leave the rest
+// to the others.
+const namespaceShare = 0.5
 
 // DefaultOptions are the operator's defaults.
 func DefaultOptions() Options {
-	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, KeepLastFor: 2 * time.Minute, Concurrency: 16}
+	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, KeepLastFor: 2 * time.Minute, Concurrency: 16, ReadTimeout: 5 * time.Second}
 }
 
 // BindFlags binds the options to their command-line flags, with the
@@ -74,7 +82,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.FastInterval, "readiness-fast-interval", o.FastInterval, "how often a gated gateway is read while it is a drain's target, starting or draining")
 	fs.DurationVar(&o.SlowInterval, "readiness-interval", o.SlowInterval, "how often a gated gateway is read otherwise")
 	fs.DurationVar(&o.KeepLastFor, "readiness-keep-last-for", o.KeepLastFor, "how long a gate keeps its last definite status while reads of its gateway fail, before it turns Unknown")
-	fs.IntVar(&o.Concurrency, "readiness-concurrency", o.Concurrency, "gated gateways read at once")
+	fs.IntVar(&o.Concurrency, "readiness-concurrency", o.Concurrency, "gated gateways read at once (at most half of them in one namespace)")
+	fs.DurationVar(&o.ReadTimeout, "readiness-read-timeout", o.ReadTimeout, "bound on one read of a gated gateway")
 }
 
 // Validate refuses options the reconciler cannot work with, naming the flag.
@@ -84,6 +93,7 @@ func (o Options) Validate() error {
 		options.PositiveDuration("--readiness-fast-interval", o.FastInterval),
 		options.PositiveDuration("--readiness-interval", o.SlowInterval),
 		options.PositiveDuration("--readiness-keep-last-for", o.KeepLastFor),
+		options.PositiveDuration("--readiness-read-timeout", o.ReadTimeout),
 		options.PositiveDuration("retry base", o.RetryBase),
 		options.PositiveDuration("retry max", o.RetryMax),
 	)
@@ -100,9 +110,11 @@ type Reconciler struct {
 	// from the gateways this reads.
 	Orphans *orphans.Remover
 
-	// mu guards what is remembered of each gated pod between reads.
-	mu   sync.Mutex
-	pods map[types.NamespacedName]memory
+	// mu guards what is remembered of each gated pod between reads, and
+	// the reads in flight by namespace.
+	mu      sync.Mutex
+	pods    map[types.NamespacedName]memory
+	reading map[string]int
 }
 
 // memory is what is remembered of one gated pod between its reads.
@@ -144,7 +156,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.succeeded(pod)
 		return ctrl.Result{RequeueAfter: r.SlowInterval}, nil
 	}
+	if !r.startRead(pod.Namespace) {
+		// The namespace holds its share of the readers: its turn comes
+		// when one of its reads ends.
+		return ctrl.Result{RequeueAfter: namespaceWait}, nil
+	}
 	v := r.look(ctx, pod, now)
+	r.endRead(pod.Namespace)
 	gateReads.WithLabelValues(v.reason).Inc()
 	if v.status == corev1.ConditionUnknown {
 		f := r.failed(pod, now)
@@ -182,7 +200,9 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonInvalidHome, message: err.Error()}
 	}
 	target := calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
-	obs, err := r.Transport.Read(ctx, target, home)
+	readCtx, cancel := context.WithTimeout(ctx, r.ReadTimeout)
+	obs, err := r.Transport.Read(readCtx, target, home)
+	cancel()
 	if err == nil && r.Orphans != nil {
 		if err := r.Orphans.Check(ctx, pod, target, home, obs); err != nil {
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", target)
@@ -249,6 +269,33 @@ func patchGate(ctx context.Context, c client.Client, pod *corev1.Pod, cond corev
 		return nil
 	}
 	return err
+}
+
+// namespaceWait is how soon a read put off for its namespace's share is
+// tried again.
+const namespaceWait = 500 * time.Millisecond
+
+// startRead takes a reader for a pod of namespace, unless the namespace
+// holds its share of them.
+func (r *Reconciler) startRead(namespace string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reading == nil {
+		r.reading = map[string]int{}
+	}
+	if share := max(1, int(namespaceShare*float64(r.Concurrency))); r.reading[namespace] >= share {
+		return false
+	}
+	r.reading[namespace]++
+	return true
+}
+
+func (r *Reconciler) endRead(namespace string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.reading[namespace]--; r.reading[namespace] <= 0 {
+		delete(r.reading, namespace)
+	}
 }
 
 // failed counts one more failed read of a pod and says since when its reads
