@@ -249,6 +249,62 @@ func TestTheAgentTokensAreTheOperatorsOwnOnly(t *testing.T) {
 	}
 }
 
+// With networkPolicy.enabled, each namespace of gateways admits only the
+// operator's pods to the agents' calls port and no one to their probe port
+// (the node's kubelet is always admitted), and leaves every other port of
+// the gateway pods open to all.
+func TestTheAgentsCallsPortIsTheOperatorsOnly(t *testing.T) {
+	if policies := ofKind(render(t), "NetworkPolicy"); len(policies) != 0 {
+		t.Errorf("%d NetworkPolicies by default", len(policies))
+	}
+	policies := ofKind(render(t, "networkPolicy.enabled=true", "networkPolicy.namespaces={team-a,team-b}", "networkPolicy.probePort=9500"), "NetworkPolicy")
+	if len(policies) != 2 || policies[0].GetNamespace() != "team-a" || policies[1].GetNamespace() != "team-b" {
+		t.Fatalf("%d NetworkPolicies, want one in team-a and one in team-b", len(policies))
+	}
+	spec, _, _ := unstructured.NestedMap(policies[0].Object, "spec")
+	if fmt.Sprint(spec["podSelector"]) != "map[matchLabels:map[drain.hermes.dev/gateway:true]]" || fmt.Sprint(spec["policyTypes"]) != "[Ingress]" {
+		t.Errorf("the policy selects %v for %v", spec["podSelector"], spec["policyTypes"])
+	}
+	rules := spec["ingress"].([]any)
+	operator := rules[0].(map[string]any)
+	const fromOperator = "[map[namespaceSelector:map[matchLabels:map[kubernetes.io/metadata.name:hermes-drain-system]] podSelector:map[matchLabels:map[app.kubernetes.io/instance:hdo app.kubernetes.io/name:hermes-drain-operator]]]]"
+	if fmt.Sprint(operator["from"]) != fromOperator || fmt.Sprint(operator["ports"]) != "[map[port:9443 protocol:TCP]]" {
+		t.Errorf("the calls port's rule: %v", operator)
+	}
+	// Which TCP ports the rules without a from admit to anyone.
+	open := func(port int64) bool {
+		for _, r := range rules[1:] {
+			if _, ok := r.(map[string]any)["from"]; ok {
+				continue
+			}
+			for _, p := range r.(map[string]any)["ports"].([]any) {
+				p := p.(map[string]any)
+				low, high := p["port"].(int64), p["port"].(int64)
+				if end, ok := p["endPort"].(int64); ok {
+					high = end
+				}
+				if p["protocol"] == "TCP" && low <= port && port <= high {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for port := int64(1); port <= 65535; port++ {
+		if want := port != 9443 && port != 9500; open(port) != want {
+			t.Errorf("TCP port %d open to all: %v, want %v", port, open(port), want)
+		}
+	}
+	for set, want := range map[string]string{
+		"networkPolicy.enabled=true":                                      "needs networkPolicy.namespaces",
+		"networkPolicy.enabled=true,hostNetwork=true,watchNamespaces={a}": "host network",
+	} {
+		if out, err := helm("template", "hdo", chart, "--kube-version", "1.36.3", "--set", set); err == nil || !strings.Contains(out, want) {
+			t.Errorf("--set %s: %v, want an error naming %q", set, err, want)
+		}
+	}
+}
+
 // roleRules are the rules of the Role name, or nil when there is none.
 func roleRules(t *testing.T, objs []*unstructured.Unstructured, name string) []any {
 	t.Helper()
@@ -407,7 +463,8 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false", "hostNetwork=true", "bindAddress=127.0.0.1", "env[0].name=A", "env[0].value=b", "grafanaDashboard.enabled=true"}} {
+	for i, set := range [][]string{nil, {"watchNamespaces={team-a,team-b}", "replicaCount=2", "metrics.secure=false", "hostNetwork=true", "bindAddress=127.0.0.1", "env[0].name=A", "env[0].value=b", "grafanaDashboard.enabled=true"},
+		{"watchNamespaces={team-a,team-b}", "networkPolicy.enabled=true"}} {
 		args := []string{"template", "hdo", chart, "--namespace", "hermes-drain-system", "--kube-version", "1.36.3"}
 		for _, s := range set {
 			args = append(args, "--set", s)
