@@ -100,7 +100,7 @@ func parseFlags(args []string) (flags, zap.Options, error) {
 		options.AtLeastOne("--max-concurrent-reconciles", f.maxConcurrentReconciles),
 		options.PositiveDuration("--exec-timeout", f.execTimeout),
 		options.PositiveDuration("--graceful-shutdown-timeout", f.gracefulShutdownTimeout),
-		options.AtLeastDuration("--agent-token-lifetime", f.agentTokenLifetime, satoken.MinTokenLifetime),
+		options.AtLeastDuration("--agent-token-lifetime", f.agentTokenLifetime, transport.MinTokenLifetime),
 		options.ServiceAccount("--agent-account", f.agentAccount),
 		options.PositiveDuration("--leader-elect-lease-duration", f.leaseDuration),
 		options.PositiveDuration("--leader-elect-renew-deadline", f.renewDeadline),
@@ -226,7 +226,7 @@ func newTransport(ctx context.Context, cfg *rest.Config, pods client.Reader, f f
 		if err != nil {
 			return nil, err
 		}
-		tokens, err := satoken.NewPodTokens(cs.CoreV1(), f.agentAccount, f.agentTokenLifetime, nil)
+		tokens, err := transport.NewPodTokens(cs.CoreV1(), f.agentAccount, f.agentTokenLifetime, nil)
 		if err != nil {
 			return nil, fmt.Errorf("--agent-account: %w", err)
 		}

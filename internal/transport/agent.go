@@ -115,7 +115,7 @@ func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call call
 		return calls.Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, marker.Shorten(resp.Status, 100), marker.Shorten(strings.TrimSpace(string(data)), 300))
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, marker.Excerpt(resp.Status, 100), marker.Excerpt(strings.TrimSpace(string(data)), 300))
 	}
 	if err := a.isAgentOf(ctx, ep, resp.Header.Get(calls.HeaderAgentToken)); err != nil {
 		result = "unauthenticated"
@@ -124,11 +124,11 @@ func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call call
 	var reply calls.AgentReply
 	if len(data) > maxReply || json.Unmarshal(data, &reply) != nil {
 		result = "output"
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Shorten(string(data), 200))
+		return calls.Observation{}, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Excerpt(string(data), 200))
 	}
 	if reply.Error != "" {
 		result = "container"
-		return reply.Observation, errors.New(marker.Elide(reply.Error, maxErrorLength))
+		return reply.Observation, errors.New(marker.Printable(marker.Elide(reply.Error, maxErrorLength)))
 	}
 	result = string(reply.Observation.Outcome)
 	return reply.Observation, nil

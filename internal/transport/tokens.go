@@ -1,4 +1,4 @@
-package satoken
+package transport
 
 import (
 	"context"
@@ -13,11 +13,12 @@ import (
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
+	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
 )
 
 // PodTokens gives the operator a token for the agent of each pod: a token
 // of the operator's ServiceAccount (a TokenRequest) whose audience names
-// that pod alone (AgentAudienceOf). Whoever declares a pod an agent's
+// that pod alone (satoken.AgentAudienceOf). Whoever declares a pod an agent's
 // receives the token for that pod, and it opens no other agent. A token is
 // kept until renewAt of its life has passed, so a pod called every few
 // seconds costs one TokenRequest per lifetime × renewAt; a token whose
@@ -67,7 +68,7 @@ func NewPodTokens(client corev1client.ServiceAccountsGetter, account string, lif
 
 // Token returns a token for the agent of the pod with uid in namespace.
 func (p *PodTokens) Token(ctx context.Context, namespace, podUID string) (string, error) {
-	audience := AgentAudienceOf(namespace, podUID)
+	audience := satoken.AgentAudienceOf(namespace, podUID)
 	now := p.now()
 	p.mu.Lock()
 	held, ok := p.tokens[audience]

@@ -1,4 +1,4 @@
-package satoken_test
+package transport_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
+	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
 )
 
 // tokenAPI plays the API server's TokenRequest: it counts requests, and
@@ -54,7 +54,7 @@ func TestEachPodGetsItsOwnTokenRequestedOncePerLife(t *testing.T) {
 	api := &tokenAPI{now: clock}
 	cs := fake.NewClientset()
 	cs.PrependReactor("create", "serviceaccounts", api.react)
-	tokens, err := satoken.NewPodTokens(cs.CoreV1(), "hermes-drain-system/operator", time.Hour, clock)
+	tokens, err := transport.NewPodTokens(cs.CoreV1(), "hermes-drain-system/operator", time.Hour, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestEachPodGetsItsOwnTokenRequestedOncePerLife(t *testing.T) {
 
 func TestPodTokensRefuseBadSettings(t *testing.T) {
 	for account, lifetime := range map[string]time.Duration{"operator": time.Hour, "ns/": time.Hour, "ns/sa": 5 * time.Minute} {
-		if _, err := satoken.NewPodTokens(fake.NewClientset().CoreV1(), account, lifetime, nil); err == nil {
+		if _, err := transport.NewPodTokens(fake.NewClientset().CoreV1(), account, lifetime, nil); err == nil {
 			t.Errorf("%q for %s accepted", account, lifetime)
 		}
 	}
