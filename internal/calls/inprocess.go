@@ -19,7 +19,7 @@ import (
 // same outcomes, reports, refusals and messages: the conformance tests run
 // both on the same homes), with system calls in place of commands. Every
 // name inside the home is reached from the home's descriptor and never
-// through a symbolic link; the home itself may be one, as for `cd -P`.
+// through a symbolic link, and neither is the home.
 // The Pod argument is ignored.
 type InProcess struct {
 	// ProcRoot is where /proc is ("/proc" except in tests).
@@ -80,18 +80,68 @@ func (h *homeDir) in(name string) string {
 	return h.path + "/" + name
 }
 
-// open enters HERMES_HOME once, as program.sh's `cd -P` does.
+// open enters HERMES_HOME as program.sh's check_home and `cd -P` do, and
+// holds it by descriptor. It refuses a home that anyone but root, or the
+// user this runs as, could swap for a link to elsewhere (check_home says the
+// rule and why), with the same words. Each directory is opened from the one
+// above it without following a link, so what is checked is what is entered.
 func (h *homeDir) open() (Outcome, string) {
 	if len(h.path) < 2 || h.path[0] != '/' {
 		return Failed, "HERMES_HOME " + h.path + " is not an absolute path"
 	}
-	fd, err := unix.Open(h.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err == nil && unix.Faccessat(fd, ".", unix.X_OK, 0) != nil {
-		unix.Close(fd)
-		err = unix.EACCES
-	}
+	notDir := "HERMES_HOME " + h.path + " is not a directory"
+	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Failed, "HERMES_HOME " + h.path + " is not a directory"
+		return Failed, notDir
+	}
+	type dir struct {
+		path string
+		st   unix.Stat_t
+	}
+	walk := []dir{{path: "/"}}
+	if unix.Fstat(fd, &walk[0].st) != nil {
+		unix.Close(fd)
+		return Failed, notDir
+	}
+	walked := ""
+	for _, name := range strings.Split(h.path, "/") {
+		if name == "" {
+			continue
+		}
+		walked += "/" + name
+		next, err := unix.Openat(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return Failed, notDir
+		}
+		fd = next
+		d := dir{path: walked}
+		if unix.Fstat(fd, &d.st) != nil {
+			unix.Close(fd)
+			return Failed, notDir
+		}
+		switch d.st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+		case unix.S_IFLNK:
+			unix.Close(fd)
+			return Failed, "HERMES_HOME " + h.path + ": " + walked + " is a symbolic link: refusing it"
+		default:
+			unix.Close(fd)
+			return Failed, notDir
+		}
+		walk = append(walk, d)
+	}
+	ours := func(st *unix.Stat_t) bool { return st.Uid == 0 || int(st.Uid) == os.Geteuid() }
+	for i := 1; i < len(walk); i++ {
+		above, entry := &walk[i-1].st, &walk[i].st
+		if !ours(above) || above.Mode&(unix.S_IWGRP|unix.S_IWOTH) != 0 && (above.Mode&unix.S_ISVTX == 0 || !ours(entry)) {
+			unix.Close(fd)
+			return Failed, "HERMES_HOME " + h.path + ": " + walk[i-1].path + " lets a user other than root replace " + walk[i].path + ": refusing it"
+		}
+	}
+	if unix.Faccessat(fd, ".", unix.X_OK, 0) != nil {
+		unix.Close(fd)
+		return Failed, notDir
 	}
 	h.fd = fd
 	return "", ""

@@ -55,12 +55,21 @@ func TestEveryImplementationKeepsOneContract(t *testing.T) {
 	dir := func(name string) func(string) error {
 		return func(home string) error { return os.Mkdir(filepath.Join(home, name), 0o755) }
 	}
+	dirMode := func(name string, mode os.FileMode) func(string) error {
+		return func(home string) error {
+			if err := os.Mkdir(filepath.Join(home, name), 0o755); err != nil {
+				return err
+			}
+			return os.Chmod(filepath.Join(home, name), mode)
+		}
+	}
 	lifecycle := []call{{op: "read"}, {op: "project", owner: "uid-1"}, {op: "project", owner: "uid-1"},
 		{op: "project", owner: "uid-2"}, {op: "clear", owner: "uid-2"}, {op: "clear", owner: "uid-1"}, {op: "clear", owner: "uid-1"}}
 	writeAndClear := []call{{op: "project", owner: "uid-1"}, {op: "clear", owner: "uid-1"}, {op: "read"}}
 	for name, tc := range map[string]struct {
 		setup []func(home string) error
 		home  string // "" for the scenario's own folder
+		at    string // HERMES_HOME's path below that folder, if not the folder
 		calls []call
 	}{
 		"a lifecycle in an empty home": {calls: lifecycle},
@@ -68,23 +77,28 @@ func TestEveryImplementationKeepsOneContract(t *testing.T) {
 			calls: lifecycle},
 		"a stale marker, named or not": {setup: []func(string) error{write(marker.Filename, stale)},
 			calls: []call{{op: "project", owner: "uid-1", replaceable: `{"other": 1}`}, {op: "project", owner: "uid-1", replaceable: stale}, {op: "clear", owner: "uid-1"}}},
-		"an empty marker":                  {setup: []func(string) error{write(marker.Filename, "")}, calls: writeAndClear},
-		"a marker that is a directory":     {setup: []func(string) error{dir(marker.Filename)}, calls: writeAndClear},
-		"a marker that is a FIFO":          {setup: []func(string) error{fifo(marker.Filename)}, calls: writeAndClear},
-		"a marker linked to /dev/zero":     {setup: []func(string) error{link(marker.Filename, "/dev/zero")}, calls: writeAndClear},
-		"a marker linked to a file":        {setup: []func(string) error{write("elsewhere", "precious"), link(marker.Filename, "elsewhere")}, calls: writeAndClear},
-		"a dangling link as marker":        {setup: []func(string) error{link(marker.Filename, "nowhere")}, calls: writeAndClear},
-		"a huge marker":                    {setup: []func(string) error{write(marker.Filename, strings.Repeat("x", 1<<20))}, calls: writeAndClear},
-		"a state file that is a FIFO":      {setup: []func(string) error{fifo(marker.StateFilename)}, calls: writeAndClear},
-		"a state file linked elsewhere":    {setup: []func(string) error{write("elsewhere", `{"pid": 77}`), link(marker.StateFilename, "elsewhere")}, calls: writeAndClear},
-		"a state file naming a dead PID":   {setup: []func(string) error{write(marker.StateFilename, `{"gateway_state":"draining","pid":  4242}`)}, calls: writeAndClear},
-		"a state file naming a huge PID":   {setup: []func(string) error{write(marker.StateFilename, `{"pid": 99999999999999999999999}`)}, calls: writeAndClear},
-		"a state file naming no digits":    {setup: []func(string) error{write(marker.StateFilename, `{"pid": "x"}`)}, calls: writeAndClear},
-		"a missing home":                   {home: "/nonexistent/home", calls: writeAndClear},
-		"a relative home":                  {home: "data", calls: writeAndClear},
-		"the root as home":                 {home: "/", calls: []call{{op: "read"}}},
-		"a home that is a file":            {home: "/etc/hostname", calls: writeAndClear},
-		"hostile values stay data (owner)": {calls: []call{{op: "project", owner: `$(touch pwned)"; '` + "`x`"}, {op: "clear", owner: `$(touch pwned)"; '` + "`x`"}}},
+		"an empty marker":                         {setup: []func(string) error{write(marker.Filename, "")}, calls: writeAndClear},
+		"a marker that is a directory":            {setup: []func(string) error{dir(marker.Filename)}, calls: writeAndClear},
+		"a marker that is a FIFO":                 {setup: []func(string) error{fifo(marker.Filename)}, calls: writeAndClear},
+		"a marker linked to /dev/zero":            {setup: []func(string) error{link(marker.Filename, "/dev/zero")}, calls: writeAndClear},
+		"a marker linked to a file":               {setup: []func(string) error{write("elsewhere", "precious"), link(marker.Filename, "elsewhere")}, calls: writeAndClear},
+		"a dangling link as marker":               {setup: []func(string) error{link(marker.Filename, "nowhere")}, calls: writeAndClear},
+		"a huge marker":                           {setup: []func(string) error{write(marker.Filename, strings.Repeat("x", 1<<20))}, calls: writeAndClear},
+		"a state file that is a FIFO":             {setup: []func(string) error{fifo(marker.StateFilename)}, calls: writeAndClear},
+		"a state file linked elsewhere":           {setup: []func(string) error{write("elsewhere", `{"pid": 77}`), link(marker.StateFilename, "elsewhere")}, calls: writeAndClear},
+		"a state file naming a dead PID":          {setup: []func(string) error{write(marker.StateFilename, `{"gateway_state":"draining","pid":  4242}`)}, calls: writeAndClear},
+		"a state file naming a huge PID":          {setup: []func(string) error{write(marker.StateFilename, `{"pid": 99999999999999999999999}`)}, calls: writeAndClear},
+		"a state file naming no digits":           {setup: []func(string) error{write(marker.StateFilename, `{"pid": "x"}`)}, calls: writeAndClear},
+		"a missing home":                          {home: "/nonexistent/home", calls: writeAndClear},
+		"a relative home":                         {home: "data", calls: writeAndClear},
+		"the root as home":                        {home: "/", calls: []call{{op: "read"}}},
+		"a home that is a file":                   {home: "/etc/hostname", calls: writeAndClear},
+		"hostile values stay data (owner)":        {calls: []call{{op: "project", owner: `$(touch pwned)"; '` + "`x`"}, {op: "clear", owner: `$(touch pwned)"; '` + "`x`"}}},
+		"a home below a world-writable directory": {setup: []func(string) error{dirMode("open", 0o777), dir("open/data")}, at: "open/data", calls: writeAndClear},
+		"a home below a sticky directory":         {setup: []func(string) error{dirMode("tmp", 0o777|os.ModeSticky), dir("tmp/data")}, at: "tmp/data", calls: lifecycle},
+		"a home below a link":                     {setup: []func(string) error{dir("real"), dir("real/data"), link("link", "real")}, at: "link/data", calls: writeAndClear},
+		"a home that is a link":                   {setup: []func(string) error{dir("real"), link("link", "real")}, at: "link", calls: writeAndClear},
+		"a home below a file":                     {setup: []func(string) error{write("file", "")}, at: "file/data", calls: writeAndClear},
 	} {
 		t.Run(name, func(t *testing.T) {
 			proc := fakeProc(t, bootID, statLine("init", "42"))
@@ -103,7 +117,7 @@ func TestEveryImplementationKeepsOneContract(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				target := home
+				target := filepath.Join(home, tc.at)
 				if tc.home != "" {
 					target = tc.home
 				}

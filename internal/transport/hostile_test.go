@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -467,5 +468,88 @@ func TestNoCommandIsTakenFromThePath(t *testing.T) {
 				t.Errorf("commands planted on PATH ran: %s", strings.Join(strings.Fields(string(ran)), " "))
 			}
 		})
+	}
+}
+
+// A HERMES_HOME is refused, by every implementation and for every call, when
+// someone other than root (or the user the call runs as) could swap it or a
+// directory above it for a link to elsewhere: exec runs as root, and the
+// gateway's user would choose where root writes (item 12 of issue 23).
+func TestAHomeOthersCouldMoveIsRefused(t *testing.T) {
+	const other = 10000
+	type layout struct {
+		dirs  map[string]os.FileMode // made in order of their names' length
+		owned []string               // given to uid 10000 (needs root)
+		links map[string]string
+		home  string
+		want  string // the error; "" when the home is accepted
+	}
+	layouts := map[string]layout{
+		"below a world-writable directory": {dirs: map[string]os.FileMode{"open": 0o777, "open/data": 0o755}, home: "open/data", want: "BASE/open lets a user other than root replace BASE/open/data"},
+		"below a group-writable directory": {dirs: map[string]os.FileMode{"team": 0o775, "team/data": 0o755}, home: "team/data", want: "BASE/team lets a user other than root replace BASE/team/data"},
+		"below a link":                     {dirs: map[string]os.FileMode{"real": 0o755, "real/data": 0o755}, links: map[string]string{"link": "real"}, home: "link/data", want: "BASE/link is a symbolic link"},
+		"a link":                           {dirs: map[string]os.FileMode{"real": 0o755}, links: map[string]string{"link": "real"}, home: "link", want: "BASE/link is a symbolic link"},
+		"below a sticky directory, ours":   {dirs: map[string]os.FileMode{"tmp": 0o777 | os.ModeSticky, "tmp/data": 0o755}, home: "tmp/data"},
+		"below directories of ours":        {dirs: map[string]os.FileMode{"a": 0o755, "a/b": 0o700, "a/b/data": 0o777}, home: "a/b/data"},
+	}
+	if os.Geteuid() == 0 {
+		layouts["below another user's directory"] = layout{dirs: map[string]os.FileMode{"theirs": 0o755, "theirs/data": 0o755}, owned: []string{"theirs"}, home: "theirs/data", want: "BASE/theirs lets a user other than root replace BASE/theirs/data"}
+		layouts["below a sticky directory, theirs"] = layout{dirs: map[string]os.FileMode{"tmp": 0o777 | os.ModeSticky, "tmp/data": 0o755}, owned: []string{"tmp/data"}, home: "tmp/data", want: "BASE/tmp lets a user other than root replace BASE/tmp/data"}
+		layouts["the gateway's own home"] = layout{dirs: map[string]os.FileMode{"opt": 0o755, "opt/data": 0o755}, owned: []string{"opt/data"}, home: "opt/data"}
+	}
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	for impl, tr := range implementations(t, proc) {
+		for name, l := range layouts {
+			t.Run(impl+"/"+name, func(t *testing.T) {
+				base := t.TempDir()
+				names := slices.Collect(maps.Keys(l.dirs))
+				slices.SortFunc(names, func(a, b string) int { return len(a) - len(b) })
+				for _, d := range names {
+					if err := os.Mkdir(filepath.Join(base, d), 0o700); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Chmod(filepath.Join(base, d), l.dirs[d]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, d := range l.owned {
+					if err := os.Chown(filepath.Join(base, d), other, other); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for link, target := range l.links {
+					if err := os.Symlink(target, filepath.Join(base, link)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				home := filepath.Join(base, l.home)
+				ctx := context.Background()
+				for op, call := range map[string]func() (calls.Observation, error){
+					"read":    func() (calls.Observation, error) { return tr.Read(ctx, calls.Pod{}, home) },
+					"project": func() (calls.Observation, error) { return tr.Project(ctx, calls.Pod{}, home, request("uid-1", "me")) },
+					"clear":   func() (calls.Observation, error) { return tr.Clear(ctx, calls.Pod{}, home, "uid-1") },
+				} {
+					obs, err := call()
+					if l.want == "" {
+						if err != nil {
+							t.Errorf("%s: %v", op, err)
+						}
+						continue
+					}
+					want := calls.ContainerError("HERMES_HOME " + home + ": " + strings.ReplaceAll(l.want, "BASE", base) + ": refusing it")
+					if err == nil || err.Error() != want.Error() || obs.Outcome != calls.Failed || obs.Marker.State != calls.FileAbsent {
+						t.Errorf("%s: %v %v, want %q and nothing looked at", op, obs.Outcome, err, want)
+					}
+				}
+				if l.want != "" {
+					if _, err := os.Lstat(filepath.Join(base, "real", marker.Filename)); err == nil {
+						t.Errorf("a marker was written where the link led")
+					}
+					if _, err := os.Lstat(filepath.Join(base, l.home, marker.Filename)); err == nil {
+						t.Errorf("a marker was written in the refused home")
+					}
+				}
+			})
+		}
 	}
 }

@@ -3,7 +3,7 @@
 # stdin, never as text pasted into this script. It reports its outcome on
 # stdout (the exit status does not survive every exec path) and always exits
 # 0. It runs under any POSIX sh (dash, busybox ash) and needs head, sync, mv,
-# ln and rm.
+# ln, rm and stat.
 #
 # Arguments, which every user of the container reads in /proc/PID/cmdline:
 #   $1 op     project | clear | read
@@ -34,7 +34,8 @@
 # have been planted to make us (root, usually) write or read elsewhere. So
 # nothing here follows a symbolic link or reads what is not a regular file,
 # and every file it creates has a name no one can predict before it exists,
-# created with O_EXCL.
+# created with O_EXCL. The home itself is refused if that user could move it
+# (check_home).
 #
 # Every process it starts costs a fork and an exec in the gateway's
 # container (and most of a call's CPU), so it starts as few as it can.
@@ -207,14 +208,63 @@ write_new() {
 	sync -- "$new" 2>/dev/null
 }
 
+# check_home refuses a HERMES_HOME that anyone but root, or the user this
+# runs as, could swap for a link to elsewhere: exec runs as root, and the
+# gateway's user would choose where root writes and what it reads (say
+# HERMES_HOME=/data/.hermes with /data theirs). The rule, for the home and
+# every directory above it:
+# - none is a symbolic link: a link leads wherever it points at the time,
+#   through directories this cannot judge;
+# - each directory above the home is root's (or ours) and writable by no one
+#   else, since whoever may write a directory may rename what it holds and
+#   put a link in its place. A sticky directory (/tmp) lets others create
+#   but not rename what they do not own: there the entry below must be
+#   root's or ours.
+# What the rule accepts only root or we can change, so it still holds when
+# the program enters the home just after.
+check_home() {
+	set -- /
+	walked= rest=${home#/}
+	while [ -n "$rest" ]; do
+		seg=${rest%%/*}
+		rest=${rest#"$seg"}
+		rest=${rest#/}
+		[ -n "$seg" ] || continue
+		walked=$walked/$seg
+		[ -L "$walked" ] && report error "HERMES_HOME $home: $walked is a symbolic link: refusing it"
+		[ -d "$walked" ] || report error "HERMES_HOME $home is not a directory"
+		set -- "$@" "$walked"
+	done
+	[ $# -gt 1 ] || return 0
+	# One stat for all: "uid:raw mode in hex" a line.
+	modes=$(stat -c '%u:%f' -- "$@" 2>/dev/null) ||
+		report error "HERMES_HOME $home: cannot tell who may change the directories above it: refusing it"
+	above=
+	for dir do
+		uid=${modes%%:*} modes=${modes#*:}
+		mode=${modes%%[!0-9a-f]*} modes=${modes#"$mode"$nl}
+		[ -n "$mode" ] || report error "HERMES_HOME $home: cannot tell who may change the directories above it: refusing it"
+		# 0x12: writable by group or others; 0x200: sticky.
+		if [ -n "$above" ] && ! { ours "$above_uid" "$above" && {
+			[ $((0x$above_mode & 0x12)) -eq 0 ] ||
+				{ [ $((0x$above_mode & 0x200)) -ne 0 ] && ours "$uid" "$dir"; }
+		}; }; then
+			report error "HERMES_HOME $home: $above lets a user other than root replace $dir: refusing it"
+		fi
+		above=$dir above_uid=$uid above_mode=$mode
+	done
+}
+
+# ours says whether $1, the owner of $2, is root or the user this runs as.
+ours() { [ "$1" = 0 ] || [ -O "$2" ]; }
+
 printf 'hermes-drain/2 %s\n' "$fence"
 epoch
 printf 'epoch %s\nhome %s\n' "$e" "$home"
 text=
 
 case $home in /?*) ;; *) report error "HERMES_HOME $home is not an absolute path" ;; esac
-# HERMES_HOME itself may be a link (the pod's author configured it, and
-# upstream follows it too): what is inside it is never followed.
+check_home
 cd -P -- "$home" 2>/dev/null || report error "HERMES_HOME $home is not a directory"
 inside=1
 

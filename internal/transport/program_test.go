@@ -389,23 +389,6 @@ func TestAnEmptyHomeIsTheContainersOwn(t *testing.T) {
 	}
 }
 
-// HERMES_HOME itself may be a link (as /proc/self/cwd or a volume mounted
-// elsewhere): the program enters it once and works inside it.
-func TestALinkedHomeIsEnteredOnce(t *testing.T) {
-	p := NewProgram(LocalRunner{}, fakeProc(t, bootID, statLine("init", "42")))
-	real := t.TempDir()
-	link := filepath.Join(t.TempDir(), "home")
-	if err := os.Symlink(real, link); err != nil {
-		t.Fatal(err)
-	}
-	if obs, err := p.Project(context.Background(), calls.Pod{}, link, request("uid-1", "me")); err != nil || obs.Outcome != calls.Written || obs.Home != link {
-		t.Fatalf("project: %v %v %q", obs.Outcome, err, obs.Home)
-	}
-	if _, err := os.Stat(filepath.Join(real, marker.Filename)); err != nil {
-		t.Errorf("no marker in the linked directory: %v", err)
-	}
-}
-
 // recording runs the program locally and records its command line.
 type recording struct{ argv []string }
 

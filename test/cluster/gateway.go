@@ -54,14 +54,16 @@ func (g *Gateway) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// execRule is kwok's rule that runs the pod's execs in its folder.
+// execRule is kwok's rule that runs the pod's execs in its folder, with
+// the folder as the exec's HERMES_HOME environment: the container's own
+// HERMES_HOME, for a pod that does not declare one.
 func (g *Gateway) execRule() *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "kwok.x-k8s.io/v1alpha1",
 		"kind":       "Exec",
 		"metadata":   map[string]any{"name": g.Name, "namespace": g.Namespace},
 		"spec": map[string]any{"execs": []any{map[string]any{
-			"local": map[string]any{"workDir": g.Home},
+			"local": map[string]any{"workDir": g.Home, "envs": []any{map[string]any{"name": "HERMES_HOME", "value": g.Home}}},
 		}}},
 	}}
 }

@@ -43,12 +43,12 @@ func TestRolloutRecipe(t *testing.T) {
 			Selector: &metav1.LabelSelector{MatchLabels: gatewayLabels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": gatewayLabels["app"], drainv1.GatewayLabel: "true"}},
+				// One template serves every pod: it declares no HERMES_HOME, so
+				// the operator uses the container's own, which this simulated
+				// cluster sets to the pod's folder in each pod's execs. (Not
+				// /proc/self/cwd: a home reached through a link is refused.)
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
 					Name: cluster.GatewayContainer, Image: "hermes-gateway:1",
-					// One template serves every pod: in this simulated cluster an
-					// exec runs in the pod's own folder, so /proc/self/cwd is the
-					// pod's HERMES_HOME.
-					Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: "/proc/self/cwd"}},
 				}}},
 			},
 		},
