@@ -222,7 +222,7 @@ func newTransport(ctx context.Context, cfg *rest.Config, pods client.Reader, f f
 		if err != nil {
 			return nil, fmt.Errorf("agents prove who they are with tokens the API server's keys verify: %w", err)
 		}
-		cs, err := kubernetes.NewForConfig(cfg)
+		cs, err := kubernetes.NewForConfig(transport.TokenClientConfig(rest.CopyConfig(cfg)))
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
@@ -47,6 +48,16 @@ const (
 	// MinTokenLifetime is the shortest the API server issues.
 	MinTokenLifetime = 10 * time.Minute
 )
+
+// TokenClientConfig sets cfg's rate limit for the client PodTokens request
+// with. When the operator starts, every agent pod needs a token at once:
+// the manager's client (20 requests a second, shared with everything else)
+// would keep 10,000 pods' calls waiting for over eight minutes. The API
+// server's priority and fairness bounds what the burst costs it.
+func TokenClientConfig(cfg *rest.Config) *rest.Config {
+	cfg.QPS, cfg.Burst = 200, 400
+	return cfg
+}
 
 // NewPodTokens requests tokens of account (namespace/name), which may
 // create tokens of itself only, valid for lifetime (at least

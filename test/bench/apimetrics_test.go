@@ -16,8 +16,9 @@ import (
 // renews all the time, are left out: no drain touches them.
 type apiRequests map[string]float64
 
-// drainResources are the resources the operator reads and writes.
-var drainResources = map[string]bool{"pods": true, "gatewaydrains": true, "targetslices": true, "events": true}
+// drainResources are the resources the operator reads and writes
+// (serviceaccounts: its tokens for agents).
+var drainResources = map[string]bool{"pods": true, "gatewaydrains": true, "targetslices": true, "events": true, "serviceaccounts": true}
 
 func scrapeAPIRequests(ctx context.Context, kube kubernetes.Interface) (apiRequests, error) {
 	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
@@ -86,6 +87,17 @@ func (a apiRequests) execs() float64 {
 	var sum float64
 	for k, v := range a {
 		if strings.HasSuffix(k, " pods/exec") {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// tokenRequests counts TokenRequests, whichever verb the API server names.
+func (a apiRequests) tokenRequests() float64 {
+	var sum float64
+	for k, v := range a {
+		if strings.HasSuffix(k, " serviceaccounts/token") {
 			sum += v
 		}
 	}

@@ -26,6 +26,9 @@ import (
 // docs/agent.md shows it: it shares the pod's PID namespace and the
 // gateway's HERMES_HOME volume, declares its port by name, proves who it is
 // with a token for the operator, and its readiness probe is the gateway's.
+// It runs as a uid of its own, with the gateway's group (the pod's fsGroup)
+// for HERMES_HOME: the gateway's user can neither signal it nor read its
+// token through /proc.
 // The node has no pod network: the pod runs in the node's (loopback) with
 // ports of its own, and the agent reaches the API server at its loopback
 // address.
@@ -35,6 +38,7 @@ func withAgent(shareProcessNamespace bool) func(*corev1.Pod) {
 		api := strings.TrimPrefix(lc.Config.Host, "https://")
 		host, apiPort, _ := strings.Cut(api, ":")
 		p.Spec.ShareProcessNamespace = ptr.To(shareProcessNamespace)
+		p.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: ptr.To(int64(10000))}
 		p.Spec.AutomountServiceAccountToken = nil // the agent reads the API server's keys
 		p.Spec.Volumes = []corev1.Volume{
 			{Name: "hermes-home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
@@ -54,7 +58,7 @@ func withAgent(shareProcessNamespace bool) func(*corev1.Pod) {
 			ReadinessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
 				HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt(probe)},
 			}},
-			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To(int64(10000)), RunAsGroup: ptr.To(int64(10000))},
+			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To(int64(10001)), RunAsGroup: ptr.To(int64(10001))},
 			VolumeMounts:    []corev1.VolumeMount{home, {Name: "agent-token", MountPath: "/var/run/secrets/hermes-drain", ReadOnly: true}},
 		}}
 		p.Labels["agent"] = "yes"
@@ -107,6 +111,14 @@ func TestAgents(t *testing.T) {
 		pods := []*corev1.Pod{gatewayPod(t, ns, "gw-0", withAgent(true)), gatewayPod(t, ns, "gw-1", withAgent(true))}
 		for _, p := range pods {
 			testenv.Eventually(t, time.Minute, func() (bool, string) { return podReady(t, p), p.Name + " not Ready" })
+		}
+		// The gateway's user, in the shared PID namespace, sees the agent
+		// but can neither read its token through /proc nor signal it.
+		reach := `pid=$(pidof hermes-drain-agent); id -u; [ -n "$pid" ] && echo sees-agent
+cat /proc/$pid/root/var/run/secrets/hermes-drain/token >/dev/null 2>&1 && echo reads-token
+kill -0 $pid 2>/dev/null && echo signals-agent; true`
+		if got := inside(t, pods[0], reach); got != "10000\nsees-agent" {
+			t.Errorf("the gateway's user against the agent: %q, want only that it sees it", got)
 		}
 		gwd := drainAll(t, ns)
 		for _, p := range pods {
