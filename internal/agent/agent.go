@@ -125,7 +125,7 @@ func New(opts Options, log logr.Logger) (*Server, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	ns, _, uid, err := satoken.OwnPod(satoken.File{Path: opts.TokenFile})
+	ns, uid, err := satoken.OwnPod(satoken.File{Path: opts.TokenFile})
 	if err != nil {
 		return nil, fmt.Errorf("--token-file: the agent learns its pod from its token: %w", err)
 	}

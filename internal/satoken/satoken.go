@@ -212,23 +212,23 @@ func unverifiedClaims(raw string) (kubernetesClaims, error) {
 // speaks for: the agent's own, read from its token file to know the
 // audience the operator's tokens for it carry. The file is the kubelet's,
 // so its signature is not checked.
-func OwnPod(f File) (namespace, podName, podUID string, err error) {
+func OwnPod(f File) (namespace, podUID string, err error) {
 	raw, err := f.Token()
 	if err != nil {
-		return "", "", "", err
+		return "", "", err
 	}
 	if len(raw) > maxToken {
-		return "", "", "", fmt.Errorf("%s holds %d bytes: not a ServiceAccount token", f.Path, len(raw))
+		return "", "", fmt.Errorf("%s holds %d bytes: not a ServiceAccount token", f.Path, len(raw))
 	}
 	c, err := unverifiedClaims(raw)
 	if err != nil {
-		return "", "", "", fmt.Errorf("%s: %w", f.Path, err)
+		return "", "", fmt.Errorf("%s: %w", f.Path, err)
 	}
 	id, err := c.identity()
 	if err != nil || id.PodUID == "" {
-		return "", "", "", fmt.Errorf("%s is not a token bound to a pod (a projected serviceAccountToken volume): %v", f.Path, err)
+		return "", "", fmt.Errorf("%s is not a token bound to a pod (a projected serviceAccountToken volume): %v", f.Path, err)
 	}
-	return c.Kubernetes.Namespace, id.PodName, id.PodUID, nil
+	return c.Kubernetes.Namespace, id.PodUID, nil
 }
 
 // File is a token in a file the kubelet rotates: read again when it changes.

@@ -2,6 +2,8 @@ package satoken_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +116,35 @@ type countingKeys struct {
 func (k *countingKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
 	k.n++
 	return k.KeySet.VerifySignature(ctx, jwt)
+}
+
+// The agent learns its pod from its own projected token: one bound to a pod
+// names it; any other token, or none, is refused with the reason.
+func TestOwnPodIsTheOneTheTokenIsBoundTo(t *testing.T) {
+	issuer, err := satokentest.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(content string) satoken.File {
+		path := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return satoken.File{Path: path}
+	}
+	expiry := time.Now().Add(time.Hour)
+	bound, _ := issuer.Mint(satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-a", Account: "gateway", PodName: "gw-0", PodUID: "uid-0", Expiry: expiry})
+	if ns, uid, err := satoken.OwnPod(write(bound + "\n")); err != nil || ns != "team-a" || uid != "uid-0" {
+		t.Errorf("a pod-bound token: %q %q %v", ns, uid, err)
+	}
+	unbound, _ := issuer.Mint(satokentest.Token{Audience: satoken.OperatorAudience, Namespace: "team-a", Account: "gateway", Expiry: expiry})
+	for name, f := range map[string]satoken.File{
+		"a token bound to no pod": write(unbound),
+		"not a token":             write("agent-token"),
+		"no file":                 {Path: filepath.Join(t.TempDir(), "missing")},
+	} {
+		if _, _, err := satoken.OwnPod(f); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }
