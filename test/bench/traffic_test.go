@@ -104,5 +104,7 @@ func TestRefusedTurns(t *testing.T) {
 	}
 }
 
-// turnPort is where the simulated gateways serve turns (upstream's API port).
-const turnPort = 8642
+// turnPort is where the simulated gateways serve turns: not upstream's API
+// port (8642), which the e2e suite's gateways use on the same loopback
+// addresses (cluster.TurnsPodCIDR), perhaps at the same time.
+const turnPort = 8643

@@ -272,15 +272,15 @@ func TestTheAgentsCallsPortIsTheOperatorsOnly(t *testing.T) {
 		t.Errorf("the calls port's rule: %v", operator)
 	}
 	// Which TCP ports the rules without a from admit to anyone.
-	open := func(port int64) bool {
+	open := func(port float64) bool {
 		for _, r := range rules[1:] {
 			if _, ok := r.(map[string]any)["from"]; ok {
 				continue
 			}
 			for _, p := range r.(map[string]any)["ports"].([]any) {
 				p := p.(map[string]any)
-				low, high := p["port"].(int64), p["port"].(int64)
-				if end, ok := p["endPort"].(int64); ok {
+				low, high := p["port"].(float64), p["port"].(float64) // JSON numbers
+				if end, ok := p["endPort"].(float64); ok {
 					high = end
 				}
 				if p["protocol"] == "TCP" && low <= port && port <= high {
@@ -290,9 +290,9 @@ func TestTheAgentsCallsPortIsTheOperatorsOnly(t *testing.T) {
 		}
 		return false
 	}
-	for port := int64(1); port <= 65535; port++ {
+	for port := 1.0; port <= 65535; port++ {
 		if want := port != 9443 && port != 9500; open(port) != want {
-			t.Errorf("TCP port %d open to all: %v, want %v", port, open(port), want)
+			t.Errorf("TCP port %v open to all: %v, want %v", port, open(port), want)
 		}
 	}
 	for set, want := range map[string]string{

@@ -414,9 +414,9 @@ func TestARecreatedPodOnADurableVolumeIsNotDrained(t *testing.T) {
 	})
 }
 
-// A container without sh cannot run the in-container program: its target
-// fails with the runtime's own words, naming sh, and the drain says which
-// pod blocks it.
+// A container without /bin/sh cannot run the in-container program: its
+// target fails with the runtime's own words, naming /bin/sh, and the drain
+// says which pod blocks it.
 func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
@@ -431,7 +431,7 @@ func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
 		}
 		tg := got.Targets[0]
 		drained := meta.FindStatusCondition(got.Status.Conditions, drainv1.ConditionDrained)
-		return tg.State == drainv1.TargetFailed && strings.Contains(tg.Message, `"sh"`) && strings.Contains(tg.Message, "not found") &&
+		return tg.State == drainv1.TargetFailed && strings.Contains(tg.Message, `"/bin/sh"`) && strings.Contains(tg.Message, "no such file") &&
 			drained != nil && strings.Contains(drained.Message, "no-sh (Failed"), fmt.Sprintf("target %s: %s", tg.State, tg.Message)
 	})
 }
