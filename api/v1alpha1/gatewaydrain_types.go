@@ -247,16 +247,13 @@ type Target struct {
 	// instantiation, before the drain was first Drained.
 	// +optional
 	AddedAt *metav1.Time `json:"addedAt,omitempty"`
-	// StateUpdatedAt is updated_at of gateway_state.json as last read, and
-	// StateSeenAt when this operator first read that value: a file that
-	// stops changing for 2 minutes (on the operator's own clock) no longer
-	// confirms a drain. StateUpdatedAt is an RFC 3339 time in UTC, "" when
-	// the file gives none that parses.
+	// StateUpdatedAt is updated_at of gateway_state.json as last read, on
+	// the gateway's clock: an RFC 3339 time in UTC, "" when the file gives
+	// none that parses. It is shown, never used to judge liveness: upstream
+	// writes the file on events only, so an idle gateway's never changes.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	StateUpdatedAt string `json:"stateUpdatedAt,omitempty"`
-	// +optional
-	StateSeenAt *metav1.Time `json:"stateSeenAt,omitempty"`
 	// LeavingTrafficSince is when the drain started taking this gated
 	// gateway out of its Services (its gate False), and OutOfTrafficAt when
 	// no EndpointSlice listed it as ready any more (or the operator's

@@ -151,10 +151,6 @@ func (in *Target) DeepCopyInto(out *Target) {
 		in, out := &in.AddedAt, &out.AddedAt
 		*out = (*in).DeepCopy()
 	}
-	if in.StateSeenAt != nil {
-		in, out := &in.StateSeenAt, &out.StateSeenAt
-		*out = (*in).DeepCopy()
-	}
 	if in.LeavingTrafficSince != nil {
 		in, out := &in.LeavingTrafficSince, &out.LeavingTrafficSince
 		*out = (*in).DeepCopy()

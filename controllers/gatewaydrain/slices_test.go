@@ -38,7 +38,6 @@ func bigTarget(i int) drainv1.Target {
 		ActiveAgents:        &agents,
 		AddedAt:             &now,
 		StateUpdatedAt:      "2026-11-24T08:00:00.123456+00:00",
-		StateSeenAt:         &now,
 		LeavingTrafficSince: &now,
 		OutOfTrafficAt:      &now,
 		MarkerWrittenAt:     &now,

@@ -244,15 +244,8 @@ func (r *Reconciler) read(t drainv1.Target, obs calls.Observation, now time.Time
 		return t, st, problem
 	}
 	agents := st.ActiveAgents
-	t.GatewayState, t.ActiveAgents = st.State, &agents
-	seen := calls.Progress{UpdatedAt: t.StateUpdatedAt}
-	if t.StateSeenAt != nil {
-		seen.Since = t.StateSeenAt.Time
-	}
-	seen = seen.Observe(st, now)
-	since := metav1.NewTime(seen.Since)
-	t.StateUpdatedAt, t.StateSeenAt = seen.UpdatedAt, &since
-	return t, st, seen.Stalled(now)
+	t.GatewayState, t.ActiveAgents, t.StateUpdatedAt = st.State, &agents, st.UpdatedAt
+	return t, st, nil
 }
 
 func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv1.Target, time.Time) {

@@ -36,7 +36,6 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
-	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -121,7 +120,6 @@ type Reconciler struct {
 type memory struct {
 	uid types.UID // a pod recreated under the same name starts afresh
 	failing
-	progress calls.Progress
 }
 
 // failing is a pod whose reads have failed or said nothing, in a row.
@@ -208,19 +206,7 @@ func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) v
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", target)
 		}
 	}
-	v := serving(obs, err)
-	if v.state.State != "" {
-		if stalled := r.observe(pod, v.state, now); stalled != nil {
-			return verdict{status: corev1.ConditionUnknown, reason: stalled.Reason, message: stalled.Message}
-		}
-	}
-	return v
-}
-
-// observe records a read of a pod's state file and says whether the file
-// has stopped changing.
-func (r *Reconciler) observe(pod *corev1.Pod, st marker.GatewayState, now time.Time) *calls.StateProblem {
-	return r.remember(pod, func(m *memory) { m.progress = m.progress.Observe(st, now) }).progress.Stalled(now)
+	return serving(obs, err)
 }
 
 // write patches only our condition on the pod's status, with the pod's UID

@@ -2,7 +2,6 @@ package calls
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
@@ -12,42 +11,7 @@ const (
 	ReasonNoState         = "NoState"
 	ReasonStateUnreadable = "StateUnreadable"
 	ReasonGatewayGone     = "GatewayGone"
-	ReasonStateStalled    = "StateStalled"
 )
-
-// StateStaleAfter is how long gateway_state.json may go unchanged before it
-// no longer says anything about a working gateway (upstream rewrites it
-// about every 60 s). It is measured on the operator's own clock, between
-// its own reads, never by comparing updated_at with that clock: the
-// gateway's node and the operator's may disagree by minutes.
-const StateStaleAfter = 120 * time.Second
-
-// Progress follows whether a gateway keeps rewriting its state file,
-// between the operator's reads of it.
-type Progress struct {
-	// UpdatedAt is updated_at as last read.
-	UpdatedAt string
-	// Since is when the operator first read that value.
-	Since time.Time
-}
-
-// Observe records a read of st at now.
-func (p Progress) Observe(st marker.GatewayState, now time.Time) Progress {
-	if p.Since.IsZero() || st.UpdatedAt != p.UpdatedAt {
-		return Progress{UpdatedAt: st.UpdatedAt, Since: now}
-	}
-	return p
-}
-
-// Stalled is a problem when the file has gone unchanged for longer than
-// StateStaleAfter. A file without updated_at cannot be judged (lenient).
-func (p Progress) Stalled(now time.Time) *StateProblem {
-	if p.UpdatedAt == "" || now.Sub(p.Since) <= StateStaleAfter {
-		return nil
-	}
-	return &StateProblem{Reason: ReasonStateStalled, Message: fmt.Sprintf("%s has not changed for %s (updated_at %s): is the gateway wedged?",
-		marker.StateFilename, now.Sub(p.Since).Round(time.Second), marker.Excerpt(p.UpdatedAt, 40))}
-}
 
 // StateProblem says why the gateway's state cannot be told.
 type StateProblem struct {
@@ -63,10 +27,11 @@ type StateProblem struct {
 // state, or why it says nothing about a live gateway (absent, unreadable,
 // corrupt, or left behind by a process that is gone).
 //
-// Liveness is judged in the gateway's container, never by comparing
-// updated_at with the operator's clock (clocks of two hosts may differ): the
-// file names its writer's PID and start time, and the process must still be
-// there with that start time. A file that names no PID cannot be proven
+// Liveness is judged in the gateway's container, never by the file's age:
+// upstream writes it on events only, so an idle gateway's record never
+// changes, and updated_at is on another host's clock. The file names its
+// writer's PID and start time, and the process must still be there with
+// that start time. A file that names no PID cannot be proven
 // stale and is taken as written (lenient, as upstream is with markers).
 func (o Observation) GatewayStateNow() (marker.GatewayState, *StateProblem) {
 	switch o.GatewayState.State {
