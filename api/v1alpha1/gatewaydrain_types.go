@@ -32,6 +32,11 @@ const AgentPortName = "hermes-drain"
 // ContainerAnnotation names the gateway container on a pod when spec.container is empty.
 const ContainerAnnotation = "drain.hermes.dev/container"
 
+// AskAgainAnnotation on a GatewayDrain, an RFC 3339 time, asks again the
+// targets whose marker a person removed before that time: their markers
+// are written again.
+const AskAgainAnnotation = "drain.hermes.dev/ask-again"
+
 // ReadinessGate is the readiness gate a gateway pod declares to have its
 // readiness follow the gateway's own state.
 const ReadinessGate corev1.PodConditionType = "drain.hermes.dev/serving"
@@ -154,7 +159,7 @@ const (
 )
 
 // TargetState is where one target instantiation stands.
-// +kubebuilder:validation:Enum=Pending;LeavingTraffic;Draining;Drained;Released;Restarted;Conflict;Failed
+// +kubebuilder:validation:Enum=Pending;LeavingTraffic;Draining;Drained;Released;Restarted;Conflict;MarkerRemoved;Failed
 type TargetState string
 
 const (
@@ -176,6 +181,12 @@ const (
 	TargetRestarted TargetState = "Restarted"
 	// TargetConflict: another writer's live marker holds the gateway; it is left alone.
 	TargetConflict TargetState = "Conflict"
+	// TargetMarkerRemoved: our marker disappeared from the same
+	// instantiation while the drain stood. Upstream's dashboard cancels a
+	// drain by deleting the marker: a person's decision, which the operator
+	// never undoes. The gateway serves again; the marker is written again
+	// only when the drain is asked again (AskAgainAnnotation).
+	TargetMarkerRemoved TargetState = "MarkerRemoved"
 	// TargetFailed: the last attempt failed (see message); it is retried with backoff.
 	TargetFailed TargetState = "Failed"
 )
@@ -197,6 +208,9 @@ const (
 	ReasonInvalidSelector  = "InvalidSelector"
 	ReasonCancelled        = "Cancelled"
 	ReasonSucceeded        = "Succeeded"
+	// ReasonMarkerRemoved: every target that keeps the drain from Drained
+	// had its marker removed by a person; only asking again moves it.
+	ReasonMarkerRemoved = "MarkerRemoved"
 )
 
 // Target is one gateway instantiation the drain was taken for, and what was
@@ -267,7 +281,8 @@ type Target struct {
 	// +optional
 	MarkerWrittenAt *metav1.Time `json:"markerWrittenAt,omitempty"`
 	// MarkerRemovedAt is when this drain's marker was removed from the target
-	// (or found absent) after the drain ended for it.
+	// (or found absent) after the drain ended for it, or found removed by
+	// someone else while the drain stood (MarkerRemoved).
 	// +optional
 	MarkerRemovedAt *metav1.Time `json:"markerRemovedAt,omitempty"`
 	// LastAttemptTime is when the operator last talked to the target.
@@ -296,6 +311,8 @@ type TargetCounts struct {
 	Released       int32 `json:"released,omitempty"`
 	Restarted      int32 `json:"restarted,omitempty"`
 	Conflict       int32 `json:"conflict,omitempty"`
+	// MarkerRemoved counts the targets whose marker a person removed.
+	MarkerRemoved int32 `json:"markerRemoved,omitempty"`
 	Failed         int32 `json:"failed,omitempty"`
 	// Added counts the targets that joined after the drain started.
 	Added int32 `json:"added,omitempty"`

@@ -48,7 +48,7 @@ func init() {
 // targetStates are the states of a target, as the API enumerates them.
 var targetStates = []drainv1.TargetState{
 	drainv1.TargetPending, drainv1.TargetLeavingTraffic, drainv1.TargetDraining, drainv1.TargetDrained,
-	drainv1.TargetReleased, drainv1.TargetRestarted, drainv1.TargetConflict, drainv1.TargetFailed,
+	drainv1.TargetReleased, drainv1.TargetRestarted, drainv1.TargetConflict, drainv1.TargetMarkerRemoved, drainv1.TargetFailed,
 }
 
 // recordMetrics sets the drain's per-object series from its status.

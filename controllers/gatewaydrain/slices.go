@@ -264,9 +264,11 @@ func drainOf(ctx context.Context, c client.Reader, s *drainv1.TargetSlice) (*dra
 }
 
 // Holds reports whether a target still holds this instantiation of pod:
-// it is the pod's, and neither released nor over.
+// it is the pod's, and neither released, nor over, nor let go by a person
+// who removed its marker.
 func Holds(t drainv1.Target, pod *corev1.Pod) bool {
-	return t.PodName == pod.Name && t.PodUID == pod.UID && t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased
+	return t.PodName == pod.Name && t.PodUID == pod.UID &&
+		t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased && t.State != drainv1.TargetMarkerRemoved
 }
 
 // StandingTarget is the pod's entry in a GatewayDrain that still stands at

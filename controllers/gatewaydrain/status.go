@@ -55,6 +55,11 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	}
 	busy := len(blocking) > 0
 	waiting := waitingMessage(blocking, len(d.targets))
+	if stalled == nil && busy && d.withdrawn == "" && allMarkersRemoved(blocking) {
+		// Only the people who removed those markers, or asking again, can
+		// move the drain.
+		stalled = &stall{drainv1.ReasonMarkerRemoved, fmt.Sprintf("a person removed the marker of every target still to drain (annotate %s=<now> to ask again): %s", drainv1.AskAgainAnnotation, waiting)}
+	}
 
 	switch {
 	case stalled != nil && d.withdrawn == "":
@@ -122,6 +127,17 @@ func done(t drainv1.Target, withdrawn bool) bool {
 	return false
 }
 
+// allMarkersRemoved reports whether every target in blocking had its marker
+// removed by a person.
+func allMarkersRemoved(blocking []*drainv1.Target) bool {
+	for _, t := range blocking {
+		if t.State != drainv1.TargetMarkerRemoved {
+			return false
+		}
+	}
+	return true
+}
+
 // waitingMessage names the targets that block, so a stuck drain says which
 // pod holds it and why.
 func waitingMessage(blocking []*drainv1.Target, total int) string {
@@ -148,6 +164,8 @@ func countOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
 		return &c.Restarted
 	case drainv1.TargetConflict:
 		return &c.Conflict
+	case drainv1.TargetMarkerRemoved:
+		return &c.MarkerRemoved
 	case drainv1.TargetFailed:
 		return &c.Failed
 	}

@@ -53,16 +53,24 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if !out {
 		return t, next
 	}
+	if t.State == drainv1.TargetMarkerRemoved && !askedAgain(d.gwd, t) {
+		return t, time.Time{} // a person's cancel stands: nothing to do until asked again
+	}
 	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
 	target := d.pod(t)
 	var obs calls.Observation
 	var err error
-	refreshDue := t.MarkerWrittenAt == nil || now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
-	if !refreshDue && t.State != drainv1.TargetFailed && t.State != drainv1.TargetConflict {
+	if t.MarkerWrittenAt != nil && t.State != drainv1.TargetMarkerRemoved {
+		// Ours was written to this instantiation: read before writing, so
+		// that a marker someone removed is never put back.
 		obs, err = r.Transport.Read(ctx, target, t.HermesHome)
-		if err == nil && d.ours(t, obs, now) {
+		refreshDue := now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
+		switch {
+		case err == nil && obs.Marker.State == calls.FileAbsent:
+			return r.markerRemoved(d, t, obs, now)
+		case err == nil && d.ours(t, obs, now) && !refreshDue:
 			return r.observed(t, obs, now)
 		}
 	}
@@ -103,6 +111,26 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	written := metav1.NewTime(now)
 	t.MarkerWrittenAt = &written
 	return r.observed(t, obs, now)
+}
+
+// markerRemoved records that our marker is gone from the instantiation it
+// was written to while the drain stands: upstream's dashboard cancels a
+// drain by deleting the marker, and nothing upstream ever puts one back.
+// It is a person's decision, left alone until the drain is asked again.
+func (r *Reconciler) markerRemoved(d *drain, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
+	t, _, _ = r.read(t, obs, now)
+	removed := metav1.NewTime(now)
+	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetMarkerRemoved, &removed, 0
+	t.Message = fmt.Sprintf("our marker was removed while the gateway ran (a person's cancel): not written again; annotate the GatewayDrain %s=<now, RFC 3339> to ask again", drainv1.AskAgainAnnotation)
+	r.event(d.gwd, corev1.EventTypeWarning, "MarkerRemoved", "%s: %s", t.PodName, t.Message)
+	return t, time.Time{}
+}
+
+// askedAgain reports whether the drain was asked again (AskAgainAnnotation)
+// after t's marker was found removed.
+func askedAgain(gwd *drainv1.GatewayDrain, t drainv1.Target) bool {
+	at, err := time.Parse(time.RFC3339, gwd.Annotations[drainv1.AskAgainAnnotation])
+	return err == nil && t.MarkerRemovedAt != nil && at.After(t.MarkerRemovedAt.Time)
 }
 
 // gatewayIgnores reports whether the gateway, as this very read shows it,

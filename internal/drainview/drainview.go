@@ -100,7 +100,8 @@ func progress(gwd *drainv1.GatewayDrain, now time.Time) string {
 		count int32
 	}{
 		{drainv1.TargetPending, c.Pending}, {drainv1.TargetLeavingTraffic, c.LeavingTraffic}, {drainv1.TargetDraining, c.Draining},
-		{drainv1.TargetFailed, c.Failed}, {drainv1.TargetConflict, c.Conflict}, {drainv1.TargetRestarted, c.Restarted}, {drainv1.TargetReleased, c.Released},
+		{drainv1.TargetFailed, c.Failed}, {drainv1.TargetConflict, c.Conflict}, {drainv1.TargetMarkerRemoved, c.MarkerRemoved},
+		{drainv1.TargetRestarted, c.Restarted}, {drainv1.TargetReleased, c.Released},
 	} {
 		if n.count > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n.count, n.state))

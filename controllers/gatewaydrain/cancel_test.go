@@ -1,0 +1,73 @@
+package gatewaydrain_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
+)
+
+// A person cancels a gateway's drain as upstream's dashboard does, by
+// deleting the marker: the operator never writes it back, the target says
+// so, and the drain is not Drained while that gateway serves; it stalls,
+// naming the pod, since only asking again moves it. Asking again (the
+// annotation) writes the marker again (issue 24, item 3).
+func TestAPersonsCancelIsRespected(t *testing.T) {
+	ns := env.Namespace(t)
+	g, other := newGateway(t, ns, "gw-0"), newGateway(t, ns, "gw-1")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	other.waitHonoured(true)
+	g.setState(marker.StateDraining, 0)
+	other.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+
+	// The dashboard's cancel: the marker goes, the gateway serves again.
+	if err := os.Remove(g.markerPath()); err != nil {
+		t.Fatal(err)
+	}
+	g.setState(marker.StateRunning, 0)
+	got := waitFor(t, gwd, "stalled on the removed marker", condition(drainv1.ConditionStalled, metav1.ConditionTrue, drainv1.ReasonMarkerRemoved))
+	if tg := got.Target("gw-0"); tg.State != drainv1.TargetMarkerRemoved || tg.MarkerRemovedAt == nil {
+		t.Errorf("gw-0: %s (%s), want MarkerRemoved", tg.State, tg.Message)
+	}
+	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "gw-0 (MarkerRemoved") {
+		t.Errorf("Drained %+v: want False, naming gw-0", c)
+	}
+	if got.Target("gw-1").State != drainv1.TargetDrained || other.marker() == nil {
+		t.Errorf("gw-1: %s, marker %q: the other gateway stays drained", got.Target("gw-1").State, other.marker())
+	}
+	waitEvent(t, gwd, "MarkerRemoved")
+	if g.marker() != nil {
+		t.Fatalf("the removed marker was written back: %s", g.marker())
+	}
+
+	// Asked again: the marker is written again, and the drain completes.
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) {
+		metav1.SetMetaDataAnnotation(&d.ObjectMeta, drainv1.AskAgainAnnotation, time.Now().Add(time.Second).UTC().Format(time.RFC3339))
+	})
+	g.waitHonoured(true)
+	g.setState(marker.StateDraining, 0)
+	waitFor(t, gwd, "Drained again", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+}
+
+// A target whose marker a person removed no longer holds its pod: the
+// readiness gate follows the gateway again, and a new drain may take it.
+func TestAPersonsCancelLetsThePodGo(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gw-0", UID: "uid-0"}}
+	for state, holds := range map[drainv1.TargetState]bool{
+		drainv1.TargetDraining: true, drainv1.TargetDrained: true, drainv1.TargetConflict: true,
+		drainv1.TargetMarkerRemoved: false, drainv1.TargetReleased: false, drainv1.TargetRestarted: false,
+	} {
+		if got := gatewaydrain.Holds(drainv1.Target{PodName: "gw-0", PodUID: "uid-0", State: state}, pod); got != holds {
+			t.Errorf("a %s target holds its pod: %v, want %v", state, got, holds)
+		}
+	}
+}
