@@ -136,7 +136,8 @@ func askedAgain(gwd *drainv1.GatewayDrain, t drainv1.Target) bool {
 // gatewayIgnores reports whether the gateway, as this very read shows it,
 // ignores a foreign marker, which may then be replaced by ours: its epoch is
 // definitely another instantiation's, or the gateway reports that it
-// accepts turns in a state it wrote well after the marker was requested.
+// accepts turns in a state it wrote well after the marker was requested
+// (or while a marker that is not UTF-8, which changes nothing, is in place).
 // Age alone never counts: an older gateway honours a marker of any age, and
 // the age would be judged on the operator's clock. The two times compared
 // here are both the gateway host's (the dashboard and the in-container CLI
@@ -154,6 +155,9 @@ func gatewayIgnores(found marker.Found, obs calls.Observation) bool {
 	st, problem := obs.GatewayStateNow()
 	if problem != nil || !st.AcceptsTurns() {
 		return false
+	}
+	if found.Undecodable() {
+		return true // it changes no gateway's state, and this one serves
 	}
 	requested, ok := found.RequestedAt()
 	updated, err := marker.ParseTime(st.UpdatedAt)
@@ -334,9 +338,13 @@ func (r *Reconciler) retryAt(t drainv1.Target) time.Time {
 
 func foreignMessage(f calls.File) string {
 	if f.State != calls.FilePresent {
-		return fmt.Sprintf("the marker is %s; not ours: left alone", f.State)
+		// Upstream's read fails on it, and a failed read is no drain.
+		return fmt.Sprintf("the marker is %s (the gateway reads no drain in it: it serves); not ours: left alone", f.State)
 	}
 	found := marker.Parse(f.Data)
+	if found.Undecodable() {
+		return "a marker that is not UTF-8 is in place (the gateway keeps the state it had); not ours: left alone"
+	}
 	if found.Corrupt() {
 		return "an unreadable marker is in place (the gateway treats it as a drain request); not ours: left alone"
 	}

@@ -264,3 +264,20 @@ func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
 func unsafeRune(r rune) bool {
 	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
 }
+
+// A marker that is not UTF-8 changes no gateway's state: where the gateway
+// serves with it in place, ours may take its place; where it drains, the
+// marker is left alone, as upstream leaves the state.
+func TestAMarkerThatIsNotUTF8IsReplacedOnlyWhereTheGatewayServes(t *testing.T) {
+	found := marker.Parse([]byte("\xff\xfe"))
+	state := func(s string) calls.Observation {
+		return calls.Observation{Epoch: "boot:1", GatewayState: calls.File{State: calls.FilePresent,
+			Data: []byte(`{"gateway_state":"` + s + `","active_agents":0}`)}}
+	}
+	if !gatewayIgnores(found, state(marker.StateRunning)) {
+		t.Error("a running gateway: the marker is not replaced")
+	}
+	if gatewayIgnores(found, state(marker.StateDraining)) {
+		t.Error("a draining gateway: the marker is replaced")
+	}
+}

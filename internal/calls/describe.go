@@ -53,6 +53,9 @@ func Whose(data []byte) string {
 	if origin, ok := found.Origin(); ok && origin.GatewayDrain != "" {
 		return fmt.Sprintf("GatewayDrain %s (principal %q)", marker.Excerpt(origin.GatewayDrain, 80), marker.Shorten(found.Principal(), 80))
 	}
+	if found.Undecodable() {
+		return "a marker that is not UTF-8 (the gateway keeps the state it had)"
+	}
 	if found.Corrupt() {
 		return "a marker that is not JSON"
 	}

@@ -104,16 +104,23 @@ func OwnerToken(gatewayDrainUID string) string {
 type Found struct {
 	// fields is the JSON object, or nil when the file is not one (corrupt).
 	fields map[string]any
+	// undecodable is a file that is not UTF-8.
+	undecodable bool
 	// origin is the kubernetes object of a marker an operator wrote.
 	origin *Origin
 }
 
 // Parse reads a marker file's content the way the gateway does: never failing.
 // Content that is not a JSON object is "present but contentless", which the
-// gateway still honours (fail-safe toward quiescing).
+// gateway still honours (fail-safe toward quiescing). Content that is not
+// UTF-8 is undecodable: upstream's read raises, its watcher swallows the
+// error, and the gateway's state does not change.
 func Parse(raw []byte) Found {
 	var f Found
-	if !utf8.Valid(raw) || json.Unmarshal(raw, &f.fields) != nil {
+	if !utf8.Valid(raw) {
+		return Found{undecodable: true}
+	}
+	if json.Unmarshal(raw, &f.fields) != nil {
 		f.fields = nil
 		return f
 	}
@@ -126,8 +133,12 @@ func Parse(raw []byte) Found {
 	return f
 }
 
-// Corrupt reports whether the file was not a JSON object.
-func (f Found) Corrupt() bool { return f.fields == nil }
+// Corrupt reports whether the file was UTF-8 but not a JSON object.
+func (f Found) Corrupt() bool { return f.fields == nil && !f.undecodable }
+
+// Undecodable reports whether the file was not UTF-8: the gateway keeps the
+// state it had, draining or not.
+func (f Found) Undecodable() bool { return f.undecodable }
 
 // Origin returns the writer identity of a marker an operator wrote.
 func (f Found) Origin() (Origin, bool) {
@@ -154,10 +165,15 @@ func (f Found) EpochValue() string {
 //   - a corrupt marker is honoured (fail-safe);
 //   - a marker whose epoch is present and differs from a known current epoch
 //     is stale and ignored; a missing or empty epoch is honoured (lenient);
-//   - a requested_at older than MaxAge is ignored; a missing or unparseable
-//     one is honoured.
+//   - a requested_at (parsed as Python's datetime.fromisoformat does, on the
+//     gateway's clock) older than MaxAge is ignored; a missing, unparseable
+//     or future one is honoured;
+//   - an undecodable (not UTF-8) marker starts no drain and ends none.
 func (f Found) Honoured(currentEpoch string, now time.Time) bool {
-	if f.Corrupt() {
+	switch {
+	case f.undecodable:
+		return false // it starts no drain (nor ends one: Undecodable)
+	case f.Corrupt():
 		return true
 	}
 	if f.EpochMismatch(currentEpoch) {
@@ -202,15 +218,4 @@ func truthy(v any) bool {
 		return len(v) > 0
 	}
 	return true
-}
-
-// ParseTime parses the ISO 8601 timestamps upstream writes (Python's
-// isoformat): with or without fraction, with an offset, or naive (taken as UTC).
-func ParseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("not an ISO 8601 time: %q", Shorten(s, 64))
 }

@@ -112,7 +112,10 @@ func (s *Sim) Tick(now time.Time) error {
 func (s *Sim) tick(home string, g *gateway, now time.Time) error {
 	draining := false
 	if raw, err := os.ReadFile(filepath.Join(home, marker.Filename)); err == nil {
-		draining = marker.Parse(raw).Honoured(s.epoch, now)
+		found := marker.Parse(raw)
+		// Upstream's read of a marker that is not UTF-8 raises, and its
+		// watcher keeps the state it had.
+		draining = found.Honoured(s.epoch, now) || found.Undecodable() && g.state == marker.StateDraining
 	}
 	was := g.state
 	switch {

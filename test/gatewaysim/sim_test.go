@@ -104,3 +104,23 @@ func TestStateFileIsUpstreamsShapeAndAtomic(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// A marker that is not UTF-8 changes nothing, as upstream's watcher, whose
+// read raises, keeps the state it had: a running gateway keeps running, a
+// draining one keeps draining.
+func TestAMarkerThatIsNotUTF8ChangesNothing(t *testing.T) {
+	s, home := newSim(t)
+	t0 := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	writeMarker(t, home, "\xff\xfe")
+	if st := tick(t, s, home, t0); st.State != marker.StateRunning {
+		t.Fatalf("a running gateway: %s", st.State)
+	}
+	writeMarker(t, home, `{"action":"drain","requested_at":"`+t0.Format(marker.TimeLayout)+`","epoch":"`+epoch+`"}`)
+	if st := tick(t, s, home, t0.Add(time.Second)); st.State != marker.StateDraining {
+		t.Fatalf("the drain: %s", st.State)
+	}
+	writeMarker(t, home, "\xff\xfe")
+	if st := tick(t, s, home, t0.Add(2*time.Second)); st.State != marker.StateDraining {
+		t.Fatalf("a draining gateway: %s", st.State)
+	}
+}
