@@ -313,7 +313,7 @@ type TargetCounts struct {
 	Conflict       int32 `json:"conflict,omitempty"`
 	// MarkerRemoved counts the targets whose marker a person removed.
 	MarkerRemoved int32 `json:"markerRemoved,omitempty"`
-	Failed         int32 `json:"failed,omitempty"`
+	Failed        int32 `json:"failed,omitempty"`
 	// Added counts the targets that joined after the drain started.
 	Added int32 `json:"added,omitempty"`
 }
