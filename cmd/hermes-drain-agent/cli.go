@@ -84,7 +84,7 @@ func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stder
 	}
 	host, _ := os.Hostname()
 	obs, err := local.Project(ctx, calls.Pod{}, f.home, calls.ProjectRequest{Marker: marker.Request{
-		Principal: f.principal, RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: cliOwner, Pod: host},
+		Principal: f.principal, Origin: marker.Origin{GatewayDrainUID: cliOwner, Pod: host},
 	}})
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -106,12 +106,11 @@ func (d *drain) origin(t drainv1.Target) marker.Origin {
 	return o
 }
 
-func (d *drain) request(t drainv1.Target, now time.Time, replaceable []byte) calls.ProjectRequest {
+func (d *drain) request(t drainv1.Target, replaceable []byte) calls.ProjectRequest {
 	return calls.ProjectRequest{
 		Marker: marker.Request{
 			Principal:            d.principal(),
 			SuppressNotification: d.gwd.Spec.SuppressNotification,
-			RequestedAt:          now,
 			Origin:               d.origin(t),
 		},
 		Replaceable: replaceable,
@@ -119,12 +118,14 @@ func (d *drain) request(t drainv1.Target, now time.Time, replaceable []byte) cal
 }
 
 // ours reports whether the marker read back is the one this drain wrote for
-// this instantiation, and the gateway honours it.
-func (d *drain) ours(t drainv1.Target, obs calls.Observation, now time.Time) bool {
+// this instantiation, with its epoch. Its age is the gateway's to judge, on
+// the gateway's clock, which stamped it: the refresh keeps it well inside
+// upstream's hour.
+func (d *drain) ours(t drainv1.Target, obs calls.Observation) bool {
 	if obs.Marker.State != calls.FilePresent {
 		return false
 	}
 	found := marker.Parse(obs.Marker.Data)
 	o, ok := found.Origin()
-	return ok && o == d.origin(t) && found.Honoured(obs.Epoch, now)
+	return ok && o == d.origin(t) && !found.EpochMismatch(obs.Epoch)
 }

@@ -70,12 +70,12 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		switch {
 		case err == nil && obs.Marker.State == calls.FileAbsent:
 			return r.markerRemoved(d, t, obs, now)
-		case err == nil && d.ours(t, obs, now) && !refreshDue:
+		case err == nil && d.ours(t, obs) && !refreshDue:
 			return r.observed(t, obs, now)
 		}
 	}
 	if err == nil {
-		req := d.request(t, now, nil)
+		req := d.request(t, nil)
 		// A pod without the gate leaves traffic through its agent's probe,
 		// where it has one (pods/exec cannot, and writes at once).
 		req.LeaveTraffic = t.MarkerWrittenAt == nil && LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod)
@@ -87,14 +87,14 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		t.Message = "out of traffic before the marker: its agent reports the pod not ready, and writes the marker once its settle time has passed"
 		return t, now.Add(r.PollInterval)
 	}
-	if err == nil && obs.Outcome == calls.Foreign && !d.ours(t, obs, now) {
+	if err == nil && obs.Outcome == calls.Foreign && !d.ours(t, obs) {
 		found := marker.Parse(obs.Marker.Data)
 		if !gatewayIgnores(found, obs) {
 			return r.conflict(ctx, d, t, obs, now)
 		}
 		// The gateway ignores this marker: it is dead weight from an earlier
 		// instantiation, and ours must take its place.
-		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, now, obs.Marker.Data))
+		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, obs.Marker.Data))
 		if err == nil && obs.Outcome == calls.Replaced {
 			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, marker.Shorten(found.Principal(), 80), marker.Shorten(found.EpochValue(), 80))
@@ -105,7 +105,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	}
 	// Only the marker read back counts: one another writer put in place
 	// between the program's read and its write stands, and is not ours.
-	if !d.ours(t, obs, now) {
+	if !d.ours(t, obs) {
 		return r.conflict(ctx, d, t, obs, now)
 	}
 	written := metav1.NewTime(now)

@@ -79,11 +79,11 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
 	drained := calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
 	d := newDrain(gwd, nil, now, time.Minute)
-	prefix, suffix, err := marker.Render(d.request(target, now, nil).Marker)
+	rendered, err := marker.Render(d.request(target, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := calls.File{State: calls.FilePresent, Data: []byte(prefix + "boot:1" + suffix)}
+	ours := calls.File{State: calls.FilePresent, Data: []byte(rendered.Text(now, "boot:1"))}
 	theirs := calls.File{State: calls.FilePresent, Data: []byte(`{"action":"drain","principal":"dashboard","epoch":"boot:1"}`)}
 	for _, tc := range []struct {
 		name string
@@ -209,7 +209,7 @@ func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
 			{Name: "gateway", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
 		}},
 	}
-	prefix, suffix, err := marker.Render(newDrain(gwd, nil, now, time.Minute).request(target, now, nil).Marker)
+	rendered, err := marker.Render(newDrain(gwd, nil, now, time.Minute).request(target, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := calls.File{State: calls.FilePresent, Data: []byte(prefix + string(quoted[1:len(quoted)-1]) + suffix)}
+	ours := calls.File{State: calls.FilePresent, Data: []byte(rendered.Text(now, string(quoted[1:len(quoted)-1])))}
 	for _, tc := range []struct {
 		name string
 		obs  calls.Observation

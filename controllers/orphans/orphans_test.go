@@ -65,8 +65,8 @@ func runningPod(t *testing.T, ns, name string, gateway, gated bool) (calls.Pod, 
 func markOf(t *testing.T, pod calls.Pod, home, drain, uid string) {
 	t.Helper()
 	req := calls.ProjectRequest{Marker: marker.Request{
-		Principal: "gatewaydrain/" + pod.Namespace + "/" + drain, RequestedAt: time.Now(),
-		Origin: marker.Origin{GatewayDrainUID: uid, GatewayDrain: pod.Namespace + "/" + drain, Pod: pod.Namespace + "/" + pod.Name, Container: pod.Container},
+		Principal: "gatewaydrain/" + pod.Namespace + "/" + drain,
+		Origin:    marker.Origin{GatewayDrainUID: uid, GatewayDrain: pod.Namespace + "/" + drain, Pod: pod.Namespace + "/" + pod.Name, Container: pod.Container},
 	}}
 	if obs, err := program.Project(context.Background(), pod, home, req); err != nil || obs.Outcome != calls.Written {
 		t.Fatalf("writing a marker: %v %v", obs.Outcome, err)

@@ -358,8 +358,8 @@ func TestAReadRemovesAnOrphanedMarker(t *testing.T) {
 	pod, home := gatedPod(t, ns, "gw", true)
 	target := calls.Pod{Namespace: ns, Name: pod.Name, Container: "gateway"}
 	req := calls.ProjectRequest{Marker: marker.Request{
-		Principal: "gatewaydrain/" + ns + "/gone", RequestedAt: time.Now(),
-		Origin: marker.Origin{GatewayDrainUID: "uid-of-a-deleted-drain", GatewayDrain: ns + "/gone", Pod: ns + "/" + pod.Name, Container: "gateway"},
+		Principal: "gatewaydrain/" + ns + "/gone",
+		Origin:    marker.Origin{GatewayDrainUID: "uid-of-a-deleted-drain", GatewayDrain: ns + "/gone", Pod: ns + "/" + pod.Name, Container: "gateway"},
 	}}
 	if obs, err := r.Transport.Project(context.Background(), target, home, req); err != nil || obs.Outcome != calls.Written {
 		t.Fatalf("writing a marker: %v %v", obs.Outcome, err)

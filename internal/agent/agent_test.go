@@ -115,7 +115,7 @@ func nonce() string {
 }
 
 func projectCall(owner string) calls.AgentCall {
-	return calls.AgentCall{Marker: &marker.Request{Principal: "operator", RequestedAt: time.Now(),
+	return calls.AgentCall{Marker: &marker.Request{Principal: "operator",
 		Origin: marker.Origin{GatewayDrainUID: owner, GatewayDrain: "ns/d", Pod: "ns/gw-0", Container: "gateway"}}}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,13 +28,13 @@ type InProcess struct {
 }
 
 func (p InProcess) Project(ctx context.Context, _ Pod, home string, req ProjectRequest) (Observation, error) {
-	prefix, suffix, err := marker.Render(req.Marker)
+	rendered, err := marker.Render(req.Marker)
 	if err != nil {
 		return Observation{}, err
 	}
 	token := marker.OwnerToken(req.Marker.Origin.GatewayDrainUID)
 	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
-	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.project(token, replaceable, prefix, suffix) })
+	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.project(token, replaceable, rendered) })
 }
 
 func (p InProcess) Clear(ctx context.Context, _ Pod, home string, ownerUID string) (Observation, error) {
@@ -211,7 +212,7 @@ func (h *homeDir) exists(name string) bool {
 	return unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 }
 
-func (h *homeDir) project(token, replaceable, prefix, suffix string) (Outcome, string) {
+func (h *homeDir) project(token, replaceable string, rendered marker.Rendered) (Outcome, string) {
 	if strings.Trim(h.epoch, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz:-") != "" {
 		return Failed, "epoch " + h.epoch + " has unexpected characters"
 	}
@@ -226,7 +227,9 @@ func (h *homeDir) project(token, replaceable, prefix, suffix string) (Outcome, s
 	case kind != FileAbsent:
 		return Failed, h.in(marker.Filename) + " is " + what(kind) + ": refusing to replace it"
 	}
-	if !h.writeNew(prefix + h.epoch + suffix) {
+	// Stamped with this host's clock, the gateway's: upstream's expiry is
+	// measured on it.
+	if !h.writeNew(rendered.Text(time.Now(), h.epoch)) {
 		return Failed, "cannot write " + h.in(marker.Filename) + ": cannot create a file in " + h.path + " (read-only or full?)"
 	}
 	if word == Written {

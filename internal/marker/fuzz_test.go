@@ -41,12 +41,12 @@ func FuzzRenderRoundTrip(f *testing.F) {
 		if !utf8.ValidString(principal) || !utf8.ValidString(uid) || !utf8.ValidString(pod) {
 			t.Skip("the API server only stores UTF-8")
 		}
-		req := Request{Principal: principal, RequestedAt: time.Unix(0, nanos), Origin: Origin{GatewayDrainUID: uid, Pod: pod}}
-		prefix, suffix, err := Render(req)
+		req := Request{Principal: principal, Origin: Origin{GatewayDrainUID: uid, Pod: pod}}
+		rendered, err := Render(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw := []byte(prefix + "boot:42" + suffix)
+		raw := []byte(rendered.Text(time.Unix(0, nanos), "boot:42"))
 		found := Parse(raw)
 		o, ok := found.Origin()
 		if found.Corrupt() || found.Principal() != principal || found.EpochValue() != "boot:42" || (uid != "" && (!ok || o.Pod != pod)) {

@@ -20,11 +20,13 @@ const (
 	TimeLayout = "2006-01-02T15:04:05.000000-07:00"
 )
 
-// Request is what the operator asks one gateway instantiation for.
+// Request is what the operator asks one gateway instantiation for. Its
+// time is not in it: requested_at is stamped inside the gateway's container,
+// on the gateway's clock, which is the clock upstream measures its expiry
+// on (Rendered.Text).
 type Request struct {
 	Principal            string
 	SuppressNotification bool
-	RequestedAt          time.Time
 	Origin               Origin
 }
 
@@ -52,31 +54,47 @@ type body struct {
 	Kubernetes           *Origin `json:"kubernetes"`
 }
 
-// epochHole stands where the epoch goes until the container fills it in. It
-// cannot occur inside a JSON string value, whose quotes are escaped.
-const epochHole = `"epoch":"\u0000"`
+// Holes stand where the container's clock and epoch go until the container
+// fills them in. They cannot occur inside a JSON string value, whose quotes
+// are escaped.
+const (
+	timeHole  = `"requested_at":"\u0000"`
+	epochHole = `"epoch":"\u0001"`
+)
 
-// Render returns the marker for r as the text before and after the epoch's
-// value. The epoch is only known inside the target container, which writes
-// prefix + epoch + suffix (the in-container program refuses an epoch that
-// would need JSON escaping; a boot id and a number never do).
-func Render(r Request) (prefix, suffix string, err error) {
+// Rendered is a marker with two values left for the target container to
+// fill in: its clock (requested_at) and its epoch, known only there. The
+// container writes Head + its time + Mid + its epoch + Tail.
+type Rendered struct {
+	Head, Mid, Tail string
+}
+
+// Text is the marker the container writes at its time now with its epoch.
+func (r Rendered) Text(now time.Time, epoch string) string {
+	return r.Head + now.UTC().Format(TimeLayout) + r.Mid + epoch + r.Tail
+}
+
+// Render returns the marker for r with its time and epoch left for the
+// container (the in-container program refuses an epoch that would need
+// JSON escaping; a boot id and a number never do, and neither does a time).
+func Render(r Request) (Rendered, error) {
 	text, err := encode(body{
 		Action:               "drain",
-		RequestedAt:          r.RequestedAt.UTC().Format(TimeLayout),
+		RequestedAt:          "\x00",
 		Principal:            r.Principal,
-		Epoch:                "\x00",
+		Epoch:                "\x01",
 		SuppressNotification: r.SuppressNotification,
 		Kubernetes:           &r.Origin,
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("rendering marker: %w", err)
+		return Rendered{}, fmt.Errorf("rendering marker: %w", err)
 	}
-	before, after, ok := strings.Cut(text, epochHole)
-	if !ok {
-		return "", "", fmt.Errorf("rendering marker: no epoch field in %q", text)
+	head, rest, ok := strings.Cut(text, timeHole)
+	mid, tail, ok2 := strings.Cut(rest, epochHole)
+	if !ok || !ok2 {
+		return Rendered{}, fmt.Errorf("rendering marker: no requested_at and epoch fields in %q", text)
 	}
-	return before + `"epoch":"`, `"` + after, nil
+	return Rendered{Head: head + `"requested_at":"`, Mid: `"` + mid + `"epoch":"`, Tail: `"` + tail}, nil
 }
 
 // encode is compact JSON without HTML escaping, so values stay byte-exact

@@ -161,7 +161,7 @@ func newAgentFixture(t *testing.T, pods ...*corev1.Pod) *agentFixture {
 var gw0 = calls.Pod{Namespace: "team-a", Name: "gw-0", Container: "gateway"}
 
 func projectRequest() calls.ProjectRequest {
-	return calls.ProjectRequest{Marker: marker.Request{Principal: "op", RequestedAt: time.Now(), Origin: marker.Origin{GatewayDrainUID: "uid-1"}}}
+	return calls.ProjectRequest{Marker: marker.Request{Principal: "op", Origin: marker.Origin{GatewayDrainUID: "uid-1"}}}
 }
 
 // A pod that declares its agent is reached through it, with no exec: the

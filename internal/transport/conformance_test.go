@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -167,7 +168,33 @@ func describe(f calls.File) string {
 	if f.Data == nil {
 		return string(f.State)
 	}
-	return fmt.Sprintf("%s(%d bytes %q)", f.State, len(f.Data), marker.Shorten(string(f.Data), 300))
+	return fmt.Sprintf("%s(%d bytes %q)", f.State, len(f.Data), marker.Shorten(string(withoutTime(f.Data)), 300))
+}
+
+// ourTime is the requested_at our markers carry: each implementation's own
+// clock, which the comparisons leave out (TestOurMarkerCarriesTheContainersClock
+// checks it).
+var ourTime = regexp.MustCompile(`"requested_at":"[^"]*"`)
+
+func withoutTime(b []byte) []byte { return ourTime.ReplaceAll(b, []byte(`"requested_at":"TIME"`)) }
+
+// Every implementation stamps our marker with the time of the host it runs
+// on, the gateway's: upstream measures its hour on that clock.
+func TestOurMarkerCarriesTheContainersClock(t *testing.T) {
+	proc := fakeProc(t, bootID, statLine("init", "42"))
+	for impl, tr := range implementations(t, proc) {
+		home := t.TempDir()
+		before := time.Now().Truncate(time.Second)
+		obs, err := tr.Project(context.Background(), calls.Pod{}, home, request("uid-1", "me"))
+		after := time.Now()
+		if err != nil || obs.Outcome != calls.Written {
+			t.Fatalf("%s: %v %v", impl, obs.Outcome, err)
+		}
+		at, ok := marker.Parse(obs.Marker.Data).RequestedAt()
+		if !ok || at.Before(before) || at.After(after) {
+			t.Errorf("%s: requested_at %v, want the host's time, within [%v, %v]", impl, at, before, after)
+		}
+	}
 }
 
 // listing is every name in home with its type, mode and content.
@@ -187,6 +214,7 @@ func listing(t *testing.T, home string) string {
 		desc := e.Name() + " " + fi.Mode().String()
 		if fi.Mode().IsRegular() {
 			b, _ := os.ReadFile(path)
+			b = withoutTime(b)
 			desc += fmt.Sprintf(" %d bytes %x", len(b), bytes.TrimSpace(b[:min(len(b), 64)]))
 		}
 		out = append(out, desc)

@@ -37,13 +37,13 @@ func NewProgram(runner Runner, procRoot string) *Program {
 }
 
 func (p *Program) Project(ctx context.Context, pod calls.Pod, home string, req calls.ProjectRequest) (calls.Observation, error) {
-	prefix, suffix, err := marker.Render(req.Marker)
+	rendered, err := marker.Render(req.Marker)
 	if err != nil {
 		return calls.Observation{}, err
 	}
 	// The program compares with $(cat file), which drops trailing newlines.
 	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
-	return p.call(ctx, pod, "project", home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), before: prefix, after: suffix, replaceable: replaceable})
+	return p.call(ctx, pod, "project", home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), marker: rendered, replaceable: replaceable})
 }
 
 func (p *Program) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
@@ -57,17 +57,19 @@ func (p *Program) Read(ctx context.Context, pod calls.Pod, home string) (calls.O
 // input is what program.sh reads on its stdin rather than in argv, which the
 // gateway's user reads in /proc/PID/cmdline.
 type input struct {
-	token, before, after, replaceable string
+	token       string
+	marker      marker.Rendered
+	replaceable string
 }
 
 // stdin is the input as program.sh reads it: one value a line (the JSON
 // texts hold no newline), then the replaceable marker as its number of
 // lines and those lines.
 func (in input) stdin(fence, nonce string) []byte {
-	lines := []string{fence, nonce, in.token, in.before, in.after, "0"}
+	lines := []string{fence, nonce, in.token, in.marker.Head, in.marker.Mid, in.marker.Tail, "0"}
 	if in.replaceable != "" {
 		replaceable := strings.Split(in.replaceable, "\n")
-		lines[5] = strconv.Itoa(len(replaceable))
+		lines[6] = strconv.Itoa(len(replaceable))
 		lines = append(lines, replaceable...)
 	}
 	return []byte(strings.Join(lines, "\n") + "\n")

@@ -3,7 +3,7 @@
 # stdin, never as text pasted into this script. It reports its outcome on
 # stdout (the exit status does not survive every exec path) and always exits
 # 0. It runs under any POSIX sh (dash, busybox ash) and needs head, sync, mv,
-# ln, rm and stat.
+# ln, rm, stat and date.
 #
 # Arguments, which every user of the container reads in /proc/PID/cmdline:
 #   $1 op     project | clear | read
@@ -16,8 +16,9 @@
 #             line (96 random bits, never written anywhere)
 #   nonce     names its private files (96 random bits)
 #   token     the owner token (project, clear)
-#   before    the marker's text before the epoch (project)
-#   after     the marker's text after it (project)
+#   head      the marker's text before its time (project)
+#   mid       its text between its time and its epoch (project)
+#   tail      its text after its epoch (project)
 #   N         the number of lines of the foreign marker it may replace (0 for
 #             none), then those N lines (project)
 #
@@ -64,7 +65,7 @@ unexpected() {
 	exit 0
 }
 { IFS= read -r fence && IFS= read -r nonce && IFS= read -r token &&
-	IFS= read -r before && IFS= read -r after && IFS= read -r lines; } ||
+	IFS= read -r head && IFS= read -r mid && IFS= read -r tail && IFS= read -r lines; } ||
 	unexpected "no input"
 # The nonce names files, and lines is counted: both must be as sent.
 case $nonce in '' | *[!0-9a-f]*) unexpected "no nonce" ;; esac
@@ -185,7 +186,7 @@ gateway_process() {
 	printf 'proc %s %s\n' "${pid:--}" "$line"
 }
 
-# write_new writes the marker for epoch $e to $new, a name no one can have
+# write_new writes the marker for time $now and epoch $e to $new, a name no one can have
 # planted (the nonce is nowhere before the file exists: not in any process's
 # argv, and stdin is root's), created with O_EXCL (noclobber), and flushes it
 # to disk before it is linked or renamed into place: after a crash the marker
@@ -203,7 +204,7 @@ write_new() {
 		exec 3>&-
 		return 1
 	fi
-	printf '%s%s%s' "$1" "$e" "$2" >&3 || { exec 3>&-; return 1; }
+	printf '%s%s%s%s%s' "$head" "$now" "$mid" "$e" "$tail" >&3 || { exec 3>&-; return 1; }
 	exec 3>&-
 	sync -- "$new" 2>/dev/null
 }
@@ -283,7 +284,10 @@ project)
 	else
 		word=written
 	fi
-	write_new "$before" "$after" || report error "cannot write $home/$marker: cannot create a file in $home (read-only or full?)"
+	# Stamped with this container's clock, the gateway's: upstream's
+	# expiry is measured on it.
+	now=$(date -u +%Y-%m-%dT%H:%M:%S.000000+00:00) || report error "cannot read the container's clock"
+	write_new || report error "cannot write $home/$marker: cannot create a file in $home (read-only or full?)"
 	if [ $word = written ]; then
 		# Created, never replaced: the link fails if a marker appeared
 		# since it was read, which is then left alone.

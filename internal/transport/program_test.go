@@ -47,9 +47,8 @@ const bootID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
 func request(uid, principal string) calls.ProjectRequest {
 	return calls.ProjectRequest{Marker: marker.Request{
-		Principal:   principal,
-		RequestedAt: time.Date(2026, 11, 23, 8, 0, 0, 123456000, time.UTC),
-		Origin:      marker.Origin{GatewayDrainUID: uid, GatewayDrain: "ns/drain", Pod: "ns/gw-0", PodUID: "pod-uid", Container: "gateway"},
+		Principal: principal,
+		Origin:    marker.Origin{GatewayDrainUID: uid, GatewayDrain: "ns/drain", Pod: "ns/gw-0", PodUID: "pod-uid", Container: "gateway"},
 	}}
 }
 

@@ -22,9 +22,8 @@ import (
 // format, so that every contender runs the same command in each pod.
 func baselineRequest() calls.ProjectRequest {
 	return calls.ProjectRequest{Marker: marker.Request{
-		Principal:   "bench",
-		RequestedAt: time.Now(),
-		Origin:      marker.Origin{GatewayDrainUID: "bench-baseline", GatewayDrain: "bench/baseline", Container: cluster.GatewayContainer},
+		Principal: "bench",
+		Origin:    marker.Origin{GatewayDrainUID: "bench-baseline", GatewayDrain: "bench/baseline", Container: cluster.GatewayContainer},
 	}}
 }
 
