@@ -62,7 +62,7 @@ const (
 
 // busyboxApplets are the commands the in-container program and a person
 // debugging need.
-var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "sleep", "ls", "kill", "pidof", "ps", "id", "stat", "awk", "test", "["}
+var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "stat", "date", "sleep", "ls", "kill", "pidof", "ps", "id", "awk", "test", "["}
 
 // file is one entry of a layer.
 type file struct {
