@@ -268,6 +268,17 @@ type Target struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	StateUpdatedAt string `json:"stateUpdatedAt,omitempty"`
+	// DrainSeenAt is when a read first found the gateway draining with no
+	// turn in flight, and DrainSeenBy the writer of that record
+	// ("pid/start_time"): the target is Drained on a second such read, by
+	// the same process, at least --drained-confirm-after later. A drained
+	// gateway can start work again (internal events pass its accept gate),
+	// and draining is also what a restart or a scale-to-zero writes.
+	// +optional
+	DrainSeenAt *metav1.Time `json:"drainSeenAt,omitempty"`
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	DrainSeenBy string `json:"drainSeenBy,omitempty"`
 	// LeavingTrafficSince is when the drain started taking this gated
 	// gateway out of its Services (its gate False), and OutOfTrafficAt when
 	// no EndpointSlice listed it as ready any more (or the operator's

@@ -151,6 +151,10 @@ func (in *Target) DeepCopyInto(out *Target) {
 		in, out := &in.AddedAt, &out.AddedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.DrainSeenAt != nil {
+		in, out := &in.DrainSeenAt, &out.DrainSeenAt
+		*out = (*in).DeepCopy()
+	}
 	if in.LeavingTrafficSince != nil {
 		in, out := &in.LeavingTrafficSince, &out.LeavingTrafficSince
 		*out = (*in).DeepCopy()

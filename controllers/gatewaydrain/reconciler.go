@@ -57,6 +57,9 @@ type Options struct {
 	PollInterval time.Duration
 	// IdlePollInterval is how often a drained target is read.
 	IdlePollInterval time.Duration
+	// ConfirmAfter is how long after a first read that found the gateway
+	// drained with no turn in flight a second one must confirm it.
+	ConfirmAfter time.Duration
 	// RefreshInterval is how often our marker is rewritten, well before
 	// upstream's one-hour expiry of requested_at.
 	RefreshInterval time.Duration
@@ -83,6 +86,7 @@ func DefaultOptions() Options {
 		CallGrace:        10 * time.Second,
 		PollInterval:     2 * time.Second,
 		IdlePollInterval: 30 * time.Second,
+		ConfirmAfter:     2 * time.Second,
 		RefreshInterval:  20 * time.Minute,
 		RetryBase:        time.Second,
 		RetryMax:         2 * time.Minute,
@@ -100,6 +104,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.BatchTime, "batch-time", o.BatchTime, "how long one reconcile starts calls to a GatewayDrain's targets before it writes its progress")
 	fs.DurationVar(&o.CallGrace, "batch-call-grace", o.CallGrace, "how long calls may run past the batch that started them before they are abandoned and retried")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often a draining gateway is read")
+	fs.DurationVar(&o.ConfirmAfter, "drained-confirm-after", o.ConfirmAfter, "a target is Drained on two reads at least this far apart, by the same gateway process")
 	fs.DurationVar(&o.IdlePollInterval, "idle-poll-interval", o.IdlePollInterval, "how often a drained gateway is read")
 	fs.DurationVar(&o.RefreshInterval, "refresh-interval", o.RefreshInterval, "how often a marker is rewritten (upstream expires it after 1h)")
 	fs.DurationVar(&o.ReleaseTimeout, "release-timeout", o.ReleaseTimeout, "how long a deleted GatewayDrain waits to remove its markers without progress before it lets go")
@@ -118,6 +123,7 @@ func (o Options) Validate() error {
 		options.PositiveDuration("--batch-time", o.BatchTime),
 		options.PositiveDuration("--batch-call-grace", o.CallGrace),
 		options.PositiveDuration("--poll-interval", o.PollInterval),
+		options.PositiveDuration("--drained-confirm-after", o.ConfirmAfter),
 		options.PositiveDuration("--idle-poll-interval", o.IdlePollInterval),
 		options.PositiveDuration("--refresh-interval", o.RefreshInterval),
 		options.PositiveDuration("--release-timeout", o.ReleaseTimeout),

@@ -248,18 +248,42 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 func (r *Reconciler) observed(t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
 	t, st, problem := r.read(t, obs, now)
 	t.Failures = 0
+	if problem != nil || !st.DrainComplete() {
+		t.DrainSeenAt, t.DrainSeenBy = nil, ""
+	}
 	switch {
 	case problem != nil:
 		t.State, t.Message = drainv1.TargetDraining, "marker in place; "+problem.Message
 	case st.DrainComplete():
-		t.State, t.Message = drainv1.TargetDrained, "gateway draining with no active agents"
-		return t, now.Add(r.IdlePollInterval)
+		return r.confirmDrained(t, st, now)
 	case st.State == marker.StateDraining:
 		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("gateway draining: %d active agents", st.ActiveAgents)
 	default:
 		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("marker in place; waiting for the gateway to report draining (it reports %q)", st.Written)
 	}
 	return t, now.Add(r.PollInterval)
+}
+
+// confirmDrained counts a gateway that reports draining with no turn in
+// flight as Drained on a second such read, at least ConfirmAfter after the
+// first, of a record by the same process. One read is not enough: internal
+// events pass the gateway's accept gate and start work on a drained
+// gateway, and draining is also written by a restart or a scale-to-zero.
+// (That the record be written after our marker is not asked: a gateway
+// older than upstream's PR #63891, already draining when our marker came,
+// never writes it again, and would hold the drain until its deadline.)
+func (r *Reconciler) confirmDrained(t drainv1.Target, st marker.GatewayState, now time.Time) (drainv1.Target, time.Time) {
+	writer := fmt.Sprintf("%d/%s", st.PID, st.StartTime)
+	if t.DrainSeenAt == nil || t.DrainSeenBy != writer {
+		seen := metav1.NewTime(now)
+		t.DrainSeenAt, t.DrainSeenBy = &seen, writer
+	}
+	if confirmAt := t.DrainSeenAt.Add(r.ConfirmAfter); now.Before(confirmAt) {
+		t.State, t.Message = drainv1.TargetDraining, "gateway draining with no active agents: confirming on a second read"
+		return t, confirmAt
+	}
+	t.State, t.Message = drainv1.TargetDrained, "gateway draining with no active agents, on two reads by the same process"
+	return t, now.Add(r.IdlePollInterval)
 }
 
 // read copies what every call reads back into the target, and returns the

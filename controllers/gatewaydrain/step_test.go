@@ -3,6 +3,7 @@ package gatewaydrain
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,8 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		obs  calls.Observation
 		want drainv1.TargetState
 	}{
-		{"written, ours read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: ours, GatewayState: drained}, drainv1.TargetDrained},
+		// Drained on a second read (TestDrainedTakesTwoReadsOfTheSameProcess).
+		{"written, ours read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: ours, GatewayState: drained}, drainv1.TargetDraining},
 		{"written, theirs read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: theirs, GatewayState: drained}, drainv1.TargetConflict},
 		{"written, none read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
 	} {
@@ -280,4 +282,38 @@ func TestAMarkerThatIsNotUTF8IsReplacedOnlyWhereTheGatewayServes(t *testing.T) {
 	if gatewayIgnores(found, state(marker.StateDraining)) {
 		t.Error("a draining gateway: the marker is replaced")
 	}
+}
+
+// A gateway is Drained on a second read, at least ConfirmAfter after the
+// first, of a record by the same process; a new process starts the count
+// again, and work started again takes Drained back (issue 24, item 8).
+func TestDrainedTakesTwoReadsOfTheSameProcess(t *testing.T) {
+	r := &Reconciler{Options: DefaultOptions()}
+	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
+	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetDraining}
+	d := newDrain(gwd, nil, t0, time.Minute)
+	rendered, err := marker.Render(d.request(target, nil).Marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := calls.File{State: calls.FilePresent, Data: []byte(rendered.Text(t0, "boot:1"))} // stamped by the gateway at t0
+	read := func(pid, agents int, updated time.Time) calls.Observation {
+		state := fmt.Sprintf(`{"gateway_state":"draining","active_agents":%d,"pid":%d,"start_time":"100","updated_at":%q}`, agents, pid, updated.Format(marker.TimeLayout))
+		return calls.Observation{Epoch: "boot:1", Marker: ours, GatewayState: calls.File{State: calls.FilePresent, Data: []byte(state)}}
+	}
+	step := func(obs calls.Observation, at time.Duration, want drainv1.TargetState) {
+		t.Helper()
+		target, _ = r.observed(target, obs, t0.Add(at))
+		if target.State != want {
+			t.Fatalf("at %s: %s (%s), want %s", at, target.State, target.Message, want)
+		}
+	}
+	step(read(7, 0, t0.Add(time.Second)), time.Second, drainv1.TargetDraining)     // the first read
+	step(read(7, 0, t0.Add(time.Second)), 2*time.Second, drainv1.TargetDraining)   // too soon
+	step(read(7, 0, t0.Add(time.Second)), 3*time.Second, drainv1.TargetDrained)    // confirmed
+	step(read(7, 1, t0.Add(4*time.Second)), 4*time.Second, drainv1.TargetDraining) // work again
+	step(read(7, 0, t0.Add(5*time.Second)), 5*time.Second, drainv1.TargetDraining) // counted anew
+	step(read(8, 0, t0.Add(7*time.Second)), 7*time.Second, drainv1.TargetDraining) // another process
+	step(read(8, 0, t0.Add(7*time.Second)), 9*time.Second, drainv1.TargetDrained)  // confirmed for it
 }

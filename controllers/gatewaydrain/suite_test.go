@@ -83,6 +83,7 @@ func run(m *testing.M) int {
 			CallGrace:        3 * time.Second,
 			PollInterval:     200 * time.Millisecond,
 			IdlePollInterval: time.Second,
+			ConfirmAfter:     300 * time.Millisecond,
 			RefreshInterval:  20 * time.Minute,
 			RetryBase:        100 * time.Millisecond,
 			RetryMax:         time.Second,
