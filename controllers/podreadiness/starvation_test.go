@@ -11,9 +11,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
@@ -46,15 +44,7 @@ func TestPodsThatNeverAnswerStarveNoOtherNamespace(t *testing.T) {
 	for i := range 50 {
 		gatedPod(t, hostile, fmt.Sprintf("hung-%d", i), true)
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
-		t.Fatal(err)
-	}
+	mgr, start := newManager(t)
 	reads := &hangingReads{Transport: transport.NewProgram(transport.LocalRunner{}, "/proc"), namespace: hostile}
 	opts := podreadiness.DefaultOptions()
 	opts.ReadTimeout = time.Hour // the namespace's share alone must leave readers to the others
@@ -62,7 +52,7 @@ func TestPodsThatNeverAnswerStarveNoOtherNamespace(t *testing.T) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = mgr.Start(ctx) }()
+	start()
 	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 		return reads.hung.Load() >= 8, fmt.Sprintf("%d hung reads", reads.hung.Load())
 	})

@@ -72,6 +72,17 @@ func TestAStandingDrainTakesItsGatedTargetsOutOfTraffic(t *testing.T) {
 // manager's cache, with the shared index, as in the operator.
 func cachedReconciler(t *testing.T) (*podreadiness.Reconciler, *countingRunner) {
 	t.Helper()
+	mgr, start := newManager(t)
+	start()
+	r, runner := newReconciler()
+	r.Client = mgr.GetClient()
+	return r, runner
+}
+
+// newManager is a manager with the operator's shared index, and what
+// starts it and waits until its cache has synced; it stops with the test.
+func newManager(t *testing.T) (ctrl.Manager, func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -81,13 +92,13 @@ func cachedReconciler(t *testing.T) (*podreadiness.Reconciler, *countingRunner) 
 	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = mgr.Start(ctx) }()
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		t.Fatal("cache never synced")
+	return mgr, func() {
+		t.Helper()
+		go func() { _ = mgr.Start(ctx) }()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			t.Fatal("cache never synced")
+		}
 	}
-	r, runner := newReconciler()
-	r.Client = mgr.GetClient()
-	return r, runner
 }
 
 func waitCached(t *testing.T, r *podreadiness.Reconciler, cond func(client.Reader) bool) {

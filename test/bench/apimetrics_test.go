@@ -82,22 +82,12 @@ func (a apiRequests) total() float64 {
 	return sum
 }
 
-// execs counts pods/exec calls, whichever verb the protocol used.
-func (a apiRequests) execs() float64 {
+// of counts the requests for one resource/subresource ("pods/exec",
+// "serviceaccounts/token"), whichever verb the API server names.
+func (a apiRequests) of(resource string) float64 {
 	var sum float64
 	for k, v := range a {
-		if strings.HasSuffix(k, " pods/exec") {
-			sum += v
-		}
-	}
-	return sum
-}
-
-// tokenRequests counts TokenRequests, whichever verb the API server names.
-func (a apiRequests) tokenRequests() float64 {
-	var sum float64
-	for k, v := range a {
-		if strings.HasSuffix(k, " serviceaccounts/token") {
+		if strings.HasSuffix(k, " "+resource) {
 			sum += v
 		}
 	}

@@ -134,7 +134,7 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 	if err != nil {
 		return nil, err
 	}
-	r.IdleExecsPerMinute = after.since(before).execs() / cfg.idle.Minutes()
+	r.IdleExecsPerMinute = after.since(before).of("pods/exec") / cfg.idle.Minutes()
 	if r.IdleExecsPerMinute != 0 {
 		t.Errorf("N=%d: %.1f execs per minute against idle pods, want none", n, r.IdleExecsPerMinute)
 	}
@@ -173,9 +173,9 @@ func benchSize(t *testing.T, cfg config, kube kubernetes.Interface, n int) (*siz
 		r.Markers[theOperator] = append(r.Markers[theOperator], op.markers)
 		r.Drained = append(r.Drained, op.drained)
 		r.RequestsPerTarget = append(r.RequestsPerTarget, op.requests.total()/float64(n))
-		r.ExecsPerTarget = append(r.ExecsPerTarget, op.requests.execs()/float64(n))
+		r.ExecsPerTarget = append(r.ExecsPerTarget, op.requests.of("pods/exec")/float64(n))
 		r.Requests = op.requests.perTarget(n)
-		r.CPUOperator = op.cpu.perCall(int(op.requests.execs()))
+		r.CPUOperator = op.cpu.perCall(int(op.requests.of("pods/exec")))
 		t.Logf("N=%d run %d: %-26s %s, Drained after %s; per target: %s", n, run+1, theOperator,
 			op.markers.Round(time.Millisecond), op.drained.Round(time.Millisecond), r.Requests)
 
