@@ -232,3 +232,57 @@ func serveUnderALowDescriptorLimit(t *testing.T) {
 	fmt.Printf("agent %s %s %s\n", callsAddr, probesAddr, f.token(nil))
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }
+
+// descriptorsChild is set in the environment of the agent the descriptor
+// test starts in a process of its own.
+const descriptorsChild = "HERMES_DRAIN_AGENT_DESCRIPTORS_CHILD"
+
+// A read of the home that fails because the agent has no descriptor left
+// says nothing of the gateway: /readyz keeps its last answer, and follows
+// the gateway again once descriptors are free.
+func TestReadyzKeepsItsAnswerWithoutDescriptors(t *testing.T) {
+	if os.Getenv(descriptorsChild) == "" {
+		child := exec.Command(os.Args[0], "-test.run=^TestReadyzKeepsItsAnswerWithoutDescriptors$")
+		child.Env = append(os.Environ(), descriptorsChild+"=1")
+		if out, err := child.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
+	f := newFixture(t)
+	startGateway(t, f.home, marker.StateRunning)
+	r := f.server.ready
+	r.refresh(context.Background())
+	if !r.ready {
+		t.Fatalf("not ready before: %s", r.why)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	lim.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var held []*os.File
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		held = append(held, f)
+	}
+	r.refresh(context.Background())
+	ready, why := r.ready, r.why
+	for _, f := range held {
+		f.Close()
+	}
+	if !ready {
+		t.Errorf("/readyz turned not ready for want of descriptors: %s", why)
+	}
+	startGateway(t, f.home, marker.StateDraining)
+	r.refresh(context.Background())
+	if r.ready {
+		t.Error("/readyz no longer follows the gateway once descriptors are free")
+	}
+}
