@@ -77,8 +77,9 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if err == nil {
 		req := d.request(t, nil)
 		// A pod without the gate leaves traffic through its agent's probe,
-		// where it has one (pods/exec cannot, and writes at once).
-		req.LeaveTraffic = t.MarkerWrittenAt == nil && LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod)
+		// where it has one (pods/exec cannot, and writes at once), if a
+		// Service sends it any.
+		req.LeaveTraffic = t.MarkerWrittenAt == nil && LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod) && r.behindAService(ctx, pod)
 		obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
 	}
 	if err == nil && obs.Outcome == calls.LeavingTraffic {

@@ -11,9 +11,11 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	testclock "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -96,7 +98,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		{"written, theirs read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: theirs, GatewayState: drained}, drainv1.TargetConflict},
 		{"written, none read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
 	} {
-		r := &Reconciler{Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
+		r := &Reconciler{Client: fake.NewClientBuilder().Build(), Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
 		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, time.Minute), target, &corev1.Pod{}, now)
 		if got.State != tc.want {
 			t.Errorf("%s: %s (%s), want %s", tc.name, got.State, got.Message, tc.want)
@@ -155,34 +157,46 @@ func (l *leavingTransport) Project(_ context.Context, _ calls.Pod, _ string, req
 	return calls.Observation{Outcome: calls.LeavingTraffic}, nil
 }
 
-// A pod without the gate is asked to leave traffic through its agent before
-// its first marker: the target waits, LeavingTraffic, and asks again a poll
-// interval later, not at every reconcile. A MarkerFirst drain does not ask,
-// nor does a refresh of a marker in place.
+// A pod without the gate, behind a Service, is asked to leave traffic
+// through its agent before its first marker: the target waits,
+// LeavingTraffic, and asks again a poll interval later, not at every
+// reconcile. A MarkerFirst drain does not ask, nor does a refresh of a
+// marker in place, nor a drain of a pod that no EndpointSlice lists.
 func TestAnUngatedTargetLeavesTrafficThroughItsAgent(t *testing.T) {
 	now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gw-0"}}
+	listing := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "svc-abcde"}, AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "gw-0"}}}}
+	clientWith := func(objs ...client.Object) client.Client {
+		return fake.NewClientBuilder().WithObjects(objs...).WithIndex(&discoveryv1.EndpointSlice{}, endpointPodIndex, endpointPods).Build()
+	}
 	tr := &leavingTransport{}
-	r := &Reconciler{Options: DefaultOptions(), Transport: tr, Clock: testclock.NewFakePassiveClock(now)}
+	r := &Reconciler{Client: clientWith(listing), Options: DefaultOptions(), Transport: tr, Clock: testclock.NewFakePassiveClock(now)}
 	d := newDrain(gwd, nil, now, time.Minute)
-	got, next := r.stepDrain(context.Background(), d, target, &corev1.Pod{}, now)
+	got, next := r.stepDrain(context.Background(), d, target, pod, now)
 	if !tr.asked || got.State != drainv1.TargetLeavingTraffic || !next.Equal(now.Add(r.PollInterval)) || !r.nextAttempt(d, got).Equal(now.Add(r.PollInterval)) {
 		t.Errorf("asked %v: %s (%s), next %s, next attempt %s; want LeavingTraffic, asked again after %s", tr.asked, got.State, got.Message, next, r.nextAttempt(d, got), r.PollInterval)
 	}
 
 	markerFirst := gwd.DeepCopy()
 	markerFirst.Spec.TrafficOrder = drainv1.TrafficMarkerFirst
-	r.stepDrain(context.Background(), newDrain(markerFirst, nil, now, time.Minute), target, &corev1.Pod{}, now)
+	r.stepDrain(context.Background(), newDrain(markerFirst, nil, now, time.Minute), target, pod, now)
 	if tr.asked {
 		t.Error("a MarkerFirst drain asked to leave traffic first")
 	}
 	written := metav1.NewTime(now.Add(-time.Hour))
 	inPlace := target
 	inPlace.State, inPlace.MarkerWrittenAt = drainv1.TargetDraining, &written
-	r.stepDrain(context.Background(), d, inPlace, &corev1.Pod{}, now)
+	r.stepDrain(context.Background(), d, inPlace, pod, now)
 	if tr.asked {
 		t.Error("the refresh of a marker in place asked to leave traffic first")
+	}
+	r.Client = clientWith() // behind no Service (issue 24, item 9)
+	r.stepDrain(context.Background(), d, target, pod, now)
+	if tr.asked {
+		t.Error("a pod that no EndpointSlice lists asked to leave traffic first")
 	}
 }
 

@@ -34,9 +34,18 @@ func LeavesTrafficFirst(gwd *drainv1.GatewayDrain) bool {
 // --endpoints-settle-timeout: a gateway whose Services never let it go is
 // drained anyway, with a Warning event, since a drain that never comes is
 // worse than refused turns.
+//
+// A pod that no EndpointSlice lists, ready or not, is behind no Service: it
+// has no Service traffic to leave, and its marker is written at once. (Most
+// turns reach a gateway on connections it opens itself, which only the
+// marker stops.)
 func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time, bool) {
 	if t.MarkerWrittenAt != nil || pod == nil || !gatewaypod.Gated(pod) || !LeavesTrafficFirst(d.gwd) {
 		return t, time.Time{}, true
+	}
+	slices, err := r.slicesListing(ctx, pod)
+	if err == nil && len(slices) == 0 && t.LeavingTrafficSince == nil {
+		return t, time.Time{}, true // behind no Service
 	}
 	if t.LeavingTrafficSince == nil {
 		since := metav1.NewTime(now)
@@ -44,7 +53,7 @@ func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Targe
 	}
 	if t.OutOfTrafficAt == nil {
 		giveUpAt := t.LeavingTrafficSince.Add(r.EndpointsSettleTimeout)
-		inTraffic, err := r.inTraffic(ctx, pod)
+		inTraffic := inTraffic(pod, slices)
 		if err != nil {
 			inTraffic = "its EndpointSlices could not be read: " + err.Error()
 		}
@@ -76,30 +85,40 @@ func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Targe
 	return t, time.Time{}, true
 }
 
+// behindAService reports whether an EndpointSlice lists the pod, ready or
+// not (or whether that cannot be told).
+func (r *Reconciler) behindAService(ctx context.Context, pod *corev1.Pod) bool {
+	slices, err := r.slicesListing(ctx, pod)
+	return err != nil || len(slices) > 0
+}
+
+// slicesListing are the EndpointSlices that list the pod, ready or not.
+func (r *Reconciler) slicesListing(ctx context.Context, pod *corev1.Pod) ([]discoveryv1.EndpointSlice, error) {
+	var slices discoveryv1.EndpointSliceList
+	err := r.List(ctx, &slices, client.InNamespace(pod.Namespace), client.MatchingFields{endpointPodIndex: pod.Name}, client.UnsafeDisableDeepCopy)
+	return slices.Items, err
+}
+
 // inTraffic says what still sends the pod traffic, or "" when nothing
-// does: its readiness gate still True, the pod still Ready, or an
-// EndpointSlice that lists it as a ready endpoint (a missing ready
-// condition means ready, as kube-proxy reads it).
-func (r *Reconciler) inTraffic(ctx context.Context, pod *corev1.Pod) (string, error) {
+// does: its readiness gate still True, the pod still Ready, or one of
+// slices that lists it as a ready endpoint (a missing ready condition
+// means ready, as kube-proxy reads it).
+func inTraffic(pod *corev1.Pod, slices []discoveryv1.EndpointSlice) string {
 	if gatewaypod.ConditionStatus(pod, drainv1.ReadinessGate) == corev1.ConditionTrue {
-		return "its readiness gate " + string(drainv1.ReadinessGate) + " to turn False", nil
+		return "its readiness gate " + string(drainv1.ReadinessGate) + " to turn False"
 	}
 	if gatewaypod.ConditionStatus(pod, corev1.PodReady) == corev1.ConditionTrue {
-		return "the kubelet to report the pod not Ready", nil
+		return "the kubelet to report the pod not Ready"
 	}
-	var slices discoveryv1.EndpointSliceList
-	if err := r.List(ctx, &slices, client.InNamespace(pod.Namespace), client.MatchingFields{endpointPodIndex: pod.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return "", err
-	}
-	for _, s := range slices.Items {
+	for _, s := range slices {
 		for _, e := range s.Endpoints {
 			if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && e.TargetRef.Name == pod.Name &&
 				(e.Conditions.Ready == nil || *e.Conditions.Ready) {
-				return fmt.Sprintf("EndpointSlice %s (Service %s) to mark it not ready", s.Name, s.Labels[discoveryv1.LabelServiceName]), nil
+				return fmt.Sprintf("EndpointSlice %s (Service %s) to mark it not ready", s.Name, s.Labels[discoveryv1.LabelServiceName])
 			}
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // endpointPods names the pods an EndpointSlice lists, for endpointPodIndex.

@@ -106,12 +106,29 @@ func TestAGatedGatewayLeavesTrafficBeforeItsMarker(t *testing.T) {
 	}
 }
 
+// A gated gateway that no EndpointSlice lists is behind no Service: it has
+// no Service traffic to leave, and its marker is written at once, gate or
+// not (issue 24, item 9).
+func TestAGatewayBehindNoServiceSpendsNoTimeLeavingTraffic(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0", gated)
+	g.setReadiness(corev1.ConditionTrue, corev1.ConditionTrue)
+	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) {
+		d.Spec.DeregistrationDelay = &metav1.Duration{Duration: time.Hour}
+	})
+	g.waitHonoured(true)
+	if tg := observe(t, gwd).Target("gw-0"); tg.LeavingTrafficSince != nil {
+		t.Errorf("target %s (%s): it waited to leave traffic it never had", tg.State, tg.Message)
+	}
+}
+
 // spec.deregistrationDelay holds the marker back after the pod left every
 // EndpointSlice, and MarkerFirst writes it at once, gate or not.
 func TestTheTrafficOrderAndTheDeregistrationDelay(t *testing.T) {
 	ns := env.Namespace(t)
 	g := newGateway(t, ns, "gw-0", gated)
 	g.setReadiness(corev1.ConditionFalse, corev1.ConditionFalse)
+	endpointSlice(t, ns, "gateways", false, g)
 	gwd := newGatewayDrain(t, ns, "d", func(d *drainv1.GatewayDrain) {
 		d.Spec.DeregistrationDelay = &metav1.Duration{Duration: time.Hour}
 	})
@@ -137,6 +154,7 @@ func TestAGatewayStuckInTrafficIsDrainedAfterTheSettleTimeout(t *testing.T) {
 	ns := env.Namespace(t)
 	g := newGateway(t, ns, "gw-0", gated)
 	g.setReadiness(corev1.ConditionTrue, corev1.ConditionTrue)
+	endpointSlice(t, ns, "gateways", true, g)
 	gwd := newGatewayDrain(t, ns, "d")
 	leavingFor(t, gwd, "gw-0", "its readiness gate")
 	offset.Store(int64(2 * time.Minute))

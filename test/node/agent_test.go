@@ -112,6 +112,7 @@ func TestAgents(t *testing.T) {
 		for _, p := range pods {
 			testenv.Eventually(t, time.Minute, func() (bool, string) { return podReady(t, p), p.Name + " not Ready" })
 		}
+		behindAService(t, ns, pods...)
 		// The gateway's user, in the shared PID namespace, sees the agent
 		// but can neither read its token through /proc nor signal it.
 		reach := `pid=$(pidof hermes-drain-agent); id -u; [ -n "$pid" ] && echo sees-agent

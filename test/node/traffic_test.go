@@ -9,7 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -45,6 +47,7 @@ func TestAGatedGatewayLeavesTrafficBeforeItsMarker(t *testing.T) {
 	for _, p := range pods {
 		waitReady(t, p, true)
 	}
+	behindAService(t, ns, pods...)
 	loop := startReadyLoop(ctx, pods, ports)
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
 	gwd.Spec.Selector.MatchLabels = map[string]string{"half": "drained"}
@@ -174,4 +177,30 @@ func (l *readyLoop) stop() traffic.Counts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.turns
+}
+
+// behindAService lists pods in an EndpointSlice, as the EndpointSlice
+// controller does for a Service's pods, so that a drain takes them out of
+// traffic first (a pod no slice lists has no Service traffic to leave). The
+// real controller cannot list these hostNetwork pods: the API server
+// refuses their loopback IP in a slice. This one names an address of the
+// documentation range (RFC 5737), which nothing here routes or sends to,
+// and lists them not ready, so that, as today, the pods' own readiness is
+// what the drain waits for.
+func behindAService(t *testing.T, ns string, pods ...*corev1.Pod) {
+	t.Helper()
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: "gateways-abcde", Labels: map[string]string{discoveryv1.LabelServiceName: "gateways"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for _, p := range pods {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{"192.0.2.1"},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: p.Name, UID: p.UID},
+		})
+	}
+	if err := lc.Client.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
 }
