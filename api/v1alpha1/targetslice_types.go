@@ -9,7 +9,7 @@ import (
 const GatewayDrainLabel = "drain.hermes.dev/gatewaydrain"
 
 // MaxTargetsPerSlice bounds a TargetSlice, as 1000 bounds an EndpointSlice.
-// A target takes about 0.5 KB, and 1.3 KB with every field at its largest
+// A target takes about 0.5 KB, and 1.4 KB with every field at its largest
 // (its message at MaxTargetMessage), so a slice stays below 0.7 MB, well
 // within the 1.5 MiB etcd takes in one object, and a change rewrites only
 // the slice that holds it.

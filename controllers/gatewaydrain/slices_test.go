@@ -38,6 +38,8 @@ func bigTarget(i int) drainv1.Target {
 		ActiveAgents:        &agents,
 		AddedAt:             &now,
 		StateUpdatedAt:      "2026-11-24T08:00:00.123456+00:00",
+		DrainSeenAt:         &now,
+		DrainSeenBy:         "4194304/18446744073709551615",
 		LeavingTrafficSince: &now,
 		OutOfTrafficAt:      &now,
 		MarkerWrittenAt:     &now,
