@@ -226,9 +226,21 @@ func TestDrainRealContainers(t *testing.T) {
 		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To(int64(0)), RunAsGroup: ptr.To(int64(0))}
 		p.Spec.Containers[0].Args = append(p.Spec.Containers[0].Args, "--run-as", "10000:10000")
 	}
-	pods := []*corev1.Pod{gatewayPod(t, ns, "gw-0", asUpstream), gatewayPod(t, ns, "gw-1"), gatewayPod(t, ns, "gw-2")}
+	// gw-3 as upstream's image runs with HERMES_UID remapping the gateway's
+	// user: nothing may depend on uid 10000 (its HERMES_HOME a volume the
+	// remapped user may write).
+	remapped := func(p *corev1.Pod) {
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To(int64(0)), RunAsGroup: ptr.To(int64(0))}
+		p.Spec.Containers[0].Args = append(p.Spec.Containers[0].Args, "--run-as", "10500:10500")
+		p.Spec.Volumes = []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "home", MountPath: "/opt/data"}}
+	}
+	pods := []*corev1.Pod{gatewayPod(t, ns, "gw-0", asUpstream), gatewayPod(t, ns, "gw-1"), gatewayPod(t, ns, "gw-2"), gatewayPod(t, ns, "gw-3", remapped)}
 	if who := inside(t, pods[0], `id -u; stat -c %u /opt/data; awk '/^Uid/ {print $2}' /proc/1/status`); who != "0\n10000\n10000" {
 		t.Fatalf("exec uid, HERMES_HOME owner, gateway uid: %q, want 0, 10000, 10000", who)
+	}
+	if who := inside(t, pods[3], `id -u; awk '/^Uid/ {print $2}' /proc/1/status`); who != "0\n10500" {
+		t.Fatalf("exec uid, gateway uid: %q, want 0, 10500", who)
 	}
 	epochs := map[string]bool{}
 	for _, p := range pods {
