@@ -221,16 +221,23 @@ func serveUnderALowDescriptorLimit(t *testing.T) {
 	f := newFixture(t)
 	startGateway(t, f.home, marker.StateRunning)
 	callsAddr, probesAddr := f.serving(defaultLimits)
+	limitDescriptors(t, 128)
+	fmt.Printf("agent %s %s %s\n", callsAddr, probesAddr, f.token(nil))
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// limitDescriptors lowers this process's soft limit of open descriptors to
+// n (the tests that do run in a process of their own).
+func limitDescriptors(t *testing.T, n uint64) {
+	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	lim.Cur = 128
+	lim.Cur = n
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("agent %s %s %s\n", callsAddr, probesAddr, f.token(nil))
-	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
 // descriptorsChild is set in the environment of the agent the descriptor
@@ -256,14 +263,7 @@ func TestReadyzKeepsItsAnswerWithoutDescriptors(t *testing.T) {
 	if !r.ready {
 		t.Fatalf("not ready before: %s", r.why)
 	}
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	lim.Cur = 256
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	limitDescriptors(t, 256)
 	var held []*os.File
 	for {
 		f, err := os.Open(os.DevNull)
