@@ -5,8 +5,8 @@
 // API call per request. An agent proves itself with its pod's projected
 // token, which the kubelet rotates; the operator proves itself to each
 // agent with a token whose audience names that agent's pod alone
-// (PodTokens), so that a pod that poses as an agent learns nothing that
-// opens another.
+// (transport.PodTokens), so that a pod that poses as an agent learns
+// nothing that opens another.
 package satoken
 
 import (

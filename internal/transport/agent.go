@@ -20,7 +20,7 @@ import (
 // Agent calls the hermes-drain-agent beside a gateway over HTTPS on the
 // pod's IP: no pods/exec, no API server in the path. The operator proves
 // who it is with a token whose audience names the pod called
-// (satoken.PodTokens): anything listening at the pod's address, the agent
+// (PodTokens): anything listening at the pod's address, the agent
 // or a pod posing as one, receives a token that opens that pod's agent
 // alone. The agent proves it is the agent of the pod meant with its own
 // pod-bound token in every reply, checked here against the pod's name and
