@@ -94,9 +94,9 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		want drainv1.TargetState
 	}{
 		// Drained on a second read (TestDrainedTakesTwoReadsOfTheSameProcess).
-		{"written, ours read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: ours, GatewayState: drained}, drainv1.TargetDraining},
-		{"written, theirs read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: theirs, GatewayState: drained}, drainv1.TargetConflict},
-		{"written, none read back", calls.Observation{Outcome: calls.Written, Epoch: "boot:1", Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}, drainv1.TargetConflict},
+		{"written, ours read back", calls.Observation{Epoch: "boot:1", GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: ours, GatewayState: drained}}, drainv1.TargetDraining},
+		{"written, theirs read back", calls.Observation{Epoch: "boot:1", GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: theirs, GatewayState: drained}}, drainv1.TargetConflict},
+		{"written, none read back", calls.Observation{Epoch: "boot:1", GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}}, drainv1.TargetConflict},
 	} {
 		r := &Reconciler{Client: fake.NewClientBuilder().Build(), Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
 		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, time.Minute), target, &corev1.Pod{}, now)
@@ -154,7 +154,7 @@ type leavingTransport struct {
 
 func (l *leavingTransport) Project(_ context.Context, _ calls.Pod, _ string, req calls.ProjectRequest) (calls.Observation, error) {
 	l.asked = req.LeaveTraffic
-	return calls.Observation{Outcome: calls.LeavingTraffic}, nil
+	return calls.Observation{GatewayHome: calls.GatewayHome{Outcome: calls.LeavingTraffic}}, nil
 }
 
 // A pod without the gate, behind a Service, is asked to leave traffic
@@ -238,15 +238,13 @@ func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
 		name string
 		obs  calls.Observation
 	}{
-		{"an unknown state, a long time and epoch", calls.Observation{Outcome: calls.Written, Epoch: epoch, Marker: ours, GatewayState: stateFile(map[string]any{
+		{"an unknown state, a long time and epoch", calls.Observation{Epoch: epoch, GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: ours, GatewayState: stateFile(map[string]any{
 			"gateway_state": escapes, "active_agents": 1, "updated_at": "2026-11-23T08:00:00." + strings.Repeat("1", mib) + "+00:00",
-		})}},
-		{"a time that is not one", calls.Observation{Outcome: calls.Written, Epoch: epoch, Marker: ours, GatewayState: stateFile(map[string]any{
+		})}}},
+		{"a time that is not one", calls.Observation{Epoch: epoch, GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: ours, GatewayState: stateFile(map[string]any{
 			"gateway_state": "draining", "active_agents": 1, "updated_at": escapes,
-		})}},
-		{"a dead writer's state and start time", calls.Observation{Outcome: calls.Written, Epoch: epoch, Marker: ours,
-			GatewayState:   stateFile(map[string]any{"gateway_state": escapes, "pid": 7, "start_time": escapes}),
-			GatewayProcess: calls.Process{PID: 7, Stat: "7 (gateway) S" + strings.Repeat(" 1", 19) + " \x1b]52;c;aGk=\x07" + escapes}}},
+		})}}},
+		{"a dead writer's state and start time", calls.Observation{Epoch: epoch, GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: ours, GatewayState: stateFile(map[string]any{"gateway_state": escapes, "pid": 7, "start_time": escapes}), GatewayProcess: calls.Process{PID: 7, Stat: "7 (gateway) S" + strings.Repeat(" 1", 19) + " \x1b]52;c;aGk=\x07" + escapes}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scheme := runtime.NewScheme()
@@ -287,8 +285,8 @@ func unsafeRune(r rune) bool {
 func TestAMarkerThatIsNotUTF8IsReplacedOnlyWhereTheGatewayServes(t *testing.T) {
 	found := marker.Parse([]byte("\xff\xfe"))
 	state := func(s string) calls.Observation {
-		return calls.Observation{Epoch: "boot:1", GatewayState: calls.File{State: calls.FilePresent,
-			Data: []byte(`{"gateway_state":"` + s + `","active_agents":0}`)}}
+		return calls.Observation{Epoch: "boot:1", GatewayHome: calls.GatewayHome{GatewayState: calls.File{State: calls.FilePresent,
+			Data: []byte(`{"gateway_state":"` + s + `","active_agents":0}`)}}}
 	}
 	if !gatewayIgnores(found, state(marker.StateRunning)) {
 		t.Error("a running gateway: the marker is not replaced")
@@ -314,7 +312,7 @@ func TestDrainedTakesTwoReadsOfTheSameProcess(t *testing.T) {
 	ours := calls.File{State: calls.FilePresent, Data: []byte(rendered.Text(t0, "boot:1"))} // stamped by the gateway at t0
 	read := func(pid, agents int, updated time.Time) calls.Observation {
 		state := fmt.Sprintf(`{"gateway_state":"draining","active_agents":%d,"pid":%d,"start_time":"100","updated_at":%q}`, agents, pid, updated.Format(marker.TimeLayout))
-		return calls.Observation{Epoch: "boot:1", Marker: ours, GatewayState: calls.File{State: calls.FilePresent, Data: []byte(state)}}
+		return calls.Observation{Epoch: "boot:1", GatewayHome: calls.GatewayHome{Marker: ours, GatewayState: calls.File{State: calls.FilePresent, Data: []byte(state)}}}
 	}
 	step := func(obs calls.Observation, at time.Duration, want drainv1.TargetState) {
 		t.Helper()

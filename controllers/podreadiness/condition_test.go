@@ -21,7 +21,7 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 	fresh := now.Add(-5 * time.Second).Format(marker.TimeLayout)
 	file := func(state string, agents int) calls.Observation {
 		data := `{"gateway_state":"` + state + `","active_agents":` + string(rune('0'+agents)) + `,"updated_at":"` + fresh + `"}`
-		return calls.Observation{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(data)}}
+		return calls.Observation{GatewayHome: calls.GatewayHome{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(data)}}}
 	}
 	cases := []struct {
 		name    string
@@ -38,10 +38,10 @@ func TestServingMapsEveryGatewayState(t *testing.T) {
 		{"stopped", file("stopped", 0), nil, corev1.ConditionFalse, "Stopped", "Stopped: 0 active agents"},
 		{"startup_failed", file("startup_failed", 0), nil, corev1.ConditionFalse, "StartupFailed", "StartupFailed: 0 active agents"},
 		{"a state upstream never writes", file("sleeping", 0), nil, corev1.ConditionUnknown, ReasonUnknownState, `gateway_state "sleeping" is not one upstream writes`},
-		{"missing file", calls.Observation{GatewayState: calls.File{State: calls.FileAbsent}}, nil, corev1.ConditionUnknown, calls.ReasonNoState, "gateway_state.json not found (gateway not started?)"},
-		{"a directory", calls.Observation{GatewayState: calls.File{State: calls.FileDirectory}}, nil, corev1.ConditionUnknown, calls.ReasonStateUnreadable, "gateway_state.json is directory"},
-		{"corrupt file", calls.Observation{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":`)}}, nil, corev1.ConditionUnknown, calls.ReasonStateUnreadable, "gateway_state.json is not valid: unexpected end of JSON input"},
-		{"an old updated_at says nothing (another host's clock)", calls.Observation{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"running","active_agents":0,"updated_at":"` + now.Add(-3*time.Hour).Format(marker.TimeLayout) + `"}`)}}, nil, corev1.ConditionTrue, "Running", "Running: 0 active agents"},
+		{"missing file", calls.Observation{GatewayHome: calls.GatewayHome{GatewayState: calls.File{State: calls.FileAbsent}}}, nil, corev1.ConditionUnknown, calls.ReasonNoState, "gateway_state.json not found (gateway not started, or HERMES_HOME is not its home?)"},
+		{"a directory", calls.Observation{GatewayHome: calls.GatewayHome{GatewayState: calls.File{State: calls.FileDirectory}}}, nil, corev1.ConditionUnknown, calls.ReasonStateUnreadable, "gateway_state.json is directory"},
+		{"corrupt file", calls.Observation{GatewayHome: calls.GatewayHome{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":`)}}}, nil, corev1.ConditionUnknown, calls.ReasonStateUnreadable, "gateway_state.json is not valid: unexpected end of JSON input"},
+		{"an old updated_at says nothing (another host's clock)", calls.Observation{GatewayHome: calls.GatewayHome{GatewayState: calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"running","active_agents":0,"updated_at":"` + now.Add(-3*time.Hour).Format(marker.TimeLayout) + `"}`)}}}, nil, corev1.ConditionTrue, "Running", "Running: 0 active agents"},
 		{"writer alive", withWriter(file("running", 1), 42, "9000", statLine(42, "9000")), nil, corev1.ConditionTrue, "Running", "Running: 1 active agents"},
 		{"writer gone", withWriter(file("running", 1), 42, "9000", ""), nil, corev1.ConditionFalse, calls.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone: it is what a dead gateway left`},
 		{"writer's PID reused", withWriter(file("running", 1), 42, "9000", statLine(42, "9100")), nil, corev1.ConditionFalse, calls.ReasonGatewayGone, `gateway_state.json says "running" but its process 42 is gone (PID 42 now belongs to a process started at 9100, not 9000): it is what a dead gateway left`},

@@ -257,7 +257,7 @@ func (s *Server) call(ctx context.Context, op string, c calls.AgentCall) (calls.
 				return obs, err
 			}
 		}
-		obs, err := s.local.Project(ctx, calls.Pod{}, s.opts.Home, calls.ProjectRequest{Marker: *c.Marker, Replaceable: c.Replaceable})
+		obs, err := s.local.Project(ctx, calls.Pod{}, s.opts.Home, calls.ProjectRequest{Marker: *c.Marker, Replaceable: c.Replaceable, Profiles: c.Profiles})
 		if err == nil && obs.Outcome != calls.Foreign {
 			s.guard.bind(c.Marker.Origin.GatewayDrainUID, liveWriter(obs))
 		}

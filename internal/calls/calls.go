@@ -68,20 +68,66 @@ type File struct {
 	Data  []byte
 }
 
-// Observation is what one call saw in the container, after acting.
+// Observation is what one call saw in the container, after acting: the
+// HERMES_HOME it was asked for (the root home), and the home of each
+// profile under it (profiles/<name>), where upstream runs a gateway per
+// profile unless one gateway multiplexes them all.
 type Observation struct {
-	Outcome Outcome
 	// Epoch is the container's native epoch, computed in the container.
 	Epoch string
 	// Home is the HERMES_HOME the call acted on: the one asked for, or the
 	// one the container's environment names when none was.
 	Home string
-	// Marker is .drain_request.json, GatewayState gateway_state.json.
+	// GatewayHome is the root home's, and its Outcome the call's.
+	GatewayHome
+	// Profiles are the profile homes, by name, at most MaxProfiles of the
+	// ProfileCount found.
+	Profiles     []Profile
+	ProfileCount int
+}
+
+// GatewayHome is what a call found in one gateway's home after acting.
+type GatewayHome struct {
+	Outcome Outcome
+	// Marker is .drain_request.json, GatewayState gateway_state.json and
+	// PIDFile gateway.pid.
 	Marker       File
 	GatewayState File
+	PIDFile      File
 	// GatewayProcess is the process gateway_state.json names as its writer,
-	// as /proc showed it in the container.
+	// and PIDProcess the one gateway.pid names, as /proc showed them in
+	// the container.
 	GatewayProcess Process
+	PIDProcess     Process
+}
+
+// Profile is one profile home, profiles/<name> under the root home: a real
+// directory (never a link) whose name is a profile's as upstream spells
+// them (ProfileName), so tombstones and backups are not profiles.
+type Profile struct {
+	Name string
+	GatewayHome
+	// Message says why the call failed in this home (Outcome Failed).
+	Message string
+}
+
+// MaxProfiles bounds the profile homes a call acts on and reports: what a
+// call prints stays bounded however many directories a home holds. A
+// container with more is never counted drained (Gateways says why).
+const MaxProfiles = 32
+
+// ProfileName reports whether name is a profile's, as upstream's command
+// line accepts them: [a-z0-9][a-z0-9_-]{0,63}.
+func ProfileName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
 }
 
 // Process is one process as its /proc/PID/stat line showed it.
@@ -104,6 +150,23 @@ type ProjectRequest struct {
 	// the pod's readiness does it (LeavingTraffic); pods/exec cannot, and
 	// writes at once.
 	LeaveTraffic bool
+	// Profiles names the profile homes to put the marker in too (each must
+	// pass ProfileName): those that run a gateway of their own.
+	Profiles []string
+}
+
+// CheckProfiles refuses a request that names a profile home by what is not
+// a profile's name: the names go into paths.
+func (r ProjectRequest) CheckProfiles() error {
+	if len(r.Profiles) > MaxProfiles {
+		return fmt.Errorf("%d profiles named, at most %d", len(r.Profiles), MaxProfiles)
+	}
+	for _, name := range r.Profiles {
+		if !ProfileName(name) {
+			return fmt.Errorf("%q is not a profile's name", marker.Excerpt(name, 80))
+		}
+	}
+	return nil
 }
 
 // Failed is the word a call reports when it refused or failed in the

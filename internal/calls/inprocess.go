@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,33 +33,54 @@ func (p InProcess) Project(ctx context.Context, _ Pod, home string, req ProjectR
 	if err != nil {
 		return Observation{}, err
 	}
+	if err := req.CheckProfiles(); err != nil {
+		return Observation{}, err
+	}
 	token := marker.OwnerToken(req.Marker.Origin.GatewayDrainUID)
 	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
-	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.project(token, replaceable, rendered) })
+	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.project(token, replaceable, rendered) },
+		func(name string, h *homeDir) (Outcome, string) {
+			if !slices.Contains(req.Profiles, name) {
+				return Read, ""
+			}
+			return h.project(token, "", rendered)
+		})
 }
 
 func (p InProcess) Clear(ctx context.Context, _ Pod, home string, ownerUID string) (Observation, error) {
 	token := marker.OwnerToken(ownerUID)
-	return p.call(ctx, home, func(h *homeDir) (Outcome, string) { return h.clear(token) })
+	clear := func(h *homeDir) (Outcome, string) { return h.clear(token) }
+	return p.call(ctx, home, clear, func(_ string, h *homeDir) (Outcome, string) { return clear(h) })
 }
 
 func (p InProcess) Read(ctx context.Context, _ Pod, home string) (Observation, error) {
-	return p.call(ctx, home, func(*homeDir) (Outcome, string) { return Read, "" })
+	return p.call(ctx, home, func(*homeDir) (Outcome, string) { return Read, "" }, nil)
 }
 
-func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Outcome, string)) (Observation, error) {
+// call acts on the root home, then on each profile home under it (profile
+// nil: only reads them).
+func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Outcome, string), profile func(string, *homeDir) (Outcome, string)) (Observation, error) {
 	if err := ctx.Err(); err != nil {
 		return Observation{}, err
 	}
 	if home == "" {
 		home = marker.OwnHome()
 	}
-	h := &homeDir{fd: -1, path: home, nonce: NewNonce(), proc: p.ProcRoot, epoch: marker.ProcEpoch(p.ProcRoot)}
+	epoch := marker.ProcEpoch(p.ProcRoot)
+	h := &homeDir{fd: -1, path: home, nonce: NewNonce(), proc: p.ProcRoot, epoch: epoch, maxFile: maxFile}
 	outcome, msg := h.open()
 	if outcome == "" {
 		outcome, msg = act(h)
 	}
-	obs := h.report(outcome)
+	obs := Observation{Epoch: epoch, Home: home, GatewayHome: h.report(outcome)}
+	if h.fd >= 0 {
+		obs.Profiles, obs.ProfileCount = h.profiles(func(name string, ph *homeDir) (Outcome, string) {
+			if profile == nil {
+				return Read, ""
+			}
+			return profile(name, ph)
+		})
+	}
 	h.close()
 	if outcome == Failed {
 		return obs, ContainerError(msg)
@@ -66,13 +88,55 @@ func (p InProcess) call(ctx context.Context, home string, act func(*homeDir) (Ou
 	return obs, nil
 }
 
+// profiles acts on each profile home under h, by name: profiles/<name>, a
+// directory reached without following a link, whose name is a profile's.
+// It acts on the first MaxProfiles and counts them all.
+func (h *homeDir) profiles(act func(string, *homeDir) (Outcome, string)) ([]Profile, int) {
+	dirFd, err := unix.Openat(h.fd, profilesDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, 0
+	}
+	dir := os.NewFile(uintptr(dirFd), profilesDir)
+	defer dir.Close()
+	entries, _ := dir.ReadDir(-1)
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) }) // as the shell's glob
+	var found []Profile
+	count := 0
+	for _, e := range entries {
+		if !e.IsDir() || !ProfileName(e.Name()) { // IsDir is false for a link
+			continue
+		}
+		count++
+		if len(found) == MaxProfiles {
+			continue
+		}
+		ph := &homeDir{fd: -1, path: h.path + "/" + profilesDir + "/" + e.Name(), nonce: h.nonce, proc: h.proc, epoch: h.epoch, maxFile: profileMaxFile}
+		outcome, msg := Failed, ph.path+" is not a directory (gone, or a symbolic link)"
+		if fd, err := unix.Openat(dirFd, e.Name(), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			ph.fd = fd
+			outcome, msg = act(e.Name(), ph)
+		}
+		p := Profile{Name: e.Name(), GatewayHome: ph.report(outcome)}
+		if outcome == Failed {
+			p.Message = msg
+		}
+		found = append(found, p)
+		ph.close()
+	}
+	return found, count
+}
+
+// profilesDir holds the profile homes in a root home.
+const profilesDir = "profiles"
+
 // homeDir is one call's HERMES_HOME, held open by descriptor.
 type homeDir struct {
-	fd    int
-	path  string
-	nonce string
-	proc  string
-	epoch string
+	fd      int
+	path    string
+	nonce   string
+	proc    string
+	epoch   string
+	maxFile int64
 }
 
 func (h *homeDir) newName() string { return marker.Filename + "." + h.nonce + ".new" }
@@ -167,15 +231,24 @@ func what(kind FileState) string {
 	return string(kind)
 }
 
-// maxFile bounds what is read of a file, as program.sh's maxFile does.
-const maxFile = 64 << 10
+// maxFile bounds what is read of a file in the root home, profileMaxFile
+// in a profile home and maxPIDFile of gateway.pid, as program.sh does: a
+// call's report stays bounded (a few hundred bytes is what a gateway
+// writes).
+const (
+	maxFile        = 64 << 10
+	profileMaxFile = 16 << 10
+	maxPIDFile     = 4 << 10
+)
 
 // load reads name if it is a regular file and not a symbolic link, at most
 // maxFile bytes, with trailing newlines dropped as the shell's $(...) drops
 // them. The file is opened without following a link and without blocking
 // (a FIFO swapped in cannot hold the call), then checked again through the
 // descriptor: it must be the very file that was looked at.
-func (h *homeDir) load(name string) (FileState, []byte) {
+func (h *homeDir) load(name string) (FileState, []byte) { return h.loadAtMost(name, h.maxFile) }
+
+func (h *homeDir) loadAtMost(name string, limit int64) (FileState, []byte) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(h.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return FileAbsent, nil
@@ -200,7 +273,7 @@ func (h *homeDir) load(name string) (FileState, []byte) {
 	if unix.Fstat(fd, &opened) != nil || opened.Mode&unix.S_IFMT != unix.S_IFREG || opened.Dev != st.Dev || opened.Ino != st.Ino {
 		return FileIrregular, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFile))
+	data, err := io.ReadAll(io.LimitReader(f, limit))
 	if err != nil {
 		return FileUnreadable, nil
 	}
@@ -291,32 +364,37 @@ func (h *homeDir) clear(token string) (Outcome, string) {
 	return Foreign, ""
 }
 
-// report is what program.sh prints after acting: the marker and the state
-// file as they are now, and the process the state file names.
-func (h *homeDir) report(outcome Outcome) Observation {
-	obs := Observation{Outcome: outcome, Epoch: h.epoch, Home: h.path,
-		Marker: File{State: FileAbsent}, GatewayState: File{State: FileAbsent}}
+// report is what program.sh prints after acting: the home's files as they
+// are now, and the processes they name.
+func (h *homeDir) report(outcome Outcome) GatewayHome {
+	r := GatewayHome{Outcome: outcome, Marker: File{State: FileAbsent}, GatewayState: File{State: FileAbsent}, PIDFile: File{State: FileAbsent}}
 	if h.fd < 0 {
-		return obs // nothing was looked at: the outcome says why
+		return r // nothing was looked at: the outcome says why
 	}
 	if h.exists(h.newName()) {
 		_ = unix.Unlinkat(h.fd, h.newName(), 0)
 	}
-	obs.Marker.State, obs.Marker.Data = h.load(marker.Filename)
-	obs.GatewayState.State, obs.GatewayState.Data = h.load(marker.StateFilename)
-	obs.GatewayProcess = h.process(string(obs.GatewayState.Data))
-	return obs
+	r.Marker.State, r.Marker.Data = h.load(marker.Filename)
+	r.GatewayState.State, r.GatewayState.Data = h.load(marker.StateFilename)
+	r.GatewayProcess = h.process(string(r.GatewayState.Data))
+	r.PIDFile.State, r.PIDFile.Data = h.loadAtMost(marker.PIDFilename, maxPIDFile)
+	r.PIDProcess = h.process(string(r.PIDFile.Data))
+	return r
 }
 
-// process finds the process the state file names as its writer, as
-// program.sh's gateway_process does: the digits after the first "pid":.
-func (h *homeDir) process(state string) Process {
-	_, after, found := strings.Cut(state, `"pid":`)
-	if !found {
-		return Process{}
+// process finds the process a record names, as program.sh's
+// named_process does: the digits after the first "pid":, or the whole
+// record if it is only digits (an older gateway.pid).
+func (h *homeDir) process(record string) Process {
+	digits := record
+	if strings.Trim(record, "0123456789") != "" || record == "" {
+		_, after, found := strings.Cut(record, `"pid":`)
+		if !found {
+			return Process{}
+		}
+		after = strings.TrimLeft(after, " \t")
+		digits = after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
 	}
-	after = strings.TrimLeft(after, " \t")
-	digits := after[:len(after)-len(strings.TrimLeft(after, "0123456789"))]
 	pid, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
 		return Process{}

@@ -23,6 +23,7 @@ type AgentCall struct {
 	Marker       *marker.Request `json:"marker,omitempty"`
 	Replaceable  []byte          `json:"replaceable,omitempty"`
 	LeaveTraffic bool            `json:"leaveTraffic,omitempty"`
+	Profiles     []string        `json:"profiles,omitempty"`
 	// OwnerUID is clear's.
 	OwnerUID string `json:"ownerUID,omitempty"`
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -48,6 +47,15 @@ type GatewayState struct {
 	// UpdatedAt is updated_at as an RFC 3339 time in UTC, "" when the file
 	// gives none that parses.
 	UpdatedAt string `json:"updated_at,omitempty"`
+	// ServedProfiles counts the profiles a multiplexing gateway serves
+	// (served_profiles): its marker is the drain of them all.
+	ServedProfiles int `json:"-"`
+	// DesiredState is desired_state, the person's intent (DesiredStopped:
+	// stopped on purpose), printable and cut short.
+	DesiredState string `json:"-"`
+	// BootPlaceholder: the record was written by the container's boot, not
+	// by a gateway (no PID, no kind): no gateway has started.
+	BootPlaceholder bool `json:"-"`
 }
 
 // ParseGatewayState parses gateway_state.json. A file without a
@@ -59,6 +67,9 @@ func ParseGatewayState(raw []byte) (GatewayState, error) {
 		PID          int64   `json:"pid"`
 		StartTime    any     `json:"start_time"`
 		UpdatedAt    string  `json:"updated_at"`
+		Kind         any     `json:"kind"`
+		Served       any     `json:"served_profiles"`
+		Desired      any     `json:"desired_state"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return GatewayState{}, fmt.Errorf("%s is not valid: %v", StateFilename, err)
@@ -78,18 +89,17 @@ func ParseGatewayState(raw []byte) (GatewayState, error) {
 		// length, and the canonical form compares equal for equal times.
 		gs.UpdatedAt = t.UTC().Format(time.RFC3339Nano)
 	}
-	switch start := s.StartTime.(type) { // clock ticks, as a number or a string
-	case float64:
-		gs.StartTime = strconv.FormatFloat(start, 'f', -1, 64)
-	case string:
-		gs.StartTime = start
-	}
-	if _, err := strconv.ParseUint(gs.StartTime, 10, 64); err != nil {
-		gs.StartTime = ""
-	}
+	gs.StartTime = startTime(s.StartTime)
 	if s.ActiveAgents != nil {
 		gs.ActiveAgents = *s.ActiveAgents
 	}
+	if served, ok := s.Served.([]any); ok {
+		gs.ServedProfiles = len(served)
+	}
+	if desired, ok := s.Desired.(string); ok {
+		gs.DesiredState = Excerpt(desired, writtenExcerpt)
+	}
+	gs.BootPlaceholder = s.PID == 0 && s.Kind != gatewayKind && s.Desired != nil
 	return gs, nil
 }
 
@@ -101,4 +111,20 @@ func (s GatewayState) AcceptsTurns() bool {
 // DrainComplete reports whether the gateway is draining with nothing in flight.
 func (s GatewayState) DrainComplete() bool {
 	return s.State == StateDraining && s.ActiveAgents == 0
+}
+
+// Gateway records that say a gateway is not running.
+const (
+	// DesiredStopped is desired_state for a gateway stopped on purpose.
+	DesiredStopped = "stopped"
+	// gatewayKind is kind in every record a gateway writes itself; the
+	// container's boot writes a record without it (and without a PID)
+	// before any gateway has started.
+	gatewayKind = "hermes-gateway"
+)
+
+// Stopped reports whether the record says its gateway stopped (or never
+// got past its start): it serves no turns, whatever its process does next.
+func (s GatewayState) Stopped() bool {
+	return s.State == StateStopped || s.State == StateStartupFailed
 }

@@ -76,9 +76,9 @@ type AgentEndpoint struct {
 	Addr string // host:port
 }
 
-// maxReply bounds a reply: an observation holds two files of at most 64
-// KiB, base64-encoded, and a few fields.
-const maxReply = 1 << 20
+// maxReply bounds a reply: an observation holds at most 1.3 MiB of files
+// (program.go's maxOutput says which), base64-encoded, and a few fields.
+const maxReply = 2 << 20
 
 // maxReplyHeaders bounds a reply's headers: the agent's token (at most 16
 // KiB, satoken's bound) and a few short ones.

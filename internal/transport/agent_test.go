@@ -100,15 +100,15 @@ type recording struct{ calls []string }
 
 func (r *recording) Project(context.Context, calls.Pod, string, calls.ProjectRequest) (calls.Observation, error) {
 	r.calls = append(r.calls, "project")
-	return calls.Observation{Outcome: calls.Written}, nil
+	return calls.Observation{GatewayHome: calls.GatewayHome{Outcome: calls.Written}}, nil
 }
 func (r *recording) Clear(context.Context, calls.Pod, string, string) (calls.Observation, error) {
 	r.calls = append(r.calls, "clear")
-	return calls.Observation{Outcome: calls.Cleared}, nil
+	return calls.Observation{GatewayHome: calls.GatewayHome{Outcome: calls.Cleared}}, nil
 }
 func (r *recording) Read(context.Context, calls.Pod, string) (calls.Observation, error) {
 	r.calls = append(r.calls, "read")
-	return calls.Observation{Outcome: calls.Read}, nil
+	return calls.Observation{GatewayHome: calls.GatewayHome{Outcome: calls.Read}}, nil
 }
 
 func mint(t *testing.T, issuer *satokentest.Issuer, path string, tok satokentest.Token) {

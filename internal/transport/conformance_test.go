@@ -34,6 +34,8 @@ type call struct {
 	owner string // the GatewayDrain's UID
 	// replaceable names a foreign marker the project may overwrite.
 	replaceable string
+	// profiles names the profile homes a project writes to too.
+	profiles []string
 }
 
 // stale is a dashboard's marker from an older instantiation.
@@ -67,6 +69,13 @@ func TestEveryImplementationKeepsOneContract(t *testing.T) {
 	lifecycle := []call{{op: "read"}, {op: "project", owner: "uid-1"}, {op: "project", owner: "uid-1"},
 		{op: "project", owner: "uid-2"}, {op: "clear", owner: "uid-2"}, {op: "clear", owner: "uid-1"}, {op: "clear", owner: "uid-1"}}
 	writeAndClear := []call{{op: "project", owner: "uid-1"}, {op: "clear", owner: "uid-1"}, {op: "read"}}
+	profiles := []call{{op: "read"}, {op: "project", owner: "uid-1", profiles: []string{"alice", "bob", "evil"}}, {op: "project", owner: "uid-1", profiles: []string{"alice"}},
+		{op: "project", owner: "uid-2", profiles: []string{"alice"}}, {op: "clear", owner: "uid-1"}, {op: "read"}}
+	many := make([]func(string) error, 0, calls.MaxProfiles+3)
+	many = append(many, dir("profiles"))
+	for i := range calls.MaxProfiles + 2 {
+		many = append(many, dir(fmt.Sprintf("profiles/p%02d", i)))
+	}
 	for name, tc := range map[string]struct {
 		setup []func(home string) error
 		home  string // "" for the scenario's own folder
@@ -100,6 +109,15 @@ func TestEveryImplementationKeepsOneContract(t *testing.T) {
 		"a home below a link":                     {setup: []func(string) error{dir("real"), dir("real/data"), link("link", "real")}, at: "link/data", calls: writeAndClear},
 		"a home that is a link":                   {setup: []func(string) error{dir("real"), link("link", "real")}, at: "link", calls: writeAndClear},
 		"a home below a file":                     {setup: []func(string) error{write("file", "")}, at: "file/data", calls: writeAndClear},
+		"profile homes, and what is none": {setup: []func(string) error{dir("profiles"), dir("profiles/alice"), dir("profiles/bob"), dir("profiles/.tmp"), dir("profiles/Coder"),
+			dir("profiles/bob.deleted"), dir("elsewhere"), link("profiles/evil", "../elsewhere"), write("profiles/file", ""),
+			write("profiles/alice/"+marker.StateFilename, `{"gateway_state":"running","pid":77,"start_time":4711}`), write("profiles/alice/"+marker.PIDFilename, `{"pid": 77, "start_time": 4711}`),
+			write("profiles/bob/"+marker.PIDFilename, "4242\n")},
+			calls: profiles},
+		"profiles that are a link":         {setup: []func(string) error{dir("real"), dir("real/alice"), link("profiles", "real")}, calls: profiles},
+		"a profile's marker a directory":   {setup: []func(string) error{dir("profiles"), dir("profiles/alice"), dir("profiles/alice/" + marker.Filename)}, calls: profiles},
+		"a profile's marker linked":        {setup: []func(string) error{dir("profiles"), dir("profiles/alice"), write("precious", "x"), link("profiles/alice/"+marker.Filename, "../../precious")}, calls: profiles},
+		"more profiles than are looked at": {setup: many, calls: []call{{op: "read"}, {op: "project", owner: "uid-1", profiles: []string{"p00", "p33"}}, {op: "clear", owner: "uid-1"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			proc := fakeProc(t, bootID, statLine("init", "42"))
@@ -151,17 +169,24 @@ func runCalls(t *testing.T, tr Transport, home string, steps []call) []string {
 		switch c.op {
 		case "project":
 			req := request(c.owner, "me")
-			req.Replaceable = []byte(c.replaceable)
+			req.Replaceable, req.Profiles = []byte(c.replaceable), c.profiles
 			obs, err = tr.Project(ctx, calls.Pod{}, home, req)
 		case "clear":
 			obs, err = tr.Clear(ctx, calls.Pod{}, home, c.owner)
 		default:
 			obs, err = tr.Read(ctx, calls.Pod{}, home)
 		}
-		seen = append(seen, fmt.Sprintf("%s %s: %s epoch=%s home=%s marker=%s state=%s proc=%+v err=%v", c.op, c.owner,
-			obs.Outcome, obs.Epoch, obs.Home, describe(obs.Marker), describe(obs.GatewayState), obs.GatewayProcess, err))
+		seen = append(seen, fmt.Sprintf("%s %s %v: epoch=%s home=%s %s profiles=%d err=%v", c.op, c.owner, c.profiles,
+			obs.Epoch, obs.Home, describeHome(obs.GatewayHome), obs.ProfileCount, err))
+		for _, p := range obs.Profiles {
+			seen = append(seen, fmt.Sprintf("  profile %s: %s message=%q", p.Name, describeHome(p.GatewayHome), p.Message))
+		}
 	}
 	return seen
+}
+
+func describeHome(h calls.GatewayHome) string {
+	return fmt.Sprintf("%s marker=%s state=%s proc=%+v pid=%s pidproc=%+v", h.Outcome, describe(h.Marker), describe(h.GatewayState), h.GatewayProcess, describe(h.PIDFile), h.PIDProcess)
 }
 
 func describe(f calls.File) string {
@@ -197,27 +222,30 @@ func TestOurMarkerCarriesTheContainersClock(t *testing.T) {
 	}
 }
 
-// listing is every name in home with its type, mode and content.
+// listing is every name below home with its type, mode and content.
 func listing(t *testing.T, home string) string {
 	t.Helper()
-	entries, err := os.ReadDir(home)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range entries {
-		path := filepath.Join(home, e.Name())
+	err := filepath.WalkDir(home, func(path string, e os.DirEntry, err error) error {
+		if err != nil || path == home {
+			return err
+		}
 		fi, err := os.Lstat(path)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		desc := e.Name() + " " + fi.Mode().String()
+		rel, _ := filepath.Rel(home, path)
+		desc := rel + " " + fi.Mode().String()
 		if fi.Mode().IsRegular() {
 			b, _ := os.ReadFile(path)
 			b = withoutTime(b)
 			desc += fmt.Sprintf(" %d bytes %x", len(b), bytes.TrimSpace(b[:min(len(b), 64)]))
 		}
 		out = append(out, desc)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return strings.Join(out, "; ")
 }

@@ -19,7 +19,7 @@ func FuzzParseOutput(f *testing.F) {
 			t.Skip()
 		}
 		var out bytes.Buffer
-		out.WriteString("hermes-drain/2 " + nonce + "\nepoch a:1\nhome /h\nresult " + result + "\n")
+		out.WriteString("hermes-drain/3 " + nonce + "\nepoch a:1\nhome /h\nresult " + result + "\n")
 		out.WriteString("file marker present\n")
 		out.Write(markerData)
 		out.Write(fence)
@@ -29,6 +29,7 @@ func FuzzParseOutput(f *testing.F) {
 		out.Write(fence)
 		out.WriteString("ok\n")
 		out.WriteString("proc 7 7 (python3) S\n")
+		out.WriteString("file pid absent\nproc -\nprofiles 0\n")
 		out.WriteString("end " + nonce + "\n")
 		got, err := parseOutput(out.Bytes(), nonce)
 		if err != nil {

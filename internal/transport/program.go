@@ -17,10 +17,11 @@ import (
 //go:embed program.sh
 var program string
 
-// maxOutput bounds what a call may print: two files of at most 64 KiB
-// (program.sh's maxFile) and a few lines. A runner aborts a call that
-// prints more.
-const maxOutput = 1 << 20
+// maxOutput bounds what a call may print: the root home's two files of at
+// most 64 KiB (program.sh's maxFile), up to 32 profile homes' of 16 KiB, a
+// gateway.pid of 4 KiB in each, and a few lines: 1.3 MiB. A runner aborts a
+// call that prints more.
+const maxOutput = 2 << 20
 
 // Program implements Transport by running program.sh through a Runner.
 type Program struct {
@@ -43,7 +44,10 @@ func (p *Program) Project(ctx context.Context, pod calls.Pod, home string, req c
 	}
 	// The program compares with $(cat file), which drops trailing newlines.
 	replaceable := strings.TrimRight(string(req.Replaceable), "\n")
-	return p.call(ctx, pod, "project", home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), marker: rendered, replaceable: replaceable})
+	if err := req.CheckProfiles(); err != nil {
+		return calls.Observation{}, err
+	}
+	return p.call(ctx, pod, "project", home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), marker: rendered, replaceable: replaceable, profiles: req.Profiles})
 }
 
 func (p *Program) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
@@ -60,16 +64,17 @@ type input struct {
 	token       string
 	marker      marker.Rendered
 	replaceable string
+	profiles    []string
 }
 
 // stdin is the input as program.sh reads it: one value a line (the JSON
 // texts hold no newline), then the replaceable marker as its number of
 // lines and those lines.
 func (in input) stdin(fence, nonce string) []byte {
-	lines := []string{fence, nonce, in.token, in.marker.Head, in.marker.Mid, in.marker.Tail, "0"}
+	lines := []string{fence, nonce, in.token, in.marker.Head, in.marker.Mid, in.marker.Tail, strings.Join(in.profiles, " "), "0"}
 	if in.replaceable != "" {
 		replaceable := strings.Split(in.replaceable, "\n")
-		lines[6] = strconv.Itoa(len(replaceable))
+		lines[7] = strconv.Itoa(len(replaceable))
 		lines = append(lines, replaceable...)
 	}
 	return []byte(strings.Join(lines, "\n") + "\n")
@@ -126,88 +131,135 @@ func parseOutput(out []byte, fence string) (parsed, error) {
 	if len(out) > maxOutput {
 		return r, fmt.Errorf("the container printed more than the %d bytes expected: the call was aborted", maxOutput)
 	}
-	rest := out
-	line := func() (string, bool) {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			return "", false
+	p := &output{all: out, rest: out, fence: fence}
+	if l, ok := p.line(); !ok || l != "hermes-drain/3 "+fence {
+		return r, p.unexpected("no header; is /bin/sh missing in the container?")
+	}
+	var ok bool
+	if r.Epoch, ok = p.field("epoch "); !ok {
+		return r, p.unexpected("no epoch")
+	}
+	if r.Home, ok = p.field("home "); !ok {
+		return r, p.unexpected("no home")
+	}
+	var err error
+	if r.GatewayHome, r.errMessage, err = p.home(); err != nil {
+		return r, err
+	}
+	count, ok := p.field("profiles ")
+	if !ok {
+		return r, p.unexpected("no profile count")
+	}
+	if r.ProfileCount, err = strconv.Atoi(count); err != nil || r.ProfileCount < 0 {
+		return r, p.unexpected("profile count " + count)
+	}
+	for range min(r.ProfileCount, calls.MaxProfiles) {
+		prof := calls.Profile{}
+		if prof.Name, ok = p.field("profile "); !ok || !calls.ProfileName(prof.Name) {
+			return r, p.unexpected("no profile")
 		}
-		l := string(rest[:i])
-		rest = rest[i+1:]
-		return l, true
+		if prof.GatewayHome, prof.Message, err = p.home(); err != nil {
+			return r, err
+		}
+		r.Profiles = append(r.Profiles, prof)
 	}
-	unexpected := func(what string) error {
-		return fmt.Errorf("unexpected output from the container (%s): %q", what, marker.Shorten(string(out), 200))
+	if l, ok := p.line(); !ok || l != "end "+fence {
+		return r, p.unexpected("no end")
 	}
+	return r, nil
+}
 
-	if l, ok := line(); !ok || l != "hermes-drain/2 "+fence {
-		return r, unexpected("no header; is /bin/sh missing in the container?")
+// output is program.sh's report, read line by line.
+type output struct {
+	all, rest []byte
+	fence     string
+}
+
+func (p *output) line() (string, bool) {
+	i := bytes.IndexByte(p.rest, '\n')
+	if i < 0 {
+		return "", false
 	}
-	l, ok := line()
-	if e, found := strings.CutPrefix(l, "epoch "); ok && found {
-		r.Epoch = e
-	} else {
-		return r, unexpected("no epoch")
+	l := string(p.rest[:i])
+	p.rest = p.rest[i+1:]
+	return l, true
+}
+
+// field reads a line that starts with prefix, and returns the rest of it.
+func (p *output) field(prefix string) (string, bool) {
+	l, ok := p.line()
+	if !ok {
+		return "", false
 	}
-	l, ok = line()
-	if h, found := strings.CutPrefix(l, "home "); ok && found {
-		r.Home = h
-	} else {
-		return r, unexpected("no home")
-	}
-	l, ok = line()
-	res, found := strings.CutPrefix(l, "result ")
-	if !ok || !found {
-		return r, unexpected("no result")
+	return strings.CutPrefix(l, prefix)
+}
+
+func (p *output) unexpected(what string) error {
+	return fmt.Errorf("unexpected output from the container (%s): %q", what, marker.Shorten(string(p.all), 200))
+}
+
+// home reads one home's report: its result (and the message of an error),
+// its files and the processes they name.
+func (p *output) home() (calls.GatewayHome, string, error) {
+	var h calls.GatewayHome
+	res, ok := p.field("result ")
+	if !ok {
+		return h, "", p.unexpected("no result")
 	}
 	word, msg, _ := strings.Cut(res, " ")
-	r.Outcome, r.errMessage = calls.Outcome(word), msg
-
-	fenceLine := []byte("\n--" + fence + "-- ")
+	h.Outcome = calls.Outcome(word)
 	for _, f := range []struct {
 		name string
 		into *calls.File
-	}{{"marker", &r.Marker}, {"state", &r.GatewayState}} {
-		l, ok := line()
-		state, found := strings.CutPrefix(l, "file "+f.name+" ")
-		if !ok || !found {
-			return r, unexpected("no " + f.name + " file")
+		proc *calls.Process
+	}{{"marker", &h.Marker, nil}, {"state", &h.GatewayState, &h.GatewayProcess}, {"pid", &h.PIDFile, &h.PIDProcess}} {
+		if err := p.file(f.name, f.into); err != nil {
+			return h, "", err
 		}
-		f.into.State = calls.FileState(state)
-		switch f.into.State {
-		case calls.FilePresent:
-			i := bytes.Index(rest, fenceLine)
-			if i < 0 {
-				return r, unexpected("unterminated " + f.name + " file")
+		if f.proc == nil {
+			continue
+		}
+		proc, ok := p.field("proc ")
+		if !ok {
+			return h, "", p.unexpected("no proc line")
+		}
+		if pid, stat, _ := strings.Cut(proc, " "); pid != "-" {
+			// A PID too large to be one (a hostile record's) names no process.
+			if n, err := strconv.ParseInt(pid, 10, 64); err == nil {
+				*f.proc = calls.Process{PID: n, Stat: stat}
 			}
-			data := rest[:i]
-			rest = rest[i+len(fenceLine):]
-			switch l, _ := line(); l {
-			case "ok":
-				f.into.Data = bytes.Clone(data)
-			case "unreadable": // failed part way: what came is not the file
-				f.into.State = calls.FileUnreadable
-			default:
-				return r, unexpected("unterminated " + f.name + " file")
-			}
-		case calls.FileAbsent, calls.FileDirectory, calls.FileIrregular, calls.FileUnreadable:
+		}
+	}
+	return h, msg, nil
+}
+
+// file reads one file's report.
+func (p *output) file(name string, into *calls.File) error {
+	state, ok := p.field("file " + name + " ")
+	if !ok {
+		return p.unexpected("no " + name + " file")
+	}
+	into.State = calls.FileState(state)
+	switch into.State {
+	case calls.FilePresent:
+		fenceLine := []byte("\n--" + p.fence + "-- ")
+		i := bytes.Index(p.rest, fenceLine)
+		if i < 0 {
+			return p.unexpected("unterminated " + name + " file")
+		}
+		data := p.rest[:i]
+		p.rest = p.rest[i+len(fenceLine):]
+		switch l, _ := p.line(); l {
+		case "ok":
+			into.Data = bytes.Clone(data)
+		case "unreadable": // failed part way: what came is not the file
+			into.State = calls.FileUnreadable
 		default:
-			return r, unexpected("file state " + state)
+			return p.unexpected("unterminated " + name + " file")
 		}
+	case calls.FileAbsent, calls.FileDirectory, calls.FileIrregular, calls.FileUnreadable:
+	default:
+		return p.unexpected("file state " + state)
 	}
-	l, ok = line()
-	proc, found := strings.CutPrefix(l, "proc ")
-	if !ok || !found {
-		return r, unexpected("no proc line")
-	}
-	if pid, stat, _ := strings.Cut(proc, " "); pid != "-" {
-		// A PID too large to be one (a hostile state file's) names no process.
-		if n, err := strconv.ParseInt(pid, 10, 64); err == nil {
-			r.GatewayProcess = calls.Process{PID: n, Stat: stat}
-		}
-	}
-	if l, ok := line(); !ok || l != "end "+fence {
-		return r, unexpected("no end")
-	}
-	return r, nil
+	return nil
 }

@@ -19,17 +19,26 @@
 #   head      the marker's text before its time (project)
 #   mid       its text between its time and its epoch (project)
 #   tail      its text after its epoch (project)
+#   profiles  the profile homes to put the marker in too, by name, separated
+#             by spaces (project)
 #   N         the number of lines of the foreign marker it may replace (0 for
 #             none), then those N lines (project)
 #
-# Output: "hermes-drain/2 FENCE", "epoch E", "home H", "result WORD
-# [MESSAGE]", then
-# for the marker and gateway_state.json "file NAME present|absent|directory|
-# irregular|unreadable", a present file's first bytes (at most maxFile)
-# followed by "\n--FENCE-- ok" (or "unreadable" if reading failed part way),
-# then "proc PID STATLINE" for the process gateway_state.json names ("proc -"
-# when it names none), and "end FENCE". Words: written, refreshed, replaced,
-# cleared, absent, foreign, read, error.
+# Output: "hermes-drain/3 FENCE", "epoch E", "home H", then the root home's
+# report, "profiles N" (how many profile homes there are), a report for each
+# of the first maxProfiles, and "end FENCE". A home's report is "result WORD
+# [MESSAGE]", then for the marker, gateway_state.json and gateway.pid "file
+# NAME present|absent|directory|irregular|unreadable", a present file's first
+# bytes (at most maxFile) followed by "\n--FENCE-- ok" (or "unreadable" if
+# reading failed part way), each of the last two followed by "proc PID
+# STATLINE" for the process it names ("proc -" when it names none). A profile
+# home's report starts with "profile NAME". Words: written, refreshed,
+# replaced, cleared, absent, foreign, read, error.
+#
+# A profile home is profiles/<name> in the root home, a directory that is no
+# symbolic link, whose name is a profile's as upstream spells them
+# ([a-z0-9][a-z0-9_-]{0,63}): tombstones and backups are not profiles. Each
+# gets the same operation as the root home (project only where named).
 #
 # HERMES_HOME belongs to the gateway's user, not to us: anything in it may
 # have been planted to make us (root, usually) write or read elsewhere. So
@@ -53,7 +62,8 @@
 # shell is started by name.) What the environment does to /bin/sh itself,
 # before this line, no exec can undo: the image's environment is trusted.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
+LC_ALL=C
+export PATH LC_ALL
 unset LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT GCONV_PATH LOCPATH NLSPATH IFS CDPATH
 set -u
 umask 022
@@ -65,10 +75,13 @@ unexpected() {
 	exit 0
 }
 { IFS= read -r fence && IFS= read -r nonce && IFS= read -r token &&
-	IFS= read -r head && IFS= read -r mid && IFS= read -r tail && IFS= read -r lines; } ||
+	IFS= read -r head && IFS= read -r mid && IFS= read -r tail &&
+	IFS= read -r write && IFS= read -r lines; } ||
 	unexpected "no input"
-# The nonce names files, and lines is counted: both must be as sent.
+# The nonce names files, profiles are named in them, and lines is counted:
+# all must be as sent.
 case $nonce in '' | *[!0-9a-f]*) unexpected "no nonce" ;; esac
+case $write in *[!a-z0-9_\ -]*) unexpected "no profile names" ;; esac
 case $lines in '' | *[!0-9]*) unexpected "no line count" ;; esac
 replaceable= i=0
 while [ $i -lt "$lines" ]; do
@@ -81,13 +94,16 @@ done
 # swapped for one of its parents during the call cannot move it elsewhere.
 marker=.drain_request.json
 state=gateway_state.json
+pidfile=gateway.pid
 new=.drain_request.json.$nonce.new
 old=.drain_request.json.$nonce.old
 inside=
-# maxFile bounds what is read of a file: a marker or a state file is a few
-# hundred bytes, and a planted huge file must not fill memory in the gateway's
+# maxFile bounds what is read of a file (profileMaxFile in a profile home,
+# maxPIDFile of gateway.pid), and maxProfiles how many profile homes are
+# looked into: a marker or a state file is a few hundred bytes, and a
+# planted huge file or directory must not fill memory in the gateway's
 # container (the operator also aborts a call that prints too much).
-maxFile=65536
+maxFile=65536 profileMaxFile=16384 maxPIDFile=4096 maxProfiles=32
 
 # epoch sets e to boot_id:pid1_starttime as the gateway computes it:
 # starttime is field 22 of /proc/1/stat, found after the LAST ')' because the
@@ -112,9 +128,9 @@ epoch() {
 	[ -n "$boot$start" ] && e=$boot:$start
 }
 
-# load reads file $1 into $text if it is a regular file, not a symbolic
-# link; otherwise it returns 1 with $kind saying what is there, and $what
-# saying it in words. The file is
+# load reads file $1 (at most $2 bytes, else maxFile) into $text if it is a
+# regular file, not a symbolic link; otherwise it returns 1 with $kind
+# saying what is there, and $what saying it in words. The file is
 # opened, then checked again through the descriptor, so a name swapped for a
 # link between the checks and the open is caught: the descriptor is then not
 # the file the name names. (A FIFO swapped in at that instant can still block
@@ -131,7 +147,7 @@ load() {
 		kind=irregular
 	else
 		kind=present
-		text=$(head -c $maxFile <&4) || kind=unreadable
+		text=$(head -c "${2:-$maxFile}" <&4) || kind=unreadable
 		exec 4<&-
 		[ $kind = present ] && return 0
 	fi
@@ -144,23 +160,63 @@ load() {
 	return 1
 }
 
+# report prints the current home's report for result "$*" and ends it: a
+# profile home's subshell exits, and the root home's report is followed by
+# the profile homes'.
 report() {
 	if [ -n "$inside" ] && { [ -e "$new" ] || [ -L "$new" ]; }; then rm -f -- "$new"; fi
 	printf 'result %s\n' "$*"
 	if [ -z "$inside" ]; then # nothing was looked at: the result says why
-		printf 'file marker absent\nfile state absent\nproc -\n'
+		printf 'file marker absent\nfile state absent\nproc -\nfile pid absent\nproc -\n'
 	else
 		show marker "$marker"
 		show state "$state"
-		gateway_process "$text"
+		named_process "$text"
+		show pid "$pidfile" $maxPIDFile
+		named_process "$text"
 	fi
+	[ -z "$profile" ] || exit 0
+	if [ -n "$inside" ]; then profiles; else printf 'profiles 0\n'; fi
 	printf 'end %s\n' "$fence"
 	exit 0
 }
 
-# show prints file $2 under the name $1, leaving its bytes in $text.
+# profiles reports on each profile home in the root home (the current
+# directory), acting on it in a subshell of its own. A name swapped for a
+# link between the look and the cd is caught by where cd -P landed.
+profiles() {
+	count=0 listed=
+	if [ -d profiles ] && ! [ -L profiles ]; then
+		for dir in profiles/*; do
+			name=${dir#profiles/}
+			case $name in [a-z0-9]*) ;; *) continue ;; esac
+			case $name in *[!a-z0-9_-]*) continue ;; esac
+			[ ${#name} -le 64 ] && [ -d "$dir" ] && ! [ -L "$dir" ] || continue
+			count=$((count + 1))
+			[ $count -gt $maxProfiles ] || listed="$listed $name"
+		done
+	fi
+	printf 'profiles %s\n' $count
+	for profile in $listed; do
+		printf 'profile %s\n' "$profile"
+		(
+			home=$root/profiles/$profile replaceable= maxFile=$profileMaxFile
+			if ! cd -P -- "profiles/$profile" 2>/dev/null || [ "$PWD" != "$home" ]; then
+				inside=
+				report error "$home is not a directory (gone, or a symbolic link)"
+			fi
+			case $op in project)
+				case " $write " in *" $profile "*) ;; *) op=read ;; esac
+			esac
+			act
+		)
+	done
+}
+
+# show prints file $2 under the name $1 (at most $3 bytes of it), leaving
+# its bytes in $text.
 show() {
-	if load "$2"; then
+	if load "$2" "${3:-}"; then
 		printf 'file %s present\n%s\n--%s-- ok\n' "$1" "$text" "$fence"
 	elif [ "$kind" = unreadable ]; then
 		printf 'file %s present\n\n--%s-- unreadable\n' "$1" "$fence"
@@ -169,18 +225,24 @@ show() {
 	fi
 }
 
-# gateway_process prints the /proc stat line of the process that the state
-# file $1 names as its writer, so the operator can tell a live gateway from a
-# file a dead one left behind (start_time, field 22, catches a reused PID).
-# The operator checks the PID against its own parse of the file.
-gateway_process() {
-	pid=${1#*\"pid\":}
-	if [ "$pid" = "$1" ]; then
-		printf 'proc -\n'
-		return
-	fi
-	pid=${pid#"${pid%%[!	 ]*}"}
-	pid=${pid%%[!0-9]*}
+# named_process prints the /proc stat line of the process that the record
+# $1 names (its first "pid":, or all of it if it is only digits, as an older
+# gateway.pid is), so the operator can tell a live gateway from a file a
+# dead one left behind (start_time, field 22, catches a reused PID). The
+# operator checks the PID against its own parse of the record.
+named_process() {
+	case $1 in
+	'' | *[!0-9]*)
+		pid=${1#*\"pid\":}
+		if [ "$pid" = "$1" ]; then
+			printf 'proc -\n'
+			return
+		fi
+		pid=${pid#"${pid%%[!	 ]*}"}
+		pid=${pid%%[!0-9]*}
+		;;
+	*) pid=$1
+	esac
 	line=
 	[ -n "$pid" ] && { read -r line < "$proc/$pid/stat"; } 2>/dev/null
 	printf 'proc %s %s\n' "${pid:--}" "$line"
@@ -259,16 +321,8 @@ check_home() {
 # ours says whether $1, the owner of $2, is root or the user this runs as.
 ours() { [ "$1" = 0 ] || [ -O "$2" ]; }
 
-printf 'hermes-drain/2 %s\n' "$fence"
-epoch
-printf 'epoch %s\nhome %s\n' "$e" "$home"
-text=
-
-case $home in /?*) ;; *) report error "HERMES_HOME $home is not an absolute path" ;; esac
-check_home
-cd -P -- "$home" 2>/dev/null || report error "HERMES_HOME $home is not a directory"
-inside=1
-
+# act does the operation in the current home, and reports.
+act() {
 case $op in
 project)
 	case $e in *[!0-9A-Za-z:-]*) report error "epoch $e has unexpected characters" ;; esac
@@ -328,3 +382,15 @@ read)
 	;;
 esac
 report error "unknown operation $op"
+}
+
+printf 'hermes-drain/3 %s\n' "$fence"
+epoch
+printf 'epoch %s\nhome %s\n' "$e" "$home"
+text= profile=
+
+case $home in /?*) ;; *) report error "HERMES_HOME $home is not an absolute path" ;; esac
+check_home
+cd -P -- "$home" 2>/dev/null || report error "HERMES_HOME $home is not a directory"
+inside=1 root=$PWD
+act

@@ -216,8 +216,10 @@ func TestProgramReportsBrokenHomes(t *testing.T) {
 }
 
 func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
-	good := "hermes-drain/2 N\nepoch a:1\nhome /h\nresult read\nfile marker present\n{}\n--N-- ok\nfile state absent\nproc -\nend N\n"
-	if r, err := parseOutput([]byte(good), "N"); err != nil || r.Marker.State != calls.FilePresent || string(r.Marker.Data) != "{}" {
+	good := "hermes-drain/3 N\nepoch a:1\nhome /h\nresult read\nfile marker present\n{}\n--N-- ok\nfile state absent\nproc -\nfile pid absent\nproc -\n" +
+		"profiles 1\nprofile ops\nresult read\nfile marker absent\nfile state absent\nproc -\nfile pid present\n7\n--N-- ok\nproc 7 7 (python3) S\nend N\n"
+	if r, err := parseOutput([]byte(good), "N"); err != nil || r.Marker.State != calls.FilePresent || string(r.Marker.Data) != "{}" ||
+		len(r.Profiles) != 1 || r.Profiles[0].Name != "ops" || string(r.Profiles[0].PIDFile.Data) != "7" || r.Profiles[0].PIDProcess.PID != 7 {
 		t.Fatalf("good report: %+v %v", r, err)
 	}
 	cut := strings.Replace(good, "-- ok", "-- unreadable", 1) // cat failed part way
@@ -225,13 +227,16 @@ func TestParseOutputRejectsForgedOrTruncatedReports(t *testing.T) {
 		t.Fatalf("a file that failed part way: %+v %v", r, err)
 	}
 	for name, out := range map[string]string{
-		"empty":         "",
-		"wrong nonce":   strings.ReplaceAll(good, "N", "M"),
-		"truncated":     good[:len(good)-10],
-		"no fence":      strings.Replace(good, "\n--N-- ok", "", 1),
-		"bad verdict":   strings.Replace(good, "-- ok", "-- fine", 1),
-		"unknown state": strings.Replace(good, "state absent", "state weird", 1),
-		"sh missing":    "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH",
+		"empty":              "",
+		"wrong nonce":        strings.ReplaceAll(good, "N", "M"),
+		"truncated":          good[:len(good)-10],
+		"no fence":           strings.Replace(good, "\n--N-- ok", "", 1),
+		"bad verdict":        strings.Replace(good, "-- ok", "-- fine", 1),
+		"unknown state":      strings.Replace(good, "state absent", "state weird", 1),
+		"a profile too many": strings.Replace(good, "profiles 1", "profiles 2", 1),
+		"a profile's name":   strings.Replace(good, "profile ops", "profile ../x", 1),
+		"no profile count":   strings.Replace(good, "profiles 1\n", "", 1),
+		"sh missing":         "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH",
 	} {
 		if _, err := parseOutput([]byte(out), "N"); err == nil {
 			t.Errorf("%s: accepted", name)

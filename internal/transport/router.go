@@ -34,7 +34,7 @@ func (r *Router) Project(ctx context.Context, pod calls.Pod, home string, req ca
 	if err != nil || !viaAgent {
 		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Project(ctx, pod, home, req) })
 	}
-	return r.Agent.Call(ctx, ep, "project", calls.AgentCall{Home: home, Marker: &req.Marker, Replaceable: req.Replaceable, LeaveTraffic: req.LeaveTraffic})
+	return r.Agent.Call(ctx, ep, "project", calls.AgentCall{Home: home, Marker: &req.Marker, Replaceable: req.Replaceable, LeaveTraffic: req.LeaveTraffic, Profiles: req.Profiles})
 }
 
 func (r *Router) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
