@@ -248,12 +248,31 @@ type Target struct {
 
 	// State is where this target stands.
 	State TargetState `json:"state"`
-	// GatewayState is gateway_state from gateway_state.json as last read:
-	// one of the states upstream writes, or "unknown".
+	// Gateways counts the gateways the target's container runs, as last
+	// read: the root home's, and each profile home's that runs one of its
+	// own (one gateway multiplexing every profile is one).
+	// +optional
+	Gateways int32 `json:"gateways,omitempty"`
+	// BlockingGateway names the profile of the gateway that keeps the
+	// target from Drained ("default" for the root home's), "" when none.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	BlockingGateway string `json:"blockingGateway,omitempty"`
+	// MarkedProfiles lists, comma-separated, the profile homes our marker
+	// was written to in this instantiation: one found gone from any of
+	// them while the drain stands was removed by a person (MarkerRemoved).
+	// +kubebuilder:validation:MaxLength=448
+	// +optional
+	MarkedProfiles string `json:"markedProfiles,omitempty"`
+	// GatewayState is gateway_state from gateway_state.json as last read,
+	// of the blocking gateway (else the root home's): one of the states
+	// upstream writes, "unknown", or "not-running" when no gateway runs
+	// there (none has started, or its process is gone).
 	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	GatewayState string `json:"gatewayState,omitempty"`
-	// ActiveAgents is active_agents from gateway_state.json as last read.
+	// ActiveAgents is active_agents from gateway_state.json as last read,
+	// summed over the target's gateways.
 	// +optional
 	ActiveAgents *int32 `json:"activeAgents,omitempty"`
 	// AddedAt is when this instantiation joined the drain, if it did after

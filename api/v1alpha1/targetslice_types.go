@@ -9,10 +9,10 @@ import (
 const GatewayDrainLabel = "drain.hermes.dev/gatewaydrain"
 
 // MaxTargetsPerSlice bounds a TargetSlice, as 1000 bounds an EndpointSlice.
-// A target takes about 0.5 KB, and 1.4 KB with every field at its largest
-// (its message at MaxTargetMessage), so a slice stays below 0.7 MB, well
-// within the 1.5 MiB etcd takes in one object, and a change rewrites only
-// the slice that holds it.
+// A target takes about 0.5 KB, and 2 KB with every field at its largest
+// (its message at MaxTargetMessage, its marked profiles at 448 bytes), so
+// a slice stays below 1 MiB, within the 1.5 MiB etcd takes in one object,
+// and a change rewrites only the slice that holds it.
 const MaxTargetsPerSlice = 500
 
 // MaxTargetMessage bounds a target's message in bytes (an error can quote

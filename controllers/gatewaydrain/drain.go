@@ -122,10 +122,16 @@ func (d *drain) request(t drainv1.Target, replaceable []byte) calls.ProjectReque
 // the gateway's clock, which stamped it: the refresh keeps it well inside
 // upstream's hour.
 func (d *drain) ours(t drainv1.Target, obs calls.Observation) bool {
-	if obs.Marker.State != calls.FilePresent {
+	return d.oursIn(t, obs.Epoch, obs.GatewayHome)
+}
+
+// oursIn reports whether the marker read back in one gateway home (the root
+// or a profile's) is ours, as ours does.
+func (d *drain) oursIn(t drainv1.Target, epoch string, h calls.GatewayHome) bool {
+	if h.Marker.State != calls.FilePresent {
 		return false
 	}
-	found := marker.Parse(obs.Marker.Data)
+	found := marker.Parse(h.Marker.Data)
 	o, ok := found.Origin()
-	return ok && o == d.origin(t) && !found.EpochMismatch(obs.Epoch)
+	return ok && o == d.origin(t) && !found.EpochMismatch(epoch)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -423,14 +424,39 @@ func TestADeadGatewaysStateFileNeverConfirmsADrain(t *testing.T) {
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway that runs now has named itself in gateway.pid, and has
+	// not written its record yet.
+	pidFile := filepath.Join(g.home, marker.PIDFilename)
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprintf(`{"pid": %d}`, os.Getpid())), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	g.setStateBy(gone.Process.Pid, marker.StateDraining, 0)
 	got := waitFor(t, gwd, "draining, its writer gone", func(d *observed) bool {
 		tg := d.Target("gw-0")
-		return tg.State == drainv1.TargetDraining && strings.Contains(tg.Message, "is gone") && d.Status.Counts.Draining == 1
+		return tg.State == drainv1.TargetDraining && strings.Contains(tg.Message, "has not written") && d.Status.Counts.Draining == 1
 	})
 	if c := metaCondition(got, drainv1.ConditionDrained); c.Status != metav1.ConditionFalse {
 		t.Errorf("Drained %+v on a dead gateway's word", c)
 	}
-	g.setStateBy(os.Getpid(), marker.StateDraining, 0) // a live process writes it
+	g.setStateBy(os.Getpid(), marker.StateDraining, 0) // the live process writes it
 	waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+}
+
+// With no live gateway at all (the record's writer gone, and gateway.pid
+// naming none), the gateway serves no turn: with our marker in place it is
+// drained, said apart (issue 24, item 4).
+func TestNoLiveGatewayIsDrainedWithOurMarker(t *testing.T) {
+	ns := env.Namespace(t)
+	g := newGateway(t, ns, "gw-0")
+	gwd := newGatewayDrain(t, ns, "d")
+	g.waitHonoured(true)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	g.setStateBy(gone.Process.Pid, marker.StateRunning, 0)
+	got := waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
+	if tg := got.Target("gw-0"); tg.GatewayState != "not-running" || !strings.Contains(tg.Message, "no gateway runs") {
+		t.Errorf("state %q: %s; want not-running, said apart", tg.GatewayState, tg.Message)
+	}
 }

@@ -2,6 +2,7 @@ package gatewaydrain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -56,6 +57,9 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if t.State == drainv1.TargetMarkerRemoved && !askedAgain(d.gwd, t) {
 		return t, time.Time{} // a person's cancel stands: nothing to do until asked again
 	}
+	if t.State == drainv1.TargetMarkerRemoved {
+		t.MarkedProfiles = "" // asked again: every gateway's home is written anew
+	}
 	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
@@ -67,15 +71,18 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		// that a marker someone removed is never put back.
 		obs, err = r.Transport.Read(ctx, target, t.HermesHome)
 		refreshDue := now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
-		switch {
-		case err == nil && obs.Marker.State == calls.FileAbsent:
-			return r.markerRemoved(d, t, obs, now)
-		case err == nil && d.ours(t, obs) && !refreshDue:
-			return r.observed(t, obs, now)
+		if err == nil {
+			if home := removedFrom(t, obs); home != "" {
+				return r.markerRemoved(d, t, obs, home, now)
+			}
+			if d.ours(t, obs) && len(d.unmarked(t, obs)) == 0 && !refreshDue {
+				return r.observed(d, t, obs, now)
+			}
 		}
 	}
 	if err == nil {
 		req := d.request(t, nil)
+		req.Profiles = d.profilesToMark(t, obs) // none known before the first call
 		// A pod without the gate leaves traffic through its agent's probe,
 		// where it has one (pods/exec cannot, and writes at once), if a
 		// Service sends it any.
@@ -91,7 +98,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 	if err == nil && obs.Outcome == calls.Foreign && !d.ours(t, obs) {
 		found := marker.Parse(obs.Marker.Data)
 		if !gatewayIgnores(found, obs) {
-			return r.conflict(ctx, d, t, obs, now)
+			return r.conflict(ctx, d, t, obs, calls.DefaultProfile, now)
 		}
 		// The gateway ignores this marker: it is dead weight from an earlier
 		// instantiation, and ours must take its place.
@@ -101,28 +108,48 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, marker.Shorten(found.Principal(), 80), marker.Shorten(found.EpochValue(), 80))
 		}
 	}
+	if err == nil && obs.Outcome != calls.LeavingTraffic {
+		if more := d.unmarked(t, obs); len(more) > 0 && d.ours(t, obs) {
+			// The call found profile gateways none knew of before it.
+			req := d.request(t, nil)
+			req.Profiles = more
+			obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
+		}
+	}
 	if err != nil {
 		return r.failed(t, now, "projecting the marker: "+err.Error())
+	}
+	if why := profileFailure(obs, d.profilesToMark(t, obs)); why != "" {
+		return r.failed(t, now, "projecting the marker: "+why)
 	}
 	// Only the marker read back counts: one another writer put in place
 	// between the program's read and its write stands, and is not ours.
 	if !d.ours(t, obs) {
-		return r.conflict(ctx, d, t, obs, now)
+		return r.conflict(ctx, d, t, obs, calls.DefaultProfile, now)
+	}
+	t = d.markProfiles(t, obs, d.profilesToMark(t, obs))
+	if more := d.unmarked(t, obs); len(more) > 0 {
+		return r.conflict(ctx, d, t, obs, more[0], now)
 	}
 	written := metav1.NewTime(now)
 	t.MarkerWrittenAt = &written
-	return r.observed(t, obs, now)
+	return r.observed(d, t, obs, now)
 }
 
 // markerRemoved records that our marker is gone from the instantiation it
 // was written to while the drain stands: upstream's dashboard cancels a
 // drain by deleting the marker, and nothing upstream ever puts one back.
 // It is a person's decision, left alone until the drain is asked again.
-func (r *Reconciler) markerRemoved(d *drain, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) markerRemoved(d *drain, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
 	t, _, _ = r.read(t, obs, now)
 	removed := metav1.NewTime(now)
 	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetMarkerRemoved, &removed, 0
-	t.Message = fmt.Sprintf("our marker was removed while the gateway ran (a person's cancel): not written again; annotate the GatewayDrain %s=<now, RFC 3339> to ask again", drainv1.AskAgainAnnotation)
+	where := ""
+	if home != calls.DefaultProfile {
+		where = " from profile " + home + "'s home"
+	}
+	t.BlockingGateway = home
+	t.Message = fmt.Sprintf("our marker was removed%s while the gateway ran (a person's cancel): not written again; annotate the GatewayDrain %s=<now, RFC 3339> to ask again", where, drainv1.AskAgainAnnotation)
 	r.event(d.gwd, corev1.EventTypeWarning, "MarkerRemoved", "%s: %s", t.PodName, t.Message)
 	return t, time.Time{}
 }
@@ -172,13 +199,16 @@ const noticeMargin = 3 * time.Second
 // conflict records that someone else's marker holds the target. If that is
 // the marker of a GatewayDrain that no longer exists, it is removed, and
 // the next poll puts ours in its place.
-func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
-	if r.Orphans != nil {
+func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
+	if r.Orphans != nil && home == calls.DefaultProfile {
 		if err := r.Orphans.Check(ctx, d.gwd, d.pod(t), t.HermesHome, obs); err != nil {
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", t.PodName)
 		}
 	}
-	t.State, t.Message = drainv1.TargetConflict, foreignMessage(obs.Marker)
+	t.State, t.Message, t.BlockingGateway = drainv1.TargetConflict, foreignMessage(obs.Marker), home
+	if p, ok := obs.Profile(home); ok {
+		t.Message = "profile " + home + ": " + foreignMessage(p.Marker)
+	}
 	t, _, _ = r.read(t, obs, now)
 	t.Failures++ // each look that finds it held sets the next one further off
 	return t, r.nextAttempt(d, t)
@@ -193,6 +223,11 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *drain, t drainv1.Target
 		return t, next
 	}
 	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
+	if err == nil {
+		if why := profileFailure(obs, nil); why != "" {
+			err = errors.New(why)
+		}
+	}
 	if err != nil {
 		return r.failed(t, now, "removing the marker: "+err.Error())
 	}
@@ -230,6 +265,11 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 	attempt := metav1.NewTime(now)
 	t.LastAttemptTime = &attempt
 	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
+	if err == nil {
+		if why := profileFailure(obs, nil); why != "" {
+			err = errors.New(why)
+		}
+	}
 	if err != nil {
 		t.Failures++
 		t.Message = why + "; removing our stale marker from the new instantiation failed: " + err.Error()
@@ -243,47 +283,41 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 	return t, time.Time{}
 }
 
-// observed records a target whose marker is ours and in place, and the
-// gateway's state as read: Drained once the gateway reports draining with no
-// active agents.
-func (r *Reconciler) observed(t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
-	t, st, problem := r.read(t, obs, now)
+// observed records a target whose markers are ours and in place, and its
+// gateways' states as read: Drained once every one is drained.
+func (r *Reconciler) observed(d *drain, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
+	t, _, _ = r.read(t, obs, now)
 	t.Failures = 0
-	if problem != nil || !st.DrainComplete() {
-		t.DrainSeenAt, t.DrainSeenBy = nil, ""
+	v := d.judge(t, obs)
+	t.Gateways, t.ActiveAgents, t.GatewayState = int32(len(d.gateways(t, obs))), &v.agents, v.state
+	if v.blocking != nil {
+		t.DrainSeenAt, t.DrainSeenBy, t.BlockingGateway = nil, "", v.blocking.Profile
+		t.State, t.Message = drainv1.TargetDraining, v.why
+		return t, now.Add(r.PollInterval)
 	}
-	switch {
-	case problem != nil:
-		t.State, t.Message = drainv1.TargetDraining, "marker in place; "+problem.Message
-	case st.DrainComplete():
-		return r.confirmDrained(t, st, now)
-	case st.State == marker.StateDraining:
-		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("gateway draining: %d active agents", st.ActiveAgents)
-	default:
-		t.State, t.Message = drainv1.TargetDraining, fmt.Sprintf("marker in place; waiting for the gateway to report draining (it reports %q)", st.Written)
-	}
-	return t, now.Add(r.PollInterval)
+	t.BlockingGateway = ""
+	return r.confirmDrained(t, v, now)
 }
 
-// confirmDrained counts a gateway that reports draining with no turn in
-// flight as Drained on a second such read, at least ConfirmAfter after the
-// first, of a record by the same process. One read is not enough: internal
-// events pass the gateway's accept gate and start work on a drained
-// gateway, and draining is also written by a restart or a scale-to-zero.
-// (That the record be written after our marker is not asked: a gateway
-// older than upstream's PR #63891, already draining when our marker came,
-// never writes it again, and would hold the drain until its deadline.)
-func (r *Reconciler) confirmDrained(t drainv1.Target, st marker.GatewayState, now time.Time) (drainv1.Target, time.Time) {
-	writer := fmt.Sprintf("%d/%s", st.PID, st.StartTime)
-	if t.DrainSeenAt == nil || t.DrainSeenBy != writer {
+// confirmDrained counts a target whose gateways are all drained as Drained
+// on a second such read, at least ConfirmAfter after the first, of records
+// by the same processes. One read is not enough: internal events pass the
+// gateway's accept gate and start work on a drained gateway, draining is
+// also written by a restart or a scale-to-zero, and a gateway that was not
+// running may be starting. (That the record be written after our marker is
+// not asked: a gateway older than upstream's PR #63891, already draining
+// when our marker came, never writes it again, and would hold the drain
+// until its deadline.)
+func (r *Reconciler) confirmDrained(t drainv1.Target, v gatewaysVerdict, now time.Time) (drainv1.Target, time.Time) {
+	if t.DrainSeenAt == nil || t.DrainSeenBy != v.writers {
 		seen := metav1.NewTime(now)
-		t.DrainSeenAt, t.DrainSeenBy = &seen, writer
+		t.DrainSeenAt, t.DrainSeenBy = &seen, v.writers
 	}
 	if confirmAt := t.DrainSeenAt.Add(r.ConfirmAfter); now.Before(confirmAt) {
-		t.State, t.Message = drainv1.TargetDraining, "gateway draining with no active agents: confirming on a second read"
+		t.State, t.Message = drainv1.TargetDraining, v.drainedWords()+": confirming on a second read"
 		return t, confirmAt
 	}
-	t.State, t.Message = drainv1.TargetDrained, "gateway draining with no active agents, on two reads by the same process"
+	t.State, t.Message = drainv1.TargetDrained, v.drainedWords()+", on two reads by the same processes"
 	return t, now.Add(r.IdlePollInterval)
 }
 
