@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,5 +113,54 @@ func TestUsageErrors(t *testing.T) {
 		if code, _, _ := cli(args...); code != exitError {
 			t.Errorf("%q: exit %d, want %d", args, code, exitError)
 		}
+	}
+}
+
+// drain reaches the root home's gateway and every profile home's that runs
+// one of its own; --wait waits for every one; status shows each; cancel
+// releases them all; --profile picks one (issue 24, item 2).
+func TestDrainReachesEveryProfileGateway(t *testing.T) {
+	home := t.TempDir()
+	live := fmt.Sprintf(`{"kind":"hermes-gateway","gateway_state":%%q,"active_agents":%%d,"pid":%d}`, os.Getpid())
+	for _, p := range []string{"alice", "idle"} {
+		if err := os.MkdirAll(filepath.Join(home, "profiles", p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := filepath.Join(home, "profiles", "alice")
+	writeState(t, home, fmt.Sprintf(live, "draining", 0))
+	writeState(t, alice, fmt.Sprintf(live, "running", 1))
+	if code, out, errOut := cli("drain", "--home", home); code != exitOK || !strings.Contains(out, "of 2 gateways: default, alice") {
+		t.Fatalf("drain: %d %q %q", code, out, errOut)
+	}
+	for dir, want := range map[string]bool{alice: true, filepath.Join(home, "profiles", "idle"): false} {
+		if _, err := os.Stat(filepath.Join(dir, marker.Filename)); (err == nil) != want {
+			t.Errorf("marker in %s: %v, want present=%v", dir, err, want)
+		}
+	}
+	if code, out, _ := cli("status", "--home", home); code != exitOK || !strings.Contains(out, "profile alice\n  marker     honoured") || !strings.Contains(out, "running with 1 turns in flight") {
+		t.Errorf("status: %d %q", code, out)
+	}
+	if code, _, errOut := cli("drain", "--home", home, "--wait", "--timeout", "1s"); code != exitRefused || !strings.Contains(errOut, "profile alice") {
+		t.Errorf("a wait with alice's turn in flight: %d %q", code, errOut)
+	}
+	writeState(t, alice, fmt.Sprintf(live, "draining", 0))
+	if code, out, errOut := cli("drain", "--home", home, "--wait", "--timeout", "10s"); code != exitOK || !strings.Contains(out, "drained") {
+		t.Errorf("a wait with every gateway drained: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := cli("cancel", "--home", home); code != exitOK || !strings.Contains(out, "profiles/alice: drain withdrawn") {
+		t.Errorf("cancel: %d %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(alice, marker.Filename)); err == nil {
+		t.Error("cancel left alice's marker")
+	}
+	if code, out, errOut := cli("drain", "--home", home, "--profile", "alice"); code != exitOK || !strings.Contains(out, alice+": drain requested") {
+		t.Errorf("drain --profile alice: %d %q %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(home, marker.Filename)); err == nil {
+		t.Error("drain --profile alice wrote the root home's marker")
+	}
+	if code, _, _ := cli("drain", "--home", home, "--profile", "../x"); code != exitError {
+		t.Errorf("--profile ../x: %d, want refused", code)
 	}
 }

@@ -235,9 +235,9 @@ func printPreview(o *options, data *previewData) error {
 	fmt.Fprintf(o.Out, "A drain of %s in %s would take %d of %d matching pods now (nothing written; %s).\n\n",
 		data.Selector, data.Namespace, data.Targets, len(data.Pods), how)
 	tw := printers.GetNewTabWriter(o.Out)
-	fmt.Fprintln(tw, "POD\tDRAIN\tREADY\tGATE\tGATEWAY\tAGENTS\tMARKER\tNOTE")
+	fmt.Fprintln(tw, "POD\tDRAIN\tREADY\tGATE\tGATEWAYS\tGATEWAY\tAGENTS\tMARKER\tNOTE")
 	for _, p := range data.Pods {
-		would, gateway, agents, mark := "no", "-", "-", "-"
+		would, gateways, gateway, agents, mark := "no", "-", "-", "-", "-"
 		if p.Target {
 			would = "yes"
 		}
@@ -257,7 +257,16 @@ func printPreview(o *options, data *previewData) error {
 		case p.Home != nil:
 			gateway, agents, mark = marker.Excerpt(p.Home.Gateway.State, drainview.WordWidth), fmt.Sprint(p.Home.Gateway.ActiveAgents), p.Home.Marker.Words()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, would, dash(p.Ready), dash(p.Gate), gateway, agents,
+		if p.Home != nil {
+			gateways = fmt.Sprint(1 + len(p.Home.Profiles))
+			for _, prof := range p.Home.Profiles {
+				notes = append(notes, "profile "+prof.Name+": "+prof.Gateway.Words())
+			}
+			if p.Home.Unlisted > 0 {
+				notes = append(notes, fmt.Sprintf("%d more profile homes not looked into", p.Home.Unlisted))
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, would, dash(p.Ready), dash(p.Gate), gateways, gateway, agents,
 			marker.Excerpt(mark, drainview.MessageWidth/2), marker.Excerpt(strings.Join(notes, "; "), drainview.MessageWidth))
 	}
 	return tw.Flush()

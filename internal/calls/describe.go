@@ -7,12 +7,24 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
-// HomeStatus is what a Read says of one HERMES_HOME, in words a person
-// reads: the agent's `status` command and the kubectl plugin's preview
-// print it.
+// HomeStatus is what a Read says of one HERMES_HOME and the gateways it
+// holds, in words a person reads: the agent's `status` command and the
+// kubectl plugin's preview print it.
 type HomeStatus struct {
 	Home    string        `json:"home"`
 	Epoch   string        `json:"epoch"`
+	Marker  MarkerStatus  `json:"marker"`
+	Gateway GatewayStatus `json:"gateway"`
+	// Profiles are the profile homes that run a gateway of their own (none
+	// when the root's multiplexes them all).
+	Profiles []ProfileStatus `json:"profiles,omitempty"`
+	// Unlisted counts the profile homes beyond the ones a call looks into.
+	Unlisted int `json:"unlisted,omitempty"`
+}
+
+// ProfileStatus is one profile home's marker and gateway.
+type ProfileStatus struct {
+	Name    string        `json:"name"`
 	Marker  MarkerStatus  `json:"marker"`
 	Gateway GatewayStatus `json:"gateway"`
 }
@@ -34,15 +46,43 @@ type GatewayStatus struct {
 
 // Describe turns what a call observed into a HomeStatus, judged at now.
 func Describe(obs Observation, now time.Time) HomeStatus {
-	s := HomeStatus{Home: obs.Home, Epoch: obs.Epoch, Marker: MarkerStatus{State: obs.Marker.State}}
-	if obs.Marker.State == FilePresent {
-		s.Marker.Whose = Whose(obs.Marker.Data)
-		s.Marker.Honoured = marker.Parse(obs.Marker.Data).Honoured(obs.Epoch, now)
+	gateways := obs.Gateways(nil)
+	s := HomeStatus{Home: obs.Home, Epoch: obs.Epoch, Marker: describeMarker(obs.Marker, obs.Epoch, now), Gateway: describeGateway(gateways[0])}
+	for _, g := range gateways[1:] {
+		s.Profiles = append(s.Profiles, ProfileStatus{Name: g.Profile, Marker: describeMarker(g.Home.Marker, obs.Epoch, now), Gateway: describeGateway(g)})
 	}
-	st, problem := obs.GatewayStateNow()
-	s.Gateway = GatewayStatus{State: st.State, ActiveAgents: st.ActiveAgents}
-	if problem != nil {
-		s.Gateway.Problem = problem.Message
+	if !obs.Multiplexed() {
+		s.Unlisted = obs.Unlisted()
+	}
+	return s
+}
+
+// GatewayOf is the status of the named profile's gateway (DefaultProfile:
+// the root home's).
+func (s HomeStatus) GatewayOf(profile string) GatewayStatus {
+	for _, p := range s.Profiles {
+		if p.Name == profile {
+			return p.Gateway
+		}
+	}
+	return s.Gateway
+}
+
+func describeMarker(f File, epoch string, now time.Time) MarkerStatus {
+	m := MarkerStatus{State: f.State}
+	if f.State == FilePresent {
+		m.Whose = Whose(f.Data)
+		m.Honoured = marker.Parse(f.Data).Honoured(epoch, now)
+	}
+	return m
+}
+
+func describeGateway(g Gateway) GatewayStatus {
+	s := GatewayStatus{State: g.State.State, ActiveAgents: g.State.ActiveAgents}
+	if g.Problem != nil {
+		s.Problem = g.Problem.Message
+	} else if why := g.NotRunning(); why != "" {
+		s.Problem = why
 	}
 	return s
 }

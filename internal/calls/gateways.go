@@ -23,6 +23,16 @@ type Gateway struct {
 // cannot be told).
 func (g Gateway) Running() bool { return g.NotRunning() == "" }
 
+// Drained reports whether the gateway takes no more turns and has none in
+// flight: draining with none, or not running with a drain's marker in its
+// home (marked), so that it drains if it starts.
+func (g Gateway) Drained(marked bool) bool {
+	if g.NotRunning() != "" {
+		return marked
+	}
+	return g.Problem == nil && g.State.DrainComplete()
+}
+
 // NotRunning says why no gateway runs in the home, "" when one runs or may:
 // a stopped gateway (upstream writes stopped or startup_failed as it ends,
 // and desired_state says whether a person stopped it), a dead one, or none

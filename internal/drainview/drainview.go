@@ -50,13 +50,17 @@ func Drain(w io.Writer, gwd *drainv1.GatewayDrain, targets []drainv1.Target, now
 	slices.SortStableFunc(sorted, func(a, b drainv1.Target) int { return strings.Compare(a.PodName, b.PodName) })
 	fmt.Fprintln(w)
 	tw = printers.GetNewTabWriter(w) // a writer of its own: it remembers column widths
-	fmt.Fprintln(tw, "POD\tTARGET\tGATEWAY\tAGENTS\tMESSAGE")
+	fmt.Fprintln(tw, "POD\tTARGET\tGATEWAYS\tBLOCKED BY\tGATEWAY\tAGENTS\tMESSAGE")
 	for _, t := range sorted {
-		agents := "-"
+		agents, gateways := "-", "-"
 		if t.ActiveAgents != nil {
 			agents = fmt.Sprint(*t.ActiveAgents)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.PodName, t.State, marker.Excerpt(cmp.Or(t.GatewayState, "-"), WordWidth), agents, marker.Excerpt(t.Message, MessageWidth))
+		if t.Gateways > 0 {
+			gateways = fmt.Sprint(t.Gateways)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.PodName, t.State, gateways, marker.Excerpt(cmp.Or(t.BlockingGateway, "-"), WordWidth),
+			marker.Excerpt(cmp.Or(t.GatewayState, "-"), WordWidth), agents, marker.Excerpt(t.Message, MessageWidth))
 	}
 	return tw.Flush()
 }

@@ -37,8 +37,8 @@ func agents(n int32) *int32 { return &n }
 func TestDrainShowsEveryTargetSortedWithWhatBlocksIt(t *testing.T) {
 	long := strings.Repeat("an EndpointSlice still lists it ready ", 10)
 	targets := []drainv1.Target{
-		{PodName: "gw-2", State: drainv1.TargetDraining, GatewayState: "draining", ActiveAgents: agents(2), Message: "2 turns in flight"},
-		{PodName: "gw-0", State: drainv1.TargetDrained, GatewayState: "draining", ActiveAgents: agents(0)},
+		{PodName: "gw-2", State: drainv1.TargetDraining, Gateways: 3, BlockingGateway: "alice", GatewayState: "draining", ActiveAgents: agents(2), Message: "2 turns in flight"},
+		{PodName: "gw-0", State: drainv1.TargetDrained, Gateways: 1, GatewayState: "draining", ActiveAgents: agents(0)},
 		{PodName: "gw-1", State: drainv1.TargetLeavingTraffic, Message: long},
 	}
 	var b bytes.Buffer
@@ -59,10 +59,10 @@ func TestDrainShowsEveryTargetSortedWithWhatBlocksIt(t *testing.T) {
 		t.Fatalf("want a header and 3 rows, got\n%s", out)
 	}
 	for i, want := range [][]string{
-		{"POD", "TARGET", "GATEWAY", "AGENTS", "MESSAGE"},
-		{"gw-0", "Drained", "draining", "0"},
-		{"gw-1", "LeavingTraffic", "-", "-", "an", "EndpointSlice"},
-		{"gw-2", "Draining", "draining", "2", "2", "turns", "in", "flight"},
+		{"POD", "TARGET", "GATEWAYS", "BLOCKED", "BY", "GATEWAY", "AGENTS", "MESSAGE"},
+		{"gw-0", "Drained", "1", "-", "draining", "0"},
+		{"gw-1", "LeavingTraffic", "-", "-", "-", "-", "an", "EndpointSlice"},
+		{"gw-2", "Draining", "3", "alice", "draining", "2", "2", "turns", "in", "flight"},
 	} {
 		if got := strings.Fields(lines[i]); !hasPrefix(got, want) {
 			t.Errorf("row %d: %q, want it to start with %q", i, got, want)
