@@ -109,6 +109,16 @@ type GatewayDrainSpec struct {
 	// +optional
 	SuppressNotification bool `json:"suppressNotification,omitempty"`
 
+	// RequireCompleteWorkCounting refuses to call a gateway drained unless
+	// its record shows that its active_agents counts API-server runs and
+	// cron jobs too, not only chat turns (upstream PR #63891; the record
+	// shows it from v0.20.6: code_version, code_sha or active_work). Older
+	// gateways then hold the drain until its deadline. Without it they are
+	// drained on their count, and status says how many
+	// (counts.partialWorkCounting).
+	// +optional
+	RequireCompleteWorkCounting bool `json:"requireCompleteWorkCounting,omitempty"`
+
 	// Timeout is the drain's deadline, counted from when its targets were
 	// chosen. When it passes the drain is withdrawn (markers removed) and the
 	// status says DeadlineExceeded, so no drain can wedge a gateway forever.
@@ -258,6 +268,12 @@ type Target struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
 	BlockingGateway string `json:"blockingGateway,omitempty"`
+	// PartialWorkCounting: a gateway of this target, drained, does not show
+	// in its record that its active_agents counts API-server runs and cron
+	// jobs (upstream before v0.20.6 shows nothing; before PR #63891 it did
+	// not count them): work it does not count may still run.
+	// +optional
+	PartialWorkCounting bool `json:"partialWorkCounting,omitempty"`
 	// MarkedProfiles lists, comma-separated, the profile homes our marker
 	// was written to in this instantiation: one found gone from any of
 	// them while the drain stands was removed by a person (MarkerRemoved).
@@ -343,6 +359,9 @@ type TargetCounts struct {
 	Conflict       int32 `json:"conflict,omitempty"`
 	// MarkerRemoved counts the targets whose marker a person removed.
 	MarkerRemoved int32 `json:"markerRemoved,omitempty"`
+	// PartialWorkCounting counts the drained targets with a gateway whose
+	// record does not show that its active_agents counts all its work.
+	PartialWorkCounting int32 `json:"partialWorkCounting,omitempty"`
 	Failed        int32 `json:"failed,omitempty"`
 	// Added counts the targets that joined after the drain started.
 	Added int32 `json:"added,omitempty"`

@@ -119,6 +119,8 @@ type gatewaysVerdict struct {
 	// notRunning counts the gateways that do not run, and draining the
 	// ones that are drained.
 	notRunning, drained int
+	// partial: a drained gateway does not show that it counts all its work.
+	partial bool
 }
 
 // judge tells whether every gateway of the target is drained: draining with
@@ -132,20 +134,26 @@ func (d *drain) judge(t drainv1.Target, obs calls.Observation) gatewaysVerdict {
 	for i := range gateways {
 		g := &gateways[i]
 		v.agents += g.State.ActiveAgents
-		why := ""
-		switch notRunning := g.NotRunning(); {
-		case notRunning != "" && d.oursIn(t, obs.Epoch, g.Home):
+		notRunning := g.NotRunning()
+		switch {
+		case g.Drained(d.oursIn(t, obs.Epoch, g.Home)) && notRunning != "":
 			v.notRunning++
 			writers = append(writers, g.Profile+"=none")
 			continue
+		case g.Drained(true) && (g.State.CountsAllWork || !d.gwd.Spec.RequireCompleteWorkCounting):
+			v.drained++
+			v.partial = v.partial || !g.State.CountsAllWork
+			writers = append(writers, fmt.Sprintf("%s=%d/%s", g.Profile, g.State.PID, g.State.StartTime))
+			continue
+		}
+		why := ""
+		switch {
+		case g.Drained(true):
+			why = "gateway draining with no active agents, but its record does not show that it counts API-server and cron work (upstream before v0.20.6), and spec.requireCompleteWorkCounting asks that it does"
 		case notRunning != "":
 			why = notRunning + "; our marker is not in its home"
 		case g.Problem != nil:
 			why = "marker in place; " + g.Problem.Message
-		case g.State.DrainComplete():
-			v.drained++
-			writers = append(writers, fmt.Sprintf("%s=%d/%s", g.Profile, g.State.PID, g.State.StartTime))
-			continue
 		case g.State.State == marker.StateDraining:
 			why = fmt.Sprintf("gateway draining: %d active agents", g.State.ActiveAgents)
 		default:
@@ -192,6 +200,14 @@ const notRunningState = "not-running"
 
 // drainedWords says how the target's gateways are drained.
 func (v gatewaysVerdict) drainedWords() string {
+	switch {
+	case v.partial:
+		return v.counted() + "; a gateway's record does not show that it counts API-server and cron work (upstream before v0.20.6): work it does not count may still run"
+	}
+	return v.counted()
+}
+
+func (v gatewaysVerdict) counted() string {
 	switch {
 	case v.notRunning == 0 && v.drained == 1:
 		return "gateway draining with no active agents"

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	testclock "k8s.io/utils/clock/testing"
 
@@ -164,6 +165,52 @@ func TestAGatewayThatDoesNotRunIsDrainedWithOurMarker(t *testing.T) {
 			}
 			if target.State != drainv1.TargetDrained || target.Gateways != tc.gateways || !strings.Contains(target.Message, tc.words) || target.GatewayState != tc.state {
 				t.Errorf("%s, %d gateways, state %q (%s); want Drained, %d gateways, state %q, saying %q", target.State, target.Gateways, target.GatewayState, target.Message, tc.gateways, tc.state, tc.words)
+			}
+		})
+	}
+}
+
+// A gateway whose record does not show that it counts all its work is
+// drained with a warning on the target, in the counts and in the Drained
+// condition; spec.requireCompleteWorkCounting refuses it (issue 24, item 7).
+func TestAGatewayThatMayNotCountAllItsWork(t *testing.T) {
+	now := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		extra   string
+		require bool
+		want    drainv1.TargetState
+		partial bool
+	}{
+		{"an older gateway", "", false, drainv1.TargetDrained, true},
+		{"an older gateway, complete counting required", "", true, drainv1.TargetDraining, false},
+		{"a gateway that shows its version", `,"code_version":"0.21.3"`, true, drainv1.TargetDrained, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newContainer(t)
+			c.gateway("", 10, marker.StateDraining, 0, tc.extra)
+			gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
+			gwd.Spec.TrafficOrder, gwd.Spec.RequireCompleteWorkCounting = drainv1.TrafficMarkerFirst, tc.require
+			r := &Reconciler{Options: DefaultOptions(), Transport: calls.InProcess{ProcRoot: c.proc}, Clock: testclock.NewFakePassiveClock(now)}
+			target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: c.home, State: drainv1.TargetPending}
+			var d *drain
+			for _, at := range []time.Duration{0, 3 * time.Second} {
+				d = newDrain(gwd, nil, now.Add(at), time.Hour)
+				d.callsUntil = time.Now().Add(time.Hour)
+				target.LastAttemptTime = nil
+				target, _ = r.stepDrain(context.Background(), d, target, nil, now.Add(at))
+			}
+			if target.State != tc.want || target.PartialWorkCounting != tc.partial {
+				t.Fatalf("%s, partial %v (%s); want %s, partial %v", target.State, target.PartialWorkCounting, target.Message, tc.want, tc.partial)
+			}
+			if tc.require && tc.want == drainv1.TargetDraining && !strings.Contains(target.Message, "requireCompleteWorkCounting") {
+				t.Errorf("the refusal does not say why: %s", target.Message)
+			}
+			d.targets = []drainv1.Target{target}
+			computeStatus(gwd, d, nil)
+			drained := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained)
+			if tc.partial && (gwd.Status.Counts.PartialWorkCounting != 1 || !strings.Contains(drained.Message, "1 drained on a count of chat turns alone")) {
+				t.Errorf("counts %+v, Drained %q: want the warning", gwd.Status.Counts, drained.Message)
 			}
 		})
 	}

@@ -27,6 +27,9 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 		if t.AddedAt != nil {
 			st.Counts.Added++
 		}
+		if t.PartialWorkCounting && t.State == drainv1.TargetDrained {
+			st.Counts.PartialWorkCounting++
+		}
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
 
@@ -74,6 +77,9 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 			set(drainv1.ConditionReady, false, drainv1.ReasonProgressing, waiting)
 		} else {
 			msg := fmt.Sprintf("all %d targets drained or restarted (%d restarted, %d joined after the start)", st.Counts.Targets, st.Counts.Restarted, st.Counts.Added)
+			if n := st.Counts.PartialWorkCounting; n > 0 {
+				msg += fmt.Sprintf("; %d drained on a count of chat turns alone: their gateways' records do not show that they count API-server and cron work (spec.requireCompleteWorkCounting refuses them)", n)
+			}
 			if st.DrainedAt == nil { // from now on the targets are frozen
 				drained := metav1.NewTime(d.now)
 				st.DrainedAt = &drained

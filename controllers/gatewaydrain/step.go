@@ -291,12 +291,17 @@ func (r *Reconciler) observed(d *drain, t drainv1.Target, obs calls.Observation,
 	v := d.judge(t, obs)
 	t.Gateways, t.ActiveAgents, t.GatewayState = int32(len(d.gateways(t, obs))), &v.agents, v.state
 	if v.blocking != nil {
-		t.DrainSeenAt, t.DrainSeenBy, t.BlockingGateway = nil, "", v.blocking.Profile
+		t.DrainSeenAt, t.DrainSeenBy, t.BlockingGateway, t.PartialWorkCounting = nil, "", v.blocking.Profile, false
 		t.State, t.Message = drainv1.TargetDraining, v.why
 		return t, now.Add(r.PollInterval)
 	}
-	t.BlockingGateway = ""
-	return r.confirmDrained(t, v, now)
+	was := t
+	t.BlockingGateway, t.PartialWorkCounting = "", v.partial
+	t, next := r.confirmDrained(t, v, now)
+	if t.State == drainv1.TargetDrained && t.PartialWorkCounting && !(was.State == drainv1.TargetDrained && was.PartialWorkCounting) {
+		r.event(d.gwd, corev1.EventTypeWarning, "PartialWorkCounting", "%s: drained on a count that may leave out API-server and cron work: its gateway's record does not show that it counts them (upstream before v0.20.6)", t.PodName)
+	}
+	return t, next
 }
 
 // confirmDrained counts a target whose gateways are all drained as Drained

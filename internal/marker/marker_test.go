@@ -167,3 +167,32 @@ func TestParseGatewayState(t *testing.T) {
 		})
 	}
 }
+
+// What a record says beyond its state: whether its gateway counts all its
+// work (issue 24, item 7), whether it multiplexes profiles, whether the
+// container's boot wrote it, and what a person wants of it.
+func TestParseGatewayStateReadsWhatTheWriterShows(t *testing.T) {
+	for _, tc := range []struct {
+		name, content   string
+		countsAll, boot bool
+		served          int
+		desired         string
+	}{
+		{"before v0.20.6: nothing shows it", `{"kind":"hermes-gateway","gateway_state":"running","pid":7}`, false, false, 0, ""},
+		{"v0.20.6: code_version", `{"kind":"hermes-gateway","gateway_state":"running","pid":7,"code_version":"0.20.6","code_sha":null}`, true, false, 0, ""},
+		{"a code_sha alone", `{"kind":"hermes-gateway","gateway_state":"running","pid":7,"code_sha":"00067189"}`, true, false, 0, ""},
+		{"an unknown version is a version", `{"kind":"hermes-gateway","gateway_state":"running","pid":7,"code_version":"unknown"}`, true, false, 0, ""},
+		{"a null version says nothing", `{"kind":"hermes-gateway","gateway_state":"running","pid":7,"code_version":null}`, false, false, 0, ""},
+		{"active_work null outside a drain", `{"kind":"hermes-gateway","gateway_state":"stopped","pid":7,"active_work":null}`, true, false, 0, ""},
+		{"active_work listed", `{"kind":"hermes-gateway","gateway_state":"draining","pid":7,"active_work":[{"kind":"api","pid":7}]}`, true, false, 0, ""},
+		{"a multiplexer", `{"kind":"hermes-gateway","gateway_state":"running","pid":7,"served_profiles":["a","b"]}`, false, false, 2, ""},
+		{"the boot's record", `{"gateway_state":"running","desired_state":"running"}`, false, true, 0, "running"},
+		{"stopped on purpose", `{"kind":"hermes-gateway","gateway_state":"stopped","desired_state":"stopped","pid":7}`, false, false, 0, "stopped"},
+		{"a record without a PID is a gateway's", `{"gateway_state":"running"}`, false, false, 0, ""},
+	} {
+		st, err := ParseGatewayState([]byte(tc.content))
+		if err != nil || st.CountsAllWork != tc.countsAll || st.BootPlaceholder != tc.boot || st.ServedProfiles != tc.served || st.DesiredState != tc.desired {
+			t.Errorf("%s: %+v %v; want counts all %v, boot %v, %d served, desired %q", tc.name, st, err, tc.countsAll, tc.boot, tc.served, tc.desired)
+		}
+	}
+}

@@ -56,6 +56,13 @@ type GatewayState struct {
 	// BootPlaceholder: the record was written by the container's boot, not
 	// by a gateway (no PID, no kind): no gateway has started.
 	BootPlaceholder bool `json:"-"`
+	// CountsAllWork: the record shows that active_agents counts every
+	// kind of work upstream counts (chat turns, API-server runs, cron jobs,
+	// deferred workers), not chat turns alone. Upstream's PR #63891
+	// (v0.19.0) made it so; the record shows it only from v0.20.6, which
+	// stamps code_version and code_sha (later ones also write active_work).
+	// A gateway from v0.19.0 to v0.20.5 counts all without showing it.
+	CountsAllWork bool `json:"-"`
 }
 
 // ParseGatewayState parses gateway_state.json. A file without a
@@ -70,6 +77,11 @@ func ParseGatewayState(raw []byte) (GatewayState, error) {
 		Kind         any     `json:"kind"`
 		Served       any     `json:"served_profiles"`
 		Desired      any     `json:"desired_state"`
+		CodeVersion  any     `json:"code_version"`
+		CodeSHA      any     `json:"code_sha"`
+		// ActiveWork is null outside a drain: its key alone says what
+		// writer wrote the record.
+		ActiveWork json.RawMessage `json:"active_work"`
 	}
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return GatewayState{}, fmt.Errorf("%s is not valid: %v", StateFilename, err)
@@ -100,7 +112,14 @@ func ParseGatewayState(raw []byte) (GatewayState, error) {
 		gs.DesiredState = Excerpt(desired, writtenExcerpt)
 	}
 	gs.BootPlaceholder = s.PID == 0 && s.Kind != gatewayKind && s.Desired != nil
+	gs.CountsAllWork = nonEmpty(s.CodeVersion) || nonEmpty(s.CodeSHA) || len(s.ActiveWork) > 0
 	return gs, nil
+}
+
+// nonEmpty: a writer that has the field wrote it ("unknown" included).
+func nonEmpty(v any) bool {
+	s, ok := v.(string)
+	return ok && s != ""
 }
 
 // AcceptsTurns reports whether the gateway takes new turns.
