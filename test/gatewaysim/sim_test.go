@@ -124,3 +124,151 @@ func TestAMarkerThatIsNotUTF8ChangesNothing(t *testing.T) {
 		t.Fatalf("a draining gateway: %s", st.State)
 	}
 }
+
+func drainMarker(at time.Time) string {
+	return `{"action":"drain","requested_at":"` + at.UTC().Format(marker.TimeLayout) + `","epoch":"` + epoch + `"}`
+}
+
+func simWith(t *testing.T, opts Options) (*Sim, string) {
+	home := t.TempDir()
+	opts.Homes, opts.TurnDuration, opts.Epoch = func() ([]string, error) { return []string{home}, nil }, 10*time.Second, epoch
+	return New(opts), home
+}
+
+func modTime(t *testing.T, path string) time.Time {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.ModTime()
+}
+
+// The record is written on events only, as upstream's: an idle gateway
+// never rewrites it; while an external drain stands, today's gateway
+// persists it every tick, an older one only at turn boundaries.
+func TestTheRecordIsWrittenOnEventsOnly(t *testing.T) {
+	for _, v := range []Version{{}, {ChatOnlyCounting: true}} {
+		s, home := simWith(t, Options{Version: v})
+		t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+		first := tick(t, s, home, t0)
+		for i := 1; i <= 5; i++ {
+			if st := tick(t, s, home, t0.Add(time.Duration(i)*time.Minute)); st.UpdatedAt != first.UpdatedAt {
+				t.Fatalf("%+v: an idle gateway rewrote its record at %s", v, st.UpdatedAt)
+			}
+		}
+		writeMarker(t, home, drainMarker(t0.Add(6*time.Minute)))
+		draining := tick(t, s, home, t0.Add(6*time.Minute))
+		again := tick(t, s, home, t0.Add(6*time.Minute+time.Second))
+		if persisted := again.UpdatedAt != draining.UpdatedAt; persisted == v.ChatOnlyCounting {
+			t.Errorf("%+v: during a drain the record was rewritten each tick: %v", v, persisted)
+		}
+	}
+}
+
+// Work the gateway does not count, and work that passes its accept gate.
+func TestWorkIsCountedAsTheVersionCountsIt(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		v       Version
+		counted int
+	}{{Version{}, 2}, {Version{ChatOnlyCounting: true}, 1}} {
+		s, home := simWith(t, Options{Version: tc.v})
+		if err := AddTurns(home, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := AddAPITurns(home, 1); err != nil {
+			t.Fatal(err)
+		}
+		if st := tick(t, s, home, t0); st.ActiveAgents != int32(tc.counted) {
+			t.Errorf("%+v: %d active agents, want %d", tc.v, st.ActiveAgents, tc.counted)
+		}
+	}
+	s, home := simWith(t, Options{})
+	writeMarker(t, home, drainMarker(t0))
+	if st := tick(t, s, home, t0); !st.DrainComplete() {
+		t.Fatalf("not drained: %+v", st)
+	}
+	if err := AddInternalWork(home, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := tick(t, s, home, t0.Add(time.Second)); st.State != marker.StateDraining || st.ActiveAgents != 1 {
+		t.Errorf("an internal event's work during a drain: %+v, want draining with 1 in flight", st)
+	}
+}
+
+// Each profile home with a SOUL.md runs a gateway of its own, watching its
+// own marker; under multiplex the root's serves them all and lists them.
+func TestProfilesStandaloneAndMultiplexed(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	for _, multiplex := range []bool{false, true} {
+		s, home := simWith(t, Options{Multiplex: multiplex})
+		for _, p := range []string{"alice", "bob", "nosoul"} {
+			if err := os.MkdirAll(filepath.Join(home, "profiles", p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if p != "nosoul" {
+				if err := os.WriteFile(filepath.Join(home, "profiles", p, SoulFile), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		alice := filepath.Join(home, "profiles", "alice")
+		writeMarker(t, alice, drainMarker(t0))
+		root := tick(t, s, home, t0)
+		_, aliceErr := ReadState(alice)
+		_, nosoulErr := ReadState(filepath.Join(home, "profiles", "nosoul"))
+		if multiplex {
+			if root.ServedProfiles != 2 || root.State != marker.StateRunning || aliceErr == nil {
+				t.Errorf("multiplex: root %+v, alice's record %v: want the root serving 2, none of alice's", root, aliceErr)
+			}
+			continue
+		}
+		st, err := ReadState(alice)
+		if err != nil || st.State != marker.StateDraining || root.State != marker.StateRunning || nosoulErr == nil {
+			t.Errorf("standalone: alice %+v %v, root %s, nosoul %v: want alice draining alone", st, err, root.State, nosoulErr)
+		}
+		if _, err := os.Stat(filepath.Join(alice, marker.PIDFilename)); err != nil {
+			t.Errorf("alice's gateway.pid: %v", err)
+		}
+	}
+}
+
+// A gateway stopped on purpose says so, and serves nothing until started.
+func TestAGatewayStoppedOnPurpose(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	s, home := simWith(t, Options{})
+	if err := Stop(home); err != nil {
+		t.Fatal(err)
+	}
+	if st := tick(t, s, home, t0); st.State != marker.StateStopped || st.DesiredState != marker.DesiredStopped {
+		t.Errorf("stopped: %+v", st)
+	}
+	if _, ok := s.Turn(home, t0); ok {
+		t.Error("a stopped gateway took a turn")
+	}
+	if err := Start(home); err != nil {
+		t.Fatal(err)
+	}
+	if st := tick(t, s, home, t0.Add(time.Second)); st.State != marker.StateRunning || st.DesiredState != marker.StateRunning {
+		t.Errorf("started: %+v", st)
+	}
+}
+
+// Older versions: no expiry, no version in the record; a marker the
+// gateway cannot read is no drain.
+func TestOlderVersionsAndUnreadableMarkers(t *testing.T) {
+	now := time.Now()
+	s, home := simWith(t, Options{Version: Version{NoExpiry: true, Unversioned: true}})
+	writeMarker(t, home, drainMarker(now.Add(-2*time.Hour)))
+	if st := tick(t, s, home, now); st.State != marker.StateDraining || st.CountsAllWork {
+		t.Errorf("before expiry and versions: %+v, want draining on an old marker, no version shown", st)
+	}
+	s, home = simWith(t, Options{})
+	if err := os.Mkdir(filepath.Join(home, marker.Filename), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if st := tick(t, s, home, now); st.State != marker.StateRunning {
+		t.Errorf("a marker that is a directory: %s, want running", st.State)
+	}
+}

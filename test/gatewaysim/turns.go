@@ -19,17 +19,12 @@ const TurnPath = "/turn"
 func (s *Sim) Turn(home string, now time.Time) (time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.gateways[home]
-	if g == nil { // not ticked yet: a gateway that just started runs
-		g = &gateway{state: marker.StateRunning}
-		s.gateways[home] = g
-	}
-	if g.state == marker.StateDraining {
+	g := s.gateway(home)
+	if g.state != marker.StateRunning || g.stopped {
 		return time.Time{}, false
 	}
-	done := now.Add(s.opts.TurnDuration)
-	g.turns = append(g.turns, done)
-	return done, true
+	g.start(now, s.opts.TurnDuration, 1, true)
+	return now.Add(s.opts.TurnDuration), true
 }
 
 // TurnHandler serves the gateway at home's turns: a POST to TurnPath

@@ -22,6 +22,10 @@ func main() {
 	turn := flag.Duration("turn-duration", 5*time.Second, "how long an in-flight turn takes")
 	epoch := flag.String("pretend-epoch", "", "pretend to be this instantiation instead of this host's (tests stale markers)")
 	runAs := flag.String("run-as", "", "UID:GID to drop to once started as root, as the upstream image's init starts the gateway as uid 10000")
+	multiplex := flag.Bool("multiplex", false, "serve each home's profiles from its root gateway (served_profiles) instead of a gateway per profile home")
+	noExpiry := flag.Bool("no-expiry", false, "behave as gateways before upstream's PR #85444: a marker never expires")
+	chatOnly := flag.Bool("chat-only-counting", false, "behave as gateways before upstream's PR #63891: active_agents counts chat turns only")
+	unversioned := flag.Bool("unversioned", false, "behave as gateways before v0.20.6: no code_version in the record")
 	turnsAt := flag.String("turns-listen", "", "serve turns over HTTP here (POST "+gatewaysim.TurnPath+"), for the one HERMES_HOME --homes names; a loopback address")
 	flag.Parse()
 	if *runAs != "" {
@@ -36,7 +40,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch})
+	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch, Multiplex: *multiplex,
+		Version: gatewaysim.Version{NoExpiry: *noExpiry, ChatOnlyCounting: *chatOnly, Unversioned: *unversioned}})
 	fmt.Fprintf(os.Stderr, "gatewaysim: serving %s as epoch %s\n", *homes, sim.Epoch())
 	if *turnsAt != "" {
 		if strings.ContainsAny(*homes, "*?[") {
