@@ -420,17 +420,13 @@ func TestADeadGatewaysStateFileNeverConfirmsADrain(t *testing.T) {
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
 	g.waitHonoured(true)
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
 	// The gateway that runs now has named itself in gateway.pid, and has
 	// not written its record yet.
 	pidFile := filepath.Join(g.home, marker.PIDFilename)
 	if err := os.WriteFile(pidFile, []byte(fmt.Sprintf(`{"pid": %d}`, os.Getpid())), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g.setStateBy(gone.Process.Pid, marker.StateDraining, 0)
+	g.setStateBy(deadPID(t), marker.StateDraining, 0)
 	got := waitFor(t, gwd, "draining, its writer gone", func(d *observed) bool {
 		tg := d.Target("gw-0")
 		return tg.State == drainv1.TargetDraining && strings.Contains(tg.Message, "has not written") && d.Status.Counts.Draining == 1
@@ -450,13 +446,18 @@ func TestNoLiveGatewayIsDrainedWithOurMarker(t *testing.T) {
 	g := newGateway(t, ns, "gw-0")
 	gwd := newGatewayDrain(t, ns, "d")
 	g.waitHonoured(true)
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	g.setStateBy(gone.Process.Pid, marker.StateRunning, 0)
+	g.setStateBy(deadPID(t), marker.StateRunning, 0)
 	got := waitFor(t, gwd, "Drained", condition(drainv1.ConditionDrained, metav1.ConditionTrue, drainv1.ReasonDrained))
 	if tg := got.Target("gw-0"); tg.GatewayState != "not-running" || !strings.Contains(tg.Message, "no gateway runs") {
 		t.Errorf("state %q: %s; want not-running, said apart", tg.GatewayState, tg.Message)
 	}
+}
+
+// deadPID is the PID of a process that has exited.
+func deadPID(t *testing.T) int {
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return gone.Process.Pid
 }

@@ -60,6 +60,16 @@ func (c *container) gateway(profile string, pid int, state string, agents int, e
 	c.write(home, marker.StateFilename, fmt.Sprintf(`{"kind":"hermes-gateway","gateway_state":%q,"active_agents":%d,"pid":%d,"start_time":500%s}`, state, agents, writer, extra))
 }
 
+// stepAt makes one step of the drain towards target at now, its next
+// attempt due.
+func stepAt(r *Reconciler, gwd *drainv1.GatewayDrain, target drainv1.Target, now time.Time) (drainv1.Target, *drain) {
+	d := newDrain(gwd, nil, now, time.Hour)
+	d.callsUntil = time.Now().Add(time.Hour)
+	target.LastAttemptTime = nil
+	target, _ = r.stepDrain(context.Background(), d, target, nil, now)
+	return target, d
+}
+
 func (c *container) hasMarker(profile string) bool {
 	_, err := os.Stat(filepath.Join(c.home, "profiles", profile, marker.Filename))
 	return err == nil
@@ -84,10 +94,7 @@ func TestADrainReachesEveryProfileGateway(t *testing.T) {
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: c.home, State: drainv1.TargetPending}
 	step := func(at time.Duration, want drainv1.TargetState, blocking string) {
 		t.Helper()
-		d := newDrain(gwd, nil, now.Add(at), time.Hour)
-		d.callsUntil = time.Now().Add(time.Hour)
-		target.LastAttemptTime = nil // due now
-		target, _ = r.stepDrain(context.Background(), d, target, nil, now.Add(at))
+		target, _ = stepAt(r, gwd, target, now.Add(at))
 		if target.State != want || target.BlockingGateway != blocking {
 			t.Fatalf("at %s: %s blocked by %q (%s), want %s blocked by %q", at, target.State, target.BlockingGateway, target.Message, want, blocking)
 		}
@@ -158,10 +165,7 @@ func TestAGatewayThatDoesNotRunIsDrainedWithOurMarker(t *testing.T) {
 				if i == 1 && tc.name == "a stopped profile beside a draining root" {
 					c.gateway("alice", 11, marker.StateStopped, 0, "") // it stops, our marker in its home
 				}
-				d := newDrain(gwd, nil, now.Add(at), time.Hour)
-				d.callsUntil = time.Now().Add(time.Hour)
-				target.LastAttemptTime = nil
-				target, _ = r.stepDrain(context.Background(), d, target, nil, now.Add(at))
+				target, _ = stepAt(r, gwd, target, now.Add(at))
 			}
 			if target.State != drainv1.TargetDrained || target.Gateways != tc.gateways || !strings.Contains(target.Message, tc.words) || target.GatewayState != tc.state {
 				t.Errorf("%s, %d gateways, state %q (%s); want Drained, %d gateways, state %q, saying %q", target.State, target.Gateways, target.GatewayState, target.Message, tc.gateways, tc.state, tc.words)
@@ -195,10 +199,7 @@ func TestAGatewayThatMayNotCountAllItsWork(t *testing.T) {
 			target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: c.home, State: drainv1.TargetPending}
 			var d *drain
 			for _, at := range []time.Duration{0, 3 * time.Second} {
-				d = newDrain(gwd, nil, now.Add(at), time.Hour)
-				d.callsUntil = time.Now().Add(time.Hour)
-				target.LastAttemptTime = nil
-				target, _ = r.stepDrain(context.Background(), d, target, nil, now.Add(at))
+				target, d = stepAt(r, gwd, target, now.Add(at))
 			}
 			if target.State != tc.want || target.PartialWorkCounting != tc.partial {
 				t.Fatalf("%s, partial %v (%s); want %s, partial %v", target.State, target.PartialWorkCounting, target.Message, tc.want, tc.partial)

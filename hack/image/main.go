@@ -17,6 +17,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"cmp"
+	_ "embed"
 	"flag"
 	"fmt"
 	"io"
@@ -62,7 +63,7 @@ const (
 
 // busyboxApplets are the commands the in-container program and a person
 // debugging need.
-var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "stat", "date", "sleep", "ls", "kill", "pidof", "ps", "id", "awk", "test", "["}
+var busyboxApplets = []string{"sh", "cat", "mv", "ln", "rm", "head", "sync", "stat", "date", "sleep", "ls", "mkdir", "touch", "tr", "grep", "wc", "kill", "pidof", "ps", "id", "awk", "test", "["}
 
 // file is one entry of a layer.
 type file struct {
@@ -70,6 +71,7 @@ type file struct {
 	mode     int64
 	uid, gid int
 	source   string // a file on this host to copy; "" for a directory or link
+	content  string // or the file's content
 	link     string // a symbolic link's target
 }
 
@@ -143,6 +145,12 @@ func run(out string, b binaries) error {
 	return nil
 }
 
+// gatewaySlots runs a root gateway and profile gateways in one container,
+// as upstream's s6 slots do.
+//
+//go:embed gateway-slots.sh
+var gatewaySlots string
+
 // gatewayFiles is busybox with its applets, the simulator, the agent's
 // command line (for a person or a preStop hook), and a HERMES_HOME owned by
 // the gateway's user, as in the upstream image.
@@ -152,6 +160,7 @@ func gatewayFiles(b binaries) []file {
 		{path: "/bin/busybox", mode: 0o755, source: b.busybox},
 		{path: "/tmp", mode: 0o1777},
 		{path: "/usr/local/bin/gatewaysim", mode: 0o755, source: b.gatewaysim},
+		{path: "/usr/local/bin/gateway-slots", mode: 0o755, content: gatewaySlots},
 		{path: "/usr/local/bin/hermes-drain-agent", mode: 0o755, source: b.agent},
 		{path: "/opt/data", mode: 0o755, uid: 10000, gid: 10000},
 	}
@@ -204,16 +213,19 @@ func writeLayer(w io.Writer, files []file) error {
 		switch {
 		case f.link != "":
 			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.link, 0o777
-		case f.source == "":
+		case f.source == "" && f.content == "":
 			if made[f.path] {
 				continue
 			}
 			made[f.path] = true
 			h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
 		default:
-			data, err := os.ReadFile(f.source)
-			if err != nil {
-				return err
+			data := []byte(f.content)
+			if f.source != "" {
+				var err error
+				if data, err = os.ReadFile(f.source); err != nil {
+					return err
+				}
 			}
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
 			if err := tw.WriteHeader(h); err != nil {

@@ -80,9 +80,11 @@ type Options struct {
 	// Epoch is the gateways' instantiation epoch; "" means this host's.
 	Epoch string
 	// Version selects older behaviours; Multiplex serves a home's profiles
-	// from its root gateway.
-	Version   Version
-	Multiplex bool
+	// from its root gateway; OwnHomeOnly leaves them to other processes
+	// (one per home, as upstream's s6 slots run them).
+	Version     Version
+	Multiplex   bool
+	OwnHomeOnly bool
 	// OnChange, if set, is told each time a gateway moves between running
 	// and draining, just before the new state is written.
 	OnChange func(home, state string)
@@ -146,7 +148,10 @@ func (s *Sim) Tick(now time.Time) error {
 	defer s.mu.Unlock()
 	var errs []string
 	for _, home := range homes {
-		profiles := Profiles(home)
+		var profiles []string
+		if !s.opts.OwnHomeOnly {
+			profiles = Profiles(home)
+		}
 		served := ""
 		if s.opts.Multiplex {
 			served = strings.Join(profiles, ",")

@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -445,5 +446,18 @@ func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
 		drained := meta.FindStatusCondition(got.Status.Conditions, drainv1.ConditionDrained)
 		return tg.State == drainv1.TargetFailed && strings.Contains(tg.Message, `"/bin/sh"`) && strings.Contains(tg.Message, "no such file") &&
 			drained != nil && strings.Contains(drained.Message, "no-sh (Failed"), fmt.Sprintf("target %s: %s", tg.State, tg.Message)
+	})
+	// Nothing can remove a marker from it (nor was one written): its pod
+	// goes first, so that the deleted drain lets go at once rather than
+	// after --release-timeout (which would hold later tests' uninstall).
+	if err := lc.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-sh"}}, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.Client.Delete(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() (bool, string) {
+		err := lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), &drainv1.GatewayDrain{})
+		return apierrors.IsNotFound(err), fmt.Sprintf("the drain is not gone: %v", err)
 	})
 }

@@ -22,6 +22,7 @@ func main() {
 	turn := flag.Duration("turn-duration", 5*time.Second, "how long an in-flight turn takes")
 	epoch := flag.String("pretend-epoch", "", "pretend to be this instantiation instead of this host's (tests stale markers)")
 	runAs := flag.String("run-as", "", "UID:GID to drop to once started as root, as the upstream image's init starts the gateway as uid 10000")
+	ownHome := flag.Bool("own-home-only", false, "serve no profile home under the homes (another process serves each, as upstream's s6 slots)")
 	multiplex := flag.Bool("multiplex", false, "serve each home's profiles from its root gateway (served_profiles) instead of a gateway per profile home")
 	noExpiry := flag.Bool("no-expiry", false, "behave as gateways before upstream's PR #85444: a marker never expires")
 	chatOnly := flag.Bool("chat-only-counting", false, "behave as gateways before upstream's PR #63891: active_agents counts chat turns only")
@@ -40,7 +41,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch, Multiplex: *multiplex,
+	sim := gatewaysim.New(gatewaysim.Options{Homes: gatewaysim.Glob(*homes), TurnDuration: *turn, Epoch: *epoch, Multiplex: *multiplex, OwnHomeOnly: *ownHome,
 		Version: gatewaysim.Version{NoExpiry: *noExpiry, ChatOnlyCounting: *chatOnly, Unversioned: *unversioned}})
 	fmt.Fprintf(os.Stderr, "gatewaysim: serving %s as epoch %s\n", *homes, sim.Epoch())
 	if *turnsAt != "" {
