@@ -362,7 +362,7 @@ type TargetCounts struct {
 	// PartialWorkCounting counts the drained targets with a gateway whose
 	// record does not show that its active_agents counts all its work.
 	PartialWorkCounting int32 `json:"partialWorkCounting,omitempty"`
-	Failed        int32 `json:"failed,omitempty"`
+	Failed              int32 `json:"failed,omitempty"`
 	// Added counts the targets that joined after the drain started.
 	Added int32 `json:"added,omitempty"`
 }

@@ -25,6 +25,7 @@ func TestGatewayStateNowClimbsUpstreamsLadder(t *testing.T) {
 	}{
 		{"a live writer", GatewayHome{GatewayState: record, GatewayProcess: Process{PID: 77, Stat: liveStat}}, "", false, true},
 		{"a dead writer", GatewayHome{GatewayState: record, GatewayProcess: Process{PID: 77}}, ReasonGatewayGone, true, false},
+		{"a zombie writer", GatewayHome{GatewayState: record, GatewayProcess: Process{PID: 77, Stat: strings.Replace(liveStat, " S ", " Z ", 1)}}, ReasonGatewayGone, true, false},
 		{"a reused PID", GatewayHome{GatewayState: record, GatewayProcess: Process{PID: 77, Stat: newStat}}, ReasonGatewayGone, true, false},
 		{"a dead writer, a live gateway.pid", GatewayHome{GatewayState: record, GatewayProcess: Process{PID: 77},
 			PIDFile: present(`{"pid": 88, "start_time": 4711}`), PIDProcess: Process{PID: 88, Stat: liveStat}}, ReasonStarting, false, true},
