@@ -109,9 +109,10 @@ type gatewaysVerdict struct {
 	// every one is drained or not running.
 	blocking *calls.Gateway
 	why      string
-	// agents sums active_agents; state is the blocking gateway's state
-	// (else the root's), as Target.GatewayState shows it.
-	agents int32
+	// gateways counts them; agents sums active_agents; state is the
+	// blocking gateway's state (else the root's), as Target.GatewayState
+	// shows it.
+	gateways, agents int32
 	state  string
 	// writers identifies every gateway's writer: a drain is confirmed on
 	// two reads by the same ones.
@@ -129,7 +130,7 @@ type gatewaysVerdict struct {
 // is never drained.
 func (d *drain) judge(t drainv1.Target, obs calls.Observation) gatewaysVerdict {
 	gateways := d.gateways(t, obs)
-	v := gatewaysVerdict{state: gatewayStateShown(gateways[0])}
+	v := gatewaysVerdict{gateways: int32(len(gateways)), state: gatewayStateShown(gateways[0])}
 	var writers []string
 	for i := range gateways {
 		g := &gateways[i]

@@ -108,13 +108,11 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, marker.Shorten(found.Principal(), 80), marker.Shorten(found.EpochValue(), 80))
 		}
 	}
-	if err == nil && obs.Outcome != calls.LeavingTraffic {
-		if more := d.unmarked(t, obs); len(more) > 0 && d.ours(t, obs) {
-			// The call found profile gateways none knew of before it.
-			req := d.request(t, nil)
-			req.Profiles = more
-			obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
-		}
+	if more := d.unmarked(t, obs); err == nil && len(more) > 0 && d.ours(t, obs) {
+		// The call found profile gateways none knew of before it.
+		req := d.request(t, nil)
+		req.Profiles = more
+		obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
 	}
 	if err != nil {
 		return r.failed(t, now, "projecting the marker: "+err.Error())
@@ -289,7 +287,7 @@ func (r *Reconciler) observed(d *drain, t drainv1.Target, obs calls.Observation,
 	t, _, _ = r.read(t, obs, now)
 	t.Failures = 0
 	v := d.judge(t, obs)
-	t.Gateways, t.ActiveAgents, t.GatewayState = int32(len(d.gateways(t, obs))), &v.agents, v.state
+	t.Gateways, t.ActiveAgents, t.GatewayState = v.gateways, &v.agents, v.state
 	if v.blocking != nil {
 		t.DrainSeenAt, t.DrainSeenBy, t.BlockingGateway, t.PartialWorkCounting = nil, "", v.blocking.Profile, false
 		t.State, t.Message = drainv1.TargetDraining, v.why
