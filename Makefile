@@ -15,6 +15,7 @@ ETCD_VERSION             := v3.6.16
 KWOK_VERSION             := v0.8.0
 CONTROLLER_TOOLS_VERSION := v0.21.0
 HELM_VERSION             := v3.22.0
+GOLANGCI_LINT_VERSION    := v2.15.0
 # Prometheus 3.16.0's promtool (the Go module is tagged v0.316.0): the chart's alert tests.
 PROMTOOL_VERSION         := v0.316.0
 # The real node: containerd's version is pinned by hack/tools/containerd/go.mod.
@@ -38,6 +39,7 @@ KUBE_SCHEDULER := $(TOOLS_CACHE)/kube-scheduler-$(K8S_VERSION)/kube-scheduler
 CONTROLLER_GEN := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KWOK           := $(TOOLS_CACHE)/kwok-$(KWOK_VERSION)/kwok
 HELM           := $(TOOLS_CACHE)/helm-$(HELM_VERSION)/helm
+GOLANGCI_LINT  := $(TOOLS_CACHE)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 PROMTOOL       := $(TOOLS_CACHE)/promtool-$(PROMTOOL_VERSION)/promtool
 KUBELET        := $(TOOLS_CACHE)/kubelet-$(K8S_VERSION)/kubelet
 CONTAINERD     := $(TOOLS_CACHE)/containerd-$(CONTAINERD_VERSION)/containerd
@@ -86,6 +88,19 @@ image: test-packages $(BIN)/kubectl ## Write the operator, agent, pause, test-ga
 		--gatewaysim $(BIN)/gatewaysim --busybox "$$(command -v busybox)" \
 		--kubectl $(BIN)/kubectl --kubectl-ref registry.k8s.io/kubectl:$(K8S_VERSION)
 
+# UNIT_PACKAGES hold every test that needs no control plane, cluster or node;
+# the tests that do are built with `!unit` (a TestMain that starts etcd and
+# kube-apiserver, the kwok and real-node suites under test/).
+UNIT_PACKAGES := ./api/... ./cmd/... ./controllers/... ./internal/... ./test/gatewaysim/...
+
+.PHONY: test-unit
+test-unit: test-packages ## Every test that needs no control plane (no etcd, no cluster): about 30 s warm.
+	go test -tags unit -count=1 $(UNIT_PACKAGES)
+
+.PHONY: lint
+lint: $(BIN)/golangci-lint ## golangci-lint (pinned, .golangci.yml): gofmt, goimports, vet, staticcheck, errcheck, unused, ineffassign.
+	$(BIN)/golangci-lint run ./...
+
 .PHONY: demo
 demo: cluster-tools build ## Drain five simulated gateways on a local cluster, cancel, tear down (about a minute warm).
 	go run ./hack/demo
@@ -93,7 +108,7 @@ demo: cluster-tools build ## Drain five simulated gateways on a local cluster, c
 ##@ Test
 
 .PHONY: test
-test: test-tools test-packages node-tools image plugin verify-generated vet ## Unit, envtest (real kube-apiserver + etcd), end-to-end (kwok, real exec) and real-node (kubelet, containerd, runc) tests.
+test: test-tools test-packages node-tools image plugin verify-generated vet lint ## Unit, envtest (real kube-apiserver + etcd), end-to-end (kwok, real exec) and real-node (kubelet, containerd, runc) tests.
 	KUBEBUILDER_ASSETS=$(abspath $(BIN)) go test ./... -count=1 -timeout 20m
 
 .PHONY: chaos
@@ -141,6 +156,7 @@ $(BIN)/kube-scheduler: $(KUBE_SCHEDULER)
 $(BIN)/controller-gen: $(CONTROLLER_GEN)
 $(BIN)/kwok: $(KWOK)
 $(BIN)/helm: $(HELM)
+$(BIN)/golangci-lint: $(GOLANGCI_LINT)
 $(BIN)/promtool: $(PROMTOOL)
 $(BIN)/kubelet: $(KUBELET)
 $(BIN)/containerd: $(CONTAINERD)
@@ -183,6 +199,10 @@ $(KWOK):
 $(HELM):
 	@echo ">> building helm $(HELM_VERSION) (about 2 min, once)"
 	$(call go-install,helm.sh/helm/v3/cmd/helm@$(HELM_VERSION))
+
+$(GOLANGCI_LINT):
+	@echo ">> building golangci-lint $(GOLANGCI_LINT_VERSION) (about 4 min cold, once)"
+	$(call go-install,github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION))
 
 # remove_all_sd leaves out Prometheus' service discoveries (the cloud SDKs):
 # rule checks and rule tests need none, and they are most of the build (cold:

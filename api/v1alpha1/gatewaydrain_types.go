@@ -437,7 +437,3 @@ type GatewayDrainList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []GatewayDrain `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&GatewayDrain{}, &GatewayDrainList{}, &TargetSlice{}, &TargetSliceList{})
-}

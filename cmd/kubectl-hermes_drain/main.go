@@ -12,9 +12,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
 
-// Exit codes, documented in --help and docs/plugin.md.
+// Exit codes, documented in --help and docs/plugin.md (0: done).
 const (
-	exitOK = 0
 	// exitError: bad arguments, or the API server refused or failed.
 	exitError = 1
 	// exitStalled: the drain cannot get where it was asked to go (Stalled:

@@ -113,7 +113,7 @@ type gatewaysVerdict struct {
 	// blocking gateway's state (else the root's), as Target.GatewayState
 	// shows it.
 	gateways, agents int32
-	state  string
+	state            string
 	// writers identifies every gateway's writer: a drain is confirmed on
 	// two reads by the same ones.
 	writers string

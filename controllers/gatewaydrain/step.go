@@ -296,7 +296,7 @@ func (r *Reconciler) observed(d *drain, t drainv1.Target, obs calls.Observation,
 	was := t
 	t.BlockingGateway, t.PartialWorkCounting = "", v.partial
 	t, next := r.confirmDrained(t, v, now)
-	if t.State == drainv1.TargetDrained && t.PartialWorkCounting && !(was.State == drainv1.TargetDrained && was.PartialWorkCounting) {
+	if t.State == drainv1.TargetDrained && t.PartialWorkCounting && (was.State != drainv1.TargetDrained || !was.PartialWorkCounting) {
 		r.event(d.gwd, corev1.EventTypeWarning, "PartialWorkCounting", "%s: drained on a count that may leave out API-server and cron work: its gateway's record does not show that it counts them (upstream before v0.20.6)", t.PodName)
 	}
 	return t, next

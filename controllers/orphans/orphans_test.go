@@ -1,3 +1,5 @@
+//go:build !unit
+
 package orphans_test
 
 import (

@@ -123,7 +123,8 @@ func ProfileName(name string) bool {
 		return false
 	}
 	for i, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')) {
+		lower, digit, inner := c >= 'a' && c <= 'z', c >= '0' && c <= '9', i > 0 && (c == '_' || c == '-')
+		if !lower && !digit && !inner {
 			return false
 		}
 	}

@@ -96,7 +96,7 @@ func FuzzProcStatStartTime(f *testing.F) {
 	f.Add("a) (b", "1")
 	f.Add(")", "99")
 	f.Fuzz(func(t *testing.T, comm, start string) {
-		if start == "" || strings.ContainsAny(start, " \t\n\v\f\r)\x85\xa0") || !utf8.ValidString(start) || strings.TrimSpace(start) != start {
+		if start == "" || strings.ContainsAny(start, " \t\n\v\f\r)\u0085\u00a0") || !utf8.ValidString(start) || strings.TrimSpace(start) != start {
 			t.Skip()
 		}
 		stat := "1 (" + comm + ") S" + strings.Repeat(" 0", 18) + " " + start + " 10 20\n"

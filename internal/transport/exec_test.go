@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/httpstream/wsstream"
 	"k8s.io/client-go/rest"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 )

@@ -135,15 +135,6 @@ func simWith(t *testing.T, opts Options) (*Sim, string) {
 	return New(opts), home
 }
 
-func modTime(t *testing.T, path string) time.Time {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.ModTime()
-}
-
 // The record is written on events only, as upstream's: an idle gateway
 // never rewrites it; while an external drain stands, today's gateway
 // persists it every tick, an older one only at turn boundaries.
