@@ -32,6 +32,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -213,13 +214,8 @@ func newGatewayAt(t *testing.T, ns, name, home string, mutate ...func(*corev1.Po
 // marks it running.
 func (g *gateway) create() {
 	g.t.Helper()
-	g.pod = &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: g.ns, Name: g.name, Labels: map[string]string{"app": "hermes-gateway", drainv1.GatewayLabel: "true"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{
-			{Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: g.home}}},
-			{Name: "sidecar", Image: "other"},
-		}},
-	}
+	g.pod = gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: g.ns, Name: g.name, Home: g.home, Labels: map[string]string{"app": "hermes-gateway"}, Declared: true})
+	g.pod.Spec.Containers = append(g.pod.Spec.Containers, corev1.Container{Name: "sidecar", Image: "other"})
 	g.mutate(g.pod)
 	if err := k8s.Create(context.Background(), g.pod); err != nil {
 		g.t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -35,18 +36,7 @@ var program = transport.NewProgram(transport.LocalRunner{}, "/proc")
 func runningPod(t *testing.T, ns, name string, gateway, gated bool) (calls.Pod, string) {
 	t.Helper()
 	home := t.TempDir()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: home}},
-		}}},
-	}
-	if gateway {
-		pod.Labels[drainv1.GatewayLabel] = "true"
-	}
-	if gated {
-		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
-	}
+	pod := gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: ns, Name: name, Home: home, Declared: gateway, Gated: gated})
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/internal/transport"
@@ -60,15 +61,7 @@ func gatedPod(t *testing.T, ns, name string, gated bool) (*corev1.Pod, string) {
 	t.Helper()
 	home := t.TempDir()
 	writeState(t, home, "running", 1)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{
-			Name: "gateway", Image: "hermes", Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: home}},
-		}}},
-	}
-	if gated {
-		pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: drainv1.ReadinessGate}}
-	}
+	pod := gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: ns, Name: name, Home: home, Gated: gated})
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)

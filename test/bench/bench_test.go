@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -375,16 +376,8 @@ func parkPods(ctx context.Context, ns string, n int) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for i := range n {
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("parked-%d", i), Labels: map[string]string{"app": "parked"}},
-			Spec: corev1.PodSpec{
-				NodeName: "parking", // no such node: the pod stays Pending
-				Containers: []corev1.Container{{
-					Name: cluster.GatewayContainer, Image: "hermes-gateway:simulated",
-					Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: "/opt/data"}},
-				}},
-			},
-		}
+		pod := gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: ns, Name: fmt.Sprintf("parked-%d", i), Image: "hermes-gateway:simulated",
+			Home: "/opt/data", Labels: map[string]string{"app": "parked"}, NodeName: "parking"}) // no such node: the pod stays Pending
 		g.Go(func() error { return lc.Client.Create(ctx, pod) })
 	}
 	return g.Wait()

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,13 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
 // GatewayContainer is the gateway container's name in fixture pods.
-const GatewayContainer = "gateway"
+const GatewayContainer = gatewaypodtest.Container
 
 // Gateway is a gateway pod fixture: a pod on the kwok node, its kwok Exec
 // rule, and its folder on this host, which is its HERMES_HOME. The folder
@@ -75,21 +74,8 @@ func (g *Gateway) Create(ctx context.Context, mutate ...func(*corev1.Pod)) error
 	if err := g.Prepare(ctx); err != nil {
 		return err
 	}
-	labels := maps.Clone(g.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[drainv1.GatewayLabel] = "true"
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: g.Namespace, Name: g.Name, Labels: labels},
-		Spec: corev1.PodSpec{
-			NodeName: NodeName,
-			Containers: []corev1.Container{{
-				Name: GatewayContainer, Image: "hermes-gateway:simulated",
-				Env: []corev1.EnvVar{{Name: "HERMES_HOME", Value: g.Home}},
-			}},
-		},
-	}
+	pod := gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: g.Namespace, Name: g.Name, Image: "hermes-gateway:simulated", Home: g.Home,
+		Labels: g.Labels, Declared: true, NodeName: NodeName})
 	for _, m := range mutate {
 		m(pod)
 	}

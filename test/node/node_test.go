@@ -27,6 +27,7 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -73,18 +74,11 @@ func run(m *testing.M) int {
 // change the pod first.
 func gatewayPod(t *testing.T, ns, name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
 	t.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "hermes-gateway", drainv1.GatewayLabel: "true"}},
-		Spec: corev1.PodSpec{
-			NodeName:                     cluster.RealNodeName,
-			HostNetwork:                  true, // nothing leaves loopback
-			AutomountServiceAccountToken: ptr.To(false),
-			Containers: []corev1.Container{{
-				Name: "gateway", Image: "hermes-gateway-sim:dev", ImagePullPolicy: corev1.PullNever,
-				Args: []string{"--interval", "200ms"},
-			}},
-		},
-	}
+	pod := gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: ns, Name: name, Image: "hermes-gateway-sim:dev",
+		Labels: map[string]string{"app": "hermes-gateway"}, Declared: true, NodeName: cluster.RealNodeName})
+	pod.Spec.HostNetwork = true // nothing leaves loopback
+	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
+	pod.Spec.Containers[0].ImagePullPolicy, pod.Spec.Containers[0].Args = corev1.PullNever, []string{"--interval", "200ms"}
 	for _, m := range mutate {
 		m(pod)
 	}
