@@ -1,6 +1,7 @@
 package gatewaydrain
 
 import (
+	"sync/atomic"
 	"time"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -35,6 +36,9 @@ type drain struct {
 	// most of the manager's time reading and writing them), and one of slow
 	// execs small enough to show progress every few seconds.
 	callsUntil time.Time
+	// deferred counts the targets due now that the closed batch left to the
+	// next reconcile.
+	deferred atomic.Int32
 }
 
 func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *drain {

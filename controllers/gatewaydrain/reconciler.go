@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -186,6 +188,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{}, err
 	case !ready:
 		// The slices' events wake it; the requeue is a backstop.
+		log.FromContext(ctx).V(1).Info("waiting for the cache to catch up with the TargetSlices this operator wrote last")
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	before := gwd.DeepCopy()
@@ -212,6 +215,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		}
 		switch {
 		case apierrors.IsConflict(werr) || apierrors.IsAlreadyExists(werr):
+			log.FromContext(ctx).V(1).Info("a write met a newer version: reconciling again on fresh data", "after", r.RetryBase, "conflict", werr.Error())
 			result, err = ctrl.Result{RequeueAfter: r.RetryBase}, nil
 		case werr != nil && err == nil:
 			err = werr
@@ -248,6 +252,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if d.withdrawn == "" && gwd.Status.Deadline != nil {
 		next = earliest(next, gwd.Status.Deadline.Time)
 	}
+	if !next.IsZero() {
+		log.FromContext(ctx).V(1).Info("looking again", "at", next, "in", next.Sub(now).Round(time.Millisecond))
+	}
 	return requeueAt(next, now), nil
 }
 
@@ -270,6 +277,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 	})
 	stepped := make([]drainv1.Target, len(targets))
 	nexts := make([]time.Time, len(targets))
+	logger := log.FromContext(ctx)
 	// A reconcile does not wait on its calls long past its batch: a call
 	// still running CallGrace after the batch ended is abandoned (its
 	// target fails and is retried with backoff), so targets that never
@@ -304,9 +312,13 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, erro
 			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
 				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
 			}
+			logTarget(logger, before, stepped[i], nexts[i])
 		})
 	}
 	wg.Wait()
+	if deferred := d.deferred.Load(); deferred > 0 {
+		logger.V(1).Info("the batch closed: the next reconcile carries on", "batchTime", r.BatchTime, "targetsLeft", deferred)
+	}
 	d.targets = stepped // what was done is kept, even if a lookup failed
 	if lookupErr != nil {
 		return time.Time{}, lookupErr
@@ -463,6 +475,26 @@ func releaseDeadline(gwd *drainv1.GatewayDrain, targets []drainv1.Target, timeou
 		}
 	}
 	return last.Add(timeout)
+}
+
+// logTarget says what became of a target: at level 0 each change of state,
+// at level 1 each look that left it waiting (and for what, and until when),
+// so that `kubectl logs` answers "why is gw-3 still Draining".
+func logTarget(logger logr.Logger, before drainv1.TargetState, t drainv1.Target, next time.Time) {
+	keys := []any{"pod", t.PodName, "state", t.State, "message", t.Message}
+	if t.BlockingGateway != "" {
+		keys = append(keys, "blockingGateway", t.BlockingGateway)
+	}
+	if t.State != before {
+		logger.Info("target", append(keys, "was", before)...)
+		return
+	}
+	if logger.V(1).Enabled() && !done(t, false) && !done(t, true) {
+		if !next.IsZero() {
+			keys = append(keys, "next", next)
+		}
+		logger.V(1).Info("target waits", keys...)
+	}
 }
 
 func earliest(a, b time.Time) time.Time {

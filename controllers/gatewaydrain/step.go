@@ -358,6 +358,7 @@ func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, 
 		return next, false
 	}
 	if time.Now().After(d.callsUntil) {
+		d.deferred.Add(1)
 		return now, false
 	}
 	return time.Time{}, true

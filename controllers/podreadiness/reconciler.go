@@ -226,6 +226,11 @@ func (r *Reconciler) write(ctx context.Context, pod *corev1.Pod, v verdict, now 
 	if err := patchGate(ctx, r.Client, pod, want); err != nil {
 		return err
 	}
+	if flipped {
+		log.FromContext(ctx).Info("gate", "status", v.status, "reason", v.reason, "message", v.message)
+	} else {
+		log.FromContext(ctx).V(1).Info("gate", "status", v.status, "reason", v.reason, "message", v.message)
+	}
 	if flipped && cur != nil {
 		if !v.updatedAt.IsZero() && now.After(v.updatedAt) {
 			gateFlipSeconds.Observe(now.Sub(v.updatedAt).Seconds())
