@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 )
 
 type drainFlags struct {
@@ -74,7 +74,7 @@ func (o *options) drain(cmd *cobra.Command, f drainFlags) error {
 	if f.output == "" {
 		return nil
 	}
-	obs, err := gatewaydrain.Observe(cmd.Context(), c, key)
+	obs, err := drain.Observe(cmd.Context(), c, key)
 	if err != nil {
 		return err
 	}

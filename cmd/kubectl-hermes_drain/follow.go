@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/drainview"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
@@ -80,7 +80,7 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 	// no longer names the pods that kept it from Drained.
 	shown, waiting, drawn := "", "", ""
 	for {
-		obs, err := gatewaydrain.Observe(waitCtx, c, key)
+		obs, err := drain.Observe(waitCtx, c, key)
 		switch {
 		case apierrors.IsNotFound(err):
 			return &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s was deleted", key)}
@@ -117,7 +117,7 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 
 // redraw clears the terminal and draws the drain's table, unless it is the
 // one drawn last; it returns the table on the screen.
-func (o *options) redraw(obs *gatewaydrain.Observed, drawn string) string {
+func (o *options) redraw(obs *drain.Observed, drawn string) string {
 	var table strings.Builder
 	_ = drainview.Drain(&table, obs.GatewayDrain, obs.Targets, time.Now())
 	if table.String() != drawn {

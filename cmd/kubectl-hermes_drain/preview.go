@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/drainview"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -121,14 +121,14 @@ func (o *options) preview(ctx context.Context, f drainFlags, read bool) (*previe
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		row := &data.Pods[i]
-		row.Name, row.Skipped = pod.Name, gatewaydrain.Skipped(gwd, pod)
+		row.Name, row.Skipped = pod.Name, drain.Skipped(gwd, pod)
 		row.Target = row.Skipped == ""
 		row.Ready = gatewaypod.ConditionStatus(pod, corev1.PodReady)
 		if gatewaypod.Gated(pod) {
 			row.Gate = gatewaypod.ConditionStatus(pod, drainv1.ReadinessGate)
 		}
 		for _, h := range holders {
-			if gatewaydrain.Holds(h.target, pod) {
+			if drain.Holds(h.target, pod) {
 				row.HeldBy = h.drain
 			}
 		}
@@ -156,10 +156,10 @@ func standingTargets(ctx context.Context, c client.Client, ns string, now time.T
 	}
 	var held []holder
 	for i := range drains.Items {
-		if !gatewaydrain.Stands(&drains.Items[i], now) {
+		if !drain.Stands(&drains.Items[i], now) {
 			continue
 		}
-		targets, err := gatewaydrain.ListTargets(ctx, c, &drains.Items[i])
+		targets, err := drain.ListTargets(ctx, c, &drains.Items[i])
 		if err != nil {
 			return nil, err
 		}

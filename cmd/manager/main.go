@@ -32,6 +32,7 @@ import (
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
@@ -181,7 +182,7 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	recorder := mgr.GetEventRecorder("hermes-drain-operator")
-	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+	if err := drain.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("setting up the cache indexes: %w", err)
 	}
 	orphaned := &orphans.Remover{Cache: mgr.GetClient(), API: mgr.GetAPIReader(), Transport: tr, Recorder: recorder, Options: f.orphans}
@@ -246,7 +247,7 @@ func cacheOptions(f flags) cache.Options {
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:                {Label: f.podSelector, Transform: gatewaypod.Trim},
-			&discoveryv1.EndpointSlice{}: {Transform: gatewaydrain.TrimEndpointSlice},
+			&discoveryv1.EndpointSlice{}: {Transform: gatewaypod.TrimEndpointSlice},
 		},
 	}
 	if namespaces := splitNamespaces(f.watchNamespaces); len(namespaces) > 0 {

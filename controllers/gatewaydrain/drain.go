@@ -6,19 +6,13 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
-// Why a drain was withdrawn; "" while it stands.
-const (
-	withdrawnCancelled = "cancelled"
-	withdrawnDeadline  = "deadline exceeded"
-	withdrawnDeleted   = "deleted"
-)
-
-// drain is one reconcile's view of a GatewayDrain: what it wants of its
+// view is one reconcile's view of a GatewayDrain: what it wants of its
 // targets, with its defaults resolved.
-type drain struct {
+type view struct {
 	gwd *drainv1.GatewayDrain
 	// targets are the drain's targets, in the order they joined (its
 	// TargetSlices hold them).
@@ -41,60 +35,28 @@ type drain struct {
 	deferred atomic.Int32
 }
 
-func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *drain {
-	return &drain{gwd: gwd, targets: targets, now: now, withdrawn: withdrawal(gwd, now), callsUntil: time.Now().Add(batch)}
-}
-
-// withdrawal says why the drain no longer stands at now, or "" while it does.
-func withdrawal(gwd *drainv1.GatewayDrain, now time.Time) string {
-	switch {
-	case !gwd.DeletionTimestamp.IsZero():
-		return withdrawnDeleted
-	case gwd.Spec.Action == drainv1.ActionCancel:
-		return withdrawnCancelled
-	case deadlineExceeded(gwd, now):
-		return withdrawnDeadline
-	}
-	return ""
-}
-
-// Stands reports whether the drain still asks its targets to drain at now:
-// not deleted, not cancelled, its deadline not passed.
-func Stands(gwd *drainv1.GatewayDrain, now time.Time) bool { return withdrawal(gwd, now) == "" }
-
-// timeout is spec.timeout or its default.
-func timeout(gwd *drainv1.GatewayDrain) time.Duration {
-	if gwd.Spec.Timeout != nil {
-		return gwd.Spec.Timeout.Duration
-	}
-	return 2 * time.Hour
-}
-
-// deadlineExceeded is true once the deadline of a drain with targets has
-// passed. It stays true: a timeout raised afterwards does not drain again
-// (create a new GatewayDrain). A drain without targets stays NoTargets.
-func deadlineExceeded(gwd *drainv1.GatewayDrain, now time.Time) bool {
-	return gwd.Status.DeadlineExceeded || gwd.Status.StartedAt != nil && gwd.Status.TargetSlices > 0 && !now.Before(gwd.Status.StartedAt.Add(timeout(gwd)))
+func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *view {
+	return &view{gwd: gwd, targets: targets, now: now, withdrawn: drain.Withdrawal(gwd, now), callsUntil: time.Now().Add(batch)}
 }
 
 // following reports whether the drain still follows its selector: it
 // stands and has not been Drained yet.
-func (d *drain) following() bool { return d.withdrawn == "" && d.gwd.Status.DrainedAt == nil }
+func (d *view) following() bool { return d.withdrawn == "" && d.gwd.Status.DrainedAt == nil }
 
 // principal is spec.principal or gatewaydrain/<namespace>/<name>.
-func (d *drain) principal() string {
+func (d *view) principal() string {
 	if d.gwd.Spec.Principal != "" {
 		return d.gwd.Spec.Principal
 	}
 	return "gatewaydrain/" + d.gwd.Namespace + "/" + d.gwd.Name
 }
 
-func (d *drain) pod(t drainv1.Target) calls.Pod {
+func (d *view) pod(t drainv1.Target) calls.Pod {
 	return calls.Pod{Namespace: d.gwd.Namespace, Name: t.PodName, Container: t.Container}
 }
 
 // origin identifies this drain and the target's instantiation in the marker.
-func (d *drain) origin(t drainv1.Target) marker.Origin {
+func (d *view) origin(t drainv1.Target) marker.Origin {
 	o := marker.Origin{
 		GatewayDrainUID: string(d.gwd.UID),
 		GatewayDrain:    d.gwd.Namespace + "/" + d.gwd.Name,
@@ -110,7 +72,7 @@ func (d *drain) origin(t drainv1.Target) marker.Origin {
 	return o
 }
 
-func (d *drain) request(t drainv1.Target, replaceable []byte) calls.ProjectRequest {
+func (d *view) request(t drainv1.Target, replaceable []byte) calls.ProjectRequest {
 	return calls.ProjectRequest{
 		Marker: marker.Request{
 			Principal:            d.principal(),
@@ -125,13 +87,13 @@ func (d *drain) request(t drainv1.Target, replaceable []byte) calls.ProjectReque
 // this instantiation, with its epoch. Its age is the gateway's to judge, on
 // the gateway's clock, which stamped it: the refresh keeps it well inside
 // upstream's hour.
-func (d *drain) ours(t drainv1.Target, obs calls.Observation) bool {
+func (d *view) ours(t drainv1.Target, obs calls.Observation) bool {
 	return d.oursIn(t, obs.Epoch, obs.GatewayHome)
 }
 
 // oursIn reports whether the marker read back in one gateway home (the root
 // or a profile's) is ours, as ours does.
-func (d *drain) oursIn(t drainv1.Target, epoch string, h calls.GatewayHome) bool {
+func (d *view) oursIn(t drainv1.Target, epoch string, h calls.GatewayHome) bool {
 	if h.Marker.State != calls.FilePresent {
 		return false
 	}

@@ -1,9 +1,6 @@
 package gatewaydrain
 
 import (
-	"fmt"
-	"strings"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,22 +32,4 @@ func (r *Reconciler) recordTransitions(before, after *drainv1.GatewayDrain) {
 		eventType = corev1.EventTypeWarning
 	}
 	r.event(after, eventType, now.Reason, "%s", now.Message)
-}
-
-// podNames lists the targets' pods for a message, at most maxNamed of them.
-func podNames(targets []drainv1.Target) string {
-	return someOf(len(targets), ", ", func(i int) string { return targets[i].PodName })
-}
-
-// someOf joins the descriptions of the first maxNamed of n things and says
-// how many more there are: a message about a thousand pods stays readable.
-func someOf(n int, sep string, describe func(i int) string) string {
-	var parts []string
-	for i := range min(n, maxNamed) {
-		parts = append(parts, describe(i))
-	}
-	if n > maxNamed {
-		parts = append(parts, fmt.Sprintf("and %d more", n-maxNamed))
-	}
-	return strings.Join(parts, sep)
 }

@@ -20,13 +20,13 @@ import (
 // gateways are the target's gateways as obs shows them, counting a profile
 // home whose gateway is not running when our marker is there (it drains if
 // it starts).
-func (d *drain) gateways(t drainv1.Target, obs calls.Observation) []calls.Gateway {
+func (d *view) gateways(t drainv1.Target, obs calls.Observation) []calls.Gateway {
 	return obs.Gateways(func(h calls.GatewayHome) bool { return d.oursIn(t, obs.Epoch, h) })
 }
 
 // profilesToMark names the profile homes whose gateways our marker must
 // reach, as obs shows them.
-func (d *drain) profilesToMark(t drainv1.Target, obs calls.Observation) []string {
+func (d *view) profilesToMark(t drainv1.Target, obs calls.Observation) []string {
 	var names []string
 	for _, g := range d.gateways(t, obs) {
 		if g.Profile != calls.DefaultProfile {
@@ -39,7 +39,7 @@ func (d *drain) profilesToMark(t drainv1.Target, obs calls.Observation) []string
 // unmarked names the profile homes whose gateways our marker does not
 // reach yet, and that a person has not cleared (they are not in
 // MarkedProfiles).
-func (d *drain) unmarked(t drainv1.Target, obs calls.Observation) []string {
+func (d *view) unmarked(t drainv1.Target, obs calls.Observation) []string {
 	var names []string
 	for _, g := range d.gateways(t, obs) {
 		if g.Profile != calls.DefaultProfile && !d.oursIn(t, obs.Epoch, g.Home) && !slices.Contains(markedProfiles(t), g.Profile) {
@@ -73,7 +73,7 @@ func markedProfiles(t drainv1.Target) []string {
 // markProfiles adds to MarkedProfiles each profile home named that now
 // holds our marker, as far as the field's bound allows: past it, a person's
 // removal of one is not told from a gateway that has yet to get one.
-func (d *drain) markProfiles(t drainv1.Target, obs calls.Observation, names []string) drainv1.Target {
+func (d *view) markProfiles(t drainv1.Target, obs calls.Observation, names []string) drainv1.Target {
 	marked := markedProfiles(t)
 	for _, name := range names {
 		p, ok := obs.Profile(name)
@@ -128,7 +128,7 @@ type gatewaysVerdict struct {
 // no turn in flight, or not running with our marker in place (it drains if
 // it starts). A container with more profile homes than a call looks into
 // is never drained.
-func (d *drain) judge(t drainv1.Target, obs calls.Observation) gatewaysVerdict {
+func (d *view) judge(t drainv1.Target, obs calls.Observation) gatewaysVerdict {
 	gateways := d.gateways(t, obs)
 	v := gatewaysVerdict{gateways: int32(len(gateways)), state: gatewayStateShown(gateways[0])}
 	var writers []string

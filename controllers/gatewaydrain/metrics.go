@@ -6,6 +6,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 )
 
 var (
@@ -52,7 +53,7 @@ var targetStates = []drainv1.TargetState{
 }
 
 // recordMetrics sets the drain's per-object series from its status.
-func recordMetrics(d *drain) {
+func recordMetrics(d *view) {
 	gwd := d.gwd
 	for _, c := range gwd.Status.Conditions {
 		for _, s := range []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown} {
@@ -61,7 +62,7 @@ func recordMetrics(d *drain) {
 	}
 	counts := gwd.Status.Counts
 	for _, state := range targetStates {
-		drainTargets.WithLabelValues(gwd.Namespace, gwd.Name, string(state)).Set(float64(*countOf(&counts, state)))
+		drainTargets.WithLabelValues(gwd.Namespace, gwd.Name, string(state)).Set(float64(*drain.CountOf(&counts, state)))
 	}
 	drainCreated.WithLabelValues(gwd.Namespace, gwd.Name).Set(float64(gwd.CreationTimestamp.Unix()))
 	drainStanding.WithLabelValues(gwd.Namespace, gwd.Name).Set(oneIf(d.withdrawn == ""))

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
@@ -25,9 +26,9 @@ func TestRecordMetricsExportsEveryTargetState(t *testing.T) {
 	created := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d", CreationTimestamp: metav1.NewTime(created)}}
 	for i, s := range states {
-		*countOf(&gwd.Status.Counts, drainv1.TargetState(s)) = int32(i + 1)
+		*drain.CountOf(&gwd.Status.Counts, drainv1.TargetState(s)) = int32(i + 1)
 	}
-	recordMetrics(&drain{gwd: gwd})
+	recordMetrics(&view{gwd: gwd})
 	for i, s := range states {
 		if got, ok := testenv.Metric(t, "hermes_drain_gatewaydrain_targets", with("state", s)); got != float64(i+1) {
 			t.Errorf("targets{state=%q} = %v (exported: %v), want %d", s, got, ok, i+1)
@@ -42,7 +43,7 @@ func TestRecordMetricsExportsEveryTargetState(t *testing.T) {
 	if got, ok := testenv.Metric(t, "hermes_drain_markers_left_total", map[string]string{"namespace": ns}); !ok || got != 0 {
 		t.Errorf("markers left %v (exported: %v), want 0", got, ok)
 	}
-	recordMetrics(&drain{gwd: gwd, withdrawn: withdrawnCancelled})
+	recordMetrics(&view{gwd: gwd, withdrawn: drain.WithdrawnCancelled})
 	if got, _ := testenv.Metric(t, "hermes_drain_gatewaydrain_standing", own); got != 0 {
 		t.Errorf("standing %v for a cancelled drain", got)
 	}

@@ -15,6 +15,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -62,7 +63,7 @@ func (c *container) gateway(profile string, pid int, state string, agents int, e
 
 // stepAt makes one step of the drain towards target at now, its next
 // attempt due.
-func stepAt(r *Reconciler, gwd *drainv1.GatewayDrain, target drainv1.Target, now time.Time) (drainv1.Target, *drain) {
+func stepAt(r *Reconciler, gwd *drainv1.GatewayDrain, target drainv1.Target, now time.Time) (drainv1.Target, *view) {
 	d := newDrain(gwd, nil, now, time.Hour)
 	d.callsUntil = time.Now().Add(time.Hour)
 	target.LastAttemptTime = nil
@@ -197,7 +198,7 @@ func TestAGatewayThatMayNotCountAllItsWork(t *testing.T) {
 			gwd.Spec.TrafficOrder, gwd.Spec.RequireCompleteWorkCounting = drainv1.TrafficMarkerFirst, tc.require
 			r := &Reconciler{Options: DefaultOptions(), Transport: calls.InProcess{ProcRoot: c.proc}, Clock: testclock.NewFakePassiveClock(now)}
 			target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: c.home, State: drainv1.TargetPending}
-			var d *drain
+			var d *view
 			for _, at := range []time.Duration{0, 3 * time.Second} {
 				target, d = stepAt(r, gwd, target, now.Add(at))
 			}
@@ -208,7 +209,7 @@ func TestAGatewayThatMayNotCountAllItsWork(t *testing.T) {
 				t.Errorf("the refusal does not say why: %s", target.Message)
 			}
 			d.targets = []drainv1.Target{target}
-			computeStatus(gwd, d, nil)
+			drain.ComputeStatus(gwd, d.targets, d.withdrawn, d.now, nil)
 			drained := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained)
 			if tc.partial && (gwd.Status.Counts.PartialWorkCounting != 1 || !strings.Contains(drained.Message, "1 drained on a count of chat turns alone")) {
 				t.Errorf("counts %+v, Drained %q: want the warning", gwd.Status.Counts, drained.Message)

@@ -35,6 +35,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
@@ -193,14 +194,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	before := gwd.DeepCopy()
 	now := r.Clock.Now()
-	d := newDrain(gwd, loaded.targets(), now, r.BatchTime)
-	var stalled *stall
+	d := newDrain(gwd, loaded.Targets(), now, r.BatchTime)
+	var stalled *drain.Stall
 	var released bool // deleted, its finalizer removed: the object is gone
 	defer func() {
 		if released {
 			return
 		}
-		computeStatus(gwd, d, stalled)
+		drain.ComputeStatus(gwd, d.targets, d.withdrawn, d.now, stalled)
 		recordMetrics(d)
 		// The targets first, then the status that counts them: a status
 		// never describes targets that were not written. Each write is
@@ -242,7 +243,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if d.withdrawn == withdrawnDeleted {
+	if d.withdrawn == drain.WithdrawnDeleted {
 		released, err = r.finalize(ctx, d, loaded)
 		if err != nil || released {
 			return ctrl.Result{}, err
@@ -260,7 +261,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 
 // stepTargets steps every target, a bounded number at a time, and returns the
 // earliest time one wants to be looked at again.
-func (r *Reconciler) stepTargets(ctx context.Context, d *drain) (time.Time, error) {
+func (r *Reconciler) stepTargets(ctx context.Context, d *view) (time.Time, error) {
 	targets := d.targets
 	if len(targets) == 0 {
 		return time.Time{}, nil
@@ -346,11 +347,11 @@ func (r *Reconciler) podOf(ctx context.Context, namespace, name string) (*corev1
 // behind (releaseDeadline): it deletes
 // the drain's TargetSlices, then its finalizer. It reports whether it let
 // go: the object is then gone, with no status to write.
-func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices) (bool, error) {
+func (r *Reconciler) finalize(ctx context.Context, d *view, loaded drain.Slices) (bool, error) {
 	gwd := d.gwd
 	var left []drainv1.Target
 	for _, t := range d.targets {
-		if !done(t, true) {
+		if !drain.Done(t, true) {
 			left = append(left, t)
 		}
 	}
@@ -359,7 +360,7 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 	}
 	if len(left) > 0 {
 		r.event(gwd, corev1.EventTypeWarning, "MarkersLeft",
-			"deleted, and %s without removing a marker: letting go of the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, podNames(left))
+			"deleted, and %s without removing a marker: letting go of the markers of %s; each gateway ignores its marker once restarted (epoch)", r.ReleaseTimeout, drain.PodNames(left))
 	}
 	// No targets left to hold: every slice goes.
 	if err := r.saveTargets(ctx, gwd, loaded, nil); err != nil {
@@ -376,25 +377,6 @@ func (r *Reconciler) finalize(ctx context.Context, d *drain, loaded loadedSlices
 	} // not found: a reconcile before this one let go, and counted what it left
 	forgetMetrics(gwd.Namespace, gwd.Name)
 	return true, nil
-}
-
-// SetupIndexes registers the cache index both reconcilers find a pod's
-// TargetSlices by. It is called once, before either is set up: without it
-// every lookup fails, and the readiness reconciler would poll every gated
-// pod every second instead of waiting for its drain.
-// The drain reconciler also finds a pod's EndpointSlices by it.
-func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(ctx, &drainv1.TargetSlice{}, slicePodIndex, func(o client.Object) []string {
-		var names []string
-		for _, t := range o.(*drainv1.TargetSlice).Targets {
-			names = append(names, t.PodName)
-		}
-		return names
-	})
-	if err != nil {
-		return err
-	}
-	return mgr.GetFieldIndexer().IndexField(ctx, &discoveryv1.EndpointSlice{}, endpointPodIndex, endpointPods)
 }
 
 // SetupWithManager registers the reconciler: GatewayDrains, and the pods
@@ -416,7 +398,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, maxConcurrentReconciles 
 
 // drainsTargeting maps a pod to the GatewayDrains whose slices hold a pod of its name.
 func (r *Reconciler) drainsTargeting(ctx context.Context, pod client.Object) []reconcile.Request {
-	held, err := targetSlicesOf(ctx, r.Client, pod.GetNamespace(), pod.GetName())
+	held, err := drain.SlicesTargeting(ctx, r.Client, pod.GetNamespace(), pod.GetName())
 	if err != nil {
 		log.FromContext(ctx).Error(err, "listing TargetSlices for a pod", "pod", pod.GetName())
 		return nil
@@ -435,7 +417,7 @@ func (r *Reconciler) drainsTargeting(ctx context.Context, pod client.Object) []r
 func (r *Reconciler) drainsTargetingEndpoints(ctx context.Context, o client.Object) []reconcile.Request {
 	seen := map[reconcile.Request]bool{}
 	var reqs []reconcile.Request
-	for _, name := range endpointPods(o) {
+	for _, name := range drain.EndpointPods(o) {
 		pod := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: o.GetNamespace(), Name: name}}
 		for _, req := range r.drainsTargeting(ctx, pod) {
 			if !seen[req] {
@@ -489,7 +471,7 @@ func logTarget(logger logr.Logger, before drainv1.TargetState, t drainv1.Target,
 		logger.Info("target", append(keys, "was", before)...)
 		return
 	}
-	if logger.V(1).Enabled() && !done(t, false) && !done(t, true) {
+	if logger.V(1).Enabled() && !drain.Done(t, false) && !drain.Done(t, true) {
 		if !next.IsZero() {
 			keys = append(keys, "next", next)
 		}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"reflect"
-	"slices"
 	"sync"
 	"time"
 
@@ -17,56 +15,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 )
 
 // A drain's targets live in its TargetSlices, not in its status: a status
 // listing 10,000 targets would pass the size etcd takes in one object. The
 // reconciler reads them all into a drain's targets, in the order they
 // joined, and writes back only the slices whose part changed.
-
-// slicePodIndex indexes TargetSlices by the names of their target pods, so
-// a pod event or a gate read finds the drains that target it.
-const slicePodIndex = "targets.podName"
-
-// loadedSlices are a drain's TargetSlices as read, by index.
-type loadedSlices map[int32]*drainv1.TargetSlice
-
-// targets concatenates the slices' targets in index order.
-func (l loadedSlices) targets() []drainv1.Target {
-	var targets []drainv1.Target
-	for _, i := range slices.Sorted(maps.Keys(l)) {
-		targets = append(targets, l[i].Targets...)
-	}
-	return targets
-}
-
-// ownedSlices lists the TargetSlices of gwd (labelled with its name and
-// owned by its UID: a drain deleted and created again under the same name
-// does not inherit the slices the first one left to the garbage collector).
-//
-// From the cache, the slices share their contents with the cache's own
-// objects, not copied (10,000 targets would be copied on every reconcile):
-// they are read only, and saveTargets writes new objects.
-func ownedSlices(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain) (loadedSlices, error) {
-	var list drainv1.TargetSliceList
-	if err := c.List(ctx, &list, client.InNamespace(gwd.Namespace), client.MatchingLabels{drainv1.GatewayDrainLabel: gwd.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
-	}
-	owned := loadedSlices{}
-	for i := range list.Items {
-		s := &list.Items[i]
-		if metav1.IsControlledBy(s, gwd) {
-			owned[s.Index] = s
-		}
-	}
-	return owned, nil
-}
-
-// ListTargets returns a drain's targets, in the order they joined.
-func ListTargets(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain) ([]drainv1.Target, error) {
-	owned, err := ownedSlices(ctx, c, gwd)
-	return owned.targets(), err
-}
 
 // loadTargets reads the drain's slices from the cache. It reports not ready
 // while the cache has not seen this reconciler's last writes to them (the
@@ -79,8 +34,8 @@ func ListTargets(ctx context.Context, c client.Reader, gwd *drainv1.GatewayDrain
 // cache holds fewer slices than the status counts, or stays behind for
 // longer than cacheLagLimit (someone else wrote a slice since, or a watch
 // is slow).
-func (r *Reconciler) loadTargets(ctx context.Context, gwd *drainv1.GatewayDrain) (_ loadedSlices, ready bool, _ error) {
-	owned, err := ownedSlices(ctx, r.Client, gwd)
+func (r *Reconciler) loadTargets(ctx context.Context, gwd *drainv1.GatewayDrain) (_ drain.Slices, ready bool, _ error) {
+	owned, err := drain.OwnedSlices(ctx, r.Client, gwd)
 	if err != nil {
 		return nil, false, err
 	}
@@ -92,7 +47,7 @@ func (r *Reconciler) loadTargets(ctx context.Context, gwd *drainv1.GatewayDrain)
 			return owned, true, nil
 		}
 	}
-	owned, err = ownedSlices(ctx, r.APIReader, gwd)
+	owned, err = drain.OwnedSlices(ctx, r.APIReader, gwd)
 	if err != nil {
 		return nil, false, err
 	}
@@ -110,7 +65,7 @@ func (r *Reconciler) loadTargets(ctx context.Context, gwd *drainv1.GatewayDrain)
 // resourceVersion read, so a reconcile on a stale cache fails with a
 // conflict instead of writing over newer targets. It records the number of
 // slices in the status, which the caller writes next.
-func (r *Reconciler) saveTargets(ctx context.Context, gwd *drainv1.GatewayDrain, loaded loadedSlices, targets []drainv1.Target) error {
+func (r *Reconciler) saveTargets(ctx context.Context, gwd *drainv1.GatewayDrain, loaded drain.Slices, targets []drainv1.Target) error {
 	n := (len(targets) + drainv1.MaxTargetsPerSlice - 1) / drainv1.MaxTargetsPerSlice
 	var errs []error
 	for i := range int32(n) {
@@ -187,16 +142,16 @@ const (
 	cacheBehind
 )
 
-func (v *sliceVersions) record(drain types.UID, index int32, version string, now time.Time) {
+func (v *sliceVersions) record(uid types.UID, index int32, version string, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.byDrain == nil {
 		v.byDrain = map[types.UID]*expected{}
 	}
-	e := v.byDrain[drain]
+	e := v.byDrain[uid]
 	if e == nil {
 		e = &expected{versions: map[int32]string{}}
-		v.byDrain[drain] = e
+		v.byDrain[uid] = e
 	}
 	if e.since.IsZero() { // nothing was waited for: the clock starts now
 		e.since = now
@@ -205,25 +160,25 @@ func (v *sliceVersions) record(drain types.UID, index int32, version string, now
 }
 
 // expect replaces what is expected of the drain's slices with read.
-func (v *sliceVersions) expect(drain types.UID, read loadedSlices, now time.Time) {
-	v.forget(drain)
+func (v *sliceVersions) expect(uid types.UID, read drain.Slices, now time.Time) {
+	v.forget(uid)
 	for i, s := range read {
-		v.record(drain, i, s.ResourceVersion, now)
+		v.record(uid, i, s.ResourceVersion, now)
 	}
 }
 
-func (v *sliceVersions) forget(drain types.UID) {
+func (v *sliceVersions) forget(uid types.UID) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	delete(v.byDrain, drain)
+	delete(v.byDrain, uid)
 }
 
 // check says whether the slices read hold every version expected, and if
 // not, whether the cache has had cacheLagLimit to catch up.
-func (v *sliceVersions) check(drain types.UID, read loadedSlices, now time.Time) cacheState {
+func (v *sliceVersions) check(uid types.UID, read drain.Slices, now time.Time) cacheState {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	e := v.byDrain[drain]
+	e := v.byDrain[uid]
 	if e == nil {
 		return cacheFresh
 	}
@@ -237,61 +192,4 @@ func (v *sliceVersions) check(drain types.UID, read loadedSlices, now time.Time)
 	}
 	e.since = time.Time{} // all seen: the next write starts the clock again
 	return cacheFresh
-}
-
-// targetSlicesOf lists the TargetSlices that hold a pod of this name,
-// through the index SetupIndexes registers. They are the cache's own
-// objects, not copies: callers must not modify them.
-func targetSlicesOf(ctx context.Context, c client.Reader, namespace, pod string) ([]drainv1.TargetSlice, error) {
-	var list drainv1.TargetSliceList
-	err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{slicePodIndex: pod}, client.UnsafeDisableDeepCopy)
-	return list.Items, err
-}
-
-// drainOf is the GatewayDrain a slice belongs to, from the cache, or nil
-// when it is gone or is another drain of the same name.
-func drainOf(ctx context.Context, c client.Reader, s *drainv1.TargetSlice) (*drainv1.GatewayDrain, error) {
-	owner := metav1.GetControllerOf(s)
-	if owner == nil {
-		return nil, nil
-	}
-	gwd := &drainv1.GatewayDrain{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: owner.Name}, gwd, client.UnsafeDisableDeepCopy)
-	if err != nil || gwd.UID != owner.UID {
-		return nil, client.IgnoreNotFound(err)
-	}
-	return gwd, nil
-}
-
-// Holds reports whether a target still holds this instantiation of pod:
-// it is the pod's, and neither released, nor over, nor let go by a person
-// who removed its marker.
-func Holds(t drainv1.Target, pod *corev1.Pod) bool {
-	return t.PodName == pod.Name && t.PodUID == pod.UID &&
-		t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased && t.State != drainv1.TargetMarkerRemoved
-}
-
-// StandingTarget is the pod's entry in a GatewayDrain that still stands at
-// now and still drains this instantiation of the pod, and that drain; nils
-// when there is none.
-func StandingTarget(ctx context.Context, c client.Reader, pod *corev1.Pod, now time.Time) (*drainv1.Target, *drainv1.GatewayDrain, error) {
-	held, err := targetSlicesOf(ctx, c, pod.Namespace, pod.Name)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i := range held {
-		for _, t := range held[i].Targets {
-			if !Holds(t, pod) {
-				continue
-			}
-			gwd, err := drainOf(ctx, c, &held[i])
-			if err != nil {
-				return nil, nil, err
-			}
-			if gwd != nil && Stands(gwd, now) {
-				return &t, gwd, nil
-			}
-		}
-	}
-	return nil, nil, nil
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -88,7 +89,7 @@ func TestTenThousandTargetsFitInBoundedObjects(t *testing.T) {
 	if err := r.saveTargets(ctx, gwd, nil, targets); err != nil {
 		t.Fatal(err)
 	}
-	computeStatus(gwd, &drain{gwd: gwd, targets: targets, now: started.Time}, nil)
+	drain.ComputeStatus(gwd, targets, "", started.Time, nil)
 
 	var list drainv1.TargetSliceList
 	if err := c.List(ctx, &list); err != nil {
@@ -111,7 +112,7 @@ func TestTenThousandTargetsFitInBoundedObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := loaded.targets(); !apiequality.Semantic.DeepEqual(got, targets) {
+	if got := loaded.Targets(); !apiequality.Semantic.DeepEqual(got, targets) {
 		t.Fatalf("read back %d targets, not the %d written in their order", len(got), len(targets))
 	}
 }
@@ -152,7 +153,7 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := loaded.targets()
+	changed := loaded.Targets()
 	changed[700].State = drainv1.TargetDrained // slice 1 holds 500..999
 	if err := r.saveTargets(ctx, gwd, loaded, changed); err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 	}
 	behind.written.forget(gwd.UID)
 	behind.written.record(gwd.UID, 1, after[1], time.Now().Add(-cacheLagLimit))
-	if loaded, ready, err := behind.loadTargets(ctx, gwd); err != nil || !ready || loaded.targets()[700].State != drainv1.TargetDrained {
+	if loaded, ready, err := behind.loadTargets(ctx, gwd); err != nil || !ready || loaded.Targets()[700].State != drainv1.TargetDrained {
 		t.Errorf("a cache behind for %s: the API server was not read (ready %v, %v)", cacheLagLimit, ready, err)
 	}
 
@@ -191,13 +192,13 @@ func TestSlicesAreWrittenWhereTheyChanged(t *testing.T) {
 
 	again := gwd.DeepCopy()
 	again.UID = "uid-2"
-	if got, err := ListTargets(ctx, c, again); err != nil || len(got) != 0 {
+	if got, err := drain.ListTargets(ctx, c, again); err != nil || len(got) != 0 {
 		t.Errorf("a new drain of the same name sees %d targets of the old one (%v)", len(got), err)
 	}
 
 	empty := fake.NewClientBuilder().WithScheme(c.Scheme()).Build()
 	lagging := &Reconciler{Client: empty, APIReader: c}
-	if loaded, _, err := lagging.loadTargets(ctx, gwd); err != nil || len(loaded.targets()) != 600 {
-		t.Errorf("a cache without the slices the status counts: %d targets read (%v), want 600 from the API server", len(loaded.targets()), err)
+	if loaded, _, err := lagging.loadTargets(ctx, gwd); err != nil || len(loaded.Targets()) != 600 {
+		t.Errorf("a cache without the slices the status counts: %d targets read (%v), want 600 from the API server", len(loaded.Targets()), err)
 	}
 }

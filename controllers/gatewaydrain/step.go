@@ -12,6 +12,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
@@ -21,10 +22,10 @@ import (
 // target as observed afterwards, plus when it wants to be looked at again
 // (zero: only when its pod changes). At most a couple of round trips to the
 // container; none when nothing is due.
-func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
+func (r *Reconciler) step(ctx context.Context, d *view, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
 	now := r.Clock.Now()
-	if why := instantiationOver(&t, pod); why != "" {
-		if d.following() && comingBack(pod) {
+	if why := drain.InstantiationOver(&t, pod); why != "" {
+		if d.following() && drain.ComingBack(pod) {
 			// Not Drained yet: its next instantiation will be drained too
 			// (followSelector), and until it runs the drain is not done.
 			t.State, t.Message = drainv1.TargetPending, why+"; waiting for its new instantiation to run, to drain it too"
@@ -49,7 +50,7 @@ func (r *Reconciler) step(ctx context.Context, d *drain, t drainv1.Target, pod *
 
 // stepDrain takes a gated target out of traffic first, then keeps our
 // marker in place and reads how the gateway is doing.
-func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time) {
 	t, next, out := r.leaveTraffic(ctx, d, t, pod, now)
 	if !out {
 		return t, next
@@ -86,7 +87,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 		// A pod without the gate leaves traffic through its agent's probe,
 		// where it has one (pods/exec cannot, and writes at once), if a
 		// Service sends it any.
-		req.LeaveTraffic = t.MarkerWrittenAt == nil && LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod) && r.behindAService(ctx, pod)
+		req.LeaveTraffic = t.MarkerWrittenAt == nil && drain.LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod) && r.behindAService(ctx, pod)
 		obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
 	}
 	if err == nil && obs.Outcome == calls.LeavingTraffic {
@@ -138,7 +139,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *drain, t drainv1.Target, 
 // was written to while the drain stands: upstream's dashboard cancels a
 // drain by deleting the marker, and nothing upstream ever puts one back.
 // It is a person's decision, left alone until the drain is asked again.
-func (r *Reconciler) markerRemoved(d *drain, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) markerRemoved(d *view, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
 	t, _, _ = r.read(t, obs, now)
 	removed := metav1.NewTime(now)
 	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetMarkerRemoved, &removed, 0
@@ -197,7 +198,7 @@ const noticeMargin = 3 * time.Second
 // conflict records that someone else's marker holds the target. If that is
 // the marker of a GatewayDrain that no longer exists, it is removed, and
 // the next poll puts ours in its place.
-func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) conflict(ctx context.Context, d *view, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
 	if r.Orphans != nil && home == calls.DefaultProfile {
 		if err := r.Orphans.Check(ctx, d.gwd, d.pod(t), t.HermesHome, obs); err != nil {
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", t.PodName)
@@ -213,7 +214,7 @@ func (r *Reconciler) conflict(ctx context.Context, d *drain, t drainv1.Target, o
 }
 
 // stepRelease removes our marker from a target whose drain was withdrawn.
-func (r *Reconciler) stepRelease(ctx context.Context, d *drain, t drainv1.Target, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) stepRelease(ctx context.Context, d *view, t drainv1.Target, now time.Time) (drainv1.Target, time.Time) {
 	if t.State == drainv1.TargetReleased {
 		return t, time.Time{}
 	}
@@ -244,7 +245,7 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *drain, t drainv1.Target
 // marker we wrote for the old one may have survived on a durable
 // HERMES_HOME; it is removed so that it cannot hold the new gateway (with
 // shareProcessNamespace the epoch would not make the gateway ignore it).
-func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, why string, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) stepRestarted(ctx context.Context, d *view, t drainv1.Target, pod *corev1.Pod, why string, now time.Time) (drainv1.Target, time.Time) {
 	if t.State != drainv1.TargetRestarted {
 		r.event(d.gwd, corev1.EventTypeNormal, "TargetRestarted", "%s: %s; its drain is over", t.PodName, why)
 		t.State, t.Failures, t.LastAttemptTime = drainv1.TargetRestarted, 0, nil
@@ -283,7 +284,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *drain, t drainv1.Targ
 
 // observed records a target whose markers are ours and in place, and its
 // gateways' states as read: Drained once every one is drained.
-func (r *Reconciler) observed(d *drain, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) observed(d *view, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
 	t, _, _ = r.read(t, obs, now)
 	t.Failures = 0
 	v := d.judge(t, obs)
@@ -353,7 +354,7 @@ func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv
 // come and this reconcile's batch is still open. If not, it says when to
 // look again: now, when only the batch stopped it, so that the next
 // reconcile carries on after this one has written its progress.
-func (r *Reconciler) due(d *drain, t drainv1.Target, now time.Time) (time.Time, bool) {
+func (r *Reconciler) due(d *view, t drainv1.Target, now time.Time) (time.Time, bool) {
 	if next := r.nextAttempt(d, t); now.Before(next) {
 		return next, false
 	}
@@ -372,7 +373,7 @@ const conflictPollMax = 30 * time.Second
 // time, after the poll interval while draining, with exponential backoff
 // after failures and while another's marker holds it. A withdrawn drain releases its targets at once: the poll
 // schedule of the drain it was no longer holds them back.
-func (r *Reconciler) nextAttempt(d *drain, t drainv1.Target) time.Time {
+func (r *Reconciler) nextAttempt(d *view, t drainv1.Target) time.Time {
 	switch {
 	case t.LastAttemptTime == nil:
 		return time.Time{}

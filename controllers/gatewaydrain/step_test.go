@@ -20,6 +20,7 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
 
@@ -29,10 +30,10 @@ import (
 func TestNextAttempt(t *testing.T) {
 	r := &Reconciler{Options: DefaultOptions()}
 	last := metav1.NewTime(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
-	standing, withdrawn := &drain{}, &drain{withdrawn: "cancelled"}
+	standing, withdrawn := &view{}, &view{withdrawn: "cancelled"}
 	for _, tc := range []struct {
 		name  string
-		d     *drain
+		d     *view
 		t     drainv1.Target
 		after time.Duration // from last; -1: at once
 	}{
@@ -170,7 +171,7 @@ func TestAnUngatedTargetLeavesTrafficThroughItsAgent(t *testing.T) {
 	listing := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "svc-abcde"}, AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "gw-0"}}}}
 	clientWith := func(objs ...client.Object) client.Client {
-		return fake.NewClientBuilder().WithObjects(objs...).WithIndex(&discoveryv1.EndpointSlice{}, endpointPodIndex, endpointPods).Build()
+		return fake.NewClientBuilder().WithObjects(objs...).WithIndex(&discoveryv1.EndpointSlice{}, drain.EndpointPodIndex, drain.EndpointPods).Build()
 	}
 	tr := &leavingTransport{}
 	r := &Reconciler{Client: clientWith(listing), Options: DefaultOptions(), Transport: tr, Clock: testclock.NewFakePassiveClock(now)}
@@ -328,18 +329,4 @@ func TestDrainedTakesTwoReadsOfTheSameProcess(t *testing.T) {
 	step(read(7, 0, t0.Add(5*time.Second)), 5*time.Second, drainv1.TargetDraining) // counted anew
 	step(read(8, 0, t0.Add(7*time.Second)), 7*time.Second, drainv1.TargetDraining) // another process
 	step(read(8, 0, t0.Add(7*time.Second)), 9*time.Second, drainv1.TargetDrained)  // confirmed for it
-}
-
-// A target whose marker a person removed no longer holds its pod: the
-// readiness gate follows the gateway again, and a new drain may take it.
-func TestAPersonsCancelLetsThePodGo(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gw-0", UID: "uid-0"}}
-	for state, holds := range map[drainv1.TargetState]bool{
-		drainv1.TargetDraining: true, drainv1.TargetDrained: true, drainv1.TargetConflict: true,
-		drainv1.TargetMarkerRemoved: false, drainv1.TargetReleased: false, drainv1.TargetRestarted: false,
-	} {
-		if got := Holds(drainv1.Target{PodName: "gw-0", PodUID: "uid-0", State: state}, pod); got != holds {
-			t.Errorf("a %s target holds its pod: %v, want %v", state, got, holds)
-		}
-	}
 }

@@ -32,6 +32,8 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
@@ -70,7 +72,7 @@ func run(m *testing.M) int {
 	ctrl.SetLogger(logr.Discard())
 	// EndpointSlices are cached trimmed, as the operator caches them.
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&discoveryv1.EndpointSlice{}: {Transform: gatewaydrain.TrimEndpointSlice}}}})
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&discoveryv1.EndpointSlice{}: {Transform: gatewaypod.TrimEndpointSlice}}}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -99,7 +101,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+	if err := drain.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -360,11 +362,11 @@ func get(t *testing.T, gwd *drainv1.GatewayDrain) *drainv1.GatewayDrain {
 }
 
 // observed is a drain as the tests look at it: the object and its targets.
-type observed = gatewaydrain.Observed
+type observed = drain.Observed
 
 func observe(t *testing.T, gwd *drainv1.GatewayDrain) *observed {
 	t.Helper()
-	got, err := gatewaydrain.Observe(context.Background(), k8s, client.ObjectKeyFromObject(gwd))
+	got, err := drain.Observe(context.Background(), k8s, client.ObjectKeyFromObject(gwd))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,17 +11,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 )
-
-// endpointPodIndex finds the EndpointSlices that list a pod (by name).
-const endpointPodIndex = "endpointPod"
-
-// LeavesTrafficFirst reports whether the drain takes a gated target out of
-// its Services before writing its marker (spec.trafficOrder).
-func LeavesTrafficFirst(gwd *drainv1.GatewayDrain) bool {
-	return gwd.Spec.TrafficOrder != drainv1.TrafficMarkerFirst
-}
 
 // leaveTraffic keeps a gated target away from its marker until it is out
 // of traffic: the readiness reconciler turns its gate False as soon as the
@@ -39,8 +31,8 @@ func LeavesTrafficFirst(gwd *drainv1.GatewayDrain) bool {
 // has no Service traffic to leave, and its marker is written at once. (Most
 // turns reach a gateway on connections it opens itself, which only the
 // marker stops.)
-func (r *Reconciler) leaveTraffic(ctx context.Context, d *drain, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time, bool) {
-	if t.MarkerWrittenAt != nil || pod == nil || !gatewaypod.Gated(pod) || !LeavesTrafficFirst(d.gwd) {
+func (r *Reconciler) leaveTraffic(ctx context.Context, d *view, t drainv1.Target, pod *corev1.Pod, now time.Time) (drainv1.Target, time.Time, bool) {
+	if t.MarkerWrittenAt != nil || pod == nil || !gatewaypod.Gated(pod) || !drain.LeavesTrafficFirst(d.gwd) {
 		return t, time.Time{}, true
 	}
 	slices, err := r.slicesListing(ctx, pod)
@@ -95,7 +87,7 @@ func (r *Reconciler) behindAService(ctx context.Context, pod *corev1.Pod) bool {
 // slicesListing are the EndpointSlices that list the pod, ready or not.
 func (r *Reconciler) slicesListing(ctx context.Context, pod *corev1.Pod) ([]discoveryv1.EndpointSlice, error) {
 	var slices discoveryv1.EndpointSliceList
-	err := r.List(ctx, &slices, client.InNamespace(pod.Namespace), client.MatchingFields{endpointPodIndex: pod.Name}, client.UnsafeDisableDeepCopy)
+	err := r.List(ctx, &slices, client.InNamespace(pod.Namespace), client.MatchingFields{drain.EndpointPodIndex: pod.Name}, client.UnsafeDisableDeepCopy)
 	return slices.Items, err
 }
 
@@ -119,43 +111,4 @@ func inTraffic(pod *corev1.Pod, slices []discoveryv1.EndpointSlice) string {
 		}
 	}
 	return ""
-}
-
-// endpointPods names the pods an EndpointSlice lists, for endpointPodIndex.
-func endpointPods(o client.Object) []string {
-	var names []string
-	for _, e := range o.(*discoveryv1.EndpointSlice).Endpoints {
-		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
-			names = append(names, e.TargetRef.Name)
-		}
-	}
-	return names
-}
-
-// TrimEndpointSlice is a cache transform that keeps only what inTraffic
-// reads of an EndpointSlice: its Service, and which pods it lists and
-// whether each is ready. Every Service's slices are cached, not only the
-// gateways', so the rest (addresses, ports, zones, hints) is dropped.
-func TrimEndpointSlice(obj any) (any, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return obj, nil
-	}
-	trimmed := &discoveryv1.EndpointSlice{
-		TypeMeta: s.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
-			Labels: map[string]string{discoveryv1.LabelServiceName: s.Labels[discoveryv1.LabelServiceName]},
-		},
-		AddressType: s.AddressType,
-	}
-	for _, e := range s.Endpoints {
-		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
-			trimmed.Endpoints = append(trimmed.Endpoints, discoveryv1.Endpoint{
-				Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready},
-				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: e.TargetRef.Name},
-			})
-		}
-	}
-	return trimmed, nil
 }

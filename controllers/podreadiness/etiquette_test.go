@@ -23,10 +23,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -298,7 +298,7 @@ func TestTheSharedIndexIsAllTheReadinessReconcilerNeeds(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		if withIndex {
-			if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+			if err := drain.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 				t.Fatal(err)
 			}
 		}

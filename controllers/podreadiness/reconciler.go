@@ -32,9 +32,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
 	"github.com/hermes-agent/hermes-drain-operator/internal/retry"
@@ -143,8 +143,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil
 	}
 	now := r.Clock.Now()
-	target, gwd, lookupErr := gatewaydrain.StandingTarget(ctx, r.Client, pod, now)
-	if target != nil && gatewaydrain.LeavesTrafficFirst(gwd) {
+	target, gwd, lookupErr := drain.StandingTarget(ctx, r.Client, pod, now)
+	if target != nil && drain.LeavesTrafficFirst(gwd) {
 		// The drain takes the pod out of traffic before it writes the
 		// marker, and keeps it out while it stands: no read is needed to
 		// know that this gateway must not be sent turns.
@@ -380,7 +380,7 @@ func (r *Reconciler) drainTurns() handler.Funcs {
 			if !turned(old, n) {
 				return
 			}
-			targets, err := gatewaydrain.ListTargets(ctx, r.Client, n)
+			targets, err := drain.ListTargets(ctx, r.Client, n)
 			if err != nil {
 				log.FromContext(ctx).Error(err, "listing the targets of a GatewayDrain that turned", "gatewaydrain", n.Name)
 			}

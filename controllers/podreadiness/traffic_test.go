@@ -14,8 +14,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
@@ -33,7 +33,7 @@ func TestAStandingDrainTakesItsGatedTargetsOutOfTraffic(t *testing.T) {
 
 	gwd := standingDrain(t, pod, drainv1.TrafficLeaveFirst)
 	waitCached(t, r, func(c client.Reader) bool {
-		tg, _, err := gatewaydrain.StandingTarget(ctx, c, pod, time.Now())
+		tg, _, err := drain.StandingTarget(ctx, c, pod, time.Now())
 		return err == nil && tg != nil
 	})
 	reconcile(t, r, pod)
@@ -50,7 +50,7 @@ func TestAStandingDrainTakesItsGatedTargetsOutOfTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCached(t, r, func(c client.Reader) bool {
-		tg, _, err := gatewaydrain.StandingTarget(ctx, c, pod, time.Now())
+		tg, _, err := drain.StandingTarget(ctx, c, pod, time.Now())
 		return err == nil && tg == nil
 	})
 	reconcile(t, r, fetch(t, pod))
@@ -61,7 +61,7 @@ func TestAStandingDrainTakesItsGatedTargetsOutOfTraffic(t *testing.T) {
 	other, _ := gatedPod(t, ns, "gw-marker-first", true)
 	standingDrain(t, other, drainv1.TrafficMarkerFirst)
 	waitCached(t, r, func(c client.Reader) bool {
-		tg, _, err := gatewaydrain.StandingTarget(ctx, c, other, time.Now())
+		tg, _, err := drain.StandingTarget(ctx, c, other, time.Now())
 		return err == nil && tg != nil
 	})
 	reconcile(t, r, other)
@@ -91,7 +91,7 @@ func newManager(t *testing.T) (ctrl.Manager, func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := gatewaydrain.SetupIndexes(ctx, mgr); err != nil {
+	if err := drain.SetupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		t.Fatal(err)
 	}
 	return mgr, func() {

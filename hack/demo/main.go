@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/drainview"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -118,7 +118,7 @@ func follow(ctx context.Context, lc *cluster.Cluster, gws []*cluster.Gateway, wh
 		err := lc.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: drainName}, gwd)
 		var targets []drainv1.Target
 		if err == nil {
-			targets, err = gatewaydrain.ListTargets(ctx, lc.Client, gwd)
+			targets, err = drain.ListTargets(ctx, lc.Client, gwd)
 		}
 		if err == nil {
 			table := render(gwd, targets, gws, what)

@@ -2,6 +2,7 @@ package gatewaypod
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -57,6 +58,34 @@ func Trim(obj any) (any, error) {
 		trimmed.Status.ContainerStatuses = append(trimmed.Status.ContainerStatuses, corev1.ContainerStatus{
 			Name: cs.Name, State: cs.State, RestartCount: cs.RestartCount, ContainerID: cs.ContainerID, Ready: cs.Ready,
 		})
+	}
+	return trimmed, nil
+}
+
+// TrimEndpointSlice is a cache transform that keeps only what the drain
+// reconciler reads of an EndpointSlice: its Service, and which pods it lists and
+// whether each is ready. Every Service's slices are cached, not only the
+// gateways', so the rest (addresses, ports, zones, hints) is dropped.
+func TrimEndpointSlice(obj any) (any, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	trimmed := &discoveryv1.EndpointSlice{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+			Labels: map[string]string{discoveryv1.LabelServiceName: s.Labels[discoveryv1.LabelServiceName]},
+		},
+		AddressType: s.AddressType,
+	}
+	for _, e := range s.Endpoints {
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+			trimmed.Endpoints = append(trimmed.Endpoints, discoveryv1.Endpoint{
+				Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Name: e.TargetRef.Name},
+			})
+		}
 	}
 	return trimmed, nil
 }

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
@@ -50,7 +50,7 @@ func TestAPIServerRestartMidDrain(t *testing.T) {
 	t.Logf("API server away for %s; targets then pending/draining/drained %d/%d/%d", outage.Round(time.Millisecond), before.Pending, before.Draining, before.Drained)
 
 	back := time.Now()
-	var got *gatewaydrain.Observed
+	var got *drain.Observed
 	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
 		got = get(t, gwd)
 		return meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("not Drained: %+v", got.Status.Counts)

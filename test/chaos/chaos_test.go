@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 )
@@ -39,7 +39,7 @@ const (
 var phases = []string{phaseSnapshot, phaseProjecting, phaseDraining, phaseCancelling, phaseDeleting}
 
 // progress counts a drain's targets with a marker written and released.
-func progress(d *gatewaydrain.Observed) (written, released int, drained bool) {
+func progress(d *drain.Observed) (written, released int, drained bool) {
 	for _, t := range d.Targets {
 		if t.MarkerWrittenAt != nil {
 			written++
@@ -52,7 +52,7 @@ func progress(d *gatewaydrain.Observed) (written, released int, drained bool) {
 }
 
 // phaseOf tells which phase d is in, "" for none of them (or gone).
-func phaseOf(d *gatewaydrain.Observed) string {
+func phaseOf(d *drain.Observed) string {
 	if d == nil {
 		return ""
 	}
@@ -110,7 +110,7 @@ func TestKilledManagerLosesNoDrain(t *testing.T) {
 		for _, p := range []string{phaseSnapshot, phaseProjecting, phaseDraining} {
 			k.killIn(gwd, p)
 		}
-		var got *gatewaydrain.Observed
+		var got *drain.Observed
 		testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
 			got = get(t, gwd)
 			return meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionDrained), fmt.Sprintf("%s not Drained: %+v", name, got.Status.Counts)
@@ -183,7 +183,7 @@ func (k *killer) stop() {
 
 // reached reports whether the drain (nil: gone) has reached phase p or
 // gone past it.
-func reached(d *gatewaydrain.Observed, p string) bool {
+func reached(d *drain.Observed, p string) bool {
 	if d == nil {
 		return true
 	}
@@ -200,7 +200,7 @@ func reached(d *gatewaydrain.Observed, p string) bool {
 }
 
 // allReleased reports whether a withdrawn drain has released every target.
-func allReleased(d *gatewaydrain.Observed) bool {
+func allReleased(d *drain.Observed) bool {
 	c := meta.FindStatusCondition(d.Status.Conditions, drainv1.ConditionReady)
 	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == drainv1.ReasonReleased
 }
@@ -229,9 +229,9 @@ func (k *killer) killIn(gwd *drainv1.GatewayDrain, p string) {
 }
 
 // lookup reads the drain again, nil once it is gone.
-func lookup(t *testing.T, gwd *drainv1.GatewayDrain) *gatewaydrain.Observed {
+func lookup(t *testing.T, gwd *drainv1.GatewayDrain) *drain.Observed {
 	t.Helper()
-	got, err := gatewaydrain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+	got, err := drain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
@@ -73,9 +73,9 @@ func addTurns(t *testing.T, gws []*cluster.Gateway) {
 }
 
 // get reads the drain again.
-func get(t *testing.T, gwd *drainv1.GatewayDrain) *gatewaydrain.Observed {
+func get(t *testing.T, gwd *drainv1.GatewayDrain) *drain.Observed {
 	t.Helper()
-	got, err := gatewaydrain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+	got, err := drain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func get(t *testing.T, gwd *drainv1.GatewayDrain) *gatewaydrain.Observed {
 
 // checkDrained checks that every gateway is a target once, drained, and
 // holds a marker of this drain for its current pod.
-func checkDrained(t *testing.T, gws []*cluster.Gateway, got *gatewaydrain.Observed) {
+func checkDrained(t *testing.T, gws []*cluster.Gateway, got *drain.Observed) {
 	t.Helper()
 	if int(got.Status.Counts.Targets) != len(gws) || int(got.Status.Counts.Drained) != len(gws) {
 		t.Errorf("targets lost or not drained: %+v", got.Status.Counts)

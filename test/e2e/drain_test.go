@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
@@ -40,7 +40,7 @@ func TestDrainFiveGatewaysWithTurnsInFlightThenCancel(t *testing.T) {
 		waitSim(t, g, marker.StateDraining)
 	}
 	// Before the turns finish, status shows them in flight.
-	waitDrain(t, ns, "upgrade", "active agents visible", func(d *gatewaydrain.Observed) bool {
+	waitDrain(t, ns, "upgrade", "active agents visible", func(d *drain.Observed) bool {
 		tg := d.Target("gw-0")
 		return tg.GatewayState == marker.StateDraining && tg.ActiveAgents != nil && *tg.ActiveAgents > 0
 	})
@@ -91,7 +91,7 @@ func TestDeadlineReleases(t *testing.T) {
 	if r := conditionReason(got.GatewayDrain, drainv1.ConditionDrained); r != "False/"+drainv1.ReasonDeadlineExceeded {
 		t.Errorf("Drained is %s", r)
 	}
-	waitDrain(t, ns, "d", "released", func(d *gatewaydrain.Observed) bool { return d.Status.Counts.Released == 2 })
+	waitDrain(t, ns, "d", "released", func(d *drain.Observed) bool { return d.Status.Counts.Released == 2 })
 	waitReleased(t, gws, "the deadline")
 }
 
@@ -106,14 +106,14 @@ func TestRecreatedPodMidDrainIsDrainedToo(t *testing.T) {
 	}
 	apply(t, ns, "d")
 	waitSim(t, gws[0], marker.StateDraining)
-	oldUID := waitDrain(t, ns, "d", "gw-0 drained", func(d *gatewaydrain.Observed) bool {
+	oldUID := waitDrain(t, ns, "d", "gw-0 drained", func(d *drain.Observed) bool {
 		return d.Target("gw-0").State == drainv1.TargetDrained
 	}).Target("gw-0").PodUID
 
 	if err := gws[0].Recreate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	got := waitDrain(t, ns, "d", "gw-0's new instantiation drained", func(d *gatewaydrain.Observed) bool {
+	got := waitDrain(t, ns, "d", "gw-0's new instantiation drained", func(d *drain.Observed) bool {
 		tg := d.Target("gw-0")
 		return tg.PodUID != oldUID && tg.AddedAt != nil && tg.State == drainv1.TargetDrained
 	})
@@ -132,7 +132,7 @@ func TestContainerRestartEndsItsDrain(t *testing.T) {
 	if err := gws[0].RestartContainer(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitDrain(t, ns, "d", "restarted", func(d *gatewaydrain.Observed) bool {
+	waitDrain(t, ns, "d", "restarted", func(d *drain.Observed) bool {
 		tg := d.Target("gw-0")
 		return tg.State == drainv1.TargetRestarted && tg.MarkerRemovedAt != nil
 	})
@@ -151,7 +151,7 @@ func TestForeignMarkerIsNeverRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply(t, ns, "d")
-	got := waitDrain(t, ns, "d", "conflict", func(d *gatewaydrain.Observed) bool { return d.Target("gw-0").State == drainv1.TargetConflict })
+	got := waitDrain(t, ns, "d", "conflict", func(d *drain.Observed) bool { return d.Target("gw-0").State == drainv1.TargetConflict })
 	if msg := got.Target("gw-0").Message; !strings.Contains(msg, "ops@dashboard") {
 		t.Errorf("conflict message %q", msg)
 	}
@@ -185,7 +185,7 @@ func TestBrokenExecFailsThatTargetOnlyAndRecovers(t *testing.T) {
 		return err == nil, fmt.Sprintf("removing gw-1's folder: %v", err)
 	})
 	apply(t, ns, "d")
-	got := waitDrain(t, ns, "d", "two failed, one drained", func(d *gatewaydrain.Observed) bool {
+	got := waitDrain(t, ns, "d", "two failed, one drained", func(d *drain.Observed) bool {
 		return d.Target("gw-0").State == drainv1.TargetFailed && d.Target("gw-1").State == drainv1.TargetFailed &&
 			d.Target("gw-2").State == drainv1.TargetDrained
 	})

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -83,18 +83,18 @@ func cancelDrain(t *testing.T, ns, name string) {
 	mustKubectl(t, "-n", ns, "patch", "gwd", name, "--type=merge", "-p", `{"spec":{"action":"Cancel"}}`)
 }
 
-func getDrain(t *testing.T, ns, name string) *gatewaydrain.Observed {
+func getDrain(t *testing.T, ns, name string) *drain.Observed {
 	t.Helper()
-	gwd, err := gatewaydrain.Observe(context.Background(), k8s, client.ObjectKey{Namespace: ns, Name: name})
+	gwd, err := drain.Observe(context.Background(), k8s, client.ObjectKey{Namespace: ns, Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return gwd
 }
 
-func waitDrain(t *testing.T, ns, name, what string, cond func(*gatewaydrain.Observed) bool) *gatewaydrain.Observed {
+func waitDrain(t *testing.T, ns, name, what string, cond func(*drain.Observed) bool) *drain.Observed {
 	t.Helper()
-	var gwd *gatewaydrain.Observed
+	var gwd *drain.Observed
 	testenv.Eventually(t, wait, func() (bool, string) {
 		gwd = getDrain(t, ns, name)
 		b, _ := json.Marshal(gwd.Status)

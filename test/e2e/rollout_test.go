@@ -13,7 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
@@ -76,7 +76,7 @@ func TestRolloutRecipe(t *testing.T) {
 	mustKubectl(t, "-n", ns, "rollout", "status", "statefulset/gw", "--timeout=90s")
 	// 3. The drain completed by itself: every target's instantiation is
 	// over, the new ones are not drained, and no marker of ours is left.
-	got := waitDrain(t, ns, "upgrade", "all restarted", func(d *gatewaydrain.Observed) bool {
+	got := waitDrain(t, ns, "upgrade", "all restarted", func(d *drain.Observed) bool {
 		return d.Status.Counts.Restarted == replicas
 	})
 	if r := conditionReason(got.GatewayDrain, drainv1.ConditionDrained); r != "True/"+drainv1.ReasonDrained {

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
@@ -112,7 +112,7 @@ func gateways(t *testing.T, ns string, n, turns int) []*cluster.Gateway {
 	return gs
 }
 
-func drain(t *testing.T, ns string) *drainv1.GatewayDrain {
+func startDrain(t *testing.T, ns string) *drainv1.GatewayDrain {
 	t.Helper()
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
 	gwd.Spec.Selector.MatchLabels = map[string]string{"app": "hermes-gateway"}
@@ -122,12 +122,12 @@ func drain(t *testing.T, ns string) *drainv1.GatewayDrain {
 	return gwd
 }
 
-func waitDrain(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*gatewaydrain.Observed) bool) *gatewaydrain.Observed {
+func waitDrain(t *testing.T, gwd *drainv1.GatewayDrain, what string, cond func(*drain.Observed) bool) *drain.Observed {
 	t.Helper()
-	var got *gatewaydrain.Observed
+	var got *drain.Observed
 	testenv.Eventually(t, wait, func() (bool, string) {
 		var err error
-		if got, err = gatewaydrain.Observe(context.Background(), k8s, client.ObjectKeyFromObject(gwd)); err != nil {
+		if got, err = drain.Observe(context.Background(), k8s, client.ObjectKeyFromObject(gwd)); err != nil {
 			return false, err.Error()
 		}
 		return cond(got), fmt.Sprintf("%s; status %+v", what, got.Status)
@@ -174,7 +174,7 @@ func testMissingExecPermission(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Stop()
-	got := waitDrain(t, drain(t, ns), "Failed: forbidden", func(d *gatewaydrain.Observed) bool {
+	got := waitDrain(t, startDrain(t, ns), "Failed: forbidden", func(d *drain.Observed) bool {
 		return len(d.Targets) == 1 && d.Targets[0].State == drainv1.TargetFailed
 	})
 	if msg := got.Targets[0].Message; !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "pods/exec") {
@@ -225,8 +225,8 @@ func testFailoverWithChartRBAC(t *testing.T) {
 	}
 	defer second.Stop()
 
-	gwd := drain(t, ns)
-	waitDrain(t, gwd, "some markers written", func(d *gatewaydrain.Observed) bool {
+	gwd := startDrain(t, ns)
+	waitDrain(t, gwd, "some markers written", func(d *drain.Observed) bool {
 		return d.Status.Counts.Draining+d.Status.Counts.Drained > 0
 	})
 	first.Kill()
@@ -236,7 +236,7 @@ func testFailoverWithChartRBAC(t *testing.T) {
 	})
 	t.Logf("new leader %s after %s", leader(), time.Since(killedAt).Round(time.Millisecond))
 
-	got := waitDrain(t, gwd, "Drained", func(d *gatewaydrain.Observed) bool {
+	got := waitDrain(t, gwd, "Drained", func(d *drain.Observed) bool {
 		return meta.IsStatusConditionTrue(d.Status.Conditions, drainv1.ConditionDrained)
 	})
 	if len(got.Targets) != len(gws) || got.Status.Counts.Drained != int32(len(gws)) {

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/satoken"
@@ -159,7 +159,7 @@ kill -0 $pid 2>/dev/null && echo signals-agent; true`
 		gatewayPod(t, ns, "gw-0", withAgent(false))
 		gwd := newDrain(t, ns)
 		testenv.Eventually(t, time.Minute, func() (bool, string) {
-			got, err := gatewaydrain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+			got, err := drain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
 			if err != nil || len(got.Targets) != 1 {
 				return false, fmt.Sprintf("no target yet (%v)", err)
 			}

@@ -25,7 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
@@ -148,7 +148,7 @@ func waitRestarted(t *testing.T, pod *corev1.Pod) {
 func waitRestartedAndCleared(t *testing.T, gwd *drainv1.GatewayDrain) {
 	t.Helper()
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		got, err := gatewaydrain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+		got, err := drain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
 		if err != nil || len(got.Targets) == 0 {
 			return false, fmt.Sprintf("no targets yet (%v)", err)
 		}
@@ -252,7 +252,7 @@ func TestDrainRealContainers(t *testing.T) {
 			t.Errorf("%s: the gateway inside is not drained: %+v %v", p.Name, st, err)
 		}
 	}
-	got, err := gatewaydrain.Observe(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
+	got, err := drain.Observe(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +432,7 @@ func TestAContainerWithoutShFailsItsTargetClearly(t *testing.T) {
 	})
 	gwd := newDrain(t, ns)
 	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		got, err := gatewaydrain.Observe(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
+		got, err := drain.Observe(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
 		if err != nil || len(got.Targets) == 0 {
 			return false, fmt.Sprintf("no targets yet (%v)", err)
 		}

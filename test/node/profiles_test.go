@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
@@ -29,7 +29,7 @@ func slots(profiles ...string) func(*corev1.Pod) {
 
 // target is the drain's one target as the operator last recorded it.
 func target(t *testing.T, gwd *drainv1.GatewayDrain) (drainv1.Target, bool) {
-	got, err := gatewaydrain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
+	got, err := drain.Observe(context.Background(), lc.Client, client.ObjectKeyFromObject(gwd))
 	if err != nil || len(got.Targets) == 0 {
 		return drainv1.Target{}, false
 	}

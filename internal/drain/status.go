@@ -1,7 +1,9 @@
-package gatewaydrain
+package drain
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,18 +14,18 @@ import (
 // maxNamed bounds how many blocking targets a condition message names.
 const maxNamed = 5
 
-// stall is a reason the drain cannot progress without a person.
-type stall struct{ reason, message string }
+// Stall is a reason the drain cannot progress without a person.
+type Stall struct{ Reason, Message string }
 
-// computeStatus derives counts and conditions from the targets as observed.
+// ComputeStatus derives counts and conditions from the targets as observed.
 // It acts on nothing.
-func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
+func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdrawn string, now time.Time, stalled *Stall) {
 	st := &gwd.Status
 	st.ObservedGeneration = gwd.Generation
-	st.DeadlineExceeded = st.DeadlineExceeded || d.withdrawn == withdrawnDeadline
-	st.Counts = drainv1.TargetCounts{Targets: int32(len(d.targets))}
-	for _, t := range d.targets {
-		*countOf(&st.Counts, t.State)++
+	st.DeadlineExceeded = st.DeadlineExceeded || withdrawn == WithdrawnDeadline
+	st.Counts = drainv1.TargetCounts{Targets: int32(len(targets))}
+	for _, t := range targets {
+		*CountOf(&st.Counts, t.State)++
 		if t.AddedAt != nil {
 			st.Counts.Added++
 		}
@@ -34,9 +36,9 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
 
 	var blocking []*drainv1.Target
-	for i := range d.targets {
-		if !done(d.targets[i], d.withdrawn != "") {
-			blocking = append(blocking, &d.targets[i])
+	for i := range targets {
+		if !Done(targets[i], withdrawn != "") {
+			blocking = append(blocking, &targets[i])
 		}
 	}
 	set := func(typ string, ok bool, reason, msg string) {
@@ -48,30 +50,30 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 			Type: typ, Status: s, Reason: reason, Message: msg, ObservedGeneration: gwd.Generation,
 		})
 	}
-	if stalled == nil && st.StartedAt != nil && len(d.targets) == 0 {
+	if stalled == nil && st.StartedAt != nil && len(targets) == 0 {
 		// The snapshot is empty, for good: a pod that starts later is not drained.
 		msg := "no running gateway pod matched the selector when the drain started: nothing to drain (check the selector; pods that start later are not drained)"
 		if st.NotGateways > 0 {
 			msg += fmt.Sprintf("; %d matching pods do not declare themselves gateways (label %s=true or the readiness gate %s)", st.NotGateways, drainv1.GatewayLabel, drainv1.ReadinessGate)
 		}
-		stalled = &stall{drainv1.ReasonNoTargets, msg}
+		stalled = &Stall{Reason: drainv1.ReasonNoTargets, Message: msg}
 	}
 	busy := len(blocking) > 0
-	waiting := waitingMessage(blocking, len(d.targets))
-	if stalled == nil && busy && d.withdrawn == "" && allMarkersRemoved(blocking) {
+	waiting := waitingMessage(blocking, len(targets))
+	if stalled == nil && busy && withdrawn == "" && allMarkersRemoved(blocking) {
 		// Only the people who removed those markers, or asking again, can
 		// move the drain.
-		stalled = &stall{drainv1.ReasonMarkerRemoved, fmt.Sprintf("a person removed the marker of every target still to drain (annotate %s=<now> to ask again): %s", drainv1.AskAgainAnnotation, waiting)}
+		stalled = &Stall{Reason: drainv1.ReasonMarkerRemoved, Message: fmt.Sprintf("a person removed the marker of every target still to drain (annotate %s=<now> to ask again): %s", drainv1.AskAgainAnnotation, waiting)}
 	}
 
 	switch {
-	case stalled != nil && d.withdrawn == "":
-		set(drainv1.ConditionDrained, false, stalled.reason, stalled.message)
-		set(drainv1.ConditionReady, false, stalled.reason, stalled.message)
-		set(drainv1.ConditionStalled, true, stalled.reason, stalled.message)
-		set(drainv1.ConditionReconciling, false, stalled.reason, stalled.message)
+	case stalled != nil && withdrawn == "":
+		set(drainv1.ConditionDrained, false, stalled.Reason, stalled.Message)
+		set(drainv1.ConditionReady, false, stalled.Reason, stalled.Message)
+		set(drainv1.ConditionStalled, true, stalled.Reason, stalled.Message)
+		set(drainv1.ConditionReconciling, false, stalled.Reason, stalled.Message)
 		return
-	case d.withdrawn == "":
+	case withdrawn == "":
 		if busy {
 			set(drainv1.ConditionDrained, false, drainv1.ReasonProgressing, waiting)
 			set(drainv1.ConditionReady, false, drainv1.ReasonProgressing, waiting)
@@ -81,7 +83,7 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 				msg += fmt.Sprintf("; %d drained on a count of chat turns alone: their gateways' records do not show that they count API-server and cron work (spec.requireCompleteWorkCounting refuses them)", n)
 			}
 			if st.DrainedAt == nil { // from now on the targets are frozen
-				drained := metav1.NewTime(d.now)
+				drained := metav1.NewTime(now)
 				st.DrainedAt = &drained
 			}
 			set(drainv1.ConditionDrained, true, drainv1.ReasonDrained, msg)
@@ -90,16 +92,16 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 		set(drainv1.ConditionStalled, false, drainv1.ReasonProgressing, "")
 	default:
 		reason := drainv1.ReasonCancelled
-		if d.withdrawn == withdrawnDeadline {
+		if withdrawn == WithdrawnDeadline {
 			reason = drainv1.ReasonDeadlineExceeded
 		}
-		released := fmt.Sprintf("drain %s: all %d targets released", d.withdrawn, st.Counts.Targets)
+		released := fmt.Sprintf("drain %s: all %d targets released", withdrawn, st.Counts.Targets)
 		if busy {
-			released = fmt.Sprintf("drain %s; releasing: %s", d.withdrawn, waiting)
+			released = fmt.Sprintf("drain %s; releasing: %s", withdrawn, waiting)
 		}
 		set(drainv1.ConditionDrained, false, reason, released)
 		if reason == drainv1.ReasonDeadlineExceeded {
-			msg := fmt.Sprintf("the deadline (%s after the drain started) passed; %s", timeout(gwd), released)
+			msg := fmt.Sprintf("the deadline (%s after the drain started) passed; %s", Timeout(gwd), released)
 			set(drainv1.ConditionReady, false, reason, msg)
 			set(drainv1.ConditionStalled, true, reason, msg)
 		} else {
@@ -118,10 +120,10 @@ func computeStatus(gwd *drainv1.GatewayDrain, d *drain, stalled *stall) {
 	}
 }
 
-// done reports whether a target needs nothing more: drained (or gone) while
+// Done reports whether a target needs nothing more: drained (or gone) while
 // the drain stands, released (or gone) once it is withdrawn. A restarted
 // target whose stale marker could not be removed yet is not done.
-func done(t drainv1.Target, withdrawn bool) bool {
+func Done(t drainv1.Target, withdrawn bool) bool {
 	switch t.State {
 	case drainv1.TargetRestarted:
 		return t.MarkerRemovedAt != nil || t.Failures == 0
@@ -150,13 +152,13 @@ func waitingMessage(blocking []*drainv1.Target, total int) string {
 	if len(blocking) == 0 {
 		return ""
 	}
-	names := someOf(len(blocking), "; ", func(i int) string {
+	names := SomeOf(len(blocking), "; ", func(i int) string {
 		return fmt.Sprintf("%s (%s: %s)", blocking[i].PodName, blocking[i].State, blocking[i].Message)
 	})
 	return fmt.Sprintf("waiting for %d of %d targets: %s", len(blocking), total, names)
 }
 
-func countOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
+func CountOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
 	switch s {
 	case drainv1.TargetLeavingTraffic:
 		return &c.LeavingTraffic
@@ -176,4 +178,22 @@ func countOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
 		return &c.Failed
 	}
 	return &c.Pending
+}
+
+// PodNames lists the targets' pods for a message, at most maxNamed of them.
+func PodNames(targets []drainv1.Target) string {
+	return SomeOf(len(targets), ", ", func(i int) string { return targets[i].PodName })
+}
+
+// SomeOf joins the descriptions of the first maxNamed of n things and says
+// how many more there are: a message about a thousand pods stays readable.
+func SomeOf(n int, sep string, describe func(i int) string) string {
+	var parts []string
+	for i := range min(n, maxNamed) {
+		parts = append(parts, describe(i))
+	}
+	if n > maxNamed {
+		parts = append(parts, fmt.Sprintf("and %d more", n-maxNamed))
+	}
+	return strings.Join(parts, sep)
 }

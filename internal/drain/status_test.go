@@ -1,4 +1,4 @@
-package gatewaydrain
+package drain
 
 import (
 	"strings"
@@ -22,7 +22,7 @@ func TestComputeStatusConditions(t *testing.T) {
 	cases := []struct {
 		name      string
 		withdrawn string
-		stalled   *stall
+		stalled   *Stall
 		targets   []drainv1.Target
 		want      want
 		mentions  string // the Drained message names what blocks
@@ -39,18 +39,18 @@ func TestComputeStatusConditions(t *testing.T) {
 		{"restarted, stale marker not yet removed", "", nil,
 			[]drainv1.Target{{PodName: "gw-0", State: drainv1.TargetRestarted, Failures: 2, Message: "removing failed"}},
 			want{"False/Progressing", "False/Progressing", "True/Progressing", "False/Progressing"}, "gw-0 (Restarted: removing failed)"},
-		{"cancelled, releasing", withdrawnCancelled, nil,
+		{"cancelled, releasing", WithdrawnCancelled, nil,
 			[]drainv1.Target{target("gw-0", drainv1.TargetReleased, ""), target("gw-1", drainv1.TargetDrained, "")},
 			want{"False/Cancelled", "False/Releasing", "True/Progressing", "False/Releasing"}, "gw-1 (Drained"},
-		{"cancelled, released", withdrawnCancelled, nil,
+		{"cancelled, released", WithdrawnCancelled, nil,
 			[]drainv1.Target{target("gw-0", drainv1.TargetReleased, ""), target("gw-1", drainv1.TargetRestarted, "")},
 			want{"False/Cancelled", "True/Released", "False/Succeeded", "False/Released"}, "all 2 targets released"},
-		{"deadline passed", withdrawnDeadline, nil,
+		{"deadline passed", WithdrawnDeadline, nil,
 			[]drainv1.Target{target("gw-0", drainv1.TargetReleased, "")},
 			want{"False/DeadlineExceeded", "False/DeadlineExceeded", "False/Succeeded", "True/DeadlineExceeded"}, "deadline exceeded"},
 		{"no targets", "", nil, nil,
 			want{"False/NoTargets", "False/NoTargets", "False/NoTargets", "True/NoTargets"}, "no running gateway pod matched"},
-		{"invalid selector", "", &stall{drainv1.ReasonInvalidSelector, "invalid selector: bad operator"}, nil,
+		{"invalid selector", "", &Stall{Reason: drainv1.ReasonInvalidSelector, Message: "invalid selector: bad operator"}, nil,
 			want{"False/InvalidSelector", "False/InvalidSelector", "False/InvalidSelector", "True/InvalidSelector"}, "bad operator"},
 	}
 	for _, tc := range cases {
@@ -59,7 +59,7 @@ func TestComputeStatusConditions(t *testing.T) {
 			if tc.stalled == nil {
 				gwd.Status.StartedAt = &started
 			}
-			computeStatus(gwd, &drain{gwd: gwd, targets: tc.targets, withdrawn: tc.withdrawn}, tc.stalled)
+			ComputeStatus(gwd, tc.targets, tc.withdrawn, time.Time{}, tc.stalled)
 			got := want{}
 			for typ, into := range map[string]*string{
 				drainv1.ConditionDrained: &got.drained, drainv1.ConditionReady: &got.ready,

@@ -1,4 +1,4 @@
-package gatewaydrain
+package drain
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 )
 
 // Observed is a GatewayDrain as a reader sees it: the object, then the
-// targets its TargetSlices hold. The status counts what the slices hold a
 // moment after they change: a reader that wants both to agree waits for both.
 type Observed struct {
 	*drainv1.GatewayDrain
