@@ -17,7 +17,11 @@ type view struct {
 	// targets are the drain's targets, in the order they joined (its
 	// TargetSlices hold them).
 	targets []drainv1.Target
-	// now is this reconcile's time.
+	// now is this reconcile's time, read once from the reconciler's Clock:
+	// every decision and every time stamped on a target uses it. Only what
+	// bounds this process's own work in real time (callsUntil, the cache's
+	// catch-up) reads the machine's clock: a test clock that stands still
+	// must not stall a batch.
 	now time.Time
 	// withdrawn says why the drain no longer stands, or "" while it does.
 	withdrawn string
@@ -35,7 +39,7 @@ type view struct {
 	deferred atomic.Int32
 }
 
-func newDrain(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *view {
+func newView(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *view {
 	return &view{gwd: gwd, targets: targets, now: now, withdrawn: drain.Withdrawal(gwd, now), callsUntil: time.Now().Add(batch)}
 }
 
@@ -51,7 +55,7 @@ func (d *view) principal() string {
 	return "gatewaydrain/" + d.gwd.Namespace + "/" + d.gwd.Name
 }
 
-func (d *view) pod(t drainv1.Target) calls.Pod {
+func (d *view) container(t drainv1.Target) calls.Pod {
 	return calls.Pod{Namespace: d.gwd.Namespace, Name: t.PodName, Container: t.Container}
 }
 

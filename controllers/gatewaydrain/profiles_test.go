@@ -64,7 +64,7 @@ func (c *container) gateway(profile string, pid int, state string, agents int, e
 // stepAt makes one step of the drain towards target at now, its next
 // attempt due.
 func stepAt(r *Reconciler, gwd *drainv1.GatewayDrain, target drainv1.Target, now time.Time) (drainv1.Target, *view) {
-	d := newDrain(gwd, nil, now, time.Hour)
+	d := newView(gwd, nil, now, time.Hour)
 	d.callsUntil = time.Now().Add(time.Hour)
 	target.LastAttemptTime = nil
 	target, _ = r.stepDrain(context.Background(), d, target, nil, now)

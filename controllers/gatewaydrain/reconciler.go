@@ -47,8 +47,8 @@ const Finalizer = "drain.hermes.dev/release-markers"
 
 // Options tune how often targets are talked to.
 type Options struct {
-	// Concurrency bounds the calls to containers in flight per reconcile.
-	Concurrency int
+	// CallsInFlight bounds the calls to containers in flight per reconcile.
+	CallsInFlight int
 	// BatchTime is how long one reconcile starts calls to a drain's targets
 	// before it writes its progress (drain.callsUntil).
 	BatchTime time.Duration
@@ -84,7 +84,7 @@ type Options struct {
 // DefaultOptions are the operator's defaults.
 func DefaultOptions() Options {
 	return Options{
-		Concurrency:      32,
+		CallsInFlight:    32,
 		BatchTime:        2 * time.Second,
 		CallGrace:        10 * time.Second,
 		PollInterval:     2 * time.Second,
@@ -103,7 +103,7 @@ func DefaultOptions() Options {
 // BindFlags binds the options to their command-line flags, with the
 // current values as defaults.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
-	fs.IntVar(&o.Concurrency, "exec-concurrency", o.Concurrency, "calls into gateway containers in flight per GatewayDrain")
+	fs.IntVar(&o.CallsInFlight, "exec-concurrency", o.CallsInFlight, "calls into gateway containers in flight per GatewayDrain")
 	fs.DurationVar(&o.BatchTime, "batch-time", o.BatchTime, "how long one reconcile starts calls to a GatewayDrain's targets before it writes its progress")
 	fs.DurationVar(&o.CallGrace, "batch-call-grace", o.CallGrace, "how long calls may run past the batch that started them before they are abandoned and retried")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "how often a draining gateway is read")
@@ -122,7 +122,7 @@ func (o Options) Validate() error {
 		tooLong = fmt.Errorf("--refresh-interval %s must stay well below upstream's 1h marker expiry", o.RefreshInterval)
 	}
 	return errors.Join(
-		options.AtLeastOne("--exec-concurrency", o.Concurrency),
+		options.AtLeastOne("--exec-concurrency", o.CallsInFlight),
 		options.PositiveDuration("--batch-time", o.BatchTime),
 		options.PositiveDuration("--batch-call-grace", o.CallGrace),
 		options.PositiveDuration("--poll-interval", o.PollInterval),
@@ -194,7 +194,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	}
 	before := gwd.DeepCopy()
 	now := r.Clock.Now()
-	d := newDrain(gwd, loaded.Targets(), now, r.BatchTime)
+	d := newView(gwd, loaded.Targets(), now, r.BatchTime)
 	var stalled *drain.Stall
 	var released bool // deleted, its finalizer removed: the object is gone
 	defer func() {
@@ -285,7 +285,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *view) (time.Time, error
 	// answer cannot hold the drain workers.
 	callCtx, cancel := context.WithDeadline(ctx, d.callsUntil.Add(r.CallGrace))
 	defer cancel()
-	sem := make(chan struct{}, max(r.Concurrency, 1))
+	sem := make(chan struct{}, max(r.CallsInFlight, 1))
 	var wg sync.WaitGroup
 	var lookupErr error
 	var lookupOnce sync.Once

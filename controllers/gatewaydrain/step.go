@@ -23,7 +23,7 @@ import (
 // (zero: only when its pod changes). At most a couple of round trips to the
 // container; none when nothing is due.
 func (r *Reconciler) step(ctx context.Context, d *view, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
-	now := r.Clock.Now()
+	now := d.now
 	if why := drain.InstantiationOver(&t, pod); why != "" {
 		if d.following() && drain.ComingBack(pod) {
 			// Not Drained yet: its next instantiation will be drained too
@@ -64,13 +64,13 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
-	target := d.pod(t)
+	container := d.container(t)
 	var obs calls.Observation
 	var err error
 	if t.MarkerWrittenAt != nil && t.State != drainv1.TargetMarkerRemoved {
 		// Ours was written to this instantiation: read before writing, so
 		// that a marker someone removed is never put back.
-		obs, err = r.Transport.Read(ctx, target, t.HermesHome)
+		obs, err = r.Transport.Read(ctx, container, t.HermesHome)
 		refreshDue := now.Sub(t.MarkerWrittenAt.Time) >= r.RefreshInterval
 		if err == nil {
 			if home := removedFrom(t, obs); home != "" {
@@ -88,10 +88,10 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 		// where it has one (pods/exec cannot, and writes at once), if a
 		// Service sends it any.
 		req.LeaveTraffic = t.MarkerWrittenAt == nil && drain.LeavesTrafficFirst(d.gwd) && pod != nil && !gatewaypod.Gated(pod) && r.behindAService(ctx, pod)
-		obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
+		obs, err = r.Transport.Project(ctx, container, t.HermesHome, req)
 	}
 	if err == nil && obs.Outcome == calls.LeavingTraffic {
-		t, _, _ = r.read(t, obs, now)
+		t = readBack(t, obs, now)
 		t.State, t.Failures = drainv1.TargetLeavingTraffic, 0
 		t.Message = "out of traffic before the marker: its agent reports the pod not ready, and writes the marker once its settle time has passed"
 		return t, now.Add(r.PollInterval)
@@ -103,7 +103,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 		}
 		// The gateway ignores this marker: it is dead weight from an earlier
 		// instantiation, and ours must take its place.
-		obs, err = r.Transport.Project(ctx, target, t.HermesHome, d.request(t, obs.Marker.Data))
+		obs, err = r.Transport.Project(ctx, container, t.HermesHome, d.request(t, obs.Marker.Data))
 		if err == nil && obs.Outcome == calls.Replaced {
 			r.event(d.gwd, corev1.EventTypeNormal, "StaleMarkerReplaced",
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, marker.Shorten(found.Principal(), 80), marker.Shorten(found.EpochValue(), 80))
@@ -113,7 +113,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 		// The call found profile gateways none knew of before it.
 		req := d.request(t, nil)
 		req.Profiles = more
-		obs, err = r.Transport.Project(ctx, target, t.HermesHome, req)
+		obs, err = r.Transport.Project(ctx, container, t.HermesHome, req)
 	}
 	if err != nil {
 		return r.failed(t, now, "projecting the marker: "+err.Error())
@@ -140,7 +140,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 // drain by deleting the marker, and nothing upstream ever puts one back.
 // It is a person's decision, left alone until the drain is asked again.
 func (r *Reconciler) markerRemoved(d *view, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
-	t, _, _ = r.read(t, obs, now)
+	t = readBack(t, obs, now)
 	removed := metav1.NewTime(now)
 	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetMarkerRemoved, &removed, 0
 	where := ""
@@ -200,7 +200,7 @@ const noticeMargin = 3 * time.Second
 // the next poll puts ours in its place.
 func (r *Reconciler) conflict(ctx context.Context, d *view, t drainv1.Target, obs calls.Observation, home string, now time.Time) (drainv1.Target, time.Time) {
 	if r.Orphans != nil && home == calls.DefaultProfile {
-		if err := r.Orphans.Check(ctx, d.gwd, d.pod(t), t.HermesHome, obs); err != nil {
+		if err := r.Orphans.Check(ctx, d.gwd, d.container(t), t.HermesHome, obs); err != nil {
 			log.FromContext(ctx).Error(err, "checking for an orphaned marker", "pod", t.PodName)
 		}
 	}
@@ -208,7 +208,7 @@ func (r *Reconciler) conflict(ctx context.Context, d *view, t drainv1.Target, ob
 	if p, ok := obs.Profile(home); ok {
 		t.Message = "profile " + home + ": " + foreignMessage(p.Marker)
 	}
-	t, _, _ = r.read(t, obs, now)
+	t = readBack(t, obs, now)
 	t.Failures++ // each look that finds it held sets the next one further off
 	return t, r.nextAttempt(d, t)
 }
@@ -221,7 +221,7 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *view, t drainv1.Target,
 	if next, ok := r.due(d, t, now); !ok {
 		return t, next
 	}
-	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
+	obs, err := r.Transport.Clear(ctx, d.container(t), t.HermesHome, string(d.gwd.UID))
 	if err == nil {
 		if why := profileFailure(obs, nil); why != "" {
 			err = errors.New(why)
@@ -230,7 +230,7 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *view, t drainv1.Target,
 	if err != nil {
 		return r.failed(t, now, "removing the marker: "+err.Error())
 	}
-	t, _, _ = r.read(t, obs, now)
+	t = readBack(t, obs, now)
 	removed := metav1.NewTime(now)
 	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetReleased, &removed, 0
 	t.Message = "drain " + d.withdrawn + "; marker removed"
@@ -263,7 +263,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *view, t drainv1.Targe
 	}
 	attempt := metav1.NewTime(now)
 	t.LastAttemptTime = &attempt
-	obs, err := r.Transport.Clear(ctx, d.pod(t), t.HermesHome, string(d.gwd.UID))
+	obs, err := r.Transport.Clear(ctx, d.container(t), t.HermesHome, string(d.gwd.UID))
 	if err == nil {
 		if why := profileFailure(obs, nil); why != "" {
 			err = errors.New(why)
@@ -285,7 +285,7 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *view, t drainv1.Targe
 // observed records a target whose markers are ours and in place, and its
 // gateways' states as read: Drained once every one is drained.
 func (r *Reconciler) observed(d *view, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
-	t, _, _ = r.read(t, obs, now)
+	t = readBack(t, obs, now)
 	t.Failures = 0
 	v := d.judge(t, obs)
 	t.Gateways, t.ActiveAgents, t.GatewayState = v.gateways, &v.agents, v.state
@@ -325,9 +325,9 @@ func (r *Reconciler) confirmDrained(t drainv1.Target, v gatewaysVerdict, now tim
 	return t, now.Add(r.IdlePollInterval)
 }
 
-// read copies what every call reads back into the target, and returns the
-// gateway's state or why it cannot be told.
-func (r *Reconciler) read(t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, marker.GatewayState, *calls.StateProblem) {
+// readBack copies into the target what every call reads back: when it was
+// made, the epoch, the home, and the root gateway's state.
+func readBack(t drainv1.Target, obs calls.Observation, now time.Time) drainv1.Target {
 	attempt := metav1.NewTime(now)
 	t.LastAttemptTime, t.Epoch = &attempt, marker.CheckEpoch(obs.Epoch)
 	if t.HermesHome == "" && marker.ValidateHome(obs.Home) == nil {
@@ -336,11 +336,11 @@ func (r *Reconciler) read(t drainv1.Target, obs calls.Observation, now time.Time
 	t.GatewayState, t.ActiveAgents = "", nil
 	st, problem := obs.GatewayStateNow()
 	if problem != nil {
-		return t, st, problem
+		return t
 	}
 	agents := st.ActiveAgents
 	t.GatewayState, t.ActiveAgents, t.StateUpdatedAt = st.State, &agents, st.UpdatedAt
-	return t, st, nil
+	return t
 }
 
 func (r *Reconciler) failed(t drainv1.Target, now time.Time, msg string) (drainv1.Target, time.Time) {

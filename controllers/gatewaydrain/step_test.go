@@ -82,7 +82,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetPending}
 	drained := calls.File{State: calls.FilePresent, Data: []byte(`{"gateway_state":"draining","active_agents":0}`)}
-	d := newDrain(gwd, nil, now, time.Minute)
+	d := newView(gwd, nil, now, time.Minute)
 	rendered, err := marker.Render(d.request(target, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestOnlyOurMarkerReadBackCounts(t *testing.T) {
 		{"written, none read back", calls.Observation{Epoch: "boot:1", GatewayHome: calls.GatewayHome{Outcome: calls.Written, Marker: calls.File{State: calls.FileAbsent}, GatewayState: drained}}, drainv1.TargetConflict},
 	} {
 		r := &Reconciler{Client: fake.NewClientBuilder().Build(), Options: DefaultOptions(), Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
-		got, _ := r.stepDrain(context.Background(), newDrain(gwd, nil, now, time.Minute), target, &corev1.Pod{}, now)
+		got, _ := r.stepDrain(context.Background(), newView(gwd, nil, now, time.Minute), target, &corev1.Pod{}, now)
 		if got.State != tc.want {
 			t.Errorf("%s: %s (%s), want %s", tc.name, got.State, got.Message, tc.want)
 		}
@@ -115,10 +115,10 @@ func TestAClosedBatchLeavesTheRestToTheNextReconcile(t *testing.T) {
 	r := &Reconciler{Options: DefaultOptions()}
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", State: drainv1.TargetPending}
-	if _, ok := r.due(newDrain(gwd, nil, now, time.Minute), target, now); !ok {
+	if _, ok := r.due(newView(gwd, nil, now, time.Minute), target, now); !ok {
 		t.Error("an open batch did not take a target never tried")
 	}
-	next, ok := r.due(newDrain(gwd, nil, now, -time.Second), target, now)
+	next, ok := r.due(newView(gwd, nil, now, -time.Second), target, now)
 	if ok || !next.Equal(now) {
 		t.Errorf("a closed batch: due %v, next %v; want not due, next at once (%v)", ok, next, now)
 	}
@@ -175,7 +175,7 @@ func TestAnUngatedTargetLeavesTrafficThroughItsAgent(t *testing.T) {
 	}
 	tr := &leavingTransport{}
 	r := &Reconciler{Client: clientWith(listing), Options: DefaultOptions(), Transport: tr, Clock: testclock.NewFakePassiveClock(now)}
-	d := newDrain(gwd, nil, now, time.Minute)
+	d := newView(gwd, nil, now, time.Minute)
 	got, next := r.stepDrain(context.Background(), d, target, pod, now)
 	if !tr.asked || got.State != drainv1.TargetLeavingTraffic || !next.Equal(now.Add(r.PollInterval)) || !r.nextAttempt(d, got).Equal(now.Add(r.PollInterval)) {
 		t.Errorf("asked %v: %s (%s), next %s, next attempt %s; want LeavingTraffic, asked again after %s", tr.asked, got.State, got.Message, next, r.nextAttempt(d, got), r.PollInterval)
@@ -183,7 +183,7 @@ func TestAnUngatedTargetLeavesTrafficThroughItsAgent(t *testing.T) {
 
 	markerFirst := gwd.DeepCopy()
 	markerFirst.Spec.TrafficOrder = drainv1.TrafficMarkerFirst
-	r.stepDrain(context.Background(), newDrain(markerFirst, nil, now, time.Minute), target, pod, now)
+	r.stepDrain(context.Background(), newView(markerFirst, nil, now, time.Minute), target, pod, now)
 	if tr.asked {
 		t.Error("a MarkerFirst drain asked to leave traffic first")
 	}
@@ -226,7 +226,7 @@ func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
 			{Name: "gateway", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
 		}},
 	}
-	rendered, err := marker.Render(newDrain(gwd, nil, now, time.Minute).request(target, nil).Marker)
+	rendered, err := marker.Render(newView(gwd, nil, now, time.Minute).request(target, nil).Marker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestHostileGatewayStringsAreStoredBounded(t *testing.T) {
 			}
 			r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).Build(), Options: DefaultOptions(),
 				Transport: reportingTransport{tc.obs}, Clock: testclock.NewFakePassiveClock(now)}
-			d := newDrain(gwd, []drainv1.Target{target}, now, time.Minute)
+			d := newView(gwd, []drainv1.Target{target}, now, time.Minute)
 			if _, err := r.stepTargets(context.Background(), d); err != nil {
 				t.Fatal(err)
 			}
@@ -305,7 +305,7 @@ func TestDrainedTakesTwoReadsOfTheSameProcess(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "d", UID: "uid-1"}}
 	target := drainv1.Target{PodName: "gw-0", PodUID: "pod-uid", Container: "gateway", HermesHome: "/opt/data", State: drainv1.TargetDraining}
-	d := newDrain(gwd, nil, t0, time.Minute)
+	d := newView(gwd, nil, t0, time.Minute)
 	rendered, err := marker.Render(d.request(target, nil).Marker)
 	if err != nil {
 		t.Fatal(err)

@@ -83,7 +83,7 @@ func run(m *testing.M) int {
 		Transport: transport.NewProgram(runner, "/proc"),
 		Recorder:  mgr.GetEventRecorder("gatewaydrain"),
 		Options: gatewaydrain.Options{
-			Concurrency:      8,
+			CallsInFlight:    8,
 			BatchTime:        200 * time.Millisecond,
 			CallGrace:        3 * time.Second,
 			PollInterval:     200 * time.Millisecond,

@@ -83,7 +83,7 @@ func drainRequested(gwd *drainv1.GatewayDrain) verdict {
 		message: "GatewayDrain " + gwd.Name + " drains this gateway: out of traffic until the drain ends"}
 }
 
-// nextLook is when to read a gated gateway again, after reading state; t is
+// readAgainAfter is when to read a gated gateway again, after reading state; t is
 // its entry in a drain that stands, or nil. Each read is a call into the
 // container, and their rate is bounded, so they go where the gate is about
 // to change: a gateway whose drain marker is in place but not yet noticed, a
@@ -91,7 +91,7 @@ func drainRequested(gwd *drainv1.GatewayDrain) verdict {
 // ours, or ours being removed). A target not yet projected, or already
 // draining, waits for its drain to change its entry or to turn, which wakes
 // its read at once (drainEvents).
-func (o Options) nextLook(state string, t *drainv1.Target) time.Duration {
+func (o Options) readAgainAfter(state string, t *drainv1.Target) time.Duration {
 	switch {
 	case t != nil && t.MarkerWrittenAt != nil && state != marker.StateDraining:
 		return o.FastInterval

@@ -89,7 +89,7 @@ func TestReadsGoWhereTheGateIsAboutToChange(t *testing.T) {
 		{"starting, marker in place", marker.StateStarting, projected, o.FastInterval},
 		{"stopped", marker.StateStopped, nil, o.SlowInterval},
 	} {
-		if got := o.nextLook(tc.state, tc.target); got != tc.want {
+		if got := o.readAgainAfter(tc.state, tc.target); got != tc.want {
 			t.Errorf("%s: next read after %s, want %s", tc.name, got, tc.want)
 		}
 	}

@@ -56,10 +56,10 @@ type Options struct {
 	// blip, an RBAC regression) must not take a whole fleet out of its
 	// Services at once.
 	KeepLastFor time.Duration
-	// Concurrency is how many pods are read at once. Each read is a call
+	// Readers is how many pods are read at once. Each read is a call
 	// into a container (about 0.3 s through pods/exec), so one at a time
 	// would serve only a few gated pods per second.
-	Concurrency int
+	Readers int
 	// ReadTimeout bounds one read: a gated pod that never answers holds a
 	// reader no longer than this.
 	ReadTimeout time.Duration
@@ -72,7 +72,7 @@ const namespaceShare = 0.5
 
 // DefaultOptions are the operator's defaults.
 func DefaultOptions() Options {
-	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, KeepLastFor: 2 * time.Minute, Concurrency: 16, ReadTimeout: 5 * time.Second}
+	return Options{FastInterval: time.Second, SlowInterval: 30 * time.Second, RetryBase: time.Second, RetryMax: time.Minute, KeepLastFor: 2 * time.Minute, Readers: 16, ReadTimeout: 5 * time.Second}
 }
 
 // BindFlags binds the options to their command-line flags, with the
@@ -81,14 +81,14 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.FastInterval, "readiness-fast-interval", o.FastInterval, "how often a gated gateway is read while it is a drain's target, starting or draining")
 	fs.DurationVar(&o.SlowInterval, "readiness-interval", o.SlowInterval, "how often a gated gateway is read otherwise")
 	fs.DurationVar(&o.KeepLastFor, "readiness-keep-last-for", o.KeepLastFor, "how long a gate keeps its last definite status while reads of its gateway fail, before it turns Unknown")
-	fs.IntVar(&o.Concurrency, "readiness-concurrency", o.Concurrency, "gated gateways read at once (at most half of them in one namespace)")
+	fs.IntVar(&o.Readers, "readiness-concurrency", o.Readers, "gated gateways read at once (at most half of them in one namespace)")
 	fs.DurationVar(&o.ReadTimeout, "readiness-read-timeout", o.ReadTimeout, "bound on one read of a gated gateway")
 }
 
 // Validate refuses options the reconciler cannot work with, naming the flag.
 func (o Options) Validate() error {
 	return errors.Join(
-		options.AtLeastOne("--readiness-concurrency", o.Concurrency),
+		options.AtLeastOne("--readiness-concurrency", o.Readers),
 		options.PositiveDuration("--readiness-fast-interval", o.FastInterval),
 		options.PositiveDuration("--readiness-interval", o.SlowInterval),
 		options.PositiveDuration("--readiness-keep-last-for", o.KeepLastFor),
@@ -184,7 +184,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if lookupErr != nil {
 		return ctrl.Result{RequeueAfter: r.FastInterval}, nil // look often rather than miss a drain
 	}
-	return ctrl.Result{RequeueAfter: r.nextLook(v.state.State, target)}, nil
+	return ctrl.Result{RequeueAfter: r.readAgainAfter(v.state.State, target)}, nil
 }
 
 // look reads the gateway's state through the transport, if it runs.
@@ -274,7 +274,7 @@ func (r *Reconciler) startRead(namespace string) bool {
 	if r.reading == nil {
 		r.reading = map[string]int{}
 	}
-	if share := max(1, int(namespaceShare*float64(r.Concurrency))); r.reading[namespace] >= share {
+	if share := max(1, int(namespaceShare*float64(r.Readers))); r.reading[namespace] >= share {
 		return false
 	}
 	r.reading[namespace]++
@@ -339,7 +339,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	gates.countFrom(mgr.GetCache(), mgr.Elected())
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("podreadiness").
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Concurrency, 1)}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Readers, 1)}).
 		For(&corev1.Pod{}, builder.WithPredicates(gatedPod, containersChanged)).
 		Watches(&drainv1.TargetSlice{}, sliceEvents).
 		Watches(&drainv1.GatewayDrain{}, r.drainTurns()).
