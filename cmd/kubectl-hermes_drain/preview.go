@@ -208,13 +208,13 @@ func (o *options) readGateways(ctx context.Context, gwd *drainv1.GatewayDrain, p
 		}
 		g.Go(func() error {
 			pod, row := &pods[i], &rows[i]
-			container := gatewaypod.Container(pod, gwd.Spec.Container)
-			home, err := gatewaypod.Home(pod, container, "")
+			// Where the drain would call it.
+			target, home, err := gatewaypod.Locate(pod, gwd.Spec.Container, gwd.Spec.HermesHome)
 			if err != nil {
 				row.ReadError = err.Error()
 				return nil
 			}
-			obs, err := program.Read(ctx, calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}, home)
+			obs, err := program.Read(ctx, target, home)
 			if err != nil {
 				row.ReadError = err.Error()
 				return nil

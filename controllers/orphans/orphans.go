@@ -158,16 +158,14 @@ func (r *Remover) Sweep(ctx context.Context) error {
 	g.SetLimit(sweepConcurrency)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		container := gatewaypod.Container(pod, "")
-		if !gatewaypod.IsGateway(pod) || gatewaypod.Gated(pod) || !gatewaypod.Running(pod, container) {
+		target, home, err := gatewaypod.Locate(pod, "", "")
+		if !gatewaypod.IsGateway(pod) || gatewaypod.Gated(pod) || !gatewaypod.Running(pod, target.Container) {
 			continue
 		}
-		home, err := gatewaypod.Home(pod, container, "")
 		if err != nil {
 			continue // never sent to the pod
 		}
 		g.Go(func() error {
-			target := calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
 			readCtx, cancel := context.WithTimeout(gctx, r.ReadTimeout)
 			obs, err := r.Transport.Read(readCtx, target, home)
 			cancel()

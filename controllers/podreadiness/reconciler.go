@@ -33,7 +33,6 @@ import (
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/orphans"
-	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
 	"github.com/hermes-agent/hermes-drain-operator/internal/options"
@@ -189,15 +188,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // look reads the gateway's state through the transport, if it runs.
 func (r *Reconciler) look(ctx context.Context, pod *corev1.Pod, now time.Time) verdict {
-	container := gatewaypod.Container(pod, "")
-	if !gatewaypod.Running(pod, container) {
-		return verdict{status: corev1.ConditionFalse, reason: ReasonContainerNotRunning, message: "gateway container " + container + " is not running"}
+	target, home, err := gatewaypod.Locate(pod, "", "")
+	if !gatewaypod.Running(pod, target.Container) {
+		return verdict{status: corev1.ConditionFalse, reason: ReasonContainerNotRunning, message: "gateway container " + target.Container + " is not running"}
 	}
-	home, err := gatewaypod.Home(pod, container, "")
 	if err != nil {
 		return verdict{status: corev1.ConditionUnknown, reason: ReasonInvalidHome, message: err.Error()}
 	}
-	target := calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: container}
 	readCtx, cancel := context.WithTimeout(ctx, r.ReadTimeout)
 	obs, err := r.Transport.Read(readCtx, target, home)
 	cancel()

@@ -159,8 +159,8 @@ func (s *Server) Audience() string { return s.audience }
 // Handler serves the operator's three calls.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, op := range []string{"project", "clear", "read"} {
-		mux.HandleFunc("POST "+calls.AgentPathPrefix+op, func(w http.ResponseWriter, r *http.Request) { s.serveCall(w, r, op) })
+	for _, op := range []calls.Op{calls.OpProject, calls.OpClear, calls.OpRead} {
+		mux.HandleFunc("POST "+calls.AgentPathPrefix+string(op), func(w http.ResponseWriter, r *http.Request) { s.serveCall(w, r, op) })
 	}
 	return mux
 }
@@ -178,7 +178,7 @@ func (s *Server) ProbeHandler() http.Handler {
 // a replaceable marker at most 64 KiB (as read), JSON-escaped.
 const maxCall = 1 << 20
 
-func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, op string) {
+func (s *Server) serveCall(w http.ResponseWriter, r *http.Request, op calls.Op) {
 	who, status, err := s.authenticate(r)
 	if err != nil {
 		s.refusals.Do(func() {
@@ -232,12 +232,12 @@ func (s *Server) authenticate(r *http.Request) (who string, status int, err erro
 }
 
 // call runs one call on the home this agent serves.
-func (s *Server) call(ctx context.Context, op string, c calls.AgentCall) (calls.Observation, error) {
+func (s *Server) call(ctx context.Context, op calls.Op, c calls.AgentCall) (calls.Observation, error) {
 	if c.Home != "" && c.Home != s.opts.Home {
 		return calls.Observation{}, fmt.Errorf("this agent serves HERMES_HOME %s, not %s: mount the gateway's HERMES_HOME at the same path in the agent", s.opts.Home, c.Home)
 	}
 	switch op {
-	case "project":
+	case calls.OpProject:
 		if c.Marker == nil {
 			return calls.Observation{}, errors.New("project needs a marker")
 		}
@@ -262,7 +262,7 @@ func (s *Server) call(ctx context.Context, op string, c calls.AgentCall) (calls.
 			s.guard.bind(c.Marker.Origin.GatewayDrainUID, liveWriter(obs))
 		}
 		return obs, err
-	case "clear":
+	case calls.OpClear:
 		obs, err := s.local.Clear(ctx, calls.Pod{}, s.opts.Home, c.OwnerUID)
 		if err == nil && (obs.Outcome == calls.Cleared || obs.Outcome == calls.Absent) {
 			s.guard.unbind(c.OwnerUID)

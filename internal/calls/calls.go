@@ -174,10 +174,6 @@ func (r ProjectRequest) CheckProfiles() error {
 // container; the report then carries the message.
 const Failed Outcome = "error"
 
-// ContainerError is how every implementation reports a refusal or failure
-// in the gateway's HERMES_HOME.
-func ContainerError(msg string) error { return fmt.Errorf("in container: %s", msg) }
-
 // NewNonce returns 96 random bits in hex: names no one can predict, and
 // request nonces.
 func NewNonce() string {

@@ -15,18 +15,12 @@ import (
 // the gateway container's start. The marker location (container and
 // HERMES_HOME) is resolved here, once, so it cannot drift during the drain.
 func NewTarget(gwd *drainv1.GatewayDrain, pod *corev1.Pod) drainv1.Target {
-	t := drainv1.Target{
-		PodName:   pod.Name,
-		PodUID:    pod.UID,
-		Container: gatewaypod.Container(pod, gwd.Spec.Container),
-		State:     drainv1.TargetPending,
-	}
+	at, home, err := gatewaypod.Locate(pod, gwd.Spec.Container, gwd.Spec.HermesHome)
+	t := drainv1.Target{PodName: pod.Name, PodUID: pod.UID, Container: at.Container, HermesHome: home, State: drainv1.TargetPending}
 	if cs := gatewaypod.ContainerStatus(pod, t.Container); cs != nil && cs.State.Running != nil {
 		started := cs.State.Running.StartedAt
 		t.StartedAt, t.RestartCount, t.ContainerID = &started, cs.RestartCount, cs.ContainerID
 	}
-	home, err := gatewaypod.Home(pod, t.Container, gwd.Spec.HermesHome)
-	t.HermesHome = home
 	if err != nil { // never sent to the pod
 		t.Unreachable = err.Error()
 		t.State, t.Message = drainv1.TargetFailed, err.Error()+"; the operator will not write to this gateway: it blocks the drain until it restarts"

@@ -9,8 +9,20 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
+
+// Locate says where a pod's gateway is called: its gateway container
+// (container, else as Container picks it), as the calls address it, and
+// its HERMES_HOME (home, else as Home finds it; "" when the first call
+// reads it in the container). An error says why the operator must never
+// call it (Home's).
+func Locate(pod *corev1.Pod, container, home string) (calls.Pod, string, error) {
+	name := Container(pod, container)
+	h, err := Home(pod, name, home)
+	return calls.Pod{Namespace: pod.Namespace, Name: pod.Name, Container: name}, h, err
+}
 
 // Container is override, else the pod's drain.hermes.dev/container
 // annotation, else the pod's first container.

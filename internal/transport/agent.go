@@ -85,21 +85,22 @@ const maxReply = 2 << 20
 const maxReplyHeaders = 32 << 10
 
 // Call makes one of the three calls.
-func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call calls.AgentCall) (_ calls.Observation, err error) {
-	result := "transport"
-	defer countCall("agent", op, time.Now(), &result)
-
+func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op calls.Op, call calls.AgentCall) (obs calls.Observation, err error) {
+	defer countCall("agent", op, time.Now(), &obs, &err)
+	unreachable := func(format string, args ...any) (calls.Observation, error) {
+		return calls.Observation{}, calls.Failure(calls.Unreachable, fmt.Errorf(format, args...))
+	}
 	token, err := a.tokens.Token(ctx, ep.Pod.Namespace, ep.UID)
 	if err != nil {
-		return calls.Observation{}, fmt.Errorf("the operator's token for the agent of %s: %w", ep.Pod, err)
+		return unreachable("the operator's token for the agent of %s: %w", ep.Pod, err)
 	}
 	body, err := json.Marshal(call)
 	if err != nil {
-		return calls.Observation{}, err
+		return unreachable("%w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ep.Addr+calls.AgentPathPrefix+op, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ep.Addr+calls.AgentPathPrefix+string(op), bytes.NewReader(body))
 	if err != nil {
-		return calls.Observation{}, err
+		return unreachable("%w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set(calls.HeaderNonce, calls.NewNonce())
@@ -107,30 +108,26 @@ func (a *Agent) Call(ctx context.Context, ep AgentEndpoint, op string, call call
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
+		return unreachable("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
 	if err != nil {
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
+		return unreachable("agent of %s at %s: %w", ep.Pod, ep.Addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, marker.Excerpt(resp.Status, 100), marker.Excerpt(strings.TrimSpace(string(data)), 300))
+		return unreachable("agent of %s at %s refused the call: %s: %s", ep.Pod, ep.Addr, marker.Excerpt(resp.Status, 100), marker.Excerpt(strings.TrimSpace(string(data)), 300))
 	}
 	if err := a.isAgentOf(ctx, ep, resp.Header.Get(calls.HeaderAgentToken)); err != nil {
-		result = "unauthenticated"
-		return calls.Observation{}, err
+		return calls.Observation{}, calls.Failure(calls.Unauthenticated, err)
 	}
 	var reply calls.AgentReply
 	if len(data) > maxReply || json.Unmarshal(data, &reply) != nil {
-		result = "output"
-		return calls.Observation{}, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Excerpt(string(data), 200))
+		return calls.Observation{}, calls.Failure(calls.BadOutput, fmt.Errorf("agent of %s at %s: unexpected reply %q", ep.Pod, ep.Addr, marker.Excerpt(string(data), 200)))
 	}
 	if reply.Error != "" {
-		result = "container"
-		return reply.Observation, errors.New(marker.Printable(marker.Elide(reply.Error, maxErrorLength)))
+		return reply.Observation, calls.Failure(calls.Refused, errors.New(marker.Printable(marker.Elide(reply.Error, maxErrorLength))))
 	}
-	result = string(reply.Observation.Outcome)
 	return reply.Observation, nil
 }
 

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
 )
 
 // Every call into a container, by transport (exec: program.sh through a
@@ -32,9 +34,13 @@ func init() {
 }
 
 // countCall records a call through transport that started at start, with
-// the result it ended with. Deferred at the call's start, it reads *result
-// when the call returns.
-func countCall(transport, op string, start time.Time, result *string) {
-	callSeconds.WithLabelValues(transport, op).Observe(time.Since(start).Seconds())
-	callsTotal.WithLabelValues(transport, op, *result).Inc()
+// its outcome, or its failure's kind. Deferred at the call's start, it
+// reads what the call returns.
+func countCall(transport string, op calls.Op, start time.Time, obs *calls.Observation, err *error) {
+	result := string(obs.Outcome)
+	if *err != nil {
+		result = string(calls.KindOf(*err))
+	}
+	callSeconds.WithLabelValues(transport, string(op)).Observe(time.Since(start).Seconds())
+	callsTotal.WithLabelValues(transport, string(op), result).Inc()
 }

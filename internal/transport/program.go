@@ -47,15 +47,15 @@ func (p *Program) Project(ctx context.Context, pod calls.Pod, home string, req c
 	if err := req.CheckProfiles(); err != nil {
 		return calls.Observation{}, err
 	}
-	return p.call(ctx, pod, "project", home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), marker: rendered, replaceable: replaceable, profiles: req.Profiles})
+	return p.call(ctx, pod, calls.OpProject, home, input{token: marker.OwnerToken(req.Marker.Origin.GatewayDrainUID), marker: rendered, replaceable: replaceable, profiles: req.Profiles})
 }
 
 func (p *Program) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
-	return p.call(ctx, pod, "clear", home, input{token: marker.OwnerToken(ownerUID)})
+	return p.call(ctx, pod, calls.OpClear, home, input{token: marker.OwnerToken(ownerUID)})
 }
 
 func (p *Program) Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error) {
-	return p.call(ctx, pod, "read", home, input{})
+	return p.call(ctx, pod, calls.OpRead, home, input{})
 }
 
 // input is what program.sh reads on its stdin rather than in argv, which the
@@ -80,33 +80,29 @@ func (in input) stdin(fence, nonce string) []byte {
 	return []byte(strings.Join(lines, "\n") + "\n")
 }
 
-func (p *Program) call(ctx context.Context, pod calls.Pod, op, home string, in input) (_ calls.Observation, err error) {
-	result := "transport"
-	defer countCall("exec", op, time.Now(), &result)
+func (p *Program) call(ctx context.Context, pod calls.Pod, op calls.Op, home string, in input) (obs calls.Observation, err error) {
+	defer countCall("exec", op, time.Now(), &obs, &err)
 
 	// The fence is never written anywhere; the nonce names the private
 	// files, which the gateway's user sees in its home while they exist.
 	fence, nonce := calls.NewNonce(), calls.NewNonce()
 	// /bin/sh by its path: the container's PATH may start with a directory
 	// the gateway's user can write, and exec runs as root.
-	argv := []string{"/bin/sh", "-c", program, "hermes-drain", op, home, p.procRoot}
+	argv := []string{"/bin/sh", "-c", program, "hermes-drain", string(op), home, p.procRoot}
 	out, runErr := p.runner.Run(ctx, pod, argv, in.stdin(fence, nonce))
-	obs, parseErr := parseOutput(out, fence)
+	report, parseErr := parseOutput(out, fence)
 	if parseErr != nil {
 		if runErr != nil {
-			return calls.Observation{}, readable(runErr, argv)
+			return calls.Observation{}, calls.Failure(calls.Unreachable, readable(runErr, argv))
 		}
-		result = "output"
-		return calls.Observation{}, parseErr
+		return calls.Observation{}, calls.Failure(calls.BadOutput, parseErr)
 	}
 	// A complete result stands even if the stream reported an error on close:
 	// some exec paths lose the exit status and report a generic failure.
-	if obs.Outcome == calls.Failed {
-		result = "container"
-		return obs.Observation, calls.ContainerError(obs.errMessage)
+	if report.Outcome == calls.Failed {
+		return report.Observation, calls.ContainerError(report.errMessage)
 	}
-	result = string(obs.Outcome)
-	return obs.Observation, nil
+	return report.Observation, nil
 }
 
 // maxErrorLength bounds an error message kept in status.

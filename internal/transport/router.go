@@ -34,7 +34,7 @@ func (r *Router) Project(ctx context.Context, pod calls.Pod, home string, req ca
 	if err != nil || !viaAgent {
 		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Project(ctx, pod, home, req) })
 	}
-	return r.Agent.Call(ctx, ep, "project", calls.AgentCall{Home: home, Marker: &req.Marker, Replaceable: req.Replaceable, LeaveTraffic: req.LeaveTraffic, Profiles: req.Profiles})
+	return r.Agent.Call(ctx, ep, calls.OpProject, calls.AgentCall{Home: home, Marker: &req.Marker, Replaceable: req.Replaceable, LeaveTraffic: req.LeaveTraffic, Profiles: req.Profiles})
 }
 
 func (r *Router) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID string) (calls.Observation, error) {
@@ -42,7 +42,7 @@ func (r *Router) Clear(ctx context.Context, pod calls.Pod, home string, ownerUID
 	if err != nil || !viaAgent {
 		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Clear(ctx, pod, home, ownerUID) })
 	}
-	return r.Agent.Call(ctx, ep, "clear", calls.AgentCall{Home: home, OwnerUID: ownerUID})
+	return r.Agent.Call(ctx, ep, calls.OpClear, calls.AgentCall{Home: home, OwnerUID: ownerUID})
 }
 
 func (r *Router) Read(ctx context.Context, pod calls.Pod, home string) (calls.Observation, error) {
@@ -50,7 +50,7 @@ func (r *Router) Read(ctx context.Context, pod calls.Pod, home string) (calls.Ob
 	if err != nil || !viaAgent {
 		return r.orExec(err, func() (calls.Observation, error) { return r.Exec.Read(ctx, pod, home) })
 	}
-	return r.Agent.Call(ctx, ep, "read", calls.AgentCall{Home: home})
+	return r.Agent.Call(ctx, ep, calls.OpRead, calls.AgentCall{Home: home})
 }
 
 func (r *Router) orExec(routeErr error, call func() (calls.Observation, error)) (calls.Observation, error) {
