@@ -165,9 +165,11 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile computes the drain's status from what it observes and writes it
-// once, whatever path the reconcile takes.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, err error) {
+// Reconcile runs the drain's phases: load its targets, act on them (choose,
+// follow the selector, step, finalize), then write back what was observed
+// (status, slices, events, metrics). Acting never writes status, and the
+// write-back runs whatever path acting took, keeping both their errors.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	gwd := &drainv1.GatewayDrain{}
 	if err := r.Get(ctx, req.NamespacedName, gwd); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -193,70 +195,90 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	before := gwd.DeepCopy()
-	now := r.Clock.Now()
-	d := newView(gwd, loaded.Targets(), now, r.BatchTime)
-	var stalled *drain.Stall
-	var released bool // deleted, its finalizer removed: the object is gone
-	defer func() {
-		if released {
-			return
-		}
-		drain.ComputeStatus(gwd, d.targets, d.withdrawn, d.now, stalled)
-		recordMetrics(d)
-		// The targets first, then the status that counts them: a status
-		// never describes targets that were not written. Each write is
-		// locked by the resourceVersion that was read: a reconcile that
-		// read a stale cache cannot overwrite newer targets or a newer
-		// status; it retries on fresh data.
-		werr := r.saveTargets(ctx, gwd, loaded, d.targets)
-		if werr == nil && !apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
-			if werr = r.Status().Update(ctx, gwd); werr == nil {
-				r.recordTransitions(before, gwd)
-			}
-		}
-		switch {
-		case apierrors.IsConflict(werr) || apierrors.IsAlreadyExists(werr):
-			log.FromContext(ctx).V(1).Info("a write met a newer version: reconciling again on fresh data", "after", r.RetryBase, "conflict", werr.Error())
-			result, err = ctrl.Result{RequeueAfter: r.RetryBase}, nil
-		case werr != nil && err == nil:
-			err = werr
-		}
-	}()
+	d := newView(gwd, loaded.Targets(), r.Clock.Now(), r.BatchTime)
+	out := r.act(ctx, d, loaded)
+	if out.released {
+		return ctrl.Result{}, out.err // the object is gone: no status to write
+	}
+	return r.writeBack(ctx, before, d, loaded, out)
+}
 
-	if gwd.Status.StartedAt == nil && d.withdrawn == "" {
+// acted is what acting on a drain came to.
+type acted struct {
+	result ctrl.Result
+	err    error
+	// stalled says why the drain cannot progress without a person, if so.
+	stalled *drain.Stall
+	// released: deleted, its finalizer removed; the object is gone.
+	released bool
+}
+
+// act does what the drain asks of its targets, and writes nothing of its
+// status.
+func (r *Reconciler) act(ctx context.Context, d *view, loaded drain.Slices) acted {
+	if d.gwd.Status.StartedAt == nil && d.withdrawn == "" {
 		// The snapshot is written before any marker is: a second reconcile
 		// on a stale cache cannot take another one (its write conflicts),
 		// and a crash cannot leave a marker on a pod the status forgot.
 		// Writing it wakes the next reconcile, which acts on it.
-		stalled, err = r.chooseTargets(ctx, d)
-		return ctrl.Result{}, err
+		stalled, err := r.chooseTargets(ctx, d)
+		return acted{stalled: stalled, err: err}
 	}
 	if d.following() && len(d.targets) > 0 {
 		// Until it is first Drained the drain follows its selector. New
 		// targets are written before anything is done to them, as the
 		// snapshot is; writing them wakes the next reconcile.
 		if added, err := r.followSelector(ctx, d); err != nil || added {
-			return ctrl.Result{}, err
+			return acted{err: err}
 		}
 	}
 	next, err := r.stepTargets(ctx, d)
 	if err != nil {
-		return ctrl.Result{}, err
+		return acted{err: err}
 	}
 	if d.withdrawn == drain.WithdrawnDeleted {
-		released, err = r.finalize(ctx, d, loaded)
+		released, err := r.finalize(ctx, d, loaded)
 		if err != nil || released {
-			return ctrl.Result{}, err
+			return acted{err: err, released: released}
+		}
+		return acted{result: ctrl.Result{RequeueAfter: r.RetryBase}}
+	}
+	if d.withdrawn == "" && d.gwd.Status.Deadline != nil {
+		next = earliest(next, d.gwd.Status.Deadline.Time)
+	}
+	if !next.IsZero() {
+		log.FromContext(ctx).V(1).Info("looking again", "at", next, "in", next.Sub(d.now).Round(time.Millisecond))
+	}
+	return acted{result: requeueAt(next, d.now)}
+}
+
+// writeBack computes the drain's status from its targets as observed and
+// writes the targets, then the status that counts them: a status never
+// describes targets that were not written. Each write is locked by the
+// resourceVersion that was read: a reconcile that read a stale cache
+// cannot overwrite newer targets or a newer status; it retries on fresh
+// data. An error from acting is kept beside the write's.
+func (r *Reconciler) writeBack(ctx context.Context, before *drainv1.GatewayDrain, d *view, loaded drain.Slices, out acted) (ctrl.Result, error) {
+	gwd := d.gwd
+	drain.ComputeStatus(gwd, d.targets, d.withdrawn, d.now, out.stalled)
+	recordMetrics(d)
+	werr := r.saveTargets(ctx, gwd, loaded, d.targets)
+	if werr == nil && !apiequality.Semantic.DeepEqual(before.Status, gwd.Status) {
+		if werr = r.Status().Update(ctx, gwd); werr == nil {
+			r.recordTransitions(before, gwd)
+		}
+	}
+	if apierrors.IsConflict(werr) || apierrors.IsAlreadyExists(werr) {
+		log.FromContext(ctx).V(1).Info("a write met a newer version: reconciling again on fresh data", "after", r.RetryBase, "conflict", werr.Error())
+		if out.err != nil {
+			return ctrl.Result{}, out.err
 		}
 		return ctrl.Result{RequeueAfter: r.RetryBase}, nil
 	}
-	if d.withdrawn == "" && gwd.Status.Deadline != nil {
-		next = earliest(next, gwd.Status.Deadline.Time)
+	if err := errors.Join(out.err, werr); err != nil {
+		return ctrl.Result{}, err
 	}
-	if !next.IsZero() {
-		log.FromContext(ctx).V(1).Info("looking again", "at", next, "in", next.Sub(now).Round(time.Millisecond))
-	}
-	return requeueAt(next, now), nil
+	return out.result, nil
 }
 
 // stepTargets steps every target, a bounded number at a time, and returns the
