@@ -205,8 +205,8 @@ $(GOLANGCI_LINT):
 	$(call go-install,github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION))
 
 # remove_all_sd leaves out Prometheus' service discoveries (the cloud SDKs):
-# rule checks and rule tests need none, and they are most of the build (cold:
-# 534 s of CPU, against 984 s for the whole promtool with part of it cached).
+# rule checks and rule tests need none, and they are most of the build
+# (docs/benchmarks.md, "Numbers behind the design").
 $(PROMTOOL):
 	@echo ">> building promtool $(PROMTOOL_VERSION) (about 9 min cold on 2 cores, once)"
 	$(call go-install,-tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION))

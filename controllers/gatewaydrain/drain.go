@@ -30,8 +30,8 @@ type view struct {
 	// written to status, so that progress shows and survives a crash of the
 	// manager. A batch is bounded in time, not in calls: every reconcile
 	// reads and writes all of a drain's targets, so a batch of agents'
-	// quick calls should be large (10,000 targets in 128-call batches spent
-	// most of the manager's time reading and writing them), and one of slow
+	// quick calls should be large (small batches spend the manager's time
+	// reading and writing targets: docs/benchmarks.md), and one of slow
 	// execs small enough to show progress every few seconds.
 	callsUntil time.Time
 	// deferred counts the targets due now that the closed batch left to the

@@ -28,8 +28,9 @@ import (
 // drain's status write, which wakes the next reconcile, comes through
 // another informer): acting on a stale slice would redo its targets' calls
 // and lose its write to a conflict, and reading every slice from the API
-// server instead (at 10,000 targets, 13 MB to decode on every reconcile)
-// is what the manager spent most of its memory on. The slices' own events
+// server instead would decode every target on every reconcile, the
+// manager's largest cost at scale (docs/benchmarks.md, "Numbers behind the
+// design"). The slices' own events
 // wake the drain once the cache has them. The API server is read when the
 // cache holds fewer slices than the status counts, or stays behind for
 // longer than cacheLagLimit (someone else wrote a slice since, or a watch

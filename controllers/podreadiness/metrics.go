@@ -40,9 +40,9 @@ var gatesDesc = prometheus.NewDesc("hermes_drain_readiness_gates",
 
 // gateCounter counts the gated pods of the manager's cache by namespace and
 // gate status on each scrape: no series per pod, and nothing to keep in
-// step between scrapes. At 10,000 gated pods a scrape takes about 20 ms
-// and 12 MB of garbage (the cache's List copies each Pod struct, not what
-// it points to).
+// step between scrapes. A scrape lists the cache, which copies each Pod
+// struct (not what it points to): cheap enough at 10,000 gated pods
+// (docs/benchmarks.md, "Numbers behind the design").
 type gateCounter struct{ source atomic.Pointer[gateSource] }
 
 type gateSource struct {

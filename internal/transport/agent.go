@@ -55,8 +55,8 @@ func NewAgent(tokens TokenSource, verifier *satoken.Verifier, timeout time.Durat
 			// allows 10 MiB per reply, from every agent at once.
 			MaxResponseHeaderBytes: maxReplyHeaders,
 			// Idle connections are kept for the agents called most
-			// recently only: one per agent costs about 40 KiB each, which
-			// at 10,000 agents would be most of the operator's memory.
+			// recently only: one kept per agent would be most of the
+			// operator's memory at 10,000 agents (docs/benchmarks.md).
 			MaxIdleConns:        maxIdleAgentConns,
 			MaxIdleConnsPerHost: 1,
 			IdleConnTimeout:     time.Minute,
