@@ -15,7 +15,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 	"github.com/hermes-agent/hermes-drain-operator/controllers/podreadiness"
 )
 
@@ -60,7 +59,7 @@ func uninstall(ctx context.Context, f uninstallFlags) error {
 	if err != nil {
 		return err
 	}
-	left, err := gatewaydrain.WithdrawAll(ctx, c, f.watchNamespaces, f.timeout)
+	left, err := withdrawAll(ctx, c, f.watchNamespaces, f.timeout)
 	if err != nil {
 		return err
 	}

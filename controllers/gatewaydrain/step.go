@@ -77,7 +77,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 				return r.markerRemoved(d, t, obs, home, now)
 			}
 			if d.ours(t, obs) && len(d.unmarked(t, obs)) == 0 && !refreshDue {
-				return r.observed(d, t, obs, now)
+				return r.awaitDrained(d, t, obs, now)
 			}
 		}
 	}
@@ -132,7 +132,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 	}
 	written := metav1.NewTime(now)
 	t.MarkerWrittenAt = &written
-	return r.observed(d, t, obs, now)
+	return r.awaitDrained(d, t, obs, now)
 }
 
 // markerRemoved records that our marker is gone from the instantiation it
@@ -282,9 +282,9 @@ func (r *Reconciler) stepRestarted(ctx context.Context, d *view, t drainv1.Targe
 	return t, time.Time{}
 }
 
-// observed records a target whose markers are ours and in place, and its
+// awaitDrained records a target whose markers are ours and in place, and its
 // gateways' states as read: Drained once every one is drained.
-func (r *Reconciler) observed(d *view, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
+func (r *Reconciler) awaitDrained(d *view, t drainv1.Target, obs calls.Observation, now time.Time) (drainv1.Target, time.Time) {
 	t = readBack(t, obs, now)
 	t.Failures = 0
 	v := d.judge(t, obs)

@@ -317,7 +317,7 @@ func TestDrainedTakesTwoReadsOfTheSameProcess(t *testing.T) {
 	}
 	step := func(obs calls.Observation, at time.Duration, want drainv1.TargetState) {
 		t.Helper()
-		target, _ = r.observed(d, target, obs, t0.Add(at))
+		target, _ = r.awaitDrained(d, target, obs, t0.Add(at))
 		if target.State != want {
 			t.Fatalf("at %s: %s (%s), want %s", at, target.State, target.Message, want)
 		}

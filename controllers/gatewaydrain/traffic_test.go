@@ -16,8 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
-	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
-	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 )
 
 // gated declares the readiness gate, as a pod that wants the zero-refusal
@@ -164,36 +162,4 @@ func TestAGatewayStuckInTrafficIsDrainedAfterTheSettleTimeout(t *testing.T) {
 	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.DeregistrationDelay = &metav1.Duration{} }) // wakes it
 	g.waitHonoured(true)
 	waitEvent(t, gwd, "TrafficNotSettled")
-}
-
-// Uninstalling withdraws every drain while the operator still runs: their
-// markers are removed. A drain the operator cannot release in time is let
-// go without it (its finalizer removed) and named.
-func TestWithdrawAllReleasesEveryDrainBeforeAnUninstall(t *testing.T) {
-	ns := env.Namespace(t)
-	g := newGateway(t, ns, "gw-0")
-	newGatewayDrain(t, ns, "d")
-	g.waitHonoured(true)
-	left, err := gatewaydrain.WithdrawAll(context.Background(), k8s, []string{ns}, wait)
-	if err != nil || len(left) != 0 {
-		t.Fatalf("WithdrawAll: left %v, %v", left, err)
-	}
-	if g.marker() != nil {
-		t.Errorf("a marker survived the withdrawal: %s", g.marker())
-	}
-
-	stuck := env.Namespace(t)
-	s := newGateway(t, stuck, "gw-0")
-	newGatewayDrain(t, stuck, "d")
-	s.waitHonoured(true)
-	runner.inject(stuck, faults{fail: 1}) // its marker can no longer be removed
-	left, err = gatewaydrain.WithdrawAll(context.Background(), k8s, []string{stuck}, time.Second)
-	if err != nil || len(left) != 1 || left[0] != stuck+"/d" {
-		t.Fatalf("WithdrawAll: left %v, %v; want %s/d named", left, err, stuck)
-	}
-	testenv.Eventually(t, wait, func() (bool, string) {
-		var list drainv1.GatewayDrainList
-		err := k8s.List(context.Background(), &list, client.InNamespace(stuck))
-		return err == nil && len(list.Items) == 0, fmt.Sprintf("%d drains left (%v)", len(list.Items), err)
-	})
 }

@@ -1,4 +1,4 @@
-package gatewaydrain
+package main
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/controllers/gatewaydrain"
 )
 
-// WithdrawAll deletes every GatewayDrain of the namespaces (all when none
+// withdrawAll deletes every GatewayDrain of the namespaces (all when none
 // are given) and waits, at most timeout, for the running operator to
 // remove their markers and let them go. It is what uninstalling the
 // operator does first: a drain nobody will ever withdraw would hold its
@@ -23,7 +24,7 @@ import (
 // without it (their finalizer removed, so that neither they nor their
 // namespace hang), and named: their markers stay, and each gateway ignores
 // its marker once restarted (epoch).
-func WithdrawAll(ctx context.Context, c client.Client, namespaces []string, timeout time.Duration) (left []string, err error) {
+func withdrawAll(ctx context.Context, c client.Client, namespaces []string, timeout time.Duration) (left []string, err error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -61,7 +62,7 @@ func WithdrawAll(ctx context.Context, c client.Client, namespaces []string, time
 		d := &drains[i]
 		left = append(left, d.Namespace+"/"+d.Name)
 		patch := client.MergeFrom(d.DeepCopy())
-		controllerutil.RemoveFinalizer(d, Finalizer)
+		controllerutil.RemoveFinalizer(d, gatewaydrain.Finalizer)
 		if err := c.Patch(ctx, d, patch); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("letting GatewayDrain %s/%s go: %w", d.Namespace, d.Name, err))
 		}
