@@ -36,8 +36,9 @@ func shells(t *testing.T) map[string]LocalRunner {
 
 // planting runs the program after planting a symbolic link to target at
 // every name of HERMES_HOME it could write through: the names derived from
-// its nonce (which it reads on the program's stdin), and the old program's
-// $$ (the planting shell execs the program, which keeps its PID).
+// its nonce (which it reads on the program's stdin), and $$, which a
+// program could be tempted to name files by (the planting shell execs the
+// program, which keeps its PID).
 type planting struct {
 	LocalRunner
 	target string

@@ -124,7 +124,8 @@ func TestEveryGatewayOfAContainerIsDrained(t *testing.T) {
 // An idle gated gateway writes its record once and stays Ready, however
 // long nothing happens: upstream writes the record on events only, and the
 // operator judges liveness by the writer's process, never by the file's
-// age (issue 24, item 1; the old rule turned it NotReady after 2 minutes).
+// age (issue 24, item 1). 150 s is longer than the 2 minutes a read may go
+// without news before the gate turns Unknown (--readiness-keep-last-for).
 func TestAnIdleGatedGatewayStaysReady(t *testing.T) {
 	t.Parallel()
 	ns := testenv.CreateNamespace(t, lc.Client)
