@@ -14,7 +14,7 @@ import (
 type drainFlags struct {
 	selector, name, container, output string
 	timeout, waitTimeout              time.Duration
-	wait                              bool
+	wait, completeWorkCounting        bool
 }
 
 func newDrainCommand(o *options) *cobra.Command {
@@ -36,6 +36,7 @@ With --wait, follow it until Drained.` + "\n" + exitCodes,
 	cmd.Flags().StringVar(&f.container, "container", "", "The gateway container (default: the pod's drain.hermes.dev/container annotation, else its first container)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "The drain's deadline, 1m to 24h, after which it withdraws itself (default: the operator's, 2h)")
 	cmd.Flags().BoolVar(&f.wait, "wait", false, "Follow the drain until Drained; exit 2 if it stalls")
+	cmd.Flags().BoolVar(&f.completeWorkCounting, "require-complete-work-counting", false, "Call a gateway drained only if its record shows it counts API-server and cron work too (upstream v0.20.6 and later)")
 	cmd.Flags().DurationVar(&f.waitTimeout, "wait-timeout", 0, "With --wait, give up after this long and exit 3 (default: until the drain's deadline)")
 	outputFlag(cmd, &f.output)
 	_ = cmd.MarkFlagRequired("selector")
@@ -93,7 +94,8 @@ func newGatewayDrain(f drainFlags) (*drainv1.GatewayDrain, error) {
 	}
 	gwd := &drainv1.GatewayDrain{
 		ObjectMeta: metav1.ObjectMeta{Name: f.name},
-		Spec:       drainv1.GatewayDrainSpec{Selector: *sel, Action: drainv1.ActionDrain, Container: f.container},
+		Spec: drainv1.GatewayDrainSpec{Selector: *sel, Action: drainv1.ActionDrain, Container: f.container,
+			RequireCompleteWorkCounting: f.completeWorkCounting},
 	}
 	if f.name == "" {
 		gwd.GenerateName = "drain-"

@@ -70,11 +70,11 @@ func TestVerdict(t *testing.T) {
 }
 
 func TestNewGatewayDrain(t *testing.T) {
-	gwd, err := newGatewayDrain(drainFlags{selector: "app=hermes-gateway,tier in (a,b)", timeout: 90 * time.Minute, container: "gateway"})
+	gwd, err := newGatewayDrain(drainFlags{selector: "app=hermes-gateway,tier in (a,b)", timeout: 90 * time.Minute, container: "gateway", completeWorkCounting: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gwd.Name != "" || gwd.GenerateName != "drain-" || gwd.Spec.Timeout.Duration != 90*time.Minute || gwd.Spec.Container != "gateway" ||
+	if gwd.Name != "" || gwd.GenerateName != "drain-" || gwd.Spec.Timeout.Duration != 90*time.Minute || gwd.Spec.Container != "gateway" || !gwd.Spec.RequireCompleteWorkCounting ||
 		gwd.Spec.Selector.MatchLabels["app"] != "hermes-gateway" || len(gwd.Spec.Selector.MatchExpressions) != 1 {
 		t.Errorf("got %+v", gwd)
 	}
