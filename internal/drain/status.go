@@ -158,6 +158,7 @@ func waitingMessage(blocking []*drainv1.Target, total int) string {
 	return fmt.Sprintf("waiting for %d of %d targets: %s", len(blocking), total, names)
 }
 
+// CountOf is the counter of targets in state s.
 func CountOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
 	switch s {
 	case drainv1.TargetLeavingTraffic:
