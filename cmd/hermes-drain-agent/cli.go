@@ -142,12 +142,13 @@ func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stder
 				break
 			}
 		}
+		gone := obs.ProfileMarkerGone(profiles)
 		switch {
 		case obs.Marker.State != calls.FilePresent:
 			fmt.Fprintf(stderr, "%s: the drain was withdrawn meanwhile\n", obs.Home)
 			return exitRefused
-		case withdrawn(obs, profiles) != "":
-			fmt.Fprintf(stderr, "%s/profiles/%s: the drain was withdrawn meanwhile\n", obs.Home, withdrawn(obs, profiles))
+		case gone != "":
+			fmt.Fprintf(stderr, "%s/profiles/%s: the drain was withdrawn meanwhile\n", obs.Home, gone)
 			return exitRefused
 		case waiting == nil:
 			fmt.Fprintf(stdout, "%s: drained, no turn in flight (%s)\n", obs.Home, gatewayNames(gateways))
@@ -162,17 +163,6 @@ func drain(ctx context.Context, local calls.InProcess, f cliFlags, stdout, stder
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// withdrawn names a profile home whose marker is gone, of those it was
-// written to.
-func withdrawn(obs calls.Observation, written []string) string {
-	for _, name := range written {
-		if p, ok := obs.Profile(name); ok && p.Marker.State == calls.FileAbsent {
-			return name
-		}
-	}
-	return ""
 }
 
 // gatewayNames names the gateways by profile.

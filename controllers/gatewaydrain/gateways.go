@@ -55,12 +55,7 @@ func removedFrom(t drainv1.Target, obs calls.Observation) string {
 	if obs.Marker.State == calls.FileAbsent {
 		return calls.DefaultProfile
 	}
-	for _, name := range markedProfiles(t) {
-		if p, ok := obs.Profile(name); ok && p.Marker.State == calls.FileAbsent {
-			return name
-		}
-	}
-	return ""
+	return obs.ProfileMarkerGone(markedProfiles(t))
 }
 
 func markedProfiles(t drainv1.Target) []string {

@@ -109,16 +109,19 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 				"%s: replaced a stale marker of principal %q (epoch %q)", t.PodName, marker.Shorten(found.Principal(), 80), marker.Shorten(found.EpochValue(), 80))
 		}
 	}
-	if more := d.unmarked(t, obs); err == nil && len(more) > 0 && d.ours(t, obs) {
-		// The call found profile gateways none knew of before it.
-		req := d.request(t, nil)
-		req.Profiles = more
-		obs, err = r.Transport.Project(ctx, container, t.HermesHome, req)
+	if err == nil && d.ours(t, obs) {
+		if more := d.unmarked(t, obs); len(more) > 0 {
+			// The call found profile gateways none knew of before it.
+			req := d.request(t, nil)
+			req.Profiles = more
+			obs, err = r.Transport.Project(ctx, container, t.HermesHome, req)
+		}
 	}
 	if err != nil {
 		return r.failed(t, now, "projecting the marker: "+err.Error())
 	}
-	if why := profileFailure(obs, d.profilesToMark(t, obs)); why != "" {
+	toMark := d.profilesToMark(t, obs)
+	if why := profileFailure(obs, toMark); why != "" {
 		return r.failed(t, now, "projecting the marker: "+why)
 	}
 	// Only the marker read back counts: one another writer put in place
@@ -126,7 +129,7 @@ func (r *Reconciler) stepDrain(ctx context.Context, d *view, t drainv1.Target, p
 	if !d.ours(t, obs) {
 		return r.conflict(ctx, d, t, obs, calls.DefaultProfile, now)
 	}
-	t = d.markProfiles(t, obs, d.profilesToMark(t, obs))
+	t = d.markProfiles(t, obs, toMark)
 	if more := d.unmarked(t, obs); len(more) > 0 {
 		return r.conflict(ctx, d, t, obs, more[0], now)
 	}

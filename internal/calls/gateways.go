@@ -60,7 +60,7 @@ func (o Observation) Gateways(keep func(GatewayHome) bool) []Gateway {
 	root := Gateway{Profile: DefaultProfile, Home: o.GatewayHome}
 	root.State, root.Problem = o.GatewayStateNow()
 	gateways := []Gateway{root}
-	if o.Multiplexed() {
+	if root.Problem == nil && root.State.ServedProfiles > 0 { // Multiplexed, as already read
 		return gateways
 	}
 	for _, p := range o.Profiles {
@@ -86,6 +86,18 @@ func (o Observation) Multiplexed() bool {
 // Unlisted counts the profile homes beyond MaxProfiles, which the call did
 // not look into: a container with any is never counted drained.
 func (o Observation) Unlisted() int { return max(o.ProfileCount-len(o.Profiles), 0) }
+
+// ProfileMarkerGone names the first of the profile homes that the call
+// found with no marker at all, "" when each holds one (or is gone): where
+// a drain wrote its marker, a person's cancel.
+func (o Observation) ProfileMarkerGone(names []string) string {
+	for _, name := range names {
+		if p, ok := o.Profile(name); ok && p.Marker.State == FileAbsent {
+			return name
+		}
+	}
+	return ""
+}
 
 // Profile returns the profile home of that name, if the call found one.
 func (o Observation) Profile(name string) (Profile, bool) {

@@ -2,7 +2,6 @@ package calls
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 )
@@ -98,10 +97,8 @@ func (p Process) goneSince(start string) string {
 	if p.Stat == "" {
 		return fmt.Sprintf("its process %d is gone", p.PID)
 	}
-	if i := strings.LastIndexByte(p.Stat, ')'); i >= 0 {
-		if f := strings.Fields(p.Stat[i+1:]); len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
-			return fmt.Sprintf("its process %d has exited (its parent has not reaped it)", p.PID)
-		}
+	if marker.ProcStatExited(p.Stat) {
+		return fmt.Sprintf("its process %d has exited (its parent has not reaped it)", p.PID)
 	}
 	now, err := marker.ProcStatStartTime(p.Stat)
 	if err != nil {

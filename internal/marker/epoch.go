@@ -53,15 +53,32 @@ func ProcEpoch(procRoot string) string {
 // and parentheses, so, as upstream does, the text is split on its LAST ')'
 // and the starttime is index 19 of the whitespace-separated rest.
 func ProcStatStartTime(stat string) (string, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return "", fmt.Errorf("no ')' in /proc stat %q", Shorten(stat, 64))
+	rest, err := procStatFields(stat)
+	if err != nil {
+		return "", err
 	}
-	rest := strings.Fields(stat[i+1:])
 	if len(rest) < 20 {
 		return "", fmt.Errorf("/proc stat has %d fields after the command name, want at least 20", len(rest))
 	}
 	return rest[19], nil
+}
+
+// ProcStatExited reports whether a /proc/<pid>/stat line is a process that
+// has exited and waits to be reaped (state Z or X, field 3): it runs no
+// more, though its PID and start time stand.
+func ProcStatExited(stat string) bool {
+	rest, err := procStatFields(stat)
+	return err == nil && len(rest) > 0 && (rest[0] == "Z" || rest[0] == "X")
+}
+
+// procStatFields are the fields of a /proc/<pid>/stat line after the
+// command name, found after the LAST ')'.
+func procStatFields(stat string) ([]string, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("no ')' in /proc stat %q", Shorten(stat, 64))
+	}
+	return strings.Fields(stat[i+1:]), nil
 }
 
 // Elide returns s cut to about n bytes by dropping its middle, marked with
