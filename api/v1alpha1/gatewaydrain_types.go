@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // DrainAction is what the GatewayDrain asks of its targets. It mirrors the
@@ -41,6 +42,12 @@ const AskAgainAnnotation = "drain.hermes.dev/ask-again"
 // readiness follow the gateway's own state.
 const ReadinessGate corev1.PodConditionType = "drain.hermes.dev/serving"
 
+// ResumeAnnotation on a GatewayDrain whose replacement wave halted, an RFC
+// 3339 time after status.haltedAt, resumes the wave: the targets the halt
+// released wait their turn again, and the replacement that did not serve
+// gets spec.replace.servingTimeout again from that time.
+const ResumeAnnotation = "drain.hermes.dev/resume"
+
 // DefaultHermesHome is the upstream image's HERMES_HOME.
 const DefaultHermesHome = "/opt/data"
 
@@ -55,6 +62,7 @@ const DefaultHermesHome = "/opt/data"
 // +kubebuilder:validation:XValidation:rule="has(self.container) == has(oldSelf.container)",message="container is immutable: create a new GatewayDrain"
 // +kubebuilder:validation:XValidation:rule="has(self.hermesHome) == has(oldSelf.hermesHome)",message="hermesHome is immutable: create a new GatewayDrain"
 // +kubebuilder:validation:XValidation:rule="has(self.principal) == has(oldSelf.principal)",message="principal is immutable: create a new GatewayDrain"
+// +kubebuilder:validation:XValidation:rule="has(self.replace) == has(oldSelf.replace)",message="replace cannot be set or unset on an existing GatewayDrain: create a new one"
 type GatewayDrainSpec struct {
 	// Selector picks the gateway pods of this namespace to drain. Only pods
 	// that declare themselves gateways (the drain.hermes.dev/gateway=true
@@ -153,6 +161,41 @@ type GatewayDrainSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="deregistrationDelay must be at most 1h"
 	// +optional
 	DeregistrationDelay *metav1.Duration `json:"deregistrationDelay,omitempty"`
+
+	// Replace, when set, replaces each target once it is drained, in
+	// waves: its pod is evicted (PodDisruptionBudgets honoured) and the
+	// target is done when the pod its controller creates instead serves
+	// turns. At most maxUnavailable targets are between "taken out of
+	// traffic or marked" and "replacement serving" at once; the others wait,
+	// undrained and serving. Targets are frozen when chosen: replacements
+	// are never drained. Every target's pod must have a controller (a
+	// ReplicaSet, so a Deployment, or a StatefulSet), or nothing is done.
+	// +optional
+	Replace *ReplaceSpec `json:"replace,omitempty"`
+}
+
+// ReplaceSpec is how a drain-and-replace proceeds.
+type ReplaceSpec struct {
+	// MaxUnavailable bounds how many targets are out at once: a number of
+	// at least 1, or a percentage of the targets from 1% to 100% (rounded
+	// down, at least 1). Default 1. It may change while the wave runs.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="maxUnavailable must be a number of at least 1 or a percentage from 1% to 100%"
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// ServingTimeout is how long, from its old pod's eviction, a
+	// replacement has to serve (running, Ready, its gateway accepting
+	// turns). A replacement that does not halts the wave: nothing more is
+	// evicted, the drained targets not yet replaced are released, and the
+	// Stalled condition names the pod and why. Between 10s and 1h; default 5m.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('1h')",message="servingTimeout must be between 10s and 1h"
+	// +optional
+	ServingTimeout *metav1.Duration `json:"servingTimeout,omitempty"`
 }
 
 // TrafficOrder is when a gated gateway leaves its Services during a drain.
@@ -169,10 +212,13 @@ const (
 )
 
 // TargetState is where one target instantiation stands.
-// +kubebuilder:validation:Enum=Pending;LeavingTraffic;Draining;Drained;Released;Restarted;Conflict;MarkerRemoved;Failed
+// +kubebuilder:validation:Enum=Waiting;Pending;LeavingTraffic;Draining;Drained;Replacing;Replaced;Released;Restarted;Conflict;MarkerRemoved;Failed
 type TargetState string
 
 const (
+	// TargetWaiting: a drain-and-replace has not taken this target in yet
+	// (spec.replace.maxUnavailable): nothing is written, the gateway serves.
+	TargetWaiting TargetState = "Waiting"
 	// TargetPending: the marker is not confirmed yet.
 	TargetPending TargetState = "Pending"
 	// TargetLeavingTraffic: a gated gateway's readiness gate is False and
@@ -184,6 +230,12 @@ const (
 	TargetDraining TargetState = "Draining"
 	// TargetDrained: the gateway reports gateway_state "draining" with no active agents.
 	TargetDrained TargetState = "Drained"
+	// TargetReplacing: drained, and a drain-and-replace evicts its pod (the
+	// message names a PodDisruptionBudget that refuses it) and waits for the
+	// replacement to serve.
+	TargetReplacing TargetState = "Replacing"
+	// TargetReplaced: the pod that replaced it serves turns.
+	TargetReplaced TargetState = "Replaced"
 	// TargetReleased: the drain was withdrawn and our marker removed.
 	TargetReleased TargetState = "Released"
 	// TargetRestarted: the instantiation is over (pod gone or recreated, or the
@@ -208,6 +260,9 @@ const (
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
 	ConditionDrained     = "Drained"
+	// ConditionReplaced is what automation waits for on a drain-and-replace:
+	// every target replaced by a pod that serves.
+	ConditionReplaced = "Replaced"
 
 	ReasonProgressing      = "Progressing"
 	ReasonDrained          = "Drained"
@@ -221,6 +276,16 @@ const (
 	// ReasonMarkerRemoved: every target that keeps the drain from Drained
 	// had its marker removed by a person; only asking again moves it.
 	ReasonMarkerRemoved = "MarkerRemoved"
+	// ReasonReplacing: a drain-and-replace is under way; it is never
+	// Drained as a whole (condition Replaced says when it is done).
+	ReasonReplacing = "Replacing"
+	ReasonReplaced  = "Replaced"
+	// ReasonReplacementNotServing: a replacement did not serve within
+	// spec.replace.servingTimeout; the wave halted.
+	ReasonReplacementNotServing = "ReplacementNotServing"
+	// ReasonCannotReplace: a target's pod has no controller that would
+	// replace it; nothing was done.
+	ReasonCannotReplace = "CannotReplace"
 )
 
 // Target is one gateway instantiation the drain was taken for, and what was
@@ -323,6 +388,20 @@ type Target struct {
 	LeavingTrafficSince *metav1.Time `json:"leavingTrafficSince,omitempty"`
 	// +optional
 	OutOfTrafficAt *metav1.Time `json:"outOfTrafficAt,omitempty"`
+	// EvictedAt is when a drain-and-replace evicted the target's pod, and
+	// ServeBy when its replacement must serve, or the wave halts.
+	// +optional
+	EvictedAt *metav1.Time `json:"evictedAt,omitempty"`
+	// +optional
+	ServeBy *metav1.Time `json:"serveBy,omitempty"`
+	// Replacement is the pod that replaced the target's (the same name
+	// under a StatefulSet), once found.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Replacement string `json:"replacement,omitempty"`
+	// ReplacedAt is when the replacement was first seen serving.
+	// +optional
+	ReplacedAt *metav1.Time `json:"replacedAt,omitempty"`
 	// MarkerWrittenAt is when this drain's marker was last written to the target.
 	// +optional
 	MarkerWrittenAt *metav1.Time `json:"markerWrittenAt,omitempty"`
@@ -348,12 +427,16 @@ type Target struct {
 // TargetCounts counts the targets by state.
 type TargetCounts struct {
 	Targets int32 `json:"targets"`
+	// Waiting counts the targets of a drain-and-replace not taken in yet.
+	Waiting int32 `json:"waiting,omitempty"`
 	Pending int32 `json:"pending,omitempty"`
 	// LeavingTraffic counts the gated targets being taken out of their
 	// Services before their markers are written.
 	LeavingTraffic int32 `json:"leavingTraffic,omitempty"`
 	Draining       int32 `json:"draining,omitempty"`
 	Drained        int32 `json:"drained,omitempty"`
+	Replacing      int32 `json:"replacing,omitempty"`
+	Replaced       int32 `json:"replaced,omitempty"`
 	Released       int32 `json:"released,omitempty"`
 	Restarted      int32 `json:"restarted,omitempty"`
 	Conflict       int32 `json:"conflict,omitempty"`
@@ -396,10 +479,23 @@ type GatewayDrainStatus struct {
 	// drain: the drain is withdrawn for good, whatever the timeout becomes.
 	// +optional
 	DeadlineExceeded bool `json:"deadlineExceeded,omitempty"`
+	// HaltedAt is when a drain-and-replace halted because a replacement
+	// did not serve in time (the Stalled condition names it): nothing more
+	// is evicted until ResumeAnnotation is set to a later time.
+	// +optional
+	HaltedAt *metav1.Time `json:"haltedAt,omitempty"`
+	// Unavailable counts, during a drain-and-replace, the targets between
+	// "taken in" and "replacement serving", and MaxUnavailable is the bound
+	// it is held to (spec.replace.maxUnavailable resolved).
+	// +optional
+	Unavailable int32 `json:"unavailable,omitempty"`
+	// +optional
+	MaxUnavailable int32 `json:"maxUnavailable,omitempty"`
 	// Counts counts the targets by state.
 	// +optional
 	Counts TargetCounts `json:"counts,omitempty"`
-	// Progress is "drained/targets", for printing.
+	// Progress is "drained/targets" ("replaced/targets" for a
+	// drain-and-replace), for printing.
 	// +optional
 	Progress string `json:"progress,omitempty"`
 	// TargetSlices is how many TargetSlices hold this drain's targets (the

@@ -85,6 +85,15 @@ func TestAdmissionRefusesBadSpecs(t *testing.T) {
 		{"principal with a newline", with("principal", "ops\nrm -rf /"), "principal must not contain control characters"},
 		{"timeout with a unit only", with("timeout", "h"), "spec.timeout: Invalid value"},
 		{"timeout zero", with("timeout", "0s"), "timeout must be between 1m and 24h"},
+		{"maxUnavailable 0", with("replace", spec{"maxUnavailable": 0}), "maxUnavailable must be a number of at least 1 or a percentage from 1% to 100%"},
+		{"maxUnavailable negative", with("replace", spec{"maxUnavailable": -2}), "maxUnavailable must be a number of at least 1"},
+		{"maxUnavailable 0%", with("replace", spec{"maxUnavailable": "0%"}), "maxUnavailable must be a number of at least 1"},
+		{"maxUnavailable over 100%", with("replace", spec{"maxUnavailable": "101%"}), "maxUnavailable must be a number of at least 1"},
+		{"maxUnavailable a number in a string", with("replace", spec{"maxUnavailable": "3"}), "maxUnavailable must be a number of at least 1"},
+		{"maxUnavailable a fraction", with("replace", spec{"maxUnavailable": "2.5%"}), "maxUnavailable must be a number of at least 1"},
+		{"servingTimeout too short", with("replace", spec{"servingTimeout": "5s"}), "servingTimeout must be between 10s and 1h"},
+		{"servingTimeout too long", with("replace", spec{"servingTimeout": "2h"}), "servingTimeout must be between 10s and 1h"},
+		{"servingTimeout not a duration", with("replace", spec{"servingTimeout": "soon"}), "spec.replace.servingTimeout: Invalid value"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,14 +170,18 @@ func TestAdmissionBoundsWhatAGatewayReports(t *testing.T) {
 func TestAdmissionAcceptsEdgeCasesAndDefaults(t *testing.T) {
 	ns := env.Namespace(t)
 	cases := map[string]spec{
-		"minimal":            with("selector", selector),
-		"matchExpressions":   with("selector", spec{"matchExpressions": []any{spec{"key": "app", "operator": "Exists"}}}),
-		"unusual hermesHome": with("hermesHome", "/opt/my data/$HOME/`x`/'q\"/.hidden/..x"),
-		"unicode principal":  with("principal", "ünïcode 🚀 $(rm -rf /) `id`"),
-		"shortest timeout":   with("timeout", "1m"),
-		"longest timeout":    with("timeout", "24h"),
-		"compound timeout":   with("timeout", "1h30m"),
-		"cancel at creation": with("action", "Cancel"),
+		"minimal":             with("selector", selector),
+		"matchExpressions":    with("selector", spec{"matchExpressions": []any{spec{"key": "app", "operator": "Exists"}}}),
+		"unusual hermesHome":  with("hermesHome", "/opt/my data/$HOME/`x`/'q\"/.hidden/..x"),
+		"unicode principal":   with("principal", "ünïcode 🚀 $(rm -rf /) `id`"),
+		"shortest timeout":    with("timeout", "1m"),
+		"longest timeout":     with("timeout", "24h"),
+		"compound timeout":    with("timeout", "1h30m"),
+		"cancel at creation":  with("action", "Cancel"),
+		"replace one by one":  with("replace", spec{"maxUnavailable": 1}),
+		"replace ten percent": with("replace", spec{"maxUnavailable": "10%"}),
+		"replace all at once": with("replace", spec{"maxUnavailable": "100%", "servingTimeout": "10s"}),
+		"replace defaults":    with("replace", spec{}),
 	}
 	t.Run("a name of 63 characters", func(t *testing.T) {
 		if err := env.Client.Create(context.Background(), gatewayDrain(ns, strings.Repeat("n", 63), with("selector", selector))); err != nil {
@@ -186,6 +199,13 @@ func TestAdmissionAcceptsEdgeCasesAndDefaults(t *testing.T) {
 				timeout, _, _ := unstructured.NestedString(u.Object, "spec", "timeout")
 				if got != "Drain" || timeout != "2h" {
 					t.Errorf("defaults: action %q timeout %q, want Drain and 2h", got, timeout)
+				}
+			}
+			if name == "replace defaults" {
+				maxUnavailable, _, _ := unstructured.NestedInt64(u.Object, "spec", "replace", "maxUnavailable")
+				serving, _, _ := unstructured.NestedString(u.Object, "spec", "replace", "servingTimeout")
+				if maxUnavailable != 1 || serving != "5m" {
+					t.Errorf("replace defaults: maxUnavailable %d servingTimeout %q, want 1 and 5m", maxUnavailable, serving)
 				}
 			}
 		})
@@ -209,6 +229,9 @@ func TestAdmissionGuardsUpdates(t *testing.T) {
 		{"hermesHome changed", with("hermesHome", "/opt/data"), with("hermesHome", "/srv/data"), "hermesHome is immutable"},
 		{"hermesHome removed", with("hermesHome", "/opt/data"), with("hermesHome", nil), "hermesHome is immutable"},
 		{"principal changed", with("principal", "me"), with("principal", "you"), "principal is immutable"},
+		{"maxUnavailable raised mid-wave", with("replace", spec{"maxUnavailable": 1}), with("replace", spec{"maxUnavailable": "20%"}), ""},
+		{"replace set later", with("replace", nil), with("replace", spec{}), "replace cannot be set or unset"},
+		{"replace unset", with("replace", spec{}), with("replace", nil), "replace cannot be set or unset"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
