@@ -388,6 +388,12 @@ type Target struct {
 	LeavingTrafficSince *metav1.Time `json:"leavingTrafficSince,omitempty"`
 	// +optional
 	OutOfTrafficAt *metav1.Time `json:"outOfTrafficAt,omitempty"`
+	// Owner is the controller that replaces the target's evicted pod, as
+	// Kind/name: a StatefulSet, or a ReplicaSet's Deployment (else the
+	// ReplicaSet). Set when a drain-and-replace evicts the pod.
+	// +kubebuilder:validation:MaxLength=280
+	// +optional
+	Owner string `json:"owner,omitempty"`
 	// EvictedAt is when a drain-and-replace evicted the target's pod, and
 	// ServeBy when its replacement must serve, or the wave halts.
 	// +optional
@@ -484,6 +490,10 @@ type GatewayDrainStatus struct {
 	// is evicted until ResumeAnnotation is set to a later time.
 	// +optional
 	HaltedAt *metav1.Time `json:"haltedAt,omitempty"`
+	// HaltedBecause names the replacement that did not serve, and why.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	HaltedBecause string `json:"haltedBecause,omitempty"`
 	// Unavailable counts, during a drain-and-replace, the targets between
 	// "taken in" and "replacement serving", and MaxUnavailable is the bound
 	// it is held to (spec.replace.maxUnavailable resolved).

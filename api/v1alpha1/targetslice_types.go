@@ -10,8 +10,9 @@ const GatewayDrainLabel = "drain.hermes.dev/gatewaydrain"
 
 // MaxTargetsPerSlice bounds a TargetSlice, as 1000 bounds an EndpointSlice.
 // A target takes about 0.5 KB, and 2 KB with every field at its largest
-// (its message at MaxTargetMessage, its marked profiles at 448 bytes), so
-// a slice stays below 1 MiB, within the 1.5 MiB etcd takes in one object,
+// (its message at MaxTargetMessage, its marked profiles at 448 bytes; a
+// replaced target's owner and replacement take the place of what only its
+// drain read), so a slice stays below 1 MiB, within the 1.5 MiB etcd takes in one object,
 // and a change rewrites only the slice that holds it.
 const MaxTargetsPerSlice = 500
 

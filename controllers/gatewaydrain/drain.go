@@ -1,8 +1,11 @@
 package gatewaydrain
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/calls"
@@ -25,6 +28,14 @@ type view struct {
 	now time.Time
 	// withdrawn says why the drain no longer stands, or "" while it does.
 	withdrawn string
+	// replaces: the drain replaces its targets in waves (spec.replace).
+	replaces bool
+	// release says why the targets taken in are let go: the drain was
+	// withdrawn, or its wave halted; "" while they are held.
+	release string
+	// replacements are this reconcile's candidates for the pods that
+	// replace evicted targets, and the pods already claimed by one.
+	replacements replacements
 	// callsUntil is when this reconcile stops starting calls, on the
 	// machine's own clock. A large drain is worked through in batches, each
 	// written to status, so that progress shows and survives a crash of the
@@ -40,12 +51,37 @@ type view struct {
 }
 
 func newView(gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time, batch time.Duration) *view {
-	return &view{gwd: gwd, targets: targets, now: now, withdrawn: drain.Withdrawal(gwd, now), callsUntil: time.Now().Add(batch)}
+	d := &view{gwd: gwd, targets: targets, now: now, withdrawn: drain.Withdrawal(gwd, now), replaces: drain.Replaces(gwd), callsUntil: time.Now().Add(batch)}
+	d.setRelease()
+	return d
+}
+
+// setRelease says why the targets taken in are let go, if they are.
+func (d *view) setRelease() {
+	d.release = d.withdrawn
+	if d.release == "" && d.replaces && drain.Halted(d.gwd) {
+		d.release = "halted (a replacement did not serve)"
+	}
 }
 
 // following reports whether the drain still follows its selector: it
-// stands and has not been Drained yet.
-func (d *view) following() bool { return d.withdrawn == "" && d.gwd.Status.DrainedAt == nil }
+// stands, has not been Drained yet, and does not replace its targets (a
+// replacement matches the selector, and must not be drained).
+func (d *view) following() bool {
+	return d.withdrawn == "" && d.gwd.Status.DrainedAt == nil && !d.replaces
+}
+
+// replacements are the pods that may replace evicted targets, read once per
+// reconcile, and those claimed by a target.
+type replacements struct {
+	once sync.Once
+	err  error
+	// byOwner are the running or starting pods the selector matches that
+	// are not targets, by drain.OwnerOf.
+	byOwner map[string][]*corev1.Pod
+	mu      sync.Mutex
+	claimed map[string]bool
+}
 
 // principal is spec.principal or gatewaydrain/<namespace>/<name>.
 func (d *view) principal() string {

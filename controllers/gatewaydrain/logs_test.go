@@ -19,9 +19,9 @@ func TestTheLogSaysWhyATargetWaits(t *testing.T) {
 		logger := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: verbosity})
 		next := time.Date(2026, 12, 7, 8, 0, 2, 0, time.UTC)
 		draining := drainv1.Target{PodName: "gw-3", State: drainv1.TargetDraining, BlockingGateway: "alice", Message: "profile alice: gateway draining: 2 active agents"}
-		logTarget(logger, drainv1.TargetPending, draining, next)
-		logTarget(logger, drainv1.TargetDraining, draining, next)
-		logTarget(logger, drainv1.TargetDrained, drainv1.Target{PodName: "gw-4", State: drainv1.TargetDrained}, next)
+		logTarget(logger, drainv1.TargetPending, draining, next, false)
+		logTarget(logger, drainv1.TargetDraining, draining, next, false)
+		logTarget(logger, drainv1.TargetDrained, drainv1.Target{PodName: "gw-4", State: drainv1.TargetDrained}, next, false)
 		want := []string{`"msg"="target" "pod"="gw-3" "state"="Draining" "message"="profile alice: gateway draining: 2 active agents" "blockingGateway"="alice" "was"="Pending"`}
 		if verbosity == 1 {
 			want = append(want, `"msg"="target waits" "pod"="gw-3" "state"="Draining" "message"="profile alice: gateway draining: 2 active agents" "blockingGateway"="alice" "next"="2026-12-07 08:00:02 +0000 UTC"`)

@@ -36,6 +36,18 @@ var (
 		Help:    "From a GatewayDrain's creation to its Drained condition first turning True.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14), // 1 s to about 2.3 h
 	})
+	// What users of a drain-and-replace see is each gateway's own refusal
+	// window, from leaving traffic (or its marker) to its replacement
+	// serving.
+	refusalWindow = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "hermes_drain_refusal_window_seconds",
+		Help:    "For each target a drain-and-replace replaced: from its gateway leaving traffic (or, without the readiness gate, its marker being written) to its replacement serving.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12), // 1 s to about 34 min
+	})
+	evictions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hermes_drain_evictions_total",
+		Help: "Evictions of drained targets' pods by a drain-and-replace, by result: evicted, refused (a PodDisruptionBudget), failed.",
+	}, []string{"result"})
 	markersLeft = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hermes_drain_markers_left_total",
 		Help: "Targets whose marker a deleted GatewayDrain let go of without seeing it removed (--release-timeout passed without progress), by namespace.",
@@ -43,13 +55,13 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(drainCondition, drainTargets, drainCreated, drainStanding, drainSeconds, markersLeft)
+	metrics.Registry.MustRegister(drainCondition, drainTargets, drainCreated, drainStanding, drainSeconds, refusalWindow, evictions, markersLeft)
 }
 
 // targetStates are the states of a target, as the API enumerates them.
 var targetStates = []drainv1.TargetState{
-	drainv1.TargetPending, drainv1.TargetLeavingTraffic, drainv1.TargetDraining, drainv1.TargetDrained,
-	drainv1.TargetReleased, drainv1.TargetRestarted, drainv1.TargetConflict, drainv1.TargetMarkerRemoved, drainv1.TargetFailed,
+	drainv1.TargetWaiting, drainv1.TargetPending, drainv1.TargetLeavingTraffic, drainv1.TargetDraining, drainv1.TargetDrained,
+	drainv1.TargetReplacing, drainv1.TargetReplaced, drainv1.TargetReleased, drainv1.TargetRestarted, drainv1.TargetConflict, drainv1.TargetMarkerRemoved, drainv1.TargetFailed,
 }
 
 // recordMetrics sets the drain's per-object series from its status.

@@ -163,6 +163,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/exec,verbs=create;get
+// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile runs the drain's phases: load its targets, act on them (choose,
@@ -224,6 +225,8 @@ func (r *Reconciler) act(ctx context.Context, d *view, loaded drain.Slices) acte
 		stalled, err := r.chooseTargets(ctx, d)
 		return acted{stalled: stalled, err: err}
 	}
+	r.resume(d)
+	r.haltIfLate(d)
 	if d.following() && len(d.targets) > 0 {
 		// Until it is first Drained the drain follows its selector. New
 		// targets are written before anything is done to them, as the
@@ -235,6 +238,11 @@ func (r *Reconciler) act(ctx context.Context, d *view, loaded drain.Slices) acte
 	next, err := r.stepTargets(ctx, d)
 	if err != nil {
 		return acted{err: err}
+	}
+	// Taken in after the step, which read the waiting targets: the wave
+	// takes the idle first. What it takes in is stepped at once.
+	if r.haltIfLate(d) || r.takeIn(d) {
+		next = d.now
 	}
 	if d.withdrawn == drain.WithdrawnDeleted {
 		released, err := r.finalize(ctx, d, loaded)
@@ -335,7 +343,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *view) (time.Time, error
 			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
 				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
 			}
-			logTarget(logger, before, stepped[i], nexts[i])
+			logTarget(logger, before, stepped[i], nexts[i], drain.Replaces(d.gwd))
 		})
 	}
 	wg.Wait()
@@ -373,7 +381,7 @@ func (r *Reconciler) finalize(ctx context.Context, d *view, loaded drain.Slices)
 	gwd := d.gwd
 	var left []drainv1.Target
 	for _, t := range d.targets {
-		if !drain.Done(t, true) {
+		if !drain.Done(t, true, false) {
 			left = append(left, t)
 		}
 	}
@@ -484,7 +492,7 @@ func releaseDeadline(gwd *drainv1.GatewayDrain, targets []drainv1.Target, timeou
 // logTarget says what became of a target: at level 0 each change of state,
 // at level 1 each look that left it waiting (and for what, and until when),
 // so that `kubectl logs` answers "why is gw-3 still Draining".
-func logTarget(logger logr.Logger, before drainv1.TargetState, t drainv1.Target, next time.Time) {
+func logTarget(logger logr.Logger, before drainv1.TargetState, t drainv1.Target, next time.Time, replaces bool) {
 	keys := []any{"pod", t.PodName, "state", t.State, "message", t.Message}
 	if t.BlockingGateway != "" {
 		keys = append(keys, "blockingGateway", t.BlockingGateway)
@@ -493,7 +501,7 @@ func logTarget(logger logr.Logger, before drainv1.TargetState, t drainv1.Target,
 		logger.Info("target", append(keys, "was", before)...)
 		return
 	}
-	if logger.V(1).Enabled() && !drain.Done(t, false) && !drain.Done(t, true) {
+	if logger.V(1).Enabled() && !drain.Done(t, false, replaces) && !drain.Done(t, true, replaces) {
 		if !next.IsZero() {
 			keys = append(keys, "next", next)
 		}

@@ -54,6 +54,17 @@ func bigTarget(i int) drainv1.Target {
 	}
 }
 
+// bigReplacedTarget is the largest target a drain-and-replace holds once
+// it evicted the pod: what only a drain reads is dropped at the eviction.
+func bigReplacedTarget(i int) drainv1.Target {
+	t := bigTarget(i)
+	now := *t.StartedAt
+	t.State, t.EvictedAt, t.ServeBy, t.ReplacedAt = drainv1.TargetReplaced, &now, &now, &now
+	t.Owner, t.Replacement = "StatefulSet/"+strings.Repeat("g", 57), fmt.Sprintf("%s-%05d", strings.Repeat("r", 57), i)
+	t.MarkedProfiles, t.BlockingGateway, t.DrainSeenAt, t.DrainSeenBy = "", "", nil, ""
+	return t
+}
+
 func sliceTestReconciler(t *testing.T) (*Reconciler, client.Client) {
 	t.Helper()
 	scheme := runtime.NewScheme()
@@ -77,6 +88,12 @@ func sizeOf(t *testing.T, o any) int {
 // TargetSlices far below the 1.5 MiB etcd takes in one object; the targets
 // read back are the ones written.
 func TestTenThousandTargetsFitInBoundedObjects(t *testing.T) {
+	for name, big := range map[string]func(int) drainv1.Target{"draining": bigTarget, "replaced": bigReplacedTarget} {
+		t.Run(name, func(t *testing.T) { tenThousandFit(t, big) })
+	}
+}
+
+func tenThousandFit(t *testing.T, big func(int) drainv1.Target) {
 	ctx := context.Background()
 	r, c := sliceTestReconciler(t)
 	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: strings.Repeat("d", 63), UID: "4b0c1d2e-3f40-4152-8364-758697a8b9ca", Generation: 1}}
@@ -84,7 +101,7 @@ func TestTenThousandTargetsFitInBoundedObjects(t *testing.T) {
 	gwd.Status.StartedAt = &started
 	var targets []drainv1.Target
 	for i := range 10000 {
-		targets = append(targets, bigTarget(i))
+		targets = append(targets, big(i))
 	}
 	if err := r.saveTargets(ctx, gwd, nil, targets); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +25,12 @@ import (
 // container; none when nothing is due.
 func (r *Reconciler) step(ctx context.Context, d *view, t drainv1.Target, pod *corev1.Pod) (drainv1.Target, time.Time) {
 	now := d.now
+	switch t.State {
+	case drainv1.TargetWaiting:
+		return r.stepWaiting(ctx, d, t, pod)
+	case drainv1.TargetReplacing, drainv1.TargetReplaced:
+		return r.stepReplacing(ctx, d, t, pod)
+	}
 	if why := drain.InstantiationOver(&t, pod); why != "" {
 		if d.following() && drain.ComingBack(pod) {
 			// Not Drained yet: its next instantiation will be drained too
@@ -34,18 +41,26 @@ func (r *Reconciler) step(ctx context.Context, d *view, t drainv1.Target, pod *c
 		return r.stepRestarted(ctx, d, t, pod, why, now)
 	}
 	if t.Unreachable != "" {
-		if d.withdrawn != "" {
-			t.State, t.Message = drainv1.TargetReleased, "drain "+d.withdrawn+"; nothing was written ("+t.Unreachable+")"
+		if d.release != "" {
+			t.State, t.Message = drainv1.TargetReleased, "drain "+d.release+"; nothing was written ("+t.Unreachable+")"
 		}
 		return t, time.Time{}
 	}
 	if pod != nil && gatewaypod.ContainerStatus(pod, t.Container) == nil {
 		return r.failed(t, now, fmt.Sprintf("pod has no container %q", t.Container))
 	}
-	if d.withdrawn != "" {
+	if d.release != "" {
 		return r.stepRelease(ctx, d, t, now)
 	}
-	return r.stepDrain(ctx, d, t, pod, now)
+	attempted, refusedBefore := t.LastAttemptTime, strings.HasPrefix(t.Message, refusedWords)
+	t, next := r.stepDrain(ctx, d, t, pod, now)
+	if d.replaces && t.State == drainv1.TargetDrained && t.LastAttemptTime != attempted && pod != nil {
+		// Drained on a read just made: replaced now. A refused eviction
+		// is tried again on the next read (IdlePollInterval), which also
+		// keeps the marker in place meanwhile.
+		return r.evict(ctx, d, t, pod, refusedBefore)
+	}
+	return t, next
 }
 
 // stepDrain takes a gated target out of traffic first, then keeps our
@@ -236,9 +251,9 @@ func (r *Reconciler) stepRelease(ctx context.Context, d *view, t drainv1.Target,
 	t = readBack(t, obs, now)
 	removed := metav1.NewTime(now)
 	t.State, t.MarkerRemovedAt, t.Failures = drainv1.TargetReleased, &removed, 0
-	t.Message = "drain " + d.withdrawn + "; marker removed"
+	t.Message = "drain " + d.release + "; marker removed"
 	if obs.Outcome == calls.Foreign {
-		t.Message = fmt.Sprintf("drain %s; a marker of principal %q remains, not ours: left alone", d.withdrawn, marker.Parse(obs.Marker.Data).Principal())
+		t.Message = fmt.Sprintf("drain %s; a marker of principal %q remains, not ours: left alone", d.release, marker.Parse(obs.Marker.Data).Principal())
 	}
 	return t, time.Time{}
 }
@@ -380,14 +395,18 @@ func (r *Reconciler) nextAttempt(d *view, t drainv1.Target) time.Time {
 	switch {
 	case t.LastAttemptTime == nil:
 		return time.Time{}
-	case t.State == drainv1.TargetConflict && d.withdrawn == "":
+	case t.State == drainv1.TargetConflict && d.release == "":
 		// Another's marker holds it, for as long as that drain or person
 		// wants: looked at less and less often (up to conflictPollMax), so
 		// that drains that can only wait, however many, cost little.
 		return t.LastAttemptTime.Add(retry.Delay(r.PollInterval, conflictPollMax, max(t.Failures, 1)))
 	case t.Failures > 0 && t.State != drainv1.TargetConflict:
 		return r.retryAt(t)
-	case d.withdrawn != "":
+	case t.State == drainv1.TargetWaiting:
+		return t.LastAttemptTime.Add(r.IdlePollInterval)
+	case t.State == drainv1.TargetReplacing:
+		return t.LastAttemptTime.Add(r.PollInterval)
+	case d.release != "":
 		return time.Time{}
 	case t.State == drainv1.TargetDrained:
 		return t.LastAttemptTime.Add(r.IdlePollInterval)

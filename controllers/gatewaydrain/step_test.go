@@ -30,7 +30,8 @@ import (
 func TestNextAttempt(t *testing.T) {
 	r := &Reconciler{Options: DefaultOptions()}
 	last := metav1.NewTime(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
-	standing, withdrawn := &view{}, &view{withdrawn: "cancelled"}
+	standing, withdrawn := &view{}, &view{withdrawn: "cancelled", release: "cancelled"}
+	halted := &view{replaces: true, release: "halted"}
 	for _, tc := range []struct {
 		name  string
 		d     *view
@@ -48,6 +49,10 @@ func TestNextAttempt(t *testing.T) {
 		{"many failures", standing, drainv1.Target{State: drainv1.TargetFailed, Failures: 40, LastAttemptTime: &last}, r.RetryMax},
 		{"drained, then cancelled", withdrawn, drainv1.Target{State: drainv1.TargetDrained, LastAttemptTime: &last}, -1},
 		{"draining, then cancelled", withdrawn, drainv1.Target{State: drainv1.TargetDraining, LastAttemptTime: &last}, -1},
+		{"waiting its turn", standing, drainv1.Target{State: drainv1.TargetWaiting, LastAttemptTime: &last}, r.IdlePollInterval},
+		{"evicted, its replacement awaited", standing, drainv1.Target{State: drainv1.TargetReplacing, LastAttemptTime: &last}, r.PollInterval},
+		{"drained, then the wave halted", halted, drainv1.Target{State: drainv1.TargetDrained, LastAttemptTime: &last}, -1},
+		{"conflict, then the wave halted", halted, drainv1.Target{State: drainv1.TargetConflict, Failures: 4, LastAttemptTime: &last}, -1},
 		{"failing, then cancelled", withdrawn, drainv1.Target{State: drainv1.TargetFailed, Failures: 2, LastAttemptTime: &last}, 2 * r.RetryBase},
 	} {
 		want := time.Time{}

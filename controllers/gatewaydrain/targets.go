@@ -27,6 +27,11 @@ func (r *Reconciler) chooseTargets(ctx context.Context, d *view) (*drain.Stall, 
 	if err != nil {
 		return nil, err
 	}
+	if d.replaces {
+		if stall := cannotReplace(gateways); stall != nil {
+			return stall, nil // nothing is taken: the selector must change
+		}
+	}
 	var targets []drainv1.Target
 	for _, pod := range gateways {
 		targets = append(targets, drain.NewTarget(gwd, pod))

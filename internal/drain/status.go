@@ -1,7 +1,9 @@
 package drain
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,8 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 	st.ObservedGeneration = gwd.Generation
 	st.DeadlineExceeded = st.DeadlineExceeded || withdrawn == WithdrawnDeadline
 	st.Counts = drainv1.TargetCounts{Targets: int32(len(targets))}
+	replaces := Replaces(gwd)
+	st.Unavailable, st.MaxUnavailable = 0, 0
 	for _, t := range targets {
 		*CountOf(&st.Counts, t.State)++
 		if t.AddedAt != nil {
@@ -32,15 +36,26 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 		if t.PartialWorkCounting && t.State == drainv1.TargetDrained {
 			st.Counts.PartialWorkCounting++
 		}
+		if replaces && Unavailable(t) {
+			st.Unavailable++
+		}
 	}
 	st.Progress = fmt.Sprintf("%d/%d", st.Counts.Drained, st.Counts.Targets)
+	if replaces {
+		st.MaxUnavailable = int32(MaxUnavailable(gwd, len(targets)))
+		st.Progress = fmt.Sprintf("%d/%d", st.Counts.Replaced+st.Counts.Restarted, st.Counts.Targets)
+	}
 
 	var blocking []*drainv1.Target
 	for i := range targets {
-		if !Done(targets[i], withdrawn != "") {
+		if !Done(targets[i], withdrawn != "", replaces) {
 			blocking = append(blocking, &targets[i])
 		}
 	}
+	// Those at work are named before those still waiting their turn.
+	slices.SortStableFunc(blocking, func(a, b *drainv1.Target) int {
+		return cmp.Compare(boolInt(a.State == drainv1.TargetWaiting), boolInt(b.State == drainv1.TargetWaiting))
+	})
 	set := func(typ string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
 		if ok {
@@ -60,6 +75,13 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 	}
 	busy := len(blocking) > 0
 	waiting := waitingMessage(blocking, len(targets))
+	if replaces && busy {
+		waiting = waveMessage(st) + "; " + waiting
+	}
+	if stalled == nil && withdrawn == "" && Halted(gwd) {
+		stalled = &Stall{Reason: drainv1.ReasonReplacementNotServing, Message: fmt.Sprintf("the wave halted at %s: %s; nothing more is evicted, and the drained targets not yet replaced are released; fix the pods' template, then annotate %s=<now, RFC 3339> to resume (%s)",
+			st.HaltedAt.UTC().Format(time.RFC3339), st.HaltedBecause, drainv1.ResumeAnnotation, waiting)}
+	}
 	if stalled == nil && busy && withdrawn == "" && allMarkersRemoved(blocking) {
 		// Only the people who removed those markers, or asking again, can
 		// move the drain.
@@ -69,10 +91,27 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 	switch {
 	case stalled != nil && withdrawn == "":
 		set(drainv1.ConditionDrained, false, stalled.Reason, stalled.Message)
+		if replaces {
+			set(drainv1.ConditionReplaced, false, stalled.Reason, stalled.Message)
+		}
 		set(drainv1.ConditionReady, false, stalled.Reason, stalled.Message)
 		set(drainv1.ConditionStalled, true, stalled.Reason, stalled.Message)
 		set(drainv1.ConditionReconciling, false, stalled.Reason, stalled.Message)
 		return
+	case withdrawn == "" && replaces:
+		// A drain-and-replace never holds its gateways drained all at
+		// once: Drained stays False, and Replaced says when it is done.
+		if busy {
+			set(drainv1.ConditionDrained, false, drainv1.ReasonReplacing, "a drain-and-replace drains a few gateways at a time: wait for condition Replaced")
+			set(drainv1.ConditionReplaced, false, drainv1.ReasonProgressing, waiting)
+			set(drainv1.ConditionReady, false, drainv1.ReasonProgressing, waiting)
+		} else {
+			msg := fmt.Sprintf("all %d targets replaced by pods that serve (%d replaced by the wave, %d by someone else)", st.Counts.Targets, st.Counts.Replaced, st.Counts.Restarted)
+			set(drainv1.ConditionDrained, false, drainv1.ReasonReplaced, "every target was replaced; their replacements serve, none is drained")
+			set(drainv1.ConditionReplaced, true, drainv1.ReasonReplaced, msg)
+			set(drainv1.ConditionReady, true, drainv1.ReasonReplaced, msg)
+		}
+		set(drainv1.ConditionStalled, false, drainv1.ReasonProgressing, "")
 	case withdrawn == "":
 		if busy {
 			set(drainv1.ConditionDrained, false, drainv1.ReasonProgressing, waiting)
@@ -100,6 +139,9 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 			released = fmt.Sprintf("drain %s; releasing: %s", withdrawn, waiting)
 		}
 		set(drainv1.ConditionDrained, false, reason, released)
+		if replaces {
+			set(drainv1.ConditionReplaced, false, reason, released)
+		}
 		if reason == drainv1.ReasonDeadlineExceeded {
 			msg := fmt.Sprintf("the deadline (%s after the drain started) passed; %s", Timeout(gwd), released)
 			set(drainv1.ConditionReady, false, reason, msg)
@@ -121,14 +163,17 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 }
 
 // Done reports whether a target needs nothing more: drained (or gone) while
-// the drain stands, released (or gone) once it is withdrawn. A restarted
-// target whose stale marker could not be removed yet is not done.
-func Done(t drainv1.Target, withdrawn bool) bool {
+// the drain stands, replaced instead when it replaces its targets, released
+// (or gone) once it is withdrawn. A restarted target whose stale marker
+// could not be removed yet is not done.
+func Done(t drainv1.Target, withdrawn, replaces bool) bool {
 	switch t.State {
 	case drainv1.TargetRestarted:
 		return t.MarkerRemovedAt != nil || t.Failures == 0
+	case drainv1.TargetReplaced:
+		return true
 	case drainv1.TargetDrained:
-		return !withdrawn
+		return !withdrawn && !replaces
 	case drainv1.TargetReleased:
 		return withdrawn
 	}
@@ -158,9 +203,28 @@ func waitingMessage(blocking []*drainv1.Target, total int) string {
 	return fmt.Sprintf("waiting for %d of %d targets: %s", len(blocking), total, names)
 }
 
+// waveMessage says where a drain-and-replace stands.
+func waveMessage(st *drainv1.GatewayDrainStatus) string {
+	c := st.Counts
+	return fmt.Sprintf("replaced %d of %d; %d out at once (at most %d); %d waiting their turn", c.Replaced+c.Restarted, c.Targets, st.Unavailable, st.MaxUnavailable, c.Waiting)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // CountOf is the counter of targets in state s.
 func CountOf(c *drainv1.TargetCounts, s drainv1.TargetState) *int32 {
 	switch s {
+	case drainv1.TargetWaiting:
+		return &c.Waiting
+	case drainv1.TargetReplacing:
+		return &c.Replacing
+	case drainv1.TargetReplaced:
+		return &c.Replaced
 	case drainv1.TargetLeavingTraffic:
 		return &c.LeavingTraffic
 	case drainv1.TargetDraining:

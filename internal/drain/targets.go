@@ -17,6 +17,9 @@ import (
 func NewTarget(gwd *drainv1.GatewayDrain, pod *corev1.Pod) drainv1.Target {
 	at, home, err := gatewaypod.Locate(pod, gwd.Spec.Container, gwd.Spec.HermesHome)
 	t := drainv1.Target{PodName: pod.Name, PodUID: pod.UID, Container: at.Container, HermesHome: home, State: drainv1.TargetPending}
+	if Replaces(gwd) {
+		t.State = drainv1.TargetWaiting // a wave takes it in
+	}
 	if cs := gatewaypod.ContainerStatus(pod, t.Container); cs != nil && cs.State.Running != nil {
 		started := cs.State.Running.StartedAt
 		t.StartedAt, t.RestartCount, t.ContainerID = &started, cs.RestartCount, cs.ContainerID
@@ -91,9 +94,12 @@ func ComingBack(pod *corev1.Pod) bool {
 }
 
 // Holds reports whether a target still holds this instantiation of pod:
-// it is the pod's, and neither released, nor over, nor let go by a person
-// who removed its marker.
+// it is the pod's, taken in (not waiting for a wave), and neither released,
+// nor over, nor let go by a person who removed its marker.
 func Holds(t drainv1.Target, pod *corev1.Pod) bool {
-	return t.PodName == pod.Name && t.PodUID == pod.UID &&
-		t.State != drainv1.TargetRestarted && t.State != drainv1.TargetReleased && t.State != drainv1.TargetMarkerRemoved
+	switch t.State {
+	case drainv1.TargetWaiting, drainv1.TargetReplaced, drainv1.TargetRestarted, drainv1.TargetReleased, drainv1.TargetMarkerRemoved:
+		return false
+	}
+	return t.PodName == pod.Name && t.PodUID == pod.UID
 }

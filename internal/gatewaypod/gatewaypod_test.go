@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 )
@@ -18,6 +19,10 @@ func pod() *corev1.Pod {
 			Name: "gw-0", Namespace: "ns", UID: "u", Labels: map[string]string{"app": "hermes-gateway"},
 			Annotations:   map[string]string{"drain.hermes.dev/container": "hermes", "big": "x"},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}},
+			OwnerReferences: []metav1.OwnerReference{
+				{APIVersion: "v1", Kind: "ConfigMap", Name: "not-a-controller", UID: "c"},
+				{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "gw", UID: "s", Controller: ptr.To(true)},
+			},
 		},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{
@@ -36,7 +41,8 @@ func pod() *corev1.Pod {
 				{Type: corev1.PodReady, Status: corev1.ConditionTrue, Reason: "ContainersReady", LastTransitionTime: metav1.Now()},
 			},
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "hermes", RestartCount: 2, ContainerID: "c://1", Image: "h",
-				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}},
+				State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3, Reason: "Error", Message: "long"}}}},
 		},
 	}
 }
@@ -101,17 +107,23 @@ func TestTrimKeepsWhatTheReconcilersRead(t *testing.T) {
 		"phase":      func(p *corev1.Pod) any { return p.Status.Phase },
 		"containers": func(p *corev1.Pod) any { return len(p.Spec.Containers) },
 		"agent":      func(p *corev1.Pod) any { return [2]any{AgentPort(p), p.Status.PodIP} },
+		"controller": func(p *corev1.Pod) any { return *metav1.GetControllerOf(p) },
+		"last exit":  func(p *corev1.Pod) any { return *ContainerStatus(p, "hermes").LastTerminationState.Terminated },
 	} {
 		got, want := read(trimmed), read(full)
 		if name == "status" {
 			g, w := got.(corev1.ContainerStatus), want.(corev1.ContainerStatus)
 			got, want = [4]any{g.State, g.RestartCount, g.ContainerID, g.Name}, [4]any{w.State, w.RestartCount, w.ContainerID, w.Name}
 		}
+		if name == "last exit" {
+			w := want.(corev1.ContainerStateTerminated)
+			want = corev1.ContainerStateTerminated{ExitCode: w.ExitCode, Reason: w.Reason}
+		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: trimmed %v, full %v", name, got, want)
 		}
 	}
-	if trimmed.Spec.Volumes != nil || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" ||
+	if trimmed.Spec.Volumes != nil || len(trimmed.OwnerReferences) != 1 || trimmed.ManagedFields != nil || trimmed.Annotations["big"] != "" || trimmed.Spec.Containers[1].Image != "" ||
 		len(trimmed.Status.Conditions) != 2 || trimmed.Status.Conditions[1] != (corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue}) || len(trimmed.Spec.InitContainers) != 1 || len(trimmed.Spec.InitContainers[0].Ports) != 1 {
 		t.Errorf("Trim kept what nothing reads: %+v", trimmed)
 	}

@@ -9,10 +9,12 @@ import (
 )
 
 // Trim is a cache transform that keeps only what the reconcilers read of a
-// pod: its identity, labels (selectors), the container annotation, its
+// pod: its identity, labels (selectors), its controller (what replaces it),
+// the container annotation, its
 // containers' names and HERMES_HOME, readiness gates, phase, our readiness
 // gate's condition, whether it is Ready (a drain waits for a gated pod to
-// leave traffic), container states, and where its agent listens (the
+// leave traffic), container states (and the last exit's code and reason:
+// why a replacement does not serve), and where its agent listens (the
 // agent's port and the pod's IP). Everything else (volumes, images,
 // resources, most annotations, the other conditions, managed fields...) is
 // dropped before it reaches the cache, so the operator's memory grows with
@@ -32,6 +34,9 @@ func Trim(obj any) (any, error) {
 		},
 		Spec:   corev1.PodSpec{NodeName: pod.Spec.NodeName, ReadinessGates: pod.Spec.ReadinessGates},
 		Status: corev1.PodStatus{Phase: pod.Status.Phase, PodIP: pod.Status.PodIP},
+	}
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
+		trimmed.OwnerReferences = []metav1.OwnerReference{*ref}
 	}
 	if port := AgentPort(pod); port != 0 {
 		trimmed.Spec.InitContainers = []corev1.Container{{Name: "hermes-drain-agent", Ports: []corev1.ContainerPort{{Name: drainv1.AgentPortName, ContainerPort: port}}}}
@@ -55,9 +60,11 @@ func Trim(obj any) (any, error) {
 		trimmed.Status.Conditions = append(trimmed.Status.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status})
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
-		trimmed.Status.ContainerStatuses = append(trimmed.Status.ContainerStatuses, corev1.ContainerStatus{
-			Name: cs.Name, State: cs.State, RestartCount: cs.RestartCount, ContainerID: cs.ContainerID, Ready: cs.Ready,
-		})
+		kept := corev1.ContainerStatus{Name: cs.Name, State: cs.State, RestartCount: cs.RestartCount, ContainerID: cs.ContainerID, Ready: cs.Ready}
+		if last := cs.LastTerminationState.Terminated; last != nil {
+			kept.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ExitCode: last.ExitCode, Reason: last.Reason}
+		}
+		trimmed.Status.ContainerStatuses = append(trimmed.Status.ContainerStatuses, kept)
 	}
 	return trimmed, nil
 }

@@ -9,6 +9,12 @@ rules:
   - get
   - list
   - watch
+- apiGroups:
+  - ""
+  resources:
+  - pods/eviction
+  verbs:
+  - create
 {{- if .Values.exec.enabled }}
 - apiGroups:
   - ""
