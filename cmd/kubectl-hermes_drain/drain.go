@@ -29,27 +29,38 @@ With --wait, follow it until Drained.` + "\n" + exitCodes,
 		Example: `  kubectl hermes-drain drain -l app=hermes-gateway --name before-upgrade --timeout 1h --wait
   kubectl hermes-drain drain -l app=hermes-gateway -o yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.drain(cmd, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.create(cmd, f, nil) },
 	}
-	cmd.Flags().StringVarP(&f.selector, "selector", "l", "", "Label selector of the gateway pods to drain (required)")
-	cmd.Flags().StringVar(&f.name, "name", "", "The GatewayDrain's name (default: generated, drain-XXXXX)")
+	drainFlagsOf(cmd, &f, "drain")
+	return cmd
+}
+
+// drainFlagsOf adds the flags drain and restart share.
+func drainFlagsOf(cmd *cobra.Command, f *drainFlags, verb string) {
+	until := map[string]string{"drain": "Drained", "restart": "every target is Replaced"}[verb]
+	cmd.Flags().StringVarP(&f.selector, "selector", "l", "", "Label selector of the gateway pods to "+verb+" (required)")
+	cmd.Flags().StringVar(&f.name, "name", "", "The GatewayDrain's name (default: generated, "+verb+"-XXXXX)")
 	cmd.Flags().StringVar(&f.container, "container", "", "The gateway container (default: the pod's drain.hermes.dev/container annotation, else its first container)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 0, "The drain's deadline, 1m to 24h, after which it withdraws itself (default: the operator's, 2h)")
-	cmd.Flags().BoolVar(&f.wait, "wait", false, "Follow the drain until Drained; exit 2 if it stalls")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "Follow it until "+until+"; exit 2 if it stalls")
 	cmd.Flags().BoolVar(&f.completeWorkCounting, "require-complete-work-counting", false, "Call a gateway drained only if its record shows it counts API-server and cron work too (upstream v0.20.6 and later)")
 	cmd.Flags().DurationVar(&f.waitTimeout, "wait-timeout", 0, "With --wait, give up after this long and exit 3 (default: until the drain's deadline)")
 	outputFlag(cmd, &f.output)
 	_ = cmd.MarkFlagRequired("selector")
-	return cmd
 }
 
-func (o *options) drain(cmd *cobra.Command, f drainFlags) error {
+// create creates the GatewayDrain the flags ask for (one that replaces its
+// targets when replace is set), and follows it with --wait.
+func (o *options) create(cmd *cobra.Command, f drainFlags, replace *drainv1.ReplaceSpec) error {
 	if err := checkOutput(f.output); err != nil {
 		return err
 	}
 	gwd, err := newGatewayDrain(f)
 	if err != nil {
 		return err
+	}
+	if gwd.Spec.Replace = replace; replace != nil && f.name == "" {
+		gwd.GenerateName = "restart-"
 	}
 	c, key, err := o.target(gwd.Name)
 	if err != nil {
@@ -68,7 +79,7 @@ func (o *options) drain(cmd *cobra.Command, f drainFlags) error {
 			o.Out, o.ErrOut, o.live = o.ErrOut, o.Out, isTerminal(o.ErrOut)
 			defer func() { o.Out, o.ErrOut = o.ErrOut, o.Out }()
 		}
-		if err := o.follow(cmd.Context(), c, key, drained, f.waitTimeout); err != nil {
+		if err := o.follow(cmd.Context(), c, key, completed, f.waitTimeout); err != nil {
 			return err
 		}
 	}

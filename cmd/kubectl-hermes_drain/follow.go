@@ -22,8 +22,9 @@ import (
 type goal int
 
 const (
-	// drained: the Drained condition True.
-	drained goal = iota
+	// completed: the Drained condition True, or Replaced for a
+	// drain-and-replace.
+	completed goal = iota
 	// released: every marker removed after a cancel (Ready True, Released),
 	// or after the deadline withdrew the drain.
 	released
@@ -40,9 +41,9 @@ func verdict(gwd *drainv1.GatewayDrain, g goal) (done bool, err error) {
 	stalled := meta.FindStatusCondition(conds, drainv1.ConditionStalled)
 	isStalled := stalled != nil && stalled.Status == metav1.ConditionTrue
 	switch g {
-	case drained:
+	case completed:
 		switch {
-		case meta.IsStatusConditionTrue(conds, drainv1.ConditionDrained):
+		case meta.IsStatusConditionTrue(conds, goalCondition(gwd)):
 			return true, nil
 		case isStalled:
 			return false, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s/%s stalled (%s): %s", gwd.Namespace, gwd.Name, stalled.Reason,
@@ -106,7 +107,7 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 		if done || err != nil {
 			return err
 		}
-		if c := meta.FindStatusCondition(obs.Status.Conditions, drainv1.ConditionDrained); c != nil && c.Reason == drainv1.ReasonProgressing {
+		if c := meta.FindStatusCondition(obs.Status.Conditions, goalCondition(obs.GatewayDrain)); c != nil && c.Reason == drainv1.ReasonProgressing {
 			waiting = marker.Excerpt(c.Message, 4*drainview.MessageWidth)
 		}
 		if err := o.sleep(waitCtx); err != nil && ctx.Err() != nil {
@@ -126,14 +127,24 @@ func (o *options) redraw(obs *drain.Observed, drawn string) string {
 	return table.String()
 }
 
+// goalCondition is the condition that says the drain is done: Drained, or
+// Replaced for a drain-and-replace.
+func goalCondition(gwd *drainv1.GatewayDrain) string {
+	if drain.Replaces(gwd) {
+		return drainv1.ConditionReplaced
+	}
+	return drainv1.ConditionDrained
+}
+
 // progressLine is the drain's progress and what it waits for, in one line:
-// the Drained condition's message names the pods that block it.
+// the goal condition's message names the pods that block it.
 func progressLine(gwd *drainv1.GatewayDrain) string {
 	if gwd.Status.ObservedGeneration < gwd.Generation {
 		return fmt.Sprintf("%s/%s: waiting for the operator to act on the change (generation %d)", gwd.Namespace, gwd.Name, gwd.Generation)
 	}
-	line := fmt.Sprintf("%s/%s %s drained", gwd.Namespace, gwd.Name, gwd.Status.Progress)
-	if c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionDrained); c != nil {
+	goal := goalCondition(gwd)
+	line := fmt.Sprintf("%s/%s %s %s", gwd.Namespace, gwd.Name, gwd.Status.Progress, strings.ToLower(goal))
+	if c := meta.FindStatusCondition(gwd.Status.Conditions, goal); c != nil {
 		line += fmt.Sprintf(", Drained=%s %s", c.Status, c.Reason)
 		if c.Message != "" {
 			line += ": " + marker.Excerpt(c.Message, 4*drainview.MessageWidth)

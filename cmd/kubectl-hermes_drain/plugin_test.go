@@ -38,12 +38,12 @@ func TestVerdict(t *testing.T) {
 		done       bool
 		exit       int
 	}{
-		{"drained", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", T, "Drained")}, true, 0},
-		{"progressing", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "Progressing"), cond("Stalled", F, "Progressing")}, false, 0},
-		{"a status of an older generation says nothing", drained, drainv1.ActionDrain, 0, []metav1.Condition{cond("Drained", T, "Drained")}, false, 0},
-		{"no targets", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "NoTargets"), cond("Stalled", T, "NoTargets")}, false, exitStalled},
-		{"deadline", drained, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "DeadlineExceeded"), cond("Stalled", T, "DeadlineExceeded")}, false, exitStalled},
-		{"cancelled while waited on", drained, drainv1.ActionCancel, 1, []metav1.Condition{cond("Drained", F, "Cancelled"), cond("Ready", F, "Releasing")}, false, exitStalled},
+		{"drained", completed, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", T, "Drained")}, true, 0},
+		{"progressing", completed, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "Progressing"), cond("Stalled", F, "Progressing")}, false, 0},
+		{"a status of an older generation says nothing", completed, drainv1.ActionDrain, 0, []metav1.Condition{cond("Drained", T, "Drained")}, false, 0},
+		{"no targets", completed, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "NoTargets"), cond("Stalled", T, "NoTargets")}, false, exitStalled},
+		{"deadline", completed, drainv1.ActionDrain, 1, []metav1.Condition{cond("Drained", F, "DeadlineExceeded"), cond("Stalled", T, "DeadlineExceeded")}, false, exitStalled},
+		{"cancelled while waited on", completed, drainv1.ActionCancel, 1, []metav1.Condition{cond("Drained", F, "Cancelled"), cond("Ready", F, "Releasing")}, false, exitStalled},
 		{"released", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Ready", T, "Released")}, true, 0},
 		{"releasing", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Ready", F, "Releasing")}, false, 0},
 		{"withdrawn by the deadline, still releasing", released, drainv1.ActionCancel, 1, []metav1.Condition{cond("Stalled", T, "DeadlineExceeded"), cond("Reconciling", T, "Progressing")}, false, 0},
@@ -122,7 +122,7 @@ func TestFollowRedrawsTheTableOnATerminalAndAppendsLinesElsewhere(t *testing.T) 
 	for _, live := range []bool{true, false} {
 		var out bytes.Buffer
 		o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond, live: live}
-		if err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionTrue), key, drained, 0); err != nil {
+		if err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionTrue), key, completed, 0); err != nil {
 			t.Fatal(err)
 		}
 		redrawn := strings.HasPrefix(out.String(), "\033[H\033[2J") && strings.Contains(out.String(), "gw-1   Draining")
@@ -136,7 +136,7 @@ func TestFollowRedrawsTheTableOnATerminalAndAppendsLinesElsewhere(t *testing.T) 
 func TestFollowGivesUpNamingWhatBlocks(t *testing.T) {
 	var out bytes.Buffer
 	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
-	err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "up"}, drained, 20*time.Millisecond)
+	err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 20*time.Millisecond)
 	var exit *exitCode
 	if !errors.As(err, &exit) || exit.code != exitTimedOut || !strings.Contains(err.Error(), "gw-1 (Draining: 2 turns in flight)") {
 		t.Errorf("got %v", err)
@@ -144,7 +144,7 @@ func TestFollowGivesUpNamingWhatBlocks(t *testing.T) {
 	if n := strings.Count(out.String(), "\n"); n != 1 {
 		t.Errorf("want one line for a status that never changed, got %d:\n%s", n, out.String())
 	}
-	err = o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "gone"}, drained, 0)
+	err = o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "gone"}, completed, 0)
 	if !errors.As(err, &exit) || exit.code != exitStalled {
 		t.Errorf("a drain that is not there: %v", err)
 	}
@@ -172,7 +172,7 @@ func TestFollowNamesWhatBlockedADrainItsDeadlineWithdrew(t *testing.T) {
 	})
 	var out bytes.Buffer
 	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
-	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, drained, 0)
+	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 0)
 	var exit *exitCode
 	if !errors.As(err, &exit) || exit.code != exitStalled || !strings.Contains(err.Error(), "stalled (DeadlineExceeded)") ||
 		!strings.Contains(err.Error(), "before that it was waiting for 1 of 2 targets: gw-1 (Draining: 2 turns in flight)") {
@@ -237,7 +237,7 @@ func TestFollowPrintsConditionsInert(t *testing.T) {
 	})
 	var out bytes.Buffer
 	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
-	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, drained, 0)
+	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 0)
 	var exit *exitCode
 	if !errors.As(err, &exit) || exit.code != exitStalled {
 		t.Fatalf("got %v, want it stalled", err)
@@ -247,5 +247,53 @@ func TestFollowPrintsConditionsInert(t *testing.T) {
 	}
 	if i := inert(err.Error()); i >= 0 {
 		t.Errorf("invalid UTF-8, or a control character at %d of the error\n%q", i, err.Error())
+	}
+}
+
+// A drain-and-replace is done when Replaced, never on Drained, and a halted
+// wave is a stall that names the pod.
+func TestVerdictOfADrainAndReplace(t *testing.T) {
+	const T, F = metav1.ConditionTrue, metav1.ConditionFalse
+	gwd := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Action: drainv1.ActionDrain, Replace: &drainv1.ReplaceSpec{}}}
+	gwd.Generation, gwd.Status.ObservedGeneration = 1, 1
+	gwd.Status.Conditions = []metav1.Condition{cond("Drained", F, "Replacing"), cond("Replaced", F, "Progressing")}
+	if done, err := verdict(gwd, completed); done || err != nil {
+		t.Errorf("replacing: done %v, %v", done, err)
+	}
+	gwd.Status.Conditions = []metav1.Condition{cond("Drained", T, "Drained"), cond("Replaced", F, "Progressing")}
+	if done, _ := verdict(gwd, completed); done {
+		t.Error("done on Drained")
+	}
+	gwd.Status.Conditions = []metav1.Condition{cond("Drained", F, "Replaced"), cond("Replaced", T, "Replaced")}
+	if done, err := verdict(gwd, completed); !done || err != nil {
+		t.Errorf("replaced: done %v, %v", done, err)
+	}
+	halted := cond("Stalled", T, "ReplacementNotServing")
+	halted.Message = "gw-3 was not replaced by a pod that serves within 5m0s of its eviction (replacement gw-3: gateway container CrashLoopBackOff)"
+	gwd.Status.Conditions = []metav1.Condition{cond("Replaced", F, "ReplacementNotServing"), halted}
+	var exit *exitCode
+	if done, err := verdict(gwd, completed); done || !errors.As(err, &exit) || exit.code != exitStalled || !strings.Contains(err.Error(), "gw-3: gateway container CrashLoopBackOff") {
+		t.Errorf("halted: done %v, %v", done, err)
+	}
+}
+
+func TestRestartFlags(t *testing.T) {
+	for _, tc := range []struct {
+		maxUnavailable string
+		want           string // "" when refused
+	}{
+		{"1", "1"}, {"10%", "10%"}, {"100%", "100%"}, {"250", "250"},
+		{"0", ""}, {"-1", ""}, {"0%", ""}, {"101%", ""}, {"ten", ""}, {"", ""}, {"5.5%", ""},
+	} {
+		r, err := replaceSpec(tc.maxUnavailable, 0)
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("--max-unavailable %q accepted", tc.maxUnavailable)
+		case tc.want != "" && (err != nil || r.MaxUnavailable.String() != tc.want || r.ServingTimeout != nil):
+			t.Errorf("--max-unavailable %q: %v, %v", tc.maxUnavailable, r, err)
+		}
+	}
+	if r, _ := replaceSpec("1", 3*time.Minute); r.ServingTimeout.Duration != 3*time.Minute {
+		t.Errorf("--serving-timeout: %v", r.ServingTimeout)
 	}
 }

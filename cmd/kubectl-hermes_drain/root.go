@@ -27,6 +27,9 @@ const rootExamples = `  # What would a drain of these pods do? (writes nothing)
   # Drain them and watch until every one is drained (exit 0), stalls (2) or the wait gives up (3)
   kubectl hermes-drain drain -l app=hermes-gateway --name before-upgrade --wait
 
+  # Restart them drained, a tenth at a time, the rest serving (an OnDelete StatefulSet's upgrade)
+  kubectl hermes-drain restart -l app=hermes-gateway --max-unavailable 10% --wait
+
   # What is each pod of the drain doing, and what blocks it?
   kubectl hermes-drain status before-upgrade
 
@@ -67,7 +70,7 @@ with your own credentials; the hermes-drain-operator does the work.` + "\n" + ex
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	o.config.AddFlags(root.PersistentFlags())
-	root.AddCommand(newDrainCommand(o), newStatusCommand(o), newWaitCommand(o), newCancelCommand(o), newPreviewCommand(o))
+	root.AddCommand(newDrainCommand(o), newRestartCommand(o), newStatusCommand(o), newWaitCommand(o), newCancelCommand(o), newPreviewCommand(o))
 	return root
 }
 

@@ -15,11 +15,11 @@ func newWaitCommand(o *options) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "wait NAME [--timeout D]",
-		Short: "Wait until a drain is Drained, saying what it waits for",
+		Short: "Wait until a drain is Drained (a drain-and-replace Replaced), saying what it waits for",
 		Long: `Wait until the GatewayDrain is Drained, as kubectl wait --for=condition=Drained
-does, but say what it waits for each time that changes: the pods that block it
-and why. Exit 2 when the drain stalls (its deadline passes, no targets) or is
-cancelled.` + "\n" + exitCodes,
+does (Replaced, for a drain-and-replace), but say what it waits for each time
+that changes: the pods that block it and why. Exit 2 when the drain stalls
+(its deadline passes, no targets, its wave halts) or is cancelled.` + "\n" + exitCodes,
 		Example: `  kubectl hermes-drain wait before-upgrade --timeout 30m`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -27,10 +27,10 @@ cancelled.` + "\n" + exitCodes,
 			if err != nil {
 				return err
 			}
-			if err := o.follow(cmd.Context(), c, key, drained, timeout); err != nil {
+			if err := o.follow(cmd.Context(), c, key, completed, timeout); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s drained\n", key.Name)
+			fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s done\n", key.Name)
 			return nil
 		},
 	}

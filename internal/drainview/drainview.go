@@ -34,7 +34,7 @@ const (
 func Drain(w io.Writer, gwd *drainv1.GatewayDrain, targets []drainv1.Target, now time.Time) error {
 	fmt.Fprintf(w, "GatewayDrain %s/%s: %s, %s\n", gwd.Namespace, gwd.Name, gwd.Spec.Action, progress(gwd, now))
 	tw := printers.GetNewTabWriter(w)
-	for _, typ := range []string{drainv1.ConditionDrained, drainv1.ConditionReady, drainv1.ConditionReconciling, drainv1.ConditionStalled} {
+	for _, typ := range []string{drainv1.ConditionDrained, drainv1.ConditionReplaced, drainv1.ConditionReady, drainv1.ConditionReconciling, drainv1.ConditionStalled} {
 		if c := meta.FindStatusCondition(gwd.Status.Conditions, typ); c != nil {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", typ, c.Status, c.Reason, marker.Excerpt(c.Message, 2*MessageWidth))
 		}
@@ -99,10 +99,21 @@ func Drains(w io.Writer, drains []drainv1.GatewayDrain, withNamespace bool, now 
 func progress(gwd *drainv1.GatewayDrain, now time.Time) string {
 	c := gwd.Status.Counts
 	parts := []string{fmt.Sprintf("%d/%d drained", c.Drained, c.Targets)}
+	if gwd.Spec.Replace != nil {
+		st := gwd.Status
+		parts = []string{fmt.Sprintf("%s replaced; wave: %d out (at most %d), %d waiting", cmp.Or(st.Progress, "0/0"), st.Unavailable, st.MaxUnavailable, c.Waiting)}
+		if c.Drained > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.Drained, drainv1.TargetDrained))
+		}
+		if st.HaltedAt != nil {
+			parts = append(parts, "halted "+st.HaltedAt.UTC().Format(time.RFC3339))
+		}
+	}
 	for _, n := range []struct {
 		state drainv1.TargetState
 		count int32
 	}{
+		{drainv1.TargetReplacing, c.Replacing},
 		{drainv1.TargetPending, c.Pending}, {drainv1.TargetLeavingTraffic, c.LeavingTraffic}, {drainv1.TargetDraining, c.Draining},
 		{drainv1.TargetFailed, c.Failed}, {drainv1.TargetConflict, c.Conflict}, {drainv1.TargetMarkerRemoved, c.MarkerRemoved},
 		{drainv1.TargetRestarted, c.Restarted}, {drainv1.TargetReleased, c.Released},

@@ -80,6 +80,24 @@ func TestDrainShowsEveryTargetSortedWithWhatBlocksIt(t *testing.T) {
 	}
 }
 
+// A drain-and-replace shows its wave: how many are replaced, out, waiting.
+func TestDrainShowsTheWave(t *testing.T) {
+	gwd := drain()
+	gwd.Spec.Replace = &drainv1.ReplaceSpec{}
+	gwd.Status.Progress, gwd.Status.Unavailable, gwd.Status.MaxUnavailable = "4/10", 2, 2
+	gwd.Status.Counts = drainv1.TargetCounts{Targets: 10, Replaced: 4, Replacing: 1, Drained: 1, Waiting: 4}
+	gwd.Status.Conditions = append(gwd.Status.Conditions, metav1.Condition{Type: drainv1.ConditionReplaced, Status: metav1.ConditionFalse, Reason: drainv1.ReasonProgressing, Message: "replaced 4 of 10"})
+	var out bytes.Buffer
+	if err := Drain(&out, gwd, []drainv1.Target{{PodName: "gw-0", State: drainv1.TargetWaiting, Message: "waiting its turn"}}, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Drain, 4/10 replaced; wave: 2 out (at most 2), 4 waiting, 1 Drained, 1 Replacing;", "Replaced      False", "gw-0   Waiting"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in\n%s", want, out.String())
+		}
+	}
+}
+
 func TestDrainSaysWhenThereAreNoTargets(t *testing.T) {
 	gwd := drain()
 	gwd.Status.Counts = drainv1.TargetCounts{}
