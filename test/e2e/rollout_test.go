@@ -8,15 +8,11 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/marker"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
-	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 	"github.com/hermes-agent/hermes-drain-operator/test/gatewaysim"
 )
 
@@ -28,32 +24,8 @@ func TestRolloutRecipe(t *testing.T) {
 	ns := namespace(t)
 	ctx := context.Background()
 	const replicas = 3
-	var gws []*cluster.Gateway
-	for i := range replicas {
-		g := lc.Gateway(ns, fmt.Sprintf("gw-%d", i), gatewayLabels)
-		if err := g.Prepare(ctx); err != nil { // folder (a durable volume) + kwok Exec rule
-			t.Fatal(err)
-		}
-		gws = append(gws, g)
-	}
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To(int32(replicas)),
-			Selector: &metav1.LabelSelector{MatchLabels: gatewayLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": gatewayLabels["app"], drainv1.GatewayLabel: "true"}},
-				// One template serves every pod: it declares no HERMES_HOME, so
-				// the operator uses the container's own, which this simulated
-				// cluster sets to the pod's folder in each pod's execs. (Not
-				// /proc/self/cwd: a home reached through a link is refused.)
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: cluster.GatewayContainer, Image: "hermes-gateway:1",
-				}}},
-			},
-		},
-	}
-	if err := k8s.Create(ctx, sts); err != nil {
+	gws, err := lc.GatewayStatefulSet(ctx, ns, "gw", replicas, gatewayLabels, "hermes-gateway:1", appsv1.RollingUpdateStatefulSetStrategyType)
+	if err != nil {
 		t.Fatal(err)
 	}
 	mustKubectl(t, "-n", ns, "rollout", "status", "statefulset/gw", "--timeout=60s")
