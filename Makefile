@@ -117,7 +117,7 @@ chaos: test-tools ## Kill the manager in every phase of 6 drains of 100 pods, 24
 
 .PHONY: bench
 bench: cluster-tools ## Drain 100, 1000 and 10,000 gateways through exec and through agents (and, up to 1000, a kubectl loop and bare client-go exec); writes docs/bench/ (about 40 minutes).
-	BENCH_SIZES=100,1000,10000 BENCH_RUNS=1 BENCH_IDLE=60s BENCH_TRAFFIC_GATEWAYS=100 BENCH_OUT=docs/bench \
+	BENCH_SIZES=100,1000,10000 BENCH_RUNS=1 BENCH_IDLE=60s BENCH_TRAFFIC_GATEWAYS=100 BENCH_WAVE_GATEWAYS=100 BENCH_OUT=docs/bench \
 		go test ./test/bench/ -count=1 -v -timeout 180m
 
 # The in-container program is tested under dash (Debian's sh) and busybox ash.

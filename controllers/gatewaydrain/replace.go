@@ -114,6 +114,10 @@ func (r *Reconciler) evict(ctx context.Context, d *view, t drainv1.Target, pod *
 		evictions.WithLabelValues("evicted").Inc()
 		evicted, serveBy := metav1.NewTime(now), metav1.NewTime(now.Add(drain.ServingTimeout(d.gwd)))
 		t.State, t.EvictedAt, t.ServeBy, t.Failures, t.Owner = drainv1.TargetReplacing, &evicted, &serveBy, 0, owner
+		// Its replacement is read as soon as it is Ready (its pod's events
+		// wake the drain), then every PollInterval: each second counts in
+		// the gateway's refusal window.
+		t.LastAttemptTime = nil
 		// What only the drain of this pod read goes, so that a replaced
 		// target takes no more room in its TargetSlice than a draining one.
 		t.MarkedProfiles, t.BlockingGateway, t.DrainSeenAt, t.DrainSeenBy = "", "", nil, ""
@@ -298,6 +302,10 @@ func (r *Reconciler) resume(d *view) {
 	for i := range d.targets {
 		switch t := &d.targets[i]; t.State {
 		case drainv1.TargetReleased:
+			if t.Unreachable != "" { // never written to: it stays as it was chosen
+				t.State, t.Message = drainv1.TargetFailed, t.Unreachable+"; the operator will not write to this gateway"
+				continue
+			}
 			*t = drainv1.Target{
 				PodName: t.PodName, PodUID: t.PodUID, Container: t.Container, ContainerID: t.ContainerID, StartedAt: t.StartedAt,
 				RestartCount: t.RestartCount, HermesHome: t.HermesHome, Epoch: t.Epoch, Owner: t.Owner, ActiveAgents: t.ActiveAgents,

@@ -59,6 +59,20 @@ func (g *gateway) waitGone() {
 	})
 }
 
+// replaceAsItsStatefulSet plays a drained gateway and its StatefulSet: the
+// gateway drains, its pod is evicted, the StatefulSet creates it again (the
+// same name and home, a new UID), and the new gateway runs, until the drain
+// counts it Replaced.
+func (g *gateway) replaceAsItsStatefulSet(gwd *drainv1.GatewayDrain) {
+	g.t.Helper()
+	g.setState(marker.StateDraining, 0)
+	g.waitGone()
+	g.create()
+	g.setReady()
+	g.setState(marker.StateRunning, 0)
+	waitFor(g.t, gwd, g.name+" replaced", targetState(g.name, drainv1.TargetReplaced))
+}
+
 // markedHomes names the gateways whose home holds a marker.
 func markedHomes(gws []*gateway) []string {
 	var marked []string
@@ -107,16 +121,7 @@ func TestADrainAndReplaceGoesOneGatewayAtATime(t *testing.T) {
 		waitFor(t, gwd, g.name+" out, the rest waiting", func(o *observed) bool {
 			return o.Status.Unavailable == 1 && o.Status.MaxUnavailable == 1 && o.Status.Counts.Waiting == int32(len(gws)-len(order))
 		})
-		if g.name == "gw-0" {
-			g.setState(marker.StateRunning, 0) // its turns finished
-		}
-		g.setState(marker.StateDraining, 0)
-		g.waitGone()
-		// The StatefulSet's replacement: the same name and home, a new UID.
-		g.create()
-		g.setReady()
-		g.setState(marker.StateRunning, 0)
-		waitFor(t, gwd, g.name+" replaced", targetState(g.name, drainv1.TargetReplaced))
+		g.replaceAsItsStatefulSet(gwd) // gw-0's turns finish first
 		if g.marker() != nil {
 			t.Fatalf("%s: our marker was left in the replacement's home: %s", g.name, g.marker())
 		}
@@ -272,5 +277,64 @@ func TestAPodWithoutAControllerIsNeverEvicted(t *testing.T) {
 	}
 	if len(got.Targets) != 0 || owned.marker() != nil || bare.marker() != nil || job.marker() != nil {
 		t.Errorf("something was drained: %d targets", len(got.Targets))
+	}
+}
+
+// A wave cancelled half-way lets go of everything it holds and touches
+// nothing more: the replaced stay replaced, the drained one's marker is
+// removed, the waiting one is released with nothing written, and nothing
+// more is evicted (issue 26, item 1).
+func TestACancelledWaveLetsGoOfWhatItHolds(t *testing.T) {
+	ns := env.Namespace(t)
+	var gws []*gateway
+	for _, name := range []string{"gw-0", "gw-1", "gw-2"} {
+		gws = append(gws, newGateway(t, ns, name, ownedBy("StatefulSet", "gw")))
+		gws[len(gws)-1].setReady()
+	}
+	gwd := newGatewayDrain(t, ns, "upgrade", replacing(intstr.FromInt32(1), time.Minute))
+	// The first one taken in is replaced.
+	var first *gateway
+	testenv.Eventually(t, wait, func() (bool, string) {
+		for _, g := range gws {
+			if g.marker() != nil {
+				first = g
+			}
+		}
+		return first != nil, "none marked"
+	})
+	first.replaceAsItsStatefulSet(gwd)
+	// The second is taken in and held drained: its turn never finishes.
+	var second *gateway
+	testenv.Eventually(t, wait, func() (bool, string) {
+		for _, g := range gws {
+			if g != first && g.marker() != nil {
+				second = g
+			}
+		}
+		return second != nil, "no second marked"
+	})
+	second.setState(marker.StateDraining, 1)
+	waitFor(t, gwd, second.name+" draining", targetState(second.name, drainv1.TargetDraining))
+
+	patchSpec(t, gwd, func(d *drainv1.GatewayDrain) { d.Spec.Action = drainv1.ActionCancel })
+	got := waitFor(t, gwd, "released", condition(drainv1.ConditionReady, metav1.ConditionTrue, drainv1.ReasonReleased))
+	for _, g := range gws {
+		tg := got.Target(g.name)
+		want := map[*gateway]drainv1.TargetState{first: drainv1.TargetReplaced, second: drainv1.TargetReleased}[g]
+		if want == "" {
+			want = drainv1.TargetReleased
+			if tg.MarkerWrittenAt != nil || !strings.Contains(tg.Message, "before its turn: nothing was written") {
+				t.Errorf("%s, waiting its turn: %q, marker written %v", g.name, tg.Message, tg.MarkerWrittenAt)
+			}
+		}
+		if tg.State != want || g.marker() != nil {
+			t.Errorf("%s: %s (%s), marker %q; want %s and no marker", g.name, tg.State, tg.Message, g.marker(), want)
+		}
+	}
+	if p := (&corev1.Pod{}); k8s.Get(context.Background(), client.ObjectKeyFromObject(second.pod), p) != nil || p.UID != second.pod.UID {
+		t.Errorf("%s was evicted after the cancel", second.name)
+	}
+	if c := metaCondition(got, drainv1.ConditionReplaced); c.Status != metav1.ConditionFalse || c.Reason != drainv1.ReasonCancelled {
+		t.Errorf("Replaced %+v: want False/Cancelled", c)
 	}
 }

@@ -32,6 +32,7 @@ const operatorAccount = "hermes-drain-system/operator"
 
 var (
 	lc         *cluster.Cluster
+	sim        *gatewaysim.Sim
 	managerBin string
 	// changes records when each simulated gateway changed state.
 	changes = &stateLog{}
@@ -52,7 +53,7 @@ func run(m *testing.M) int {
 	// Upstream's gateway reads its marker once a second.
 	simOpts := gatewaysim.Options{TurnDuration: turnDuration, OnChange: changes.record}
 	// Pod IPs on loopback: one process serves every pod's agent on its IP.
-	if lc, _, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{PodCIDR: "127.1.0.0/16"}, simOpts, time.Second); err != nil {
+	if lc, sim, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{PodCIDR: "127.1.0.0/16"}, simOpts, time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -6,17 +6,24 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
+	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
+	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 )
@@ -25,19 +32,22 @@ import (
 var gatewayChart = filepath.Join(cluster.RepoRoot(), "docs", "examples", "hermes-gateway")
 
 // The Helm recipe of docs/rollout.md, for real: `helm upgrade` of the
-// example gateway chart drains every gateway before Helm touches a pod, holds
-// each one drained until its pod is replaced, and its post-upgrade hook lets
-// the drain go once the rollout is done. The hooks run kubectl from its
-// upstream image name (make image writes it from the pinned kubectl).
-func TestHelmUpgradeHoldsEveryGatewayUntilItsPodIsReplaced(t *testing.T) {
+// example gateway chart applies the new template to its OnDelete
+// StatefulSet (nothing restarts), then its post-upgrade hooks replace the
+// gateways one at a time (drain.maxUnavailable 1), and Helm returns once
+// every one is Replaced. Never are two old gateways held at once, each is
+// drained before its pod goes, and every new pod takes turns. The hooks
+// run kubectl from its upstream image name (make image writes it from the
+// pinned kubectl).
+func TestHelmUpgradeReplacesGatewaysOneAtATime(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
 	api, err := url.Parse(lc.Config.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The node has no pod network: the pods run in the node's, and the hooks
-	// reach the API server at its loopback address.
+	// The node has no pod network: the pods run in the node's, and the hook
+	// reaches the API server at its loopback address.
 	values := []string{"-n", ns, "--set", "image=hermes-gateway-sim:dev,hostNetwork=true,drain.podSpec.hostNetwork=true",
 		"--set", "drain.env[0].name=KUBERNETES_SERVICE_HOST,drain.env[1].name=KUBERNETES_SERVICE_PORT",
 		"--set-string", "drain.env[0].value=" + api.Hostname() + ",drain.env[1].value=" + api.Port()}
@@ -52,18 +62,14 @@ func TestHelmUpgradeHoldsEveryGatewayUntilItsPodIsReplaced(t *testing.T) {
 
 	upgrade := make(chan error, 1)
 	go func() {
-		// No --wait: the recipe must not rely on Helm waiting for the rollout.
+		// No --wait: Helm waits for the hook's Job, which waits for Replaced.
 		out, err := lc.Run("helm", append([]string{"upgrade", "gw", gatewayChart, "--timeout", "240s", "--set-string", "podAnnotations.revision=2"}, values...)...)
 		if err != nil {
 			err = fmt.Errorf("%w: %s", err, out)
 		}
 		upgrade <- err
 	}()
-
-	// Until Helm returns, watch the drain and every old pod: once the drain
-	// is Drained, an old pod that still runs must hold its marker and drain.
-	var drainedAt time.Time
-	checked := map[string]int{}
+	// Until Helm returns: never two old gateways held at once.
 	for done := false; !done; {
 		select {
 		case err := <-upgrade:
@@ -75,52 +81,148 @@ func TestHelmUpgradeHoldsEveryGatewayUntilItsPodIsReplaced(t *testing.T) {
 			continue
 		case <-time.After(200 * time.Millisecond):
 		}
-		gwd := &drainv1.GatewayDrain{}
-		err := lc.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "gw-upgrade"}, gwd)
-		if err == nil && drainedAt.IsZero() && meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionDrained) {
-			drainedAt = time.Now()
-			for name, p := range old {
-				if !running(ctx, ns, name, p.UID) {
-					t.Errorf("%s was replaced before the drain was Drained", name)
-				}
-			}
-		}
-		if err != nil && !apierrors.IsNotFound(err) || drainedAt.IsZero() {
-			continue
-		}
+		var held []string
 		for name, p := range old {
-			if !running(ctx, ns, name, p.UID) {
-				continue
+			state, err := lc.Run("kubectl", "-n", ns, "exec", name, "--", "sh", "-c", `[ -e /opt/data/.drain_request.json ] && echo marker`)
+			if err == nil && running(ctx, ns, name, p.UID) && strings.HasPrefix(state, "marker") {
+				held = append(held, name)
 			}
-			state, err := lc.Run("kubectl", "-n", ns, "exec", name, "--", "sh", "-c", `[ -e /opt/data/.drain_request.json ] && echo marker; cat /opt/data/gateway_state.json`)
-			if err != nil || !running(ctx, ns, name, p.UID) {
-				continue // it stopped meanwhile
-			}
-			if !strings.HasPrefix(state, "marker") || strings.Contains(state, `"gateway_state":"running"`) {
-				t.Errorf("%s (the old pod, %s) was released before it was replaced: %s", name, p.UID, state)
-			}
-			checked[name]++
 		}
-	}
-	if drainedAt.IsZero() {
-		t.Fatal("the upgrade finished without the drain ever being Drained")
-	}
-	t.Logf("checks of each old pod between Drained and its replacement: %v", checked)
-	if len(checked) != len(old) {
-		t.Errorf("only %d of the %d old pods were seen drained before their replacement", len(checked), len(old))
+		if len(held) > 1 {
+			t.Errorf("%v held at once; drain.maxUnavailable is 1", held)
+		}
 	}
 
-	// After the upgrade: the drain is gone, every pod is new and takes turns.
-	gwd := &drainv1.GatewayDrain{}
-	if err := lc.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "gw-upgrade"}, gwd); !apierrors.IsNotFound(err) {
-		t.Errorf("the post-upgrade hook left the drain: %v %+v", err, gwd.Status.Conditions)
+	// After the upgrade: the drain is the record, every target was drained
+	// and then replaced, one after the other, and every pod is new.
+	got, err := drain.Observe(ctx, lc.Client, client.ObjectKey{Namespace: ns, Name: "gw-upgrade"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !meta.IsStatusConditionTrue(got.Status.Conditions, drainv1.ConditionReplaced) || len(got.Targets) != len(old) {
+		t.Fatalf("the drain: %d targets, conditions %+v", len(got.Targets), got.Status.Conditions)
+	}
+	slices.SortFunc(got.Targets, func(a, b drainv1.Target) int { return a.MarkerWrittenAt.Compare(b.MarkerWrittenAt.Time) })
+	for i, tg := range got.Targets {
+		if tg.State != drainv1.TargetReplaced || tg.MarkerWrittenAt == nil || tg.EvictedAt.Before(tg.MarkerWrittenAt) || tg.ReplacedAt.Before(tg.EvictedAt) {
+			t.Errorf("%s: %s, marker %v, evicted %v, replaced %v", tg.PodName, tg.State, tg.MarkerWrittenAt, tg.EvictedAt, tg.ReplacedAt)
+		}
+		if i > 0 && tg.MarkerWrittenAt.Before(got.Targets[i-1].ReplacedAt) {
+			t.Errorf("%s was marked before %s was replaced", tg.PodName, got.Targets[i-1].PodName)
+		}
 	}
 	for name, p := range gatewayPods(t, ns) {
-		if p.UID == old[name].UID {
-			t.Errorf("%s was not replaced", name)
+		if p.UID == old[name].UID || p.Annotations["revision"] != "2" {
+			t.Errorf("%s was not replaced by the new template", name)
 		}
 		waitRunsFree(t, p)
 	}
+}
+
+// A replacement that crash-loops halts the wave: the gateway waiting its
+// turn is never touched, Stalled names the pod and why. Once the template
+// is fixed and the crash-looping pod deleted (an OnDelete StatefulSet
+// recreates it only then), the resume annotation carries the wave to the
+// end: docs/rollout.md's "When a wave halts".
+func TestABadTemplateHaltsTheWaveUntilResumed(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	labels := map[string]string{"app": "hermes-gateway"}
+	tmpl := gatewaypodtest.Pod(gatewaypodtest.Spec{Image: "hermes-gateway-sim:dev", Labels: labels, Declared: true, NodeName: cluster.RealNodeName})
+	tmpl.Spec.HostNetwork, tmpl.Spec.AutomountServiceAccountToken = true, ptr.To(false)
+	tmpl.Spec.Containers[0].ImagePullPolicy, tmpl.Spec.Containers[0].Args = corev1.PullNever, []string{"--interval", "200ms"}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: labels}, PodManagementPolicy: appsv1.ParallelPodManagement,
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
+			Template:       corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tmpl.Labels}, Spec: tmpl.Spec},
+		},
+	}
+	if err := lc.Client.Create(ctx, sts); err != nil {
+		t.Fatal(err)
+	}
+	pods := map[string]*corev1.Pod{}
+	for _, name := range []string{"gw-0", "gw-1"} {
+		pods[name] = waitPodRunning(t, ns, name)
+		waitRunsFree(t, pods[name])
+	}
+	// The bad template: its gateway exits at once.
+	setCommand := func(command []string) {
+		t.Helper()
+		patch := client.MergeFrom(sts.DeepCopy())
+		sts.Spec.Template.Spec.Containers[0].Command = command
+		if err := lc.Client.Patch(ctx, sts, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setCommand([]string{"/bin/sh", "-c", "exit 1"})
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upgrade"}, Spec: drainv1.GatewayDrainSpec{
+		Selector: metav1.LabelSelector{MatchLabels: labels},
+		Replace:  &drainv1.ReplaceSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1)), ServingTimeout: &metav1.Duration{Duration: 20 * time.Second}},
+	}}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	var first, second string
+	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		c := meta.FindStatusCondition(gwd.Status.Conditions, drainv1.ConditionStalled)
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == drainv1.ReasonReplacementNotServing, fmt.Sprintf("not halted: %+v", gwd.Status)
+	})
+	got, err := drain.Observe(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range got.Targets {
+		switch tg.State {
+		case drainv1.TargetReplacing:
+			first = tg.PodName
+		case drainv1.TargetWaiting:
+			second = tg.PodName
+		}
+	}
+	stalled := meta.FindStatusCondition(got.Status.Conditions, drainv1.ConditionStalled).Message
+	if first == "" || second == "" || !strings.Contains(stalled, first+" was not replaced") || !strings.Contains(stalled, "CrashLoopBackOff") && !strings.Contains(stalled, "exit code 1") {
+		t.Fatalf("halted with %s replacing and %s waiting: %s", first, second, stalled)
+	}
+	if p := waitPodRunning(t, ns, second); p.UID != pods[second].UID {
+		t.Fatalf("%s, waiting its turn, was replaced", second)
+	}
+	waitRunsFree(t, pods[second])
+
+	// Resumed after the fix, the wave runs to the end.
+	setCommand(nil)
+	if err := lc.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: first}}); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(gwd.DeepCopy())
+	metav1.SetMetaDataAnnotation(&gwd.ObjectMeta, drainv1.ResumeAnnotation, time.Now().Add(time.Second).UTC().Format(time.RFC3339))
+	if err := lc.Client.Patch(ctx, gwd, patch); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionReplaced), fmt.Sprintf("not Replaced: %+v", gwd.Status)
+	})
+	for name, p := range pods {
+		now := waitPodRunning(t, ns, name)
+		if now.UID == p.UID || len(now.Spec.Containers[0].Command) != 0 {
+			t.Errorf("%s not replaced by the fixed template", name)
+		}
+		waitRunsFree(t, now)
+	}
+}
+
+// waitPodRunning waits until the pod of this name runs its gateway.
+func waitPodRunning(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{}
+	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
+		err := lc.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, pod)
+		return err == nil && pod.DeletionTimestamp == nil && gatewaypod.Running(pod, "gateway"), fmt.Sprintf("%s not running: %v %+v", name, err, pod.Status.ContainerStatuses)
+	})
+	return pod
 }
 
 // gatewayPods are the example chart's running pods, by name.
