@@ -121,12 +121,17 @@ func NotServing(pod *corev1.Pod, container string) string {
 	case pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded:
 		return fmt.Sprintf("phase %s", pod.Status.Phase)
 	}
-	if cs := gatewaypod.ContainerStatus(pod, container); cs != nil && cs.State.Waiting != nil && cs.State.Waiting.Reason != "" {
-		why := "gateway container " + cs.State.Waiting.Reason
-		if cs.LastTerminationState.Terminated != nil {
-			why += fmt.Sprintf(" (last exit code %d, %s)", cs.LastTerminationState.Terminated.ExitCode, cs.LastTerminationState.Terminated.Reason)
+	if cs := gatewaypod.ContainerStatus(pod, container); cs != nil {
+		switch {
+		case cs.State.Terminated != nil:
+			return fmt.Sprintf("gateway container exited (exit code %d, %s; %d restarts)", cs.State.Terminated.ExitCode, cs.State.Terminated.Reason, cs.RestartCount)
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+			why := "gateway container " + cs.State.Waiting.Reason
+			if last := cs.LastTerminationState.Terminated; last != nil {
+				why += fmt.Sprintf(" (last exit code %d, %s; %d restarts)", last.ExitCode, last.Reason, cs.RestartCount)
+			}
+			return why
 		}
-		return why
 	}
 	if !gatewaypod.Running(pod, container) {
 		return fmt.Sprintf("gateway container %s not running (phase %s)", container, cmp.Or(string(pod.Status.Phase), "unknown"))

@@ -89,7 +89,8 @@ func TestNotServingSaysWhyAReplacementDoesNotServe(t *testing.T) {
 	}{
 		{pod(corev1.PodRunning, running, corev1.ConditionTrue), ""},
 		{pod(corev1.PodRunning, running, corev1.ConditionFalse), "not Ready"},
-		{pod(corev1.PodRunning, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}, corev1.ConditionFalse), "gateway container CrashLoopBackOff (last exit code 1, Error)"},
+		{pod(corev1.PodRunning, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}, corev1.ConditionFalse), "gateway container CrashLoopBackOff (last exit code 1, Error; 0 restarts)"},
+		{pod(corev1.PodRunning, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}, corev1.ConditionFalse), "gateway container exited (exit code 1, Error; 0 restarts)"},
 		{pod(corev1.PodPending, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff"}}, corev1.ConditionFalse), "gateway container ImagePullBackOff"},
 		{pod(corev1.PodPending, corev1.ContainerState{}, corev1.ConditionFalse), "gateway container gateway not running (phase Pending)"},
 		{pod(corev1.PodFailed, running, corev1.ConditionFalse), "phase Failed"},
