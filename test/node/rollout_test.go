@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -226,25 +227,10 @@ func waitPodRunning(t *testing.T, ns, name string) *corev1.Pod {
 	return pod
 }
 
-// gatewayPods are the example chart's running pods, by name.
+// gatewayPods are the example chart's two running pods, by name.
 func gatewayPods(t *testing.T, ns string) map[string]*corev1.Pod {
 	t.Helper()
-	pods := map[string]*corev1.Pod{}
-	testenv.Eventually(t, time.Minute, func() (bool, string) {
-		var list corev1.PodList
-		if err := lc.Client.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels{"app.kubernetes.io/instance": "gw"}); err != nil {
-			return false, err.Error()
-		}
-		clear(pods)
-		for i := range list.Items {
-			p := &list.Items[i]
-			if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
-				pods[p.Name] = p
-			}
-		}
-		return len(pods) == 2, fmt.Sprintf("%d gateway pods running, want 2", len(pods))
-	})
-	return pods
+	return runningPods(t, ns, map[string]string{"app.kubernetes.io/instance": "gw"}, 2)
 }
 
 // running reports whether the pod of this name is still the one with uid,
@@ -268,4 +254,80 @@ func TestRolloutDocQuotesTheTestedRecipe(t *testing.T) {
 	if !strings.Contains(string(doc), "```yaml\n"+string(tmpl)+"```") {
 		t.Error("docs/rollout.md does not quote docs/examples/hermes-gateway/templates/drain-hooks.yaml as it is")
 	}
+}
+
+// A Deployment's gateways restarted drained, one at a time: each pod is
+// evicted only once drained, its ReplicaSet's replacement (a new name) is
+// found and counted once it serves, and no replacement is claimed twice.
+func TestADeploymentsGatewaysAreRestartedDrained(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.CreateNamespace(t, lc.Client)
+	labels := map[string]string{"app": "hermes-gateway"}
+	tmpl := gatewaypodtest.Pod(gatewaypodtest.Spec{Image: "hermes-gateway-sim:dev", Labels: labels, Declared: true, NodeName: cluster.RealNodeName})
+	tmpl.Spec.HostNetwork, tmpl.Spec.AutomountServiceAccountToken = true, ptr.To(false)
+	tmpl.Spec.Containers[0].ImagePullPolicy, tmpl.Spec.Containers[0].Args = corev1.PullNever, []string{"--interval", "200ms"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tmpl.Labels}, Spec: tmpl.Spec},
+		},
+	}
+	if err := lc.Client.Create(ctx, dep); err != nil {
+		t.Fatal(err)
+	}
+	old := runningPods(t, ns, labels, 2)
+	for _, p := range old {
+		waitRunsFree(t, p)
+	}
+	gwd := &drainv1.GatewayDrain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "restart"}, Spec: drainv1.GatewayDrainSpec{
+		Selector: metav1.LabelSelector{MatchLabels: labels},
+		Replace:  &drainv1.ReplaceSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
+	}}
+	if err := lc.Client.Create(ctx, gwd); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Minute, func() (bool, string) {
+		_ = lc.Client.Get(ctx, client.ObjectKeyFromObject(gwd), gwd)
+		return meta.IsStatusConditionTrue(gwd.Status.Conditions, drainv1.ConditionReplaced), fmt.Sprintf("not Replaced: %+v", gwd.Status)
+	})
+	got, err := drain.Observe(ctx, lc.Client, client.ObjectKeyFromObject(gwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := runningPods(t, ns, labels, 2)
+	for _, tg := range got.Targets {
+		p, ok := now[tg.Replacement]
+		if tg.State != drainv1.TargetReplaced || tg.Owner != "Deployment/gw" || !ok || old[tg.Replacement] != nil {
+			t.Errorf("%s: %s by %q (owner %q); running now: %v", tg.PodName, tg.State, tg.Replacement, tg.Owner, slices.Collect(maps.Keys(now)))
+			continue
+		}
+		waitRunsFree(t, p)
+	}
+	if r0, r1 := got.Targets[0].Replacement, got.Targets[1].Replacement; r0 == r1 {
+		t.Errorf("both targets claim %s", r0)
+	}
+}
+
+// runningPods waits until exactly n pods with these labels run, not
+// terminating, and returns them by name.
+func runningPods(t *testing.T, ns string, labels map[string]string, n int) map[string]*corev1.Pod {
+	t.Helper()
+	pods := map[string]*corev1.Pod{}
+	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
+		var list corev1.PodList
+		if err := lc.Client.List(context.Background(), &list, client.InNamespace(ns), client.MatchingLabels(labels)); err != nil {
+			return false, err.Error()
+		}
+		clear(pods)
+		all := 0
+		for i := range list.Items {
+			all++
+			if p := &list.Items[i]; p.DeletionTimestamp == nil && gatewaypod.Running(p, "gateway") {
+				pods[p.Name] = p
+			}
+		}
+		return len(pods) == n && all == n, fmt.Sprintf("%d of %d pods running, want %d", len(pods), all, n)
+	})
+	return pods
 }
