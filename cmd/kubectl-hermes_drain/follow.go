@@ -145,7 +145,7 @@ func progressLine(gwd *drainv1.GatewayDrain) string {
 	goal := goalCondition(gwd)
 	line := fmt.Sprintf("%s/%s %s %s", gwd.Namespace, gwd.Name, gwd.Status.Progress, strings.ToLower(goal))
 	if c := meta.FindStatusCondition(gwd.Status.Conditions, goal); c != nil {
-		line += fmt.Sprintf(", Drained=%s %s", c.Status, c.Reason)
+		line += fmt.Sprintf(", %s=%s %s", goal, c.Status, c.Reason)
 		if c.Message != "" {
 			line += ": " + marker.Excerpt(c.Message, 4*drainview.MessageWidth)
 		}

@@ -297,3 +297,17 @@ func TestRestartFlags(t *testing.T) {
 		t.Errorf("--serving-timeout: %v", r.ServingTimeout)
 	}
 }
+
+// A drain-and-replace's progress line says how many are replaced, and its
+// Replaced condition, not Drained.
+func TestProgressLineOfADrainAndReplace(t *testing.T) {
+	gwd := &drainv1.GatewayDrain{Spec: drainv1.GatewayDrainSpec{Replace: &drainv1.ReplaceSpec{}}}
+	gwd.Namespace, gwd.Name, gwd.Generation = "hermes", "upgrade-v2", 1
+	gwd.Status.ObservedGeneration, gwd.Status.Progress = 1, "2/4"
+	replaced := cond("Replaced", metav1.ConditionFalse, "Progressing")
+	replaced.Message = "replaced 2 of 4"
+	gwd.Status.Conditions = []metav1.Condition{cond("Drained", metav1.ConditionFalse, "Replacing"), replaced}
+	if got, want := progressLine(gwd), "hermes/upgrade-v2 2/4 replaced, Replaced=False Progressing: replaced 2 of 4"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
@@ -77,6 +78,9 @@ func TestTheOnDeleteUpgradeRecipes(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "gatewaydrain.drain.hermes.dev/upgrade-v3 created") {
 			t.Fatalf("restart exited %d", code)
 		}
+		if !strings.Contains(out, "upgrade-v3 4/4 replaced, Replaced=True Replaced") || !strings.Contains(out, "2 out at once (at most 2)") {
+			t.Errorf("the progress does not show the wave: %s", out)
+		}
 		got := getDrain(t, ns, "upgrade-v3")
 		if !drain.Replaces(got.GatewayDrain) || got.Status.Progress != "4/4" {
 			t.Errorf("spec.replace %+v, progress %s", got.Spec.Replace, got.Status.Progress)
@@ -131,5 +135,39 @@ func TestARestartOfAPodWithoutAControllerIsRefused(t *testing.T) {
 	pod := &corev1.Pod{}
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "gw-0"}, pod); err != nil || pod.DeletionTimestamp != nil || gws[0].Marker() != nil {
 		t.Errorf("gw-0 touched: %v, marker %s", err, gws[0].Marker())
+	}
+}
+
+// A RollingUpdate StatefulSet's gateways restarted drained with the
+// plugin: each evicted pod comes back under its name, from the template
+// the StatefulSet has (issue 26, item 3).
+func TestARollingUpdateStatefulSetIsRestartedDrained(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	ctx := context.Background()
+	gws, err := lc.GatewayStatefulSet(ctx, ns, "gw", 2, gatewayLabels, "hermes-gateway:1", appsv1.RollingUpdateStatefulSetStrategyType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := map[string]types.UID{}
+	for _, g := range gws {
+		pod, err := g.Pod(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids[g.Name] = pod.UID
+	}
+	if _, _, code := hermesDrain(t, ns, "restart", "-l", "app=hermes-gateway", "--name", "restart", "--wait", "--wait-timeout", "90s"); code != 0 {
+		t.Fatalf("restart exited %d", code)
+	}
+	for _, g := range gws {
+		pod, err := g.Pod(ctx)
+		if err != nil || pod.UID == uids[g.Name] {
+			t.Errorf("%s not replaced (%v)", g.Name, err)
+		}
+		if m := g.Marker(); m != nil {
+			t.Errorf("%s: marker left: %s", g.Name, m)
+		}
+		waitSim(t, g, marker.StateRunning)
 	}
 }
