@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,7 +31,11 @@ that changes: the pods that block it and why. Exit 2 when the drain stalls
 			if err := o.follow(cmd.Context(), c, key, completed, timeout); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s done\n", key.Name)
+			gwd := &drainv1.GatewayDrain{}
+			if err := c.Get(cmd.Context(), key, gwd); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s %s\n", key.Name, strings.ToLower(goalCondition(gwd)))
 			return nil
 		},
 	}

@@ -52,8 +52,9 @@ func run(m *testing.M) int {
 	var err error
 	// Upstream's gateway reads its marker once a second.
 	simOpts := gatewaysim.Options{TurnDuration: turnDuration, OnChange: changes.record}
-	// Pod IPs on loopback: one process serves every pod's agent on its IP.
-	if lc, sim, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{PodCIDR: "127.1.0.0/16"}, simOpts, time.Second); err != nil {
+	// Pod IPs on loopback: one process serves every pod's agent on its IP
+	// (127.2/16: test/agents, which may run at the same time, takes 127.1/16).
+	if lc, sim, stop, err = cluster.StartWithGateways(context.Background(), cluster.Options{PodCIDR: "127.2.0.0/16"}, simOpts, time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
