@@ -223,7 +223,12 @@ func (r *Reconciler) act(ctx context.Context, d *view, loaded drain.Slices) acte
 		// and a crash cannot leave a marker on a pod the status forgot.
 		// Writing it wakes the next reconcile, which acts on it.
 		stalled, err := r.chooseTargets(ctx, d)
-		return acted{stalled: stalled, err: err}
+		out := acted{stalled: stalled, err: err}
+		if stalled != nil && stalled.Reason == drainv1.ReasonCannotReplace {
+			// Looked at again: a pod that goes, or gets a controller, lets it start.
+			out.result = ctrl.Result{RequeueAfter: r.IdlePollInterval}
+		}
+		return out
 	}
 	r.resume(d)
 	r.haltIfLate(d)
@@ -343,7 +348,7 @@ func (r *Reconciler) stepTargets(ctx context.Context, d *view) (time.Time, error
 			if stepped[i].State != before && (stepped[i].State == drainv1.TargetFailed || stepped[i].State == drainv1.TargetConflict) {
 				r.event(d.gwd, corev1.EventTypeWarning, "Target"+string(stepped[i].State), "%s: %s", t.PodName, stepped[i].Message)
 			}
-			logTarget(logger, before, stepped[i], nexts[i], drain.Replaces(d.gwd))
+			logTarget(logger, before, stepped[i], nexts[i], d.replaces)
 		})
 	}
 	wg.Wait()

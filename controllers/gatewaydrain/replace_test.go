@@ -261,7 +261,8 @@ func TestABadReplacementHaltsTheWave(t *testing.T) {
 }
 
 // A selector that matches a gateway pod no controller would replace gets a
-// clear error in status, and nothing is drained (issue 26, item 3).
+// clear error in status, and nothing is drained until those pods are gone
+// (issue 26, item 3).
 func TestAPodWithoutAControllerIsNeverEvicted(t *testing.T) {
 	ns := env.Namespace(t)
 	owned := newGateway(t, ns, "gw-0", ownedBy("StatefulSet", "gw"))
@@ -277,6 +278,16 @@ func TestAPodWithoutAControllerIsNeverEvicted(t *testing.T) {
 	}
 	if len(got.Targets) != 0 || owned.marker() != nil || bare.marker() != nil || job.marker() != nil {
 		t.Errorf("something was drained: %d targets", len(got.Targets))
+	}
+	// Once the pods no controller replaces are gone, the drain starts.
+	for _, g := range []*gateway{bare, job} {
+		if err := k8s.Delete(context.Background(), g.pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owned.waitHonoured(true)
+	if got := observe(t, gwd); len(got.Targets) != 1 || got.Targets[0].PodName != "gw-0" {
+		t.Errorf("targets %+v, want gw-0 alone", got.Targets)
 	}
 }
 
