@@ -79,7 +79,7 @@ func ComputeStatus(gwd *drainv1.GatewayDrain, targets []drainv1.Target, withdraw
 		waiting = waveMessage(st) + "; " + waiting
 	}
 	if stalled == nil && withdrawn == "" && Halted(gwd) {
-		stalled = &Stall{Reason: drainv1.ReasonReplacementNotServing, Message: fmt.Sprintf("the wave halted at %s: %s; nothing more is evicted, and the drained targets not yet replaced are released; fix the pods' template, then annotate %s=<now, RFC 3339> to resume (%s)",
+		stalled = &Stall{Reason: drainv1.ReasonReplacementNotServing, Message: fmt.Sprintf("the wave halted at %s: %s; nothing more is evicted, and the drained targets not yet replaced are released; fix the pods' template, replace that pod (an OnDelete StatefulSet recreates it only once it is deleted), then annotate %s=<now, RFC 3339> to resume (%s)",
 			st.HaltedAt.UTC().Format(time.RFC3339), st.HaltedBecause, drainv1.ResumeAnnotation, waiting)}
 	}
 	if stalled == nil && busy && withdrawn == "" && allMarkersRemoved(blocking) {
