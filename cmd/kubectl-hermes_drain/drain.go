@@ -79,7 +79,7 @@ func (o *options) create(cmd *cobra.Command, f drainFlags, replace *drainv1.Repl
 			o.Out, o.ErrOut, o.live = o.ErrOut, o.Out, isTerminal(o.ErrOut)
 			defer func() { o.Out, o.ErrOut = o.ErrOut, o.Out }()
 		}
-		if err := o.follow(cmd.Context(), c, key, completed, f.waitTimeout); err != nil {
+		if _, err := o.follow(cmd.Context(), c, key, completed, f.waitTimeout); err != nil {
 			return err
 		}
 	}

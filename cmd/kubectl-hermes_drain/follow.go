@@ -68,9 +68,10 @@ func verdict(gwd *drainv1.GatewayDrain, g goal) (done bool, err error) {
 // follow re-reads the drain until it reaches the goal, showing it as it
 // goes: the table redrawn in place on a terminal, else a line each time what
 // it waits for changes. timeout 0 waits as long as the drain may take (its
-// deadline is at most 24h). It returns nil at the goal, an exitStalled or
-// exitTimedOut error naming what blocks, or the API's error.
-func (o *options) follow(ctx context.Context, c client.Client, key client.ObjectKey, g goal, timeout time.Duration) error {
+// deadline is at most 24h). It returns the drain as it read it at the goal,
+// or an exitStalled or exitTimedOut error naming what blocks, or the API's
+// error.
+func (o *options) follow(ctx context.Context, c client.Client, key client.ObjectKey, g goal, timeout time.Duration) (*drainv1.GatewayDrain, error) {
 	waitCtx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {
 		waitCtx, cancel = context.WithTimeout(ctx, timeout)
@@ -84,11 +85,11 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 		obs, err := drain.Observe(waitCtx, c, key)
 		switch {
 		case apierrors.IsNotFound(err):
-			return &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s was deleted", key)}
+			return nil, &exitCode{exitStalled, fmt.Sprintf("GatewayDrain %s was deleted", key)}
 		case errors.Is(waitCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
-			return &exitCode{exitTimedOut, fmt.Sprintf("gave up waiting after %s: %s", timeout, shown)}
+			return nil, &exitCode{exitTimedOut, fmt.Sprintf("gave up waiting after %s: %s", timeout, shown)}
 		case err != nil:
-			return err
+			return nil, err
 		}
 		if o.live {
 			drawn = o.redraw(obs, drawn)
@@ -105,13 +106,13 @@ func (o *options) follow(ctx context.Context, c client.Client, key client.Object
 			stalled.msg += "; before that it was " + waiting
 		}
 		if done || err != nil {
-			return err
+			return obs.GatewayDrain, err
 		}
 		if c := meta.FindStatusCondition(obs.Status.Conditions, goalCondition(obs.GatewayDrain)); c != nil && c.Reason == drainv1.ReasonProgressing {
 			waiting = marker.Excerpt(c.Message, 4*drainview.MessageWidth)
 		}
 		if err := o.sleep(waitCtx); err != nil && ctx.Err() != nil {
-			return err
+			return nil, err
 		}
 	}
 }

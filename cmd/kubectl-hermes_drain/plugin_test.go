@@ -122,7 +122,7 @@ func TestFollowRedrawsTheTableOnATerminalAndAppendsLinesElsewhere(t *testing.T) 
 	for _, live := range []bool{true, false} {
 		var out bytes.Buffer
 		o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond, live: live}
-		if err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionTrue), key, completed, 0); err != nil {
+		if _, err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionTrue), key, completed, 0); err != nil {
 			t.Fatal(err)
 		}
 		redrawn := strings.HasPrefix(out.String(), "\033[H\033[2J") && strings.Contains(out.String(), "gw-1   Draining")
@@ -136,7 +136,7 @@ func TestFollowRedrawsTheTableOnATerminalAndAppendsLinesElsewhere(t *testing.T) 
 func TestFollowGivesUpNamingWhatBlocks(t *testing.T) {
 	var out bytes.Buffer
 	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
-	err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 20*time.Millisecond)
+	_, err := o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 20*time.Millisecond)
 	var exit *exitCode
 	if !errors.As(err, &exit) || exit.code != exitTimedOut || !strings.Contains(err.Error(), "gw-1 (Draining: 2 turns in flight)") {
 		t.Errorf("got %v", err)
@@ -144,7 +144,7 @@ func TestFollowGivesUpNamingWhatBlocks(t *testing.T) {
 	if n := strings.Count(out.String(), "\n"); n != 1 {
 		t.Errorf("want one line for a status that never changed, got %d:\n%s", n, out.String())
 	}
-	err = o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "gone"}, completed, 0)
+	_, err = o.follow(context.Background(), fakeDrain(t, metav1.ConditionFalse), client.ObjectKey{Namespace: "hermes", Name: "gone"}, completed, 0)
 	if !errors.As(err, &exit) || exit.code != exitStalled {
 		t.Errorf("a drain that is not there: %v", err)
 	}
@@ -172,7 +172,7 @@ func TestFollowNamesWhatBlockedADrainItsDeadlineWithdrew(t *testing.T) {
 	})
 	var out bytes.Buffer
 	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
-	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 0)
+	_, err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 0)
 	var exit *exitCode
 	if !errors.As(err, &exit) || exit.code != exitStalled || !strings.Contains(err.Error(), "stalled (DeadlineExceeded)") ||
 		!strings.Contains(err.Error(), "before that it was waiting for 1 of 2 targets: gw-1 (Draining: 2 turns in flight)") {
@@ -237,7 +237,7 @@ func TestFollowPrintsConditionsInert(t *testing.T) {
 	})
 	var out bytes.Buffer
 	o := &options{IOStreams: genericiooptions.IOStreams{Out: &out}, poll: time.Millisecond}
-	err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 0)
+	_, err := o.follow(context.Background(), c, client.ObjectKey{Namespace: "hermes", Name: "up"}, completed, 0)
 	var exit *exitCode
 	if !errors.As(err, &exit) || exit.code != exitStalled {
 		t.Fatalf("got %v, want it stalled", err)

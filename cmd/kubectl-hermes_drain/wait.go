@@ -28,11 +28,8 @@ that changes: the pods that block it and why. Exit 2 when the drain stalls
 			if err != nil {
 				return err
 			}
-			if err := o.follow(cmd.Context(), c, key, completed, timeout); err != nil {
-				return err
-			}
-			gwd := &drainv1.GatewayDrain{}
-			if err := c.Get(cmd.Context(), key, gwd); err != nil {
+			gwd, err := o.follow(cmd.Context(), c, key, completed, timeout)
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s %s\n", key.Name, strings.ToLower(goalCondition(gwd)))
@@ -69,7 +66,7 @@ delete it with kubectl delete gwd NAME, which also releases the gateways.` + "\n
 			if !wait {
 				return nil
 			}
-			if err := o.follow(cmd.Context(), c, key, released, timeout); err != nil {
+			if _, err := o.follow(cmd.Context(), c, key, released, timeout); err != nil {
 				return err
 			}
 			fmt.Fprintf(o.Out, "gatewaydrain.drain.hermes.dev/%s released\n", key.Name)

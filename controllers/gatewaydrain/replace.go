@@ -35,7 +35,9 @@ func (r *Reconciler) takeIn(d *view) bool {
 	}
 	out := 0
 	for _, t := range d.targets {
-		out += boolInt(drain.Unavailable(t))
+		if drain.Unavailable(t) {
+			out++
+		}
 	}
 	limit := drain.MaxUnavailable(d.gwd, len(d.targets))
 	picked := drain.TakeIn(d.targets, limit-out)
@@ -335,11 +337,4 @@ func cannotReplace(pods []*corev1.Pod) *drain.Stall {
 	}
 	return &drain.Stall{Reason: drainv1.ReasonCannotReplace, Message: fmt.Sprintf("%d of the %d gateway pods the selector matches would not be replaced, so nothing was drained (narrow the selector, or drain them without spec.replace): %s",
 		len(why), len(pods), drain.SomeOf(len(why), "; ", func(i int) string { return why[i] }))}
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -228,17 +229,12 @@ func mostAtOnce(gws []*cluster.Gateway, start time.Time) int {
 			edges = append(edges, edge{from, 1}, edge{to, -1})
 		}
 	}
+	// In time order, an end before a start at the same instant.
+	slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.delta, b.delta)) })
 	most, out := 0, 0
-	for len(edges) > 0 { // few edges: pick the earliest each time, ends before starts
-		i := 0
-		for j, e := range edges {
-			if e.at.Before(edges[i].at) || e.at.Equal(edges[i].at) && e.delta < edges[i].delta {
-				i = j
-			}
-		}
-		out += edges[i].delta
+	for _, e := range edges {
+		out += e.delta
 		most = max(most, out)
-		edges = append(edges[:i], edges[i+1:]...)
 	}
 	return most
 }

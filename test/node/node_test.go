@@ -70,15 +70,22 @@ func run(m *testing.M) int {
 	return code
 }
 
-// gatewayPod runs the test gateway image on the real node; mutate may
-// change the pod first.
-func gatewayPod(t *testing.T, ns, name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
-	t.Helper()
+// simPod is a pod of the test gateway image on the real node, not created:
+// a pod of its own (gatewayPod), or a controller's template.
+func simPod(ns, name string) *corev1.Pod {
 	pod := gatewaypodtest.Pod(gatewaypodtest.Spec{Namespace: ns, Name: name, Image: "hermes-gateway-sim:dev",
 		Labels: map[string]string{"app": "hermes-gateway"}, Declared: true, NodeName: cluster.RealNodeName})
 	pod.Spec.HostNetwork = true // nothing leaves loopback
 	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
 	pod.Spec.Containers[0].ImagePullPolicy, pod.Spec.Containers[0].Args = corev1.PullNever, []string{"--interval", "200ms"}
+	return pod
+}
+
+// gatewayPod runs the test gateway image on the real node; mutate may
+// change the pod first.
+func gatewayPod(t *testing.T, ns, name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
+	t.Helper()
+	pod := simPod(ns, name)
 	for _, m := range mutate {
 		m(pod)
 	}

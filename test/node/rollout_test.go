@@ -24,7 +24,6 @@ import (
 	drainv1 "github.com/hermes-agent/hermes-drain-operator/api/v1alpha1"
 	"github.com/hermes-agent/hermes-drain-operator/internal/drain"
 	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod"
-	"github.com/hermes-agent/hermes-drain-operator/internal/gatewaypod/gatewaypodtest"
 	"github.com/hermes-agent/hermes-drain-operator/internal/testenv"
 	"github.com/hermes-agent/hermes-drain-operator/test/cluster"
 )
@@ -130,9 +129,7 @@ func TestABadTemplateHaltsTheWaveUntilResumed(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
 	labels := map[string]string{"app": "hermes-gateway"}
-	tmpl := gatewaypodtest.Pod(gatewaypodtest.Spec{Image: "hermes-gateway-sim:dev", Labels: labels, Declared: true, NodeName: cluster.RealNodeName})
-	tmpl.Spec.HostNetwork, tmpl.Spec.AutomountServiceAccountToken = true, ptr.To(false)
-	tmpl.Spec.Containers[0].ImagePullPolicy, tmpl.Spec.Containers[0].Args = corev1.PullNever, []string{"--interval", "200ms"}
+	tmpl := simPod("", "")
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"},
 		Spec: appsv1.StatefulSetSpec{
@@ -263,9 +260,7 @@ func TestADeploymentsGatewaysAreRestartedDrained(t *testing.T) {
 	ctx := context.Background()
 	ns := testenv.CreateNamespace(t, lc.Client)
 	labels := map[string]string{"app": "hermes-gateway"}
-	tmpl := gatewaypodtest.Pod(gatewaypodtest.Spec{Image: "hermes-gateway-sim:dev", Labels: labels, Declared: true, NodeName: cluster.RealNodeName})
-	tmpl.Spec.HostNetwork, tmpl.Spec.AutomountServiceAccountToken = true, ptr.To(false)
-	tmpl.Spec.Containers[0].ImagePullPolicy, tmpl.Spec.Containers[0].Args = corev1.PullNever, []string{"--interval", "200ms"}
+	tmpl := simPod("", "")
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gw"},
 		Spec: appsv1.DeploymentSpec{
